@@ -1,0 +1,79 @@
+#include "tape.h"
+
+#include <string.h>
+
+pg_node *pg_tape_record(pg_ctx *ctx, const char *op, pg_backward_fn backward,
+                        pg_tensor *out, int n_in, pg_tensor *const *in) {
+  if (!ctx->grad_enabled) return NULL;
+  bool needed = false;
+  for (int i = 0; i < n_in; i++) needed |= in[i] && in[i]->requires_grad;
+  if (!needed) return NULL;
+  pg_node *node = pg_arena_alloc(&ctx->arena, sizeof *node);
+  pg_tensor **inputs = node ? pg_arena_alloc(&ctx->arena, (size_t)n_in * sizeof *inputs) : NULL;
+  if (!inputs) {
+    ctx->tape_broken = true;
+    return NULL;
+  }
+  memset(node, 0, sizeof *node);
+  memcpy(inputs, in, (size_t)n_in * sizeof *inputs);
+  node->op = op;
+  node->backward = backward;
+  node->out = out;
+  node->in = inputs;
+  node->n_in = n_in;
+  node->prev = ctx->tape;
+  ctx->tape = node;
+  ctx->tape_len++;
+  out->requires_grad = true;
+  out->node = node;
+  return node;
+}
+
+float *pg_grad_dest(pg_ctx *ctx, pg_tensor *t, bool *fresh) {
+  *fresh = false;
+  if (!t || !t->requires_grad) return NULL;
+  if (!t->grad) {
+    t->grad = pg_arena_alloc(&ctx->arena, (size_t)t->numel * sizeof(float));
+    *fresh = t->grad != NULL;
+    if (!t->grad) ctx->tape_broken = true; /* pg_backward reports it */
+  }
+  return t->grad;
+}
+
+float *pg_grad_accum(pg_ctx *ctx, pg_tensor *t) {
+  bool fresh;
+  float *g = pg_grad_dest(ctx, t, &fresh);
+  if (fresh) memset(g, 0, (size_t)t->numel * sizeof(float));
+  return g;
+}
+
+pg_status pg_backward_with(pg_ctx *ctx, pg_tensor *t, const float *grad_out) {
+  if (!t) return pg_fail(PG_ERR_ARG, "pg_backward: the tensor is NULL (an earlier op failed: %s)", pg_last_error());
+  if (ctx->tape_broken)
+    return pg_fail(PG_ERR_MEMORY, "pg_backward: the tape is incomplete (the arena ran out of memory during forward)");
+  if (!t->requires_grad)
+    return pg_fail(PG_ERR_STATE, "pg_backward: the tensor %s does not require a gradient (no input needed one, or grad mode was off)", pg_shape_of(t));
+  float *g = pg_grad_accum(ctx, t);
+  if (!g) return pg_fail(PG_ERR_MEMORY, "pg_backward: out of arena memory");
+  for (int64_t i = 0; i < t->numel; i++) g[i] += grad_out[i];
+  /* Records after t's own cannot lead to t, so start at t's record. Records
+   * whose output received no gradient are skipped. */
+  for (pg_node *n = t->node; n; n = n->prev) {
+    if (!n->out->grad) continue;
+    n->backward(ctx, n);
+    /* As in PyTorch, an op's output keeps no gradient once it has been
+     * passed on (only leaves do), so a second pg_backward in the same step
+     * adds its own contributions and never replays the first one's. */
+    n->out->grad = NULL;
+    if (ctx->tape_broken)
+      return pg_fail(PG_ERR_MEMORY, "pg_backward: out of arena memory in the backward of '%s'", n->op);
+  }
+  return PG_OK;
+}
+
+pg_status pg_backward(pg_ctx *ctx, pg_tensor *t) {
+  if (t && t->numel != 1)
+    return pg_fail(PG_ERR_ARG, "pg_backward: needs a scalar, got a tensor of shape %s (use pg_backward_with)", pg_shape_of(t));
+  const float one = 1.0f;
+  return pg_backward_with(ctx, t, &one);
+}

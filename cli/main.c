@@ -1,0 +1,36 @@
+/* patchgrad: the command-line front door. Subcommands are listed in one
+ * table; each lives in its own file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "blas.h"
+#include "commands.h"
+
+static int cmd_version(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  printf("patchgrad 0.1.0\n");
+  return 0;
+}
+
+static const pg_command commands[] = {
+    {"version", cmd_version, "print the version"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: patchgrad COMMAND [options]   (patchgrad COMMAND --help for its options)\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "patchgrad: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

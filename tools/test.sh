@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds patchgrad into build/ and runs every test;
+# then builds again into build-sanitize/ with AddressSanitizer and
+# UndefinedBehaviorSanitizer and runs every test there, failing on any report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/deps.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} BLIS_NUM_THREADS=${BLIS_NUM_THREADS:-2}
+
+[ -d build ] || meson setup build
+meson compile -C build
+meson test -C build --print-errorlogs
+
+[ -d build-sanitize ] || meson setup build-sanitize -Db_sanitize=address,undefined \
+  -Db_lundef=false -Dbuildtype=debugoptimized
+meson compile -C build-sanitize
+# halt_on_error makes any UBSan report fail the test that triggered it.
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+LSAN_OPTIONS=suppressions=$PWD/tools/lsan.supp \
+  meson test -C build-sanitize --print-errorlogs --timeout-multiplier 4
+# One closing line over both builds, counted from meson's own logs.
+count() { grep -ho "\"result\": \"$1\"" build/meson-logs/testlog.json build-sanitize/meson-logs/testlog.json | wc -l; }
+echo "tests: $(count OK) passed, $(( $(count FAIL) + $(count TIMEOUT) + $(count ERROR) )) failed"
