@@ -6,6 +6,8 @@
 #include "blas.h"
 #include "commands.h"
 
+int pg_cmd_check(int argc, char **argv);
+
 static int cmd_version(int argc, char **argv) {
   (void)argc;
   (void)argv;
@@ -14,6 +16,7 @@ static int cmd_version(int argc, char **argv) {
 }
 
 static const pg_command commands[] = {
+    {"check", pg_cmd_check, "replay an HDF5 case file against the library"},
     {"version", cmd_version, "print the version"},
 };
 

@@ -1,0 +1,13 @@
+/* Op handlers of `patchgrad check`: one function per op of casefile.md. A
+ * handler reads its case's settings and arrays through pg_case, runs the op
+ * on the tape, and ends with pg_case_check_op (or its own comparisons).
+ * To add an op: write the handler in the check_*.c file of its family,
+ * declare it here, and add one line to the table in cmd_check.c. */
+#ifndef PG_CHECK_OPS_H
+#define PG_CHECK_OPS_H
+
+#include "casefile.h"
+
+typedef void (*pg_case_handler)(pg_case *c);
+
+#endif
