@@ -1,0 +1,159 @@
+/* Activations: relu, silu, gelu (erf and tanh forms), softmax over the last
+ * axis, dropout. Forward and backward side by side; the formulas are
+ * PyTorch's, so gradients match torch.nn.functional to float rounding. */
+#include <math.h>
+#include <string.h>
+
+#include "op_util.h"
+#include "ops.h"
+
+#define SQRT1_2 0.70710678118654752440f     /* 1/sqrt(2) */
+#define INV_SQRT_2PI 0.39894228040143267794f /* 1/sqrt(2 pi) */
+#define SQRT_2_OVER_PI 0.79788456080286535588f
+#define GELU_KAPPA 0.044715f
+
+/* ---- relu ---- */
+PG_UNARY_OP(relu, x > 0.0f ? x : 0.0f, x > 0.0f ? g : 0.0f)
+
+pg_tensor *pg_relu(pg_ctx *ctx, pg_tensor *x) { return pg_unary(ctx, "pg_relu", &relu_op, x, 0); }
+
+/* ---- silu: x * sigmoid(x) ---- */
+static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* d/dx x s(x) = s(x) (1 + x (1 - s(x))) */
+static inline float silu_grad(float x) {
+  const float s = sigmoid(x);
+  return s * (1.0f + x * (1.0f - s));
+}
+PG_UNARY_OP(silu, x * sigmoid(x), g * silu_grad(x))
+
+pg_tensor *pg_silu(pg_ctx *ctx, pg_tensor *x) { return pg_unary(ctx, "pg_silu", &silu_op, x, 0); }
+
+/* ---- gelu ----
+ * erf form:  x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2; derivative
+ *            Phi(x) + x phi(x) with phi the normal density.
+ * tanh form: x (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3);
+ *            derivative as PyTorch's GeluBackward (approximate='tanh'). */
+static inline float gelu_erf_grad(float x) {
+  const float cdf = 0.5f * (1.0f + erff(x * SQRT1_2));
+  const float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
+  return cdf + x * pdf;
+}
+static inline float gelu_tanh(float x) {
+  const float inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(inner));
+}
+static inline float gelu_tanh_grad(float x) {
+  const float inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x);
+  const float t = tanhf(inner);
+  const float left = 0.5f * x, right = 1.0f + t;
+  const float inner_derivative = SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_KAPPA * x * x);
+  return 0.5f * right + left * (1.0f - t * t) * inner_derivative;
+}
+PG_UNARY_OP(gelu_erf, 0.5f * x * (1.0f + erff(x * SQRT1_2)), g * gelu_erf_grad(x))
+PG_UNARY_OP(gelu_tanh, gelu_tanh(x), g * gelu_tanh_grad(x))
+
+pg_tensor *pg_gelu(pg_ctx *ctx, pg_tensor *x, pg_gelu_kind kind) {
+  if (!x) return NULL;
+  if (kind == PG_GELU_ERF) return pg_unary(ctx, "pg_gelu", &gelu_erf_op, x, 0);
+  if (kind == PG_GELU_TANH) return pg_unary(ctx, "pg_gelu", &gelu_tanh_op, x, 0);
+  pg_fail(PG_ERR_ARG, "pg_gelu: kind %d is neither PG_GELU_ERF (0) nor PG_GELU_TANH (1)", (int)kind);
+  return NULL;
+}
+
+/* ---- softmax over the last axis ----
+ * y = exp(x - max) / sum exp(x - max): subtracting the row's maximum keeps
+ * every exponent <= 0, so no input magnitude overflows. Backward:
+ * gx = y * (g - sum(g * y)) per row. */
+
+static void softmax_backward(pg_ctx *ctx, pg_node *node) {
+  const pg_tensor *y = node->out;
+  bool fresh;
+  float *gx = pg_grad_dest(ctx, node->in[0], &fresh);
+  if (!gx) return;
+  const int64_t n = node->iarg[0], rows = n ? y->numel / n : 0;
+#pragma omp parallel for if (y->numel > PG_PARALLEL_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *restrict yr = y->data + r * n, *restrict gr = y->grad + r * n;
+    float *restrict gxr = gx + r * n;
+    double dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t i = 0; i < n; i++) dot += (double)gr[i] * yr[i];
+    const float d = (float)dot;
+    if (fresh)
+      for (int64_t i = 0; i < n; i++) gxr[i] = yr[i] * (gr[i] - d);
+    else
+      for (int64_t i = 0; i < n; i++) gxr[i] += yr[i] * (gr[i] - d);
+  }
+}
+
+pg_tensor *pg_softmax(pg_ctx *ctx, pg_tensor *x) {
+  if (!x) return NULL;
+  pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
+  if (!y) return NULL;
+  const int64_t n = x->ndim ? x->shape[x->ndim - 1] : 1, rows = n ? x->numel / n : 0;
+#pragma omp parallel for if (x->numel > PG_PARALLEL_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *restrict xr = x->data + r * n;
+    float *restrict yr = y->data + r * n;
+    float max = xr[0];
+    for (int64_t i = 1; i < n; i++) max = xr[i] > max ? xr[i] : max;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+      yr[i] = expf(xr[i] - max);
+      sum += yr[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) yr[i] *= inv;
+  }
+  pg_node *node = pg_tape_record(ctx, "pg_softmax", softmax_backward, y, 1, &x);
+  if (node) node->iarg[0] = n;
+  return y;
+}
+
+/* ---- dropout ----
+ * Keeps each element with probability 1 - p, scaled by 1/(1 - p) so the
+ * expectation is unchanged; the keep mask (one byte per element, in the
+ * arena) is saved for backward: gx = g * mask / (1 - p). */
+
+static void dropout_backward(pg_ctx *ctx, pg_node *node) {
+  const unsigned char *mask = node->saved;
+  const pg_tensor *y = node->out;
+  const float scale = node->farg[0];
+  bool fresh;
+  float *gx = pg_grad_dest(ctx, node->in[0], &fresh);
+  if (!gx) return;
+  if (fresh)
+    for (int64_t i = 0; i < y->numel; i++) gx[i] = mask[i] ? y->grad[i] * scale : 0.0f;
+  else
+    for (int64_t i = 0; i < y->numel; i++) gx[i] += mask[i] ? y->grad[i] * scale : 0.0f;
+}
+
+pg_tensor *pg_dropout(pg_ctx *ctx, pg_tensor *x, float p, pg_rng *rng) {
+  if (!x) return NULL;
+  if (!(p >= 0.0f && p < 1.0f)) {
+    pg_fail(PG_ERR_ARG, "pg_dropout: p = %g is outside [0, 1) (x %s)", (double)p, pg_shape_of(x));
+    return NULL;
+  }
+  if (!ctx->training || p == 0.0f) return x; /* the identity: no copy, no record */
+  if (!rng) {
+    pg_fail(PG_ERR_ARG, "pg_dropout: rng is NULL (training mode with p = %g needs a generator)",
+            (double)p);
+    return NULL;
+  }
+  pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
+  unsigned char *mask = y ? pg_ctx_alloc(ctx, (size_t)x->numel) : NULL;
+  if (!mask) return NULL;
+  const float scale = 1.0f / (1.0f - p);
+  /* One draw per element in order, so a seed fixes the mask on any machine
+   * and any thread count. */
+  for (int64_t i = 0; i < x->numel; i++) {
+    mask[i] = pg_rng_uniform(rng) >= p;
+    y->data[i] = mask[i] ? x->data[i] * scale : 0.0f;
+  }
+  pg_node *node = pg_tape_record(ctx, "pg_dropout", dropout_backward, y, 1, &x);
+  if (node) {
+    node->saved = mask;
+    node->farg[0] = scale;
+  }
+  return y;
+}
