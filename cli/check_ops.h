@@ -10,4 +10,9 @@
 
 typedef void (*pg_case_handler)(pg_case *c);
 
+/* check_optim.c */
+void pg_check_sgd(pg_case *c);
+void pg_check_adam(pg_case *c);
+void pg_check_adamw(pg_case *c);
+
 #endif

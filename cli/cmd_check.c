@@ -15,6 +15,10 @@ static const struct {
   pg_case_handler run;
   double atol, rtol; /* this op's default tolerance */
 } handlers[] = {
+    /* optimizers: clarification 1's float32-vs-float64 trajectory tolerance */
+    {"sgd", pg_check_sgd, 1e-6, 1e-5},
+    {"adam", pg_check_adam, 1e-6, 1e-5},
+    {"adamw", pg_check_adamw, 1e-6, 1e-5},
     {NULL, NULL, 0, 0},
 };
 

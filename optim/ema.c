@@ -1,0 +1,89 @@
+#include "ema.h"
+
+#include <string.h>
+
+#include "update.h"
+
+/* The model's list must still be the one the EMA copied: same length, same
+ * names and shapes in order. */
+static pg_status check_model(const pg_ema *ema, const char *who) {
+  if (!ema->model) return pg_fail(PG_ERR_STATE, "%s: the EMA is not initialised", who);
+  if (ema->model->count != ema->shadow.count)
+    return pg_fail(PG_ERR_STATE, "%s: the model has %d entries, %d when the EMA was created", who,
+                   ema->model->count, ema->shadow.count);
+  for (int i = 0; i < ema->shadow.count; i++)
+    if (ema->model->items[i].tensor->numel != ema->shadow.items[i].tensor->numel)
+      return pg_fail(PG_ERR_STATE, "%s: entry '%s' changed size since the EMA was created", who,
+                     ema->model->items[i].name);
+  return PG_OK;
+}
+
+pg_status pg_ema_init(pg_ema *ema, pg_params *model, double decay) {
+  if (!ema) return pg_fail(PG_ERR_ARG, "pg_ema_init: ema is NULL");
+  memset(ema, 0, sizeof *ema);
+  if (!model) return pg_fail(PG_ERR_ARG, "pg_ema_init: model is NULL");
+  if (!(decay >= 0 && decay <= 1))
+    return pg_fail(PG_ERR_ARG, "pg_ema_init: decay = %g must lie in [0, 1]", decay);
+  ema->decay = decay;
+  pg_params_init(&ema->shadow);
+  for (int i = 0; i < model->count; i++) {
+    const pg_param *p = &model->items[i];
+    pg_tensor *copy = pg_params_add(&ema->shadow, PG_PARAM_BUFFER, p->tensor->ndim,
+                                    p->tensor->shape, "%s", p->name);
+    if (!copy) {
+      pg_status st = pg_last_status();
+      pg_ema_free(ema);
+      return st;
+    }
+    memcpy(copy->data, p->tensor->data, (size_t)p->tensor->numel * sizeof(float));
+  }
+  ema->model = model;
+  return PG_OK;
+}
+
+void pg_ema_free(pg_ema *ema) {
+  if (!ema) return;
+  pg_params_free(&ema->shadow);
+  memset(ema, 0, sizeof *ema);
+}
+
+pg_status pg_ema_update(pg_ema *ema) {
+  if (!ema) return pg_fail(PG_ERR_ARG, "pg_ema_update: ema is NULL");
+  pg_status st = check_model(ema, "pg_ema_update");
+  if (st) return st;
+  if (ema->swapped)
+    return pg_fail(PG_ERR_STATE, "pg_ema_update: the EMA weights are swapped into the model "
+                   "(call pg_ema_swap again first)");
+  const float decay = (float)ema->decay, rest = (float)(1.0 - ema->decay);
+  for (int i = 0; i < ema->shadow.count; i++) {
+    const pg_param *p = &ema->model->items[i];
+    if (!pg_param_trainable(p)) continue;
+    float *restrict e = ema->shadow.items[i].tensor->data;
+    const float *restrict w = p->tensor->data;
+    const int64_t n = p->tensor->numel;
+    /* ema.mul_(decay).add_(param, alpha=1-decay): one FMA in PyTorch's
+     * kernel; the double product is exact, so one rounding as there. */
+#pragma omp parallel for schedule(static) if (n >= PG_OPTIM_PARALLEL_MIN)
+    for (int64_t j = 0; j < n; j++) e[j] = (float)((double)w[j] * rest + e[j] * decay);
+  }
+  return PG_OK;
+}
+
+pg_status pg_ema_swap(pg_ema *ema) {
+  if (!ema) return pg_fail(PG_ERR_ARG, "pg_ema_swap: ema is NULL");
+  pg_status st = check_model(ema, "pg_ema_swap");
+  if (st) return st;
+  for (int i = 0; i < ema->shadow.count; i++) {
+    float *restrict e = ema->shadow.items[i].tensor->data;
+    float *restrict w = ema->model->items[i].tensor->data;
+    const int64_t n = ema->shadow.items[i].tensor->numel;
+#pragma omp parallel for schedule(static) if (n >= PG_OPTIM_PARALLEL_MIN)
+    for (int64_t j = 0; j < n; j++) {
+      float t = e[j];
+      e[j] = w[j];
+      w[j] = t;
+    }
+  }
+  ema->swapped = !ema->swapped;
+  return PG_OK;
+}

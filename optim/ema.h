@@ -1,0 +1,41 @@
+/* Exponential moving average of a model's parameters (DiT keeps one with
+ * decay 0.9999 and samples with it).
+ *
+ * `shadow` is a pg_params list holding one copy of EVERY entry of the model's
+ * list (buffers included, so it is a complete state dict) under the SAME
+ * names, so a checkpoint can save and load it as is (under "ema/"). Shadow
+ * tensors are PG_PARAM_BUFFER entries: they are never trained and carry no
+ * gradient buffer.
+ *
+ *   pg_ema_init(&ema, &model_params, 0.9999);   // shadow = copy of the model
+ *   after each optimizer step: pg_ema_update(&ema);
+ *   to evaluate: pg_ema_swap(&ema); ... run the model ...; pg_ema_swap(&ema);
+ */
+#ifndef PG_EMA_H
+#define PG_EMA_H
+
+#include <stdbool.h>
+
+#include "params.h"
+
+typedef struct {
+  double decay;
+  pg_params shadow;  /* owned: the averaged weights, the model's names */
+  pg_params *model;  /* not owned; must outlive the EMA and keep its entries */
+  bool swapped;      /* true while the model holds the EMA weights */
+} pg_ema;
+
+/* Copies every entry of model (0 <= decay <= 1). On error the EMA holds nothing. */
+pg_status pg_ema_init(pg_ema *ema, pg_params *model, double decay);
+void pg_ema_free(pg_ema *ema);
+
+/* For every trainable entry: ema = decay * ema + (1 - decay) * param, in
+ * float32 as DiT's update_ema (ema.mul_(decay).add_(param, alpha=1-decay)).
+ * Buffers are not averaged (they are fixed). Refused while swapped. */
+pg_status pg_ema_update(pg_ema *ema);
+
+/* Exchanges model and shadow values in place (no allocation); call once to
+ * evaluate with the EMA weights, once more to go back. */
+pg_status pg_ema_swap(pg_ema *ema);
+
+#endif

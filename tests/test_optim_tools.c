@@ -1,0 +1,280 @@
+/* Gradient clipping, learning-rate schedules and the EMA, against values
+ * computed by hand (the arithmetic is in the comments). */
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "blas.h"
+#include "clip.h"
+#include "ema.h"
+#include "schedule.h"
+
+/* ---- Clipping ---- */
+
+/* weight [3, 4] with gradient (3, 4, 0, ...): norm 5; bias [4] with gradient
+ * (12, 0, 0, 0): norm 12; a buffer, which has no gradient. Total 2-norm
+ * sqrt(25 + 144) = 13, 1-norm 3 + 4 + 12 = 19, inf-norm 12. */
+static void make_grads(pg_params *ps) {
+  pg_params_init(ps);
+  pg_tensor *w = pg_params_add(ps, PG_PARAM_WEIGHT, PG_SHAPE(3, 4), "fc.weight");
+  pg_tensor *b = pg_params_add(ps, PG_PARAM_BIAS, PG_SHAPE(4), "fc.bias");
+  pg_tensor *buf = pg_params_add(ps, PG_PARAM_BUFFER, PG_SHAPE(2), "pos_embed");
+  w->grad[0] = 3;
+  w->grad[1] = 4;
+  b->grad[0] = 12;
+  buf->data[0] = 1000; /* a buffer's value never counts */
+}
+
+static void test_clip_grad_norm(void **state) {
+  (void)state;
+  pg_params ps;
+  make_grads(&ps);
+  pg_tensor *w = ps.items[0].tensor, *b = ps.items[1].tensor;
+
+  /* under the limit: the norm comes back, gradients untouched (coef clamps to 1) */
+  assert_true(pg_clip_grad_norm(&ps, 100.0, 2.0) == 13.0);
+  assert_true(w->grad[0] == 3 && w->grad[1] == 4 && b->grad[0] == 12);
+
+  /* over: every gradient times 6.5 / (13 + 1e-6) = 0.49999996... */
+  assert_true(pg_clip_grad_norm(&ps, 6.5, 2.0) == 13.0);
+  const double coef = 6.5 / (13.0 + 1e-6);
+  float want_w[] = {(float)(3 * coef), (float)(4 * coef)}, want_b = (float)(12 * coef);
+  assert_close(w->grad, want_w, 2, 0, 1e-7);
+  assert_close(b->grad, &want_b, 1, 0, 1e-7);
+  assert_true(w->grad[0] < 1.5f); /* the 1e-6 keeps the result just under max_norm */
+  /* the clipped gradients now have norm max_norm (up to the 1e-6) */
+  assert_close(&(float){(float)pg_clip_grad_norm(&ps, 100.0, 2.0)}, &(float){6.5f}, 1, 0, 1e-6);
+
+  pg_params_free(&ps);
+  make_grads(&ps);
+  w = ps.items[0].tensor;
+  b = ps.items[1].tensor;
+  /* inf-norm: max |g| = 12; coef = 6 / (12 + 1e-6) */
+  assert_true(pg_clip_grad_norm(&ps, 6.0, INFINITY) == 12.0);
+  float want_inf = (float)(12 * (6.0 / (12.0 + 1e-6)));
+  assert_close(b->grad, &want_inf, 1, 0, 1e-7);
+  pg_params_free(&ps);
+  make_grads(&ps);
+  /* 1-norm: 3 + 4 + 12 = 19 */
+  assert_close(&(float){(float)pg_clip_grad_norm(&ps, 1e9, 1.0)}, &(float){19.0f}, 1, 0, 1e-7);
+  /* 3-norm: (27 + 64 + 1728)^(1/3) = 1819^(1/3) */
+  assert_close(&(float){(float)pg_clip_grad_norm(&ps, 1e9, 3.0)}, &(float){(float)cbrt(1819.0)}, 1, 0, 1e-6);
+
+  /* a NaN gradient gives a NaN norm (the caller skips the step) */
+  ps.items[1].tensor->grad[3] = NAN;
+  assert_true(isnan(pg_clip_grad_norm(&ps, 1.0, 2.0)));
+
+  /* bad arguments: -1 and a message */
+  assert_true(pg_clip_grad_norm(&ps, -1.0, 2.0) == -1.0);
+  assert_error_contains("max_norm = -1 must be >= 0");
+  assert_true(pg_clip_grad_norm(&ps, 1.0, 0.0) == -1.0);
+  assert_error_contains("norm_type = 0 must be > 0");
+  assert_true(pg_clip_grad_norm(NULL, 1.0, 2.0) == -1.0);
+  assert_error_contains("params is NULL");
+
+  /* no trainable parameter: norm 0, as torch returns tensor(0.) */
+  pg_params empty;
+  pg_params_init(&empty);
+  assert_true(pg_clip_grad_norm(&empty, 1.0, 2.0) == 0.0);
+  pg_params_free(&empty);
+  pg_params_free(&ps);
+}
+
+static void test_clip_grad_value(void **state) {
+  (void)state;
+  pg_params ps;
+  pg_params_init(&ps);
+  pg_tensor *w = pg_params_add(&ps, PG_PARAM_WEIGHT, PG_SHAPE(5), "w");
+  float g[] = {-3.0f, 0.5f, 2.0f, -0.25f, NAN};
+  memcpy(w->grad, g, sizeof g);
+  assert_int_equal(pg_clip_grad_value(&ps, 1.0), PG_OK);
+  float want[] = {-1.0f, 0.5f, 1.0f, -0.25f};
+  assert_close(w->grad, want, 4, 0, 0);
+  assert_true(isnan(w->grad[4])); /* clamp keeps NaN, as torch.clamp_ does */
+  assert_int_equal(pg_clip_grad_value(&ps, -0.5), PG_ERR_ARG);
+  assert_error_contains("clip_value = -0.5 must be >= 0");
+  pg_params_free(&ps);
+}
+
+/* ---- Schedules ---- */
+
+static void expect_lrs(const pg_schedule *s, int n, const int64_t *steps, const double *want) {
+  assert_int_equal(pg_schedule_check(s), PG_OK);
+  for (int i = 0; i < n; i++) {
+    double got = pg_schedule_lr(s, steps[i]);
+    if (!(fabs(got - want[i]) <= 1e-12))
+      fail_msg("schedule %s, step %lld: lr %.15g, want %.15g", pg_schedule_name(s->kind),
+               (long long)steps[i], got, want[i]);
+  }
+}
+
+static void test_schedules(void **state) {
+  (void)state;
+  pg_schedule s = pg_schedule_make(PG_SCHEDULE_CONSTANT, 0.1);
+  expect_lrs(&s, 3, (int64_t[]){0, 1, 1000000}, (double[]){0.1, 0.1, 0.1});
+
+  /* warmup over 4 updates: 0.1 * step / 4, then 0.1 */
+  s = pg_schedule_make(PG_SCHEDULE_WARMUP, 0.1);
+  s.warmup_steps = 4;
+  expect_lrs(&s, 6, (int64_t[]){0, 1, 2, 3, 4, 99}, (double[]){0, 0.025, 0.05, 0.075, 0.1, 0.1});
+
+  /* cosine, base 1, min 0.1, warmup 2, total 10: after warmup
+   * 0.1 + 0.9 * 0.5 * (1 + cos(pi * (step - 2) / 8)):
+   * step 2 -> 1; 4 -> 0.1 + 0.45 * (1 + 1/sqrt 2) = 0.868198051533946;
+   * 6 -> 0.55; 8 -> 0.1 + 0.45 * (1 - 1/sqrt 2) = 0.231801948466054; 10 and on -> 0.1 */
+  s = pg_schedule_make(PG_SCHEDULE_COSINE, 1.0);
+  s.warmup_steps = 2;
+  s.total_steps = 10;
+  s.min_lr = 0.1;
+  expect_lrs(&s, 9, (int64_t[]){0, 1, 2, 4, 6, 8, 10, 11, 500},
+             (double[]){0, 0.5, 1.0, 0.868198051533946, 0.55, 0.231801948466054, 0.1, 0.1, 0.1});
+  /* Hugging Face's get_cosine_schedule_with_warmup(warmup 0, total 4) at step 1: 0.5 (1 + cos(pi/4)) */
+  s = pg_schedule_make(PG_SCHEDULE_COSINE, 2.0);
+  s.total_steps = 4;
+  expect_lrs(&s, 3, (int64_t[]){0, 1, 2}, (double[]){2.0, 1.7071067811865475, 1.0});
+
+  /* step decay: 0.1 * 0.5 ^ floor(step / 3) (torch StepLR) */
+  s = pg_schedule_make(PG_SCHEDULE_STEP, 0.1);
+  assert_true(s.gamma == 0.1);
+  s.step_size = 3;
+  s.gamma = 0.5;
+  expect_lrs(&s, 7, (int64_t[]){0, 2, 3, 5, 6, 9, -4}, (double[]){0.1, 0.1, 0.05, 0.05, 0.025, 0.0125, 0.1});
+  s.warmup_steps = 2; /* then decays count from the end of the warmup */
+  expect_lrs(&s, 5, (int64_t[]){0, 1, 2, 4, 5}, (double[]){0, 0.05, 0.1, 0.1, 0.05});
+
+  /* applied before a step: the lr for opt.step */
+  pg_optimizer opt = {0};
+  opt.step = 5;
+  pg_schedule_apply(&s, &opt);
+  assert_true(opt.config.lr == 0.05);
+
+  /* names */
+  const char *names[] = {"constant", "warmup", "cosine", "step"};
+  for (int k = 0; k < 4; k++) {
+    pg_schedule_kind kind;
+    assert_int_equal(pg_schedule_parse(names[k], &kind), PG_OK);
+    assert_int_equal(kind, k);
+    assert_string_equal(pg_schedule_name(kind), names[k]);
+  }
+  pg_schedule_kind kind;
+  assert_int_equal(pg_schedule_parse("linear", &kind), PG_ERR_ARG);
+  assert_error_contains("unknown name 'linear' (expected constant, warmup, cosine or step)");
+
+  /* settings that do not fit the kind */
+  s = pg_schedule_make(PG_SCHEDULE_CONSTANT, 0.1);
+  s.warmup_steps = 10;
+  assert_int_equal(pg_schedule_check(&s), PG_ERR_ARG);
+  assert_error_contains("constant has no warmup");
+  s = pg_schedule_make(PG_SCHEDULE_COSINE, 0.1);
+  s.warmup_steps = 10;
+  s.total_steps = 10;
+  assert_int_equal(pg_schedule_check(&s), PG_ERR_ARG);
+  assert_error_contains("total_steps = 10 must exceed warmup_steps = 10");
+  s.total_steps = 20;
+  s.min_lr = 0.2;
+  assert_int_equal(pg_schedule_check(&s), PG_ERR_ARG);
+  assert_error_contains("min_lr = 0.2");
+  s = pg_schedule_make(PG_SCHEDULE_STEP, 0.1);
+  assert_int_equal(pg_schedule_check(&s), PG_ERR_ARG);
+  assert_error_contains("step_size = 0 must be > 0");
+  s = pg_schedule_make(PG_SCHEDULE_WARMUP, -1);
+  assert_int_equal(pg_schedule_check(&s), PG_ERR_ARG);
+  assert_error_contains("base_lr = -1");
+}
+
+/* ---- EMA ---- */
+
+static void make_model(pg_params *ps) {
+  pg_params_init(ps);
+  pg_rng rng;
+  pg_rng_seed(&rng, 11);
+  pg_fill_normal(pg_params_add(ps, PG_PARAM_WEIGHT, PG_SHAPE(3, 5), "blocks.0.weight"), 0, 1, &rng);
+  pg_fill_normal(pg_params_add(ps, PG_PARAM_BUFFER, PG_SHAPE(4), "pos_embed"), 0, 1, &rng);
+  pg_fill_normal(pg_params_add(ps, PG_PARAM_BIAS, PG_SHAPE(5), "blocks.0.bias"), 0, 1, &rng);
+}
+
+static void test_ema(void **state) {
+  (void)state;
+  pg_params model;
+  make_model(&model);
+  pg_ema ema;
+  assert_int_equal(pg_ema_init(&ema, &model, 0.9), PG_OK);
+  /* the same names, in order, as buffers holding a copy */
+  assert_int_equal(ema.shadow.count, model.count);
+  for (int i = 0; i < model.count; i++) {
+    assert_string_equal(ema.shadow.items[i].name, model.items[i].name);
+    assert_int_equal(ema.shadow.items[i].kind, PG_PARAM_BUFFER);
+    assert_null(ema.shadow.items[i].tensor->grad);
+    assert_true(pg_same_shape(ema.shadow.items[i].tensor, model.items[i].tensor));
+    assert_memory_equal(ema.shadow.items[i].tensor->data, model.items[i].tensor->data,
+                        (size_t)model.items[i].tensor->numel * 4);
+  }
+
+  /* three "training steps" that move the parameters; the expected EMA is the
+   * recurrence e = 0.9 e + 0.1 p computed in double */
+  pg_tensor *w = model.items[0].tensor, *pos = model.items[1].tensor;
+  double want[15];
+  for (int j = 0; j < 15; j++) want[j] = w->data[j];
+  float pos0 = pos->data[0];
+  pg_rng rng;
+  pg_rng_seed(&rng, 12);
+  for (int s = 0; s < 3; s++) {
+    for (int j = 0; j < 15; j++) {
+      w->data[j] += pg_rng_normal(&rng);
+      want[j] = 0.9 * want[j] + 0.1 * w->data[j];
+    }
+    pos->data[0] = 99.0f; /* buffers are not averaged */
+    assert_int_equal(pg_ema_update(&ema), PG_OK);
+  }
+  for (int j = 0; j < 15; j++) {
+    float wj = (float)want[j];
+    assert_close(&ema.shadow.items[0].tensor->data[j], &wj, 1, 1e-6, 1e-6);
+  }
+  assert_true(ema.shadow.items[1].tensor->data[0] == pos0);
+
+  /* swap in, evaluate, swap back: values exchanged exactly */
+  float trained[15], averaged[15];
+  memcpy(trained, w->data, sizeof trained);
+  memcpy(averaged, ema.shadow.items[0].tensor->data, sizeof averaged);
+  assert_int_equal(pg_ema_swap(&ema), PG_OK);
+  assert_true(ema.swapped);
+  assert_memory_equal(w->data, averaged, sizeof averaged);
+  assert_memory_equal(ema.shadow.items[0].tensor->data, trained, sizeof trained);
+  assert_int_equal(pg_ema_update(&ema), PG_ERR_STATE);
+  assert_error_contains("swapped into the model");
+  assert_int_equal(pg_ema_swap(&ema), PG_OK);
+  assert_false(ema.swapped);
+  assert_memory_equal(w->data, trained, sizeof trained);
+  assert_memory_equal(ema.shadow.items[0].tensor->data, averaged, sizeof averaged);
+
+  /* DiT's decay: one update moves the average by 1e-4 of the difference */
+  pg_ema dit;
+  assert_int_equal(pg_ema_init(&dit, &model, 0.9999), PG_OK);
+  float e0 = dit.shadow.items[2].tensor->data[0];
+  model.items[2].tensor->data[0] = e0 + 1.0f;
+  assert_int_equal(pg_ema_update(&dit), PG_OK);
+  float want_dit = e0 + 1e-4f;
+  assert_close(&dit.shadow.items[2].tensor->data[0], &want_dit, 1, 1e-6, 0);
+  pg_ema_free(&dit);
+
+  /* a model that changed since init, a bad decay */
+  assert_non_null(pg_params_add(&model, PG_PARAM_WEIGHT, PG_SHAPE(2), "late.weight"));
+  assert_int_equal(pg_ema_update(&ema), PG_ERR_STATE);
+  assert_error_contains("the model has 4 entries, 3 when the EMA was created");
+  assert_int_equal(pg_ema_swap(&ema), PG_ERR_STATE);
+  pg_ema_free(&ema);
+  assert_int_equal(pg_ema_init(&ema, &model, 1.5), PG_ERR_ARG);
+  assert_error_contains("decay = 1.5 must lie in [0, 1]");
+  assert_int_equal(pg_ema_init(&ema, NULL, 0.5), PG_ERR_ARG);
+  pg_params_free(&model);
+}
+
+int main(void) {
+  pg_set_threads(2);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_clip_grad_norm), cmocka_unit_test(test_clip_grad_value),
+      cmocka_unit_test(test_schedules),      cmocka_unit_test(test_ema),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
