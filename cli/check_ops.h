@@ -10,6 +10,10 @@
 
 typedef void (*pg_case_handler)(pg_case *c);
 
+/* check_patch.c */
+void pg_check_patchify(pg_case *c);
+void pg_check_unpatchify(pg_case *c);
+
 /* check_optim.c */
 void pg_check_sgd(pg_case *c);
 void pg_check_adam(pg_case *c);

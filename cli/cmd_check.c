@@ -15,6 +15,8 @@ static const struct {
   pg_case_handler run;
   double atol, rtol; /* this op's default tolerance */
 } handlers[] = {
+    {"patchify", pg_check_patchify, 1e-5, 1e-4},
+    {"unpatchify", pg_check_unpatchify, 1e-5, 1e-4},
     /* optimizers: clarification 1's float32-vs-float64 trajectory tolerance */
     {"sgd", pg_check_sgd, 1e-6, 1e-5},
     {"adam", pg_check_adam, 1e-6, 1e-5},
