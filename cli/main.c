@@ -7,6 +7,7 @@
 #include "commands.h"
 
 int pg_cmd_check(int argc, char **argv);
+int pg_cmd_latents(int argc, char **argv);
 
 static int cmd_version(int argc, char **argv) {
   (void)argc;
@@ -17,6 +18,7 @@ static int cmd_version(int argc, char **argv) {
 
 static const pg_command commands[] = {
     {"check", pg_cmd_check, "replay an HDF5 case file against the library"},
+    {"latents", pg_cmd_latents, "make a latent dataset (Fashion-MNIST or synthetic shapes)"},
     {"version", cmd_version, "print the version"},
 };
 

@@ -1,5 +1,7 @@
 #include "h5util.h"
 
+#include "atomic.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,4 +288,172 @@ pg_status pg_h5_write_floats(hid_t loc, const char *path, int ndim, const int64_
 pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t *shape,
                             const int64_t *data) {
   return write_dataset(loc, path, ndim, shape, H5T_NATIVE_INT64, data, 0);
+}
+
+/* ---- Files written atomically ---- */
+
+hid_t pg_h5_create(const char *path) {
+  pg_h5_quiet();
+  hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (file < 0)
+    pg_fail(PG_ERR_IO, "%s: cannot create the file (missing folder, no permission, or a "
+                       "folder of that name)", path);
+  return file;
+}
+
+pg_status pg_h5_commit(hid_t file, const char *tmp, const char *path) {
+  /* HDF5 buffers metadata: a full disk shows up at flush or close. */
+  herr_t flushed = H5Fflush(file, H5F_SCOPE_GLOBAL);
+  herr_t closed = H5Fclose(file);
+  if (flushed < 0 || closed < 0) {
+    pg_atomic_discard(tmp);
+    return pg_fail(PG_ERR_IO, "%s: writing %s failed (disk full or file too large?); the "
+                              "previous file is unchanged", path, tmp);
+  }
+  return pg_atomic_commit(tmp, path);
+}
+
+void pg_h5_discard(hid_t file, const char *tmp) {
+  if (file >= 0) H5Fclose(file);
+  pg_atomic_discard(tmp);
+}
+
+hid_t pg_h5_create_group(hid_t loc, const char *path) {
+  if (pg_h5_exists(loc, path)) return H5Gopen2(loc, path, H5P_DEFAULT);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+  H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  H5Pset_attr_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  hid_t g = H5Gcreate2(loc, path, lcpl, gcpl, H5P_DEFAULT);
+  H5Pclose(gcpl);
+  H5Pclose(lcpl);
+  if (g < 0) pg_fail(PG_ERR_IO, "cannot create group '%s'", path);
+  return g;
+}
+
+/* ---- Types ---- */
+
+void pg_h5_describe_type(hid_t type, pg_h5_dtype *out) {
+  out->cls = H5Tget_class(type);
+  out->size = H5Tget_size(type);
+  int bits = (int)out->size * 8;
+  switch (out->cls) {
+    case H5T_FLOAT: snprintf(out->name, sizeof out->name, "float%d", bits); break;
+    case H5T_INTEGER:
+      snprintf(out->name, sizeof out->name, "%s%d",
+               H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int", bits);
+      break;
+    case H5T_STRING: snprintf(out->name, sizeof out->name, "string"); break;
+    case H5T_COMPOUND: snprintf(out->name, sizeof out->name, "compound"); break;
+    case H5T_ENUM: snprintf(out->name, sizeof out->name, "enum"); break;
+    default: snprintf(out->name, sizeof out->name, "class %d", (int)out->cls); break;
+  }
+}
+
+pg_status pg_h5_dataset_dtype(hid_t loc, const char *path, const char *what, pg_h5_dtype *out) {
+  hid_t d = open_dataset(loc, path, what);
+  if (d < 0) return pg_last_status();
+  hid_t t = H5Dget_type(d);
+  pg_h5_describe_type(t, out);
+  H5Tclose(t);
+  H5Dclose(d);
+  return PG_OK;
+}
+
+/* ---- Hyperslab reads ---- */
+
+pg_status pg_h5_read_rows(hid_t dset, int64_t start, int64_t count, float *dst) {
+  hid_t fspace = H5Dget_space(dset);
+  int nd = H5Sget_simple_extent_ndims(fspace);
+  if (nd < 1 || nd > PG_MAX_DIMS) {
+    H5Sclose(fspace);
+    return pg_fail(PG_ERR_FORMAT, "pg_h5_read_rows: dataset of rank %d has no rows", nd);
+  }
+  hsize_t dims[PG_MAX_DIMS], offset[PG_MAX_DIMS] = {0}, block[PG_MAX_DIMS];
+  H5Sget_simple_extent_dims(fspace, dims, NULL);
+  if (start < 0 || count < 0 || (hsize_t)(start + count) > dims[0]) {
+    H5Sclose(fspace);
+    return pg_fail(PG_ERR_ARG, "pg_h5_read_rows: rows [%lld, %lld) outside the %llu rows",
+                   (long long)start, (long long)(start + count), (unsigned long long)dims[0]);
+  }
+  if (count == 0) {
+    H5Sclose(fspace);
+    return PG_OK;
+  }
+  for (int i = 0; i < nd; i++) block[i] = dims[i];
+  offset[0] = (hsize_t)start;
+  block[0] = (hsize_t)count;
+  H5Sselect_hyperslab(fspace, H5S_SELECT_SET, offset, NULL, block, NULL);
+  hid_t mspace = H5Screate_simple(nd, block, NULL);
+  herr_t e = H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, dst);
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  if (e < 0)
+    return pg_fail(PG_ERR_FORMAT, "cannot read rows [%lld, %lld) (damaged or truncated file?)",
+                   (long long)start, (long long)(start + count));
+  return PG_OK;
+}
+
+/* ---- uint64 ---- */
+
+pg_status pg_h5_write_uint64(hid_t loc, const char *path, int ndim, const int64_t *shape,
+                             const uint64_t *data) {
+  return write_dataset(loc, path, ndim, shape, H5T_NATIVE_UINT64, data, 0);
+}
+
+pg_status pg_h5_read_uint64(hid_t loc, const char *path, const char *what, int64_t n,
+                            uint64_t *out) {
+  hid_t d = open_dataset(loc, path, what);
+  if (d < 0) return pg_last_status();
+  int ndim = 0;
+  int64_t shape[PG_MAX_DIMS];
+  pg_status st = space_shape(d, path, what, &ndim, shape);
+  hid_t t = H5Dget_type(d);
+  bool integer = H5Tget_class(t) == H5T_INTEGER;
+  H5Tclose(t);
+  if (!st && !integer) st = pg_fail(PG_ERR_FORMAT, "%s: dataset '%s' is not integer", what, path);
+  if (!st && pg_shape_numel(ndim, shape) != n)
+    st = pg_fail(PG_ERR_FORMAT, "%s: dataset '%s' holds %lld values (expected %lld)", what, path,
+                 (long long)pg_shape_numel(ndim, shape), (long long)n);
+  if (!st && H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+    st = pg_fail(PG_ERR_FORMAT, "%s: cannot read dataset '%s'", what, path);
+  H5Dclose(d);
+  return st;
+}
+
+/* ---- Messages ---- */
+
+pg_status pg_error_prefix(const char *prefix) {
+  /* copied first: pg_fail formats into the buffer pg_last_error() returns */
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", pg_last_error());
+  pg_status st = pg_last_status();
+  return pg_fail(st ? st : PG_ERR_FORMAT, "%s: %s", prefix, msg);
+}
+
+char *pg_h5_shape_str(char *buf, int cap, int ndim, const int64_t *shape) {
+  long long s[PG_MAX_DIMS];
+  for (int i = 0; i < ndim && i < PG_MAX_DIMS; i++) s[i] = shape[i];
+  return pg_shape_str(buf, cap, ndim < PG_MAX_DIMS ? ndim : PG_MAX_DIMS, s);
+}
+
+/* ---- uint64 attributes ---- */
+
+pg_status pg_h5_set_attr_uint64(hid_t obj, const char *name, uint64_t value) {
+  return write_attr(obj, name, H5T_NATIVE_UINT64, H5Screate(H5S_SCALAR), &value);
+}
+
+int pg_h5_attr_uint64(hid_t obj, const char *name, uint64_t *value) {
+  H5T_class_t cls;
+  hssize_t n;
+  hid_t a = open_attr(obj, name, &cls, &n);
+  if (a == 0) return 0;
+  int rc = 1;
+  if (a < 0 || cls != H5T_INTEGER || n != 1 || H5Aread(a, H5T_NATIVE_UINT64, value) < 0) {
+    pg_fail(PG_ERR_FORMAT, "attribute '%s' is not a single unsigned integer", name);
+    rc = -1;
+  }
+  if (a > 0) H5Aclose(a);
+  return rc;
 }

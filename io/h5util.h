@@ -52,4 +52,49 @@ pg_status pg_h5_write_floats(hid_t loc, const char *path, int ndim, const int64_
 pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t *shape,
                             const int64_t *data);
 
+/* ---- Added for latent datasets and checkpoints ---- */
+
+/* Creates (truncating) a file for writing; negative on failure with a message
+ * naming the path. Writers create "PATH.tmp" (atomic.h) and commit it. */
+hid_t pg_h5_create(const char *path);
+/* Flushes and closes file (written at tmp), then renames tmp over path. On
+ * any failure tmp is removed and the previous path is left as it was. */
+pg_status pg_h5_commit(hid_t file, const char *tmp, const char *path);
+/* Closes file and removes tmp after a failed write. */
+void pg_h5_discard(hid_t file, const char *tmp);
+
+/* Creates a group (and missing intermediate groups) that remembers the
+ * creation order of its members and attributes; negative on failure. */
+hid_t pg_h5_create_group(hid_t loc, const char *path);
+
+/* The element type of a dataset: HDF5 class, size in bytes, and a short name
+ * for messages ("float32", "float64", "int64", "uint8", "string", ...). */
+typedef struct {
+  H5T_class_t cls;
+  size_t size;
+  char name[16];
+} pg_h5_dtype;
+pg_status pg_h5_dataset_dtype(hid_t loc, const char *path, const char *what, pg_h5_dtype *out);
+void pg_h5_describe_type(hid_t type, pg_h5_dtype *out);
+
+/* Reads rows [start, start + count) of the first axis of an open dataset as
+ * float32 into dst (a hyperslab: only those rows are read from disk). */
+pg_status pg_h5_read_rows(hid_t dset, int64_t start, int64_t count, float *dst);
+
+/* uint64 datasets (random generator states): write any shape; read one that
+ * must hold exactly n integers. */
+pg_status pg_h5_write_uint64(hid_t loc, const char *path, int ndim, const int64_t *shape,
+                             const uint64_t *data);
+pg_status pg_h5_read_uint64(hid_t loc, const char *path, const char *what, int64_t n,
+                            uint64_t *out);
+
+/* Re-raises the current error with "prefix: " in front (keeps its status). */
+pg_status pg_error_prefix(const char *prefix);
+/* "[2, 3, 4]" into buf, for messages; returns buf. */
+char *pg_h5_shape_str(char *buf, int cap, int ndim, const int64_t *shape);
+
+/* Unsigned 64-bit attributes (seeds): 1 found, 0 absent, -1 wrong type. */
+pg_status pg_h5_set_attr_uint64(hid_t obj, const char *name, uint64_t value);
+int pg_h5_attr_uint64(hid_t obj, const char *name, uint64_t *value);
+
 #endif

@@ -1,0 +1,57 @@
+/* Checkpoints: everything a training run needs to continue exactly, in one
+ * HDF5 file (README "Checkpoints" shows the `h5dump -H` view):
+ *
+ *   /                 attributes format, format_version, step, contents
+ *   /config           model config, one attribute per key (pg_kv)
+ *   /params/<name>    float32 parameters, PyTorch names and layouts
+ *   /ema/<name>       EMA copies of the parameters, same names
+ *   /optim            attributes step and hyper-parameters (pg_kv);
+ *   /optim/<name>     state tensors "<param>.exp_avg", ... (float32)
+ *   /rng_state        uint64 [4]: the pg_rng words s[0..3]
+ *   /loader           attributes seed, epoch, position (pg_loader_state)
+ *
+ * Every part is optional: a NULL pointer in pg_checkpoint means "absent"
+ * (not written by save, not read by load). Load reads only what is asked for,
+ * validates all of it before touching anything (so a failed load leaves the
+ * model as it was), and a part asked for but missing is an error.
+ *
+ * Save is atomic: the file is written as PATH.tmp, flushed, closed, and
+ * renamed over PATH; on any failure PATH.tmp is removed and the previous
+ * PATH is intact. */
+#ifndef PG_CHECKPOINT_H
+#define PG_CHECKPOINT_H
+
+#include <hdf5.h>
+#include <stdint.h>
+
+#include "kv.h"
+#include "loader.h"
+#include "params.h"
+#include "rng.h"
+
+typedef struct {
+  pg_kv *config;             /* model config (load: replaced by the file's) */
+  pg_params *params;         /* params/<name> (load: shapes must match) */
+  pg_params *ema;            /* ema/<name> */
+  pg_params *optim_state;    /* optim/<param>.exp_avg, ... */
+  int64_t *optim_step;       /* optim's step attribute */
+  pg_kv *optim_config;       /* optim's hyper-parameters (load: replaced) */
+  int64_t *step;             /* training step */
+  pg_rng *rng;               /* the run's generator */
+  pg_loader_state *loader;   /* data loader position */
+} pg_checkpoint;
+
+pg_status pg_checkpoint_save(const char *path, const pg_checkpoint *ck);
+pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck);
+
+/* Each tensor of ps as a float32 dataset group/<name> (attribute `kind`:
+ * weight, bias, norm, embedding or buffer). The group is created. */
+pg_status pg_params_save_group(hid_t file, const char *group, const pg_params *ps);
+/* Checks that group holds exactly the entries of ps (names, shapes, dtype
+ * float32) and reports EVERY mismatch by name in one message (missing,
+ * unexpected, wrong shape, wrong dtype); nothing is read then. */
+pg_status pg_params_check_group(hid_t file, const char *group, const pg_params *ps);
+/* pg_params_check_group, then reads every tensor's data in place. */
+pg_status pg_params_load_group(hid_t file, const char *group, pg_params *ps);
+
+#endif

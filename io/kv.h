@@ -1,0 +1,54 @@
+/* A small key/value list of ints, doubles and strings: a model's or an
+ * optimizer's configuration as it is stored in a checkpoint (one HDF5
+ * attribute per key, so `h5dump -H` shows them by name). Keys keep their
+ * insertion order; setting an existing key replaces its value. */
+#ifndef PG_KV_H
+#define PG_KV_H
+
+#include <hdf5.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define PG_KV_KEY_MAX 64
+#define PG_KV_STRING_MAX 256
+
+typedef enum { PG_KV_INT, PG_KV_DOUBLE, PG_KV_STRING } pg_kv_type;
+
+typedef struct {
+  char key[PG_KV_KEY_MAX];
+  pg_kv_type type;
+  int64_t i;
+  double d;
+  char s[PG_KV_STRING_MAX];
+} pg_kv_entry;
+
+typedef struct {
+  pg_kv_entry *items;
+  int count, cap;
+} pg_kv;
+
+void pg_kv_init(pg_kv *kv);
+void pg_kv_free(pg_kv *kv);
+void pg_kv_clear(pg_kv *kv);
+
+/* Errors: a key empty, too long or holding '/', a string too long. */
+pg_status pg_kv_set_int(pg_kv *kv, const char *key, int64_t value);
+pg_status pg_kv_set_double(pg_kv *kv, const char *key, double value);
+pg_status pg_kv_set_string(pg_kv *kv, const char *key, const char *value);
+
+const pg_kv_entry *pg_kv_find(const pg_kv *kv, const char *key);
+/* 1: found (value set); 0: absent; -1: present with another type (message
+ * names the key and both types). get_double accepts an int entry. */
+int pg_kv_get_int(const pg_kv *kv, const char *key, int64_t *value);
+int pg_kv_get_double(const pg_kv *kv, const char *key, double *value);
+int pg_kv_get_string(const pg_kv *kv, const char *key, const char **value);
+
+/* Every entry as a scalar attribute of obj (int64, float64, UTF-8 string). */
+pg_status pg_kv_write_attrs(const pg_kv *kv, hid_t obj);
+/* Every scalar attribute of obj appended to kv (integers as ints, floats as
+ * doubles, strings as strings), in creation order; `skip` (may be NULL) names
+ * one attribute to leave out. Other attributes (arrays) are an error. */
+pg_status pg_kv_read_attrs(pg_kv *kv, hid_t obj, const char *skip);
+
+#endif

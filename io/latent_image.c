@@ -1,0 +1,140 @@
+#include "latent_image.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+pg_latent_transform pg_latent_transform_of(const pg_latents_info *info) {
+  return (pg_latent_transform){info->pad, info->space_to_depth, info->mean, info->std};
+}
+
+static pg_status check_factor(const char *who, int64_t h, int64_t w, int64_t c, int64_t f) {
+  if (f < 1 || h < 1 || w < 1 || c < 1)
+    return pg_fail(PG_ERR_ARG, "%s: sizes [%lld, %lld, %lld] and factor %lld must be positive",
+                   who, (long long)h, (long long)w, (long long)c, (long long)f);
+  return PG_OK;
+}
+
+pg_status pg_space_to_depth(const float *src, int64_t h, int64_t w, int64_t c, int64_t f,
+                            float *dst) {
+  if (check_factor("pg_space_to_depth", h, w, c, f)) return pg_last_status();
+  if (h % f || w % f)
+    return pg_fail(PG_ERR_ARG, "pg_space_to_depth: image %lld x %lld does not divide by %lld",
+                   (long long)h, (long long)w, (long long)f);
+  int64_t oh = h / f, ow = w / f, oc = c * f * f;
+  for (int64_t i = 0; i < oh; i++)
+    for (int64_t j = 0; j < ow; j++)
+      for (int64_t ci = 0; ci < c; ci++)
+        for (int64_t di = 0; di < f; di++)
+          for (int64_t dj = 0; dj < f; dj++)
+            dst[(i * ow + j) * oc + ci * f * f + di * f + dj] =
+                src[((i * f + di) * w + (j * f + dj)) * c + ci];
+  return PG_OK;
+}
+
+pg_status pg_depth_to_space(const float *src, int64_t h, int64_t w, int64_t c, int64_t f,
+                            float *dst) {
+  if (check_factor("pg_depth_to_space", h, w, c, f)) return pg_last_status();
+  if (c % (f * f))
+    return pg_fail(PG_ERR_ARG, "pg_depth_to_space: %lld channels do not divide by %lld x %lld",
+                   (long long)c, (long long)f, (long long)f);
+  int64_t oc = c / (f * f), ow = w * f;
+  for (int64_t i = 0; i < h; i++)
+    for (int64_t j = 0; j < w; j++)
+      for (int64_t co = 0; co < oc; co++)
+        for (int64_t di = 0; di < f; di++)
+          for (int64_t dj = 0; dj < f; dj++)
+            dst[((i * f + di) * ow + (j * f + dj)) * oc + co] =
+                src[(i * w + j) * c + co * f * f + di * f + dj];
+  return PG_OK;
+}
+
+pg_status pg_image_to_latent(const pg_latent_transform *tf, const uint8_t *img, int64_t h,
+                             int64_t w, int64_t c, float *latent) {
+  int64_t f = tf->factor, p = tf->pad, ph = h + 2 * p, pw = w + 2 * p;
+  if (check_factor("pg_image_to_latent", h, w, c, f)) return pg_last_status();
+  if (p < 0 || ph % f || pw % f)
+    return pg_fail(PG_ERR_ARG, "pg_image_to_latent: padded image %lld x %lld (pad %lld) does "
+                               "not divide by factor %lld", (long long)ph, (long long)pw,
+                   (long long)p, (long long)f);
+  /* Each latent element picks its pixel directly: no padded copy needed. */
+  int64_t oh = ph / f, ow = pw / f, oc = c * f * f;
+  float inv_std = (float)(1.0 / tf->std), mean = (float)tf->mean;
+  for (int64_t i = 0; i < oh; i++)
+    for (int64_t j = 0; j < ow; j++)
+      for (int64_t ci = 0; ci < c; ci++)
+        for (int64_t di = 0; di < f; di++)
+          for (int64_t dj = 0; dj < f; dj++) {
+            int64_t y = i * f + di - p, x = j * f + dj - p;
+            float v = (y >= 0 && y < h && x >= 0 && x < w) ? img[(y * w + x) * c + ci] / 255.0f
+                                                           : 0.0f;
+            latent[(i * ow + j) * oc + ci * f * f + di * f + dj] = (v - mean) * inv_std;
+          }
+  return PG_OK;
+}
+
+pg_status pg_latent_image_size(const pg_latent_transform *tf, int64_t lh, int64_t lw, int64_t lc,
+                               int64_t *h, int64_t *w, int64_t *c) {
+  int64_t f = tf->factor;
+  if (check_factor("pg_latent_to_image", lh, lw, lc, f)) return pg_last_status();
+  if (lc % (f * f))
+    return pg_fail(PG_ERR_ARG, "pg_latent_to_image: %lld latent channels do not divide by "
+                               "%lld x %lld", (long long)lc, (long long)f, (long long)f);
+  *h = lh * f - 2 * tf->pad;
+  *w = lw * f - 2 * tf->pad;
+  *c = lc / (f * f);
+  if (*h < 1 || *w < 1)
+    return pg_fail(PG_ERR_ARG, "pg_latent_to_image: pad %lld leaves no image of a %lld x %lld "
+                               "latent", (long long)tf->pad, (long long)lh, (long long)lw);
+  return PG_OK;
+}
+
+pg_status pg_latent_to_image(const pg_latent_transform *tf, const float *latent, int64_t lh,
+                             int64_t lw, int64_t lc, float *scratch, uint8_t *img) {
+  int64_t h, w, c, f = tf->factor, p = tf->pad;
+  if (pg_latent_image_size(tf, lh, lw, lc, &h, &w, &c)) return pg_last_status();
+  pg_depth_to_space(latent, lh, lw, lc, f, scratch);
+  int64_t pw = lw * f;
+  for (int64_t y = 0; y < h; y++)
+    for (int64_t x = 0; x < w; x++)
+      for (int64_t ci = 0; ci < c; ci++) {
+        double v = scratch[((y + p) * pw + (x + p)) * c + ci] * tf->std + tf->mean;
+        if (!(v >= 0)) v = 0; /* samples may overshoot [0, 1]; NaN shows as black */
+        if (v > 1) v = 1;
+        img[(y * w + x) * c + ci] = (uint8_t)lround(v * 255.0);
+      }
+  return PG_OK;
+}
+
+pg_image *pg_latents_to_grid(const pg_latent_transform *tf, int64_t n, const float *latents,
+                             int64_t lh, int64_t lw, int64_t lc, int cols, int pad) {
+  int64_t h, w, c;
+  if (n < 1) {
+    pg_fail(PG_ERR_ARG, "pg_latents_to_grid: %lld latents (need >= 1)", (long long)n);
+    return NULL;
+  }
+  if (pg_latent_image_size(tf, lh, lw, lc, &h, &w, &c)) return NULL;
+  int shown = (c == 1 || c == 3) ? (int)c : 1;
+  int64_t per = lh * lw * lc;
+  float *scratch = malloc((size_t)per * sizeof *scratch);
+  uint8_t *img = malloc((size_t)(h * w * c));
+  pg_image **tiles = calloc((size_t)n, sizeof *tiles);
+  pg_image *grid = NULL;
+  if (!scratch || !img || !tiles) {
+    pg_fail(PG_ERR_MEMORY, "pg_latents_to_grid: out of memory");
+    goto done;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    tiles[i] = pg_image_new((int)w, (int)h, shown);
+    if (!tiles[i]) goto done;
+    pg_latent_to_image(tf, latents + i * per, lh, lw, lc, scratch, img);
+    for (int64_t p = 0; p < h * w; p++)
+      for (int k = 0; k < shown; k++) tiles[i]->pixels[p * shown + k] = img[p * c + k];
+  }
+  grid = pg_image_grid((int)n, (const pg_image *const *)tiles, cols, pad, 128);
+done:
+  for (int64_t i = 0; tiles && i < n; i++) pg_image_free(tiles[i]);
+  free(tiles);
+  free(img);
+  free(scratch);
+  return grid;
+}

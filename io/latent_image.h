@@ -1,0 +1,53 @@
+/* Images <-> latents, the transform of the latent datasets (latents.h):
+ *   image uint8 [h, w, c]  --pad `pad` zero pixels on every side, /255-->
+ *   x in [0, 1] [h + 2 pad, w + 2 pad, c]  --pixel-unshuffle by f-->
+ *   [(h + 2 pad) / f, (w + 2 pad) / f, c f f]  --(x - mean) / std--> latent
+ * Channel order of the space-to-depth is PyTorch's pixel_unshuffle:
+ * latent channel = ci * f * f + di * f + dj for the pixel at (f i + di, f j + dj)
+ * of image channel ci (for one image channel: 2 di + dj when f = 2).
+ * The inverse un-scales, depth-to-spaces, drops the padding, clamps to
+ * [0, 1] and rounds to 8 bits, for writing samples as PNG. */
+#ifndef PG_LATENT_IMAGE_H
+#define PG_LATENT_IMAGE_H
+
+#include <stdint.h>
+
+#include "error.h"
+#include "latents.h"
+#include "png_image.h"
+
+typedef struct {
+  int64_t pad;    /* zero pixels on every side */
+  int64_t factor; /* space-to-depth factor f (1: none) */
+  double mean, std;
+} pg_latent_transform;
+
+/* The transform a dataset was made with (from its attributes). */
+pg_latent_transform pg_latent_transform_of(const pg_latents_info *info);
+
+/* Channels-last space-to-depth: src [h, w, c] -> dst [h/f, w/f, c f f];
+ * depth-to-space is its exact inverse. h and w must divide by f. */
+pg_status pg_space_to_depth(const float *src, int64_t h, int64_t w, int64_t c, int64_t f,
+                            float *dst);
+pg_status pg_depth_to_space(const float *src, int64_t h, int64_t w, int64_t c, int64_t f,
+                            float *dst);
+
+/* One image [h, w, c] (uint8) -> one latent [(h+2p)/f, (w+2p)/f, c f f]. */
+pg_status pg_image_to_latent(const pg_latent_transform *tf, const uint8_t *img, int64_t h,
+                             int64_t w, int64_t c, float *latent);
+/* The dimensions pg_latent_to_image gives for a latent [lh, lw, lc]. */
+pg_status pg_latent_image_size(const pg_latent_transform *tf, int64_t lh, int64_t lw, int64_t lc,
+                               int64_t *h, int64_t *w, int64_t *c);
+/* One latent [lh, lw, lc] -> image uint8 [h, w, c] (sizes from
+ * pg_latent_image_size). `scratch` holds lh * lw * lc floats. */
+pg_status pg_latent_to_image(const pg_latent_transform *tf, const float *latent, int64_t lh,
+                             int64_t lw, int64_t lc, float *scratch, uint8_t *img);
+
+/* A sheet of n latents [n, lh, lw, lc] turned back into images, `cols` per
+ * row with `pad` gray pixels between them (for pg_png_write). Images with 1
+ * or 3 channels are shown as they are; any other count shows channel 0 in
+ * gray. NULL with a message on error. */
+pg_image *pg_latents_to_grid(const pg_latent_transform *tf, int64_t n, const float *latents,
+                             int64_t lh, int64_t lw, int64_t lc, int cols, int pad);
+
+#endif

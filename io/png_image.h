@@ -1,0 +1,30 @@
+/* 8-bit images and PNG files (libpng): grayscale or RGB rasters, an image
+ * grid with padding (sample sheets), reading back (for tests and tools).
+ * Writing is atomic: PATH.tmp, then a rename. */
+#ifndef PG_PNG_IMAGE_H
+#define PG_PNG_IMAGE_H
+
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct {
+  int width, height;
+  int channels;     /* 1: gray, 3: RGB */
+  uint8_t *pixels;  /* [height][width][channels], row-major */
+} pg_image;
+
+/* A black image; NULL with a message on bad sizes or no memory. */
+pg_image *pg_image_new(int width, int height, int channels);
+void pg_image_free(pg_image *im);
+
+/* Tiles of one size and channel count, `cols` per row, `pad` background
+ * pixels around and between them. */
+pg_image *pg_image_grid(int n, const pg_image *const *tiles, int cols, int pad,
+                        uint8_t background);
+
+pg_status pg_png_write(const char *path, const pg_image *im);
+/* Any PNG, converted to 8-bit gray or RGB (alpha dropped, palettes expanded). */
+pg_image *pg_png_read(const char *path);
+
+#endif
