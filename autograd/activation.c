@@ -65,25 +65,38 @@ pg_tensor *pg_gelu(pg_ctx *ctx, pg_tensor *x, pg_gelu_kind kind) {
  * every exponent <= 0, so no input magnitude overflows. Backward:
  * gx = y * (g - sum(g * y)) per row. */
 
+static void softmax_row(const float *restrict x, float *restrict y, int64_t n) {
+  float max = x[0];
+  for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) {
+    y[i] = expf(x[i] - max);
+    sum += y[i];
+  }
+  const float inv = (float)(1.0 / sum);
+  for (int64_t i = 0; i < n; i++) y[i] *= inv;
+}
+
+static void softmax_grad_row(const float *restrict y, const float *restrict g,
+                             float *restrict gx, int64_t n, bool acc) {
+  double dot = 0;
+#pragma omp simd reduction(+ : dot)
+  for (int64_t i = 0; i < n; i++) dot += (double)g[i] * y[i];
+  const float d = (float)dot;
+  if (acc)
+    for (int64_t i = 0; i < n; i++) gx[i] += y[i] * (g[i] - d);
+  else
+    for (int64_t i = 0; i < n; i++) gx[i] = y[i] * (g[i] - d);
+}
+
 static void softmax_backward(pg_ctx *ctx, pg_node *node) {
   const pg_tensor *y = node->out;
   bool fresh;
   float *gx = pg_grad_dest(ctx, node->in[0], &fresh);
   if (!gx) return;
   const int64_t n = node->iarg[0], rows = n ? y->numel / n : 0;
-#pragma omp parallel for if (y->numel > PG_PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    const float *restrict yr = y->data + r * n, *restrict gr = y->grad + r * n;
-    float *restrict gxr = gx + r * n;
-    double dot = 0;
-#pragma omp simd reduction(+ : dot)
-    for (int64_t i = 0; i < n; i++) dot += (double)gr[i] * yr[i];
-    const float d = (float)dot;
-    if (fresh)
-      for (int64_t i = 0; i < n; i++) gxr[i] = yr[i] * (gr[i] - d);
-    else
-      for (int64_t i = 0; i < n; i++) gxr[i] += yr[i] * (gr[i] - d);
-  }
+  PG_FOR(y->numel, r, rows,
+         softmax_grad_row(y->data + r * n, y->grad + r * n, gx + r * n, n, !fresh));
 }
 
 pg_tensor *pg_softmax(pg_ctx *ctx, pg_tensor *x) {
@@ -91,20 +104,7 @@ pg_tensor *pg_softmax(pg_ctx *ctx, pg_tensor *x) {
   pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
   if (!y) return NULL;
   const int64_t n = x->ndim ? x->shape[x->ndim - 1] : 1, rows = n ? x->numel / n : 0;
-#pragma omp parallel for if (x->numel > PG_PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    const float *restrict xr = x->data + r * n;
-    float *restrict yr = y->data + r * n;
-    float max = xr[0];
-    for (int64_t i = 1; i < n; i++) max = xr[i] > max ? xr[i] : max;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-      yr[i] = expf(xr[i] - max);
-      sum += yr[i];
-    }
-    const float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++) yr[i] *= inv;
-  }
+  PG_FOR(x->numel, r, rows, softmax_row(x->data + r * n, y->data + r * n, n));
   pg_node *node = pg_tape_record(ctx, "pg_softmax", softmax_backward, y, 1, &x);
   if (node) node->iarg[0] = n;
   return y;

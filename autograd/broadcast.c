@@ -1,5 +1,6 @@
 #include "broadcast.h"
 
+#include <omp.h>
 #include <string.h>
 
 /* A single long row is cut into blocks of this many elements so that the
@@ -8,6 +9,10 @@
 /* Columns summed at once by the row-wise reduction (a double accumulator on
  * the stack). */
 #define COL_BLOCK 256
+
+bool pg_use_threads(int64_t work) {
+  return work > PG_PARALLEL_MIN && omp_get_max_threads() > 1 && !omp_in_parallel();
+}
 
 int pg_bcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb, int *n_out,
                    int64_t *out) {
@@ -71,36 +76,66 @@ void pg_bcast_plan(pg_bcast *p, int n_out, const int64_t *out, int na, const int
   }
 }
 
+/* One call of pg_bcast_apply, shared by its blocks or rows. */
+typedef struct {
+  const pg_bcast *p;
+  pg_row_kernel kernel;
+  const float *a, *b;
+  float *out;
+  bool acc;
+  int64_t n, sa, sb; /* row length and the operands' strides within a row */
+} apply_job;
+
+/* A block of the single long row (same shapes, or one side a scalar). */
+static void apply_block(const apply_job *j, int64_t blk) {
+  const int64_t off = blk * ROW_BLOCK, len = j->n - off < ROW_BLOCK ? j->n - off : ROW_BLOCK;
+  j->kernel(len, j->a + off * j->sa, j->sa, j->b + off * j->sb, j->sb, j->out + off, j->acc);
+}
+
+/* Row r: its operands' offsets come from r's index over the outer axes. */
+static void apply_row(const apply_job *j, int64_t r) {
+  const pg_bcast *p = j->p;
+  int64_t oa = 0, ob = 0, idx = r;
+  for (int ax = p->ndim - 2; ax >= 0; ax--) {
+    const int64_t i = idx % p->size[ax];
+    idx /= p->size[ax];
+    oa += i * p->stride[0][ax];
+    ob += i * p->stride[1][ax];
+  }
+  j->kernel(j->n, j->a + oa, j->sa, j->b + ob, j->sb, j->out + r * j->n, j->acc);
+}
+
 void pg_bcast_apply(const pg_bcast *p, pg_row_kernel k, const float *a, const float *b, float *out,
                     bool acc) {
   if (p->numel == 0) return;
   const int last = p->ndim - 1;
-  const int64_t n = p->size[last];
-  const int64_t rows = p->numel / n;
   /* Within a row an operand is either contiguous or one repeated value. */
-  int64_t sa = p->stride[0][last] ? 1 : 0, sb = p->stride[1][last] ? 1 : 0;
-  if (n == 1) sa = sb = 1;
-  if (rows == 1) {
-    const int64_t blocks = (n + ROW_BLOCK - 1) / ROW_BLOCK;
-#pragma omp parallel for if (n > PG_PARALLEL_MIN)
-    for (int64_t blk = 0; blk < blocks; blk++) {
-      const int64_t off = blk * ROW_BLOCK, len = n - off < ROW_BLOCK ? n - off : ROW_BLOCK;
-      k(len, a + off * sa, sa, b + off * sb, sb, out + off, acc);
-    }
-    return;
-  }
-#pragma omp parallel for if (p->numel > PG_PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t oa = 0, ob = 0, idx = r;
-    for (int ax = last - 1; ax >= 0; ax--) {
-      const int64_t i = idx % p->size[ax];
-      idx /= p->size[ax];
-      oa += i * p->stride[0][ax];
-      ob += i * p->stride[1][ax];
-    }
-    k(n, a + oa, sa, b + ob, sb, out + r * n, acc);
-  }
+  const apply_job job = {p, k, a, b, out, acc, p->size[last], p->stride[0][last] ? 1 : 0,
+                         p->stride[1][last] ? 1 : 0};
+  const int64_t rows = p->numel / job.n;
+  const int64_t work = p->numel;
+  if (rows == 1)
+    PG_FOR(work, blk, (job.n + ROW_BLOCK - 1) / ROW_BLOCK, apply_block(&job, blk));
+  else
+    PG_FOR(work, r, rows, apply_row(&job, r));
 }
+
+/* ---- Summing over broadcast axes ---- */
+
+/* The merged axes split into kept ones (dst has them) and reduced ones; src
+ * is contiguous over the merged shape. */
+typedef struct {
+  const float *src;
+  float *dst;
+  double alpha;
+  bool acc;
+  const int64_t *size;
+  int64_t src_stride[PG_MAX_DIMS];
+  int kept[PG_MAX_DIMS], red[PG_MAX_DIMS], nk, nr;
+  int64_t n;         /* length of the innermost axis */
+  int64_t n_red;     /* reduced positions per output (without the innermost when reduced) */
+  int64_t col_blocks;
+} reduction;
 
 /* The offset of the idx-th combination of the listed axes (innermost last). */
 static int64_t offset_in(int64_t idx, int n_axes, const int *axes, const int64_t *size,
@@ -120,66 +155,82 @@ static double sum_run(const float *x, int64_t n) {
   return s;
 }
 
+/* Innermost axis reduced: output q sums contiguous runs of n. */
+static void reduce_output(const reduction *r, int64_t q) {
+  const float *base = r->src + offset_in(q, r->nk, r->kept, r->size, r->src_stride);
+  double s = 0;
+  for (int64_t i = 0; i < r->n_red; i++)
+    s += sum_run(base + offset_in(i, r->nr - 1, r->red, r->size, r->src_stride), r->n);
+  r->dst[q] = (r->acc ? r->dst[q] : 0.0f) + (float)(r->alpha * s);
+}
+
+/* Innermost axis kept: a block of columns of one output row adds up the
+ * matching pieces of every reduced source row, in a double accumulator. */
+static void reduce_columns(const reduction *r, int64_t t) {
+  const int64_t row = t / r->col_blocks, c0 = (t % r->col_blocks) * COL_BLOCK;
+  const int64_t len = r->n - c0 < COL_BLOCK ? r->n - c0 : COL_BLOCK;
+  const float *base = r->src + offset_in(row, r->nk - 1, r->kept, r->size, r->src_stride) + c0;
+  double accum[COL_BLOCK] = {0};
+  for (int64_t i = 0; i < r->n_red; i++) {
+    const float *s = base + offset_in(i, r->nr, r->red, r->size, r->src_stride);
+    for (int64_t j = 0; j < len; j++) accum[j] += s[j];
+  }
+  float *d = r->dst + row * r->n + c0;
+  for (int64_t j = 0; j < len; j++) d[j] = (r->acc ? d[j] : 0.0f) + (float)(r->alpha * accum[j]);
+}
+
+/* Nothing broadcast: dst (+)= alpha * src, one block. */
+static void scaled_copy(float *restrict dst, const float *restrict src, int64_t n, float alpha,
+                        bool acc, int64_t blk) {
+  const int64_t off = blk * ROW_BLOCK, len = n - off < ROW_BLOCK ? n - off : ROW_BLOCK;
+  dst += off;
+  src += off;
+  if (acc)
+    for (int64_t i = 0; i < len; i++) dst[i] += alpha * src[i];
+  else if (alpha == 1.0f)
+    memcpy(dst, src, (size_t)len * sizeof *dst);
+  else
+    for (int64_t i = 0; i < len; i++) dst[i] = alpha * src[i];
+}
+
 void pg_reduce_to(int n_src, const int64_t *src_shape, const float *src, int nd,
-                  const int64_t *d_shape, float alpha, float *dst, bool acc) {
+                  const int64_t *d_shape, double alpha, float *dst, bool acc) {
   pg_bcast p;
   pg_bcast_plan(&p, n_src, src_shape, nd, d_shape, nd, d_shape);
   const int64_t n_dst = pg_shape_numel(nd, d_shape);
-  if (!p.expanded[0]) { /* nothing was broadcast: a scaled copy */
-#pragma omp parallel for if (n_dst > PG_PARALLEL_MIN)
-    for (int64_t i = 0; i < n_dst; i++) dst[i] = (acc ? dst[i] : 0.0f) + alpha * src[i];
+  const int64_t work = p.numel;
+  if (!p.expanded[0]) {
+    PG_FOR(work, blk, (n_dst + ROW_BLOCK - 1) / ROW_BLOCK,
+           scaled_copy(dst, src, n_dst, (float)alpha, acc, blk));
     return;
   }
-  if (p.numel == 0) { /* an empty sum is zero */
-    if (!acc) memset(dst, 0, (size_t)n_dst * sizeof *dst);
+  if (p.numel == 0) { /* an empty sum is zero (times alpha: a mean of nothing is NaN) */
+    const float empty = (float)(alpha * 0.0);
+    for (int64_t i = 0; i < n_dst; i++) dst[i] = (acc ? dst[i] : 0.0f) + empty;
     return;
   }
-  /* Split the merged axes into kept (dst has them) and reduced ones; they
-   * alternate. src is contiguous over the merged shape. */
-  int kept[PG_MAX_DIMS], red[PG_MAX_DIMS], nk = 0, nr = 0;
-  int64_t src_stride[PG_MAX_DIMS], n_kept = 1, n_red = 1;
-  int64_t run = 1;
+  reduction r = {.src = src, .dst = dst, .alpha = alpha, .acc = acc, .size = p.size};
+  int64_t run = 1, n_kept = 1;
   for (int ax = p.ndim - 1; ax >= 0; ax--) {
-    src_stride[ax] = run;
+    r.src_stride[ax] = run;
     run *= p.size[ax];
   }
+  r.n_red = 1;
   for (int ax = 0; ax < p.ndim; ax++) {
     if (p.stride[0][ax]) {
-      kept[nk++] = ax;
+      r.kept[r.nk++] = ax;
       n_kept *= p.size[ax];
     } else {
-      red[nr++] = ax;
-      n_red *= p.size[ax];
+      r.red[r.nr++] = ax;
+      r.n_red *= p.size[ax];
     }
   }
-  const int last = p.ndim - 1;
-  if (!p.stride[0][last]) {
-    /* The innermost axis is reduced: each output sums contiguous runs. */
-    const int64_t n = p.size[last], runs = n_red / n;
-#pragma omp parallel for if (p.numel > PG_PARALLEL_MIN)
-    for (int64_t q = 0; q < n_kept; q++) {
-      const float *base = src + offset_in(q, nk, kept, p.size, src_stride);
-      double s = 0;
-      for (int64_t r = 0; r < runs; r++) s += sum_run(base + offset_in(r, nr - 1, red, p.size, src_stride), n);
-      dst[q] = (acc ? dst[q] : 0.0f) + (float)(alpha * s);
-    }
-    return;
-  }
-  /* The innermost axis is kept: each output row adds up whole source rows,
-   * a block of columns at a time into a double accumulator. */
-  const int64_t n = p.size[last], rows = n_kept / n;
-  const int64_t blocks = (n + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for if (p.numel > PG_PARALLEL_MIN)
-  for (int64_t t = 0; t < rows * blocks; t++) {
-    const int64_t row = t / blocks, c0 = (t % blocks) * COL_BLOCK;
-    const int64_t len = n - c0 < COL_BLOCK ? n - c0 : COL_BLOCK;
-    const float *base = src + offset_in(row, nk - 1, kept, p.size, src_stride) + c0;
-    double accum[COL_BLOCK] = {0};
-    for (int64_t r = 0; r < n_red; r++) {
-      const float *s = base + offset_in(r, nr, red, p.size, src_stride);
-      for (int64_t j = 0; j < len; j++) accum[j] += s[j];
-    }
-    float *d = dst + row * n + c0;
-    for (int64_t j = 0; j < len; j++) d[j] = (acc ? d[j] : 0.0f) + (float)(alpha * accum[j]);
+  r.n = p.size[p.ndim - 1];
+  if (!p.stride[0][p.ndim - 1]) { /* innermost reduced */
+    r.n_red /= r.n;
+    PG_FOR(work, q, n_kept, reduce_output(&r, q));
+  } else {
+    r.col_blocks = (r.n + COL_BLOCK - 1) / COL_BLOCK;
+    PG_FOR(work, t, n_kept / r.n * r.col_blocks, reduce_columns(&r, t));
   }
 }

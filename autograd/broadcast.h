@@ -20,8 +20,28 @@
 
 #include "tensor.h"
 
-/* Loops with more elements than this run on all OpenMP threads. */
+/* Loops touching more elements than this run on all OpenMP threads. */
 #define PG_PARALLEL_MIN ((int64_t)1 << 15)
+
+/* True when a loop touching `work` elements should use every thread: it is
+ * large, there is more than one thread, and we are not inside a parallel
+ * region already. */
+bool pg_use_threads(int64_t work);
+
+/* for (int64_t i = 0; i < n; i++) STATEMENT; on all OpenMP threads when
+ * pg_use_threads(work), else on this thread without entering OpenMP at all:
+ * libgomp allocates a thread team for every parallel region it cannot reuse
+ * (one whose if() clause is false, one of a single thread), and a training
+ * step must not call malloc. */
+#define PG_FOR(work, i, n, ...)                        \
+  do {                                                 \
+    if (pg_use_threads(work)) {                        \
+      _Pragma("omp parallel for")                      \
+      for (int64_t i = 0; i < (n); i++) __VA_ARGS__;   \
+    } else {                                           \
+      for (int64_t i = 0; i < (n); i++) __VA_ARGS__;   \
+    }                                                  \
+  } while (0)
 
 typedef struct {
   int ndim;                          /* merged rank, >= 1 */
@@ -31,8 +51,8 @@ typedef struct {
   bool expanded[2];                  /* operand is smaller than the output */
 } pg_bcast;
 
-/* out[i] (+)= a[i*sa] op b[i*sb] for i < n; sa, sb are 0 or 1, never both 0
- * (pg_bcast_apply passes 1 and 1 when n == 1); `acc` adds instead of writing. */
+/* out[i] (+)= a[i*sa] op b[i*sb] for i < n; sa and sb are each 0 or 1
+ * (both 0: a row of one repeated value); `acc` adds instead of writing. */
 typedef void (*pg_row_kernel)(int64_t n, const float *a, int64_t sa, const float *b, int64_t sb,
                               float *out, bool acc);
 
@@ -55,23 +75,24 @@ void pg_bcast_apply(const pg_bcast *p, pg_row_kernel k, const float *a, const fl
  * broadcast axes, accumulated in double. `acc` adds into dst instead of
  * writing it. */
 void pg_reduce_to(int n_src, const int64_t *src_shape, const float *src, int nd,
-                  const int64_t *d_shape, float alpha, float *dst, bool acc);
+                  const int64_t *d_shape, double alpha, float *dst, bool acc);
 
 /* Defines a row kernel from an expression in x (a's element) and y (b's):
  *   PG_ROW_KERNEL(static, kernel_sub, x - y)
- * Three loops (both full, b broadcast, a broadcast) keep each one simple
- * enough for the compiler to vectorise. */
+ * One loop per pair of strides keeps each simple enough for the compiler
+ * to vectorise. */
 #define PG_ROW_KERNEL(storage, name, EXPR)                                                      \
   storage void name(int64_t n, const float *restrict a, int64_t sa, const float *restrict b,    \
                     int64_t sb, float *restrict out, bool acc) {                                \
+    const float a0_ = a[0], b0_ = b[0];                                                         \
     if (sa && sb) {                                                                             \
       PG_ROW_LOOP_(a[i], b[i], EXPR)                                                            \
-    } else if (!sb) {                                                                           \
-      const float b0_ = b[0];                                                                   \
-      PG_ROW_LOOP_(a[i], b0_, EXPR)                                                               \
-    } else {                                                                                    \
-      const float a0_ = a[0];                                                                   \
+    } else if (sa) {                                                                            \
+      PG_ROW_LOOP_(a[i], b0_, EXPR)                                                             \
+    } else if (sb) {                                                                            \
       PG_ROW_LOOP_(a0_, b[i], EXPR)                                                             \
+    } else {                                                                                    \
+      PG_ROW_LOOP_(a0_, b0_, EXPR)                                                              \
     }                                                                                           \
   }
 #define PG_ROW_LOOP_(X, Y, EXPR)                                   \

@@ -150,32 +150,40 @@ pg_tensor *pg_pow_scalar(pg_ctx *ctx, pg_tensor *x, float p) {
 
 #define UNARY_BLOCK ((int64_t)8192)
 
-static void unary_backward(pg_ctx *ctx, pg_node *n) {
+/* Elements [off, off + len) of block b of an n-element tensor. */
+static int64_t block_len(int64_t n, int64_t b, int64_t *off) {
+  *off = b * UNARY_BLOCK;
+  return n - *off < UNARY_BLOCK ? n - *off : UNARY_BLOCK;
+}
+
+static void unary_forward_block(const pg_unary_op *op, const pg_tensor *x, pg_tensor *y, float s,
+                                int64_t b) {
+  int64_t off, len = block_len(x->numel, b, &off);
+  op->forward(len, x->data + off, y->data + off, s);
+}
+
+static void unary_backward_block(const pg_node *n, float *gx, bool acc, int64_t b) {
   const pg_unary_op *op = n->saved;
   const pg_tensor *x = n->in[0], *y = n->out;
+  int64_t off, len = block_len(y->numel, b, &off);
+  op->backward(len, x->data + off, y->data + off, y->grad + off, gx + off, n->farg[0], acc);
+}
+
+static void unary_backward(pg_ctx *ctx, pg_node *n) {
   bool fresh;
   float *gx = pg_grad_dest(ctx, n->in[0], &fresh);
   if (!gx) return;
-  const int64_t blocks = (y->numel + UNARY_BLOCK - 1) / UNARY_BLOCK;
-#pragma omp parallel for if (y->numel > PG_PARALLEL_MIN)
-  for (int64_t b = 0; b < blocks; b++) {
-    const int64_t off = b * UNARY_BLOCK;
-    const int64_t len = y->numel - off < UNARY_BLOCK ? y->numel - off : UNARY_BLOCK;
-    op->backward(len, x->data + off, y->data + off, y->grad + off, gx + off, n->farg[0], !fresh);
-  }
+  const int64_t numel = n->out->numel;
+  PG_FOR(numel, b, (numel + UNARY_BLOCK - 1) / UNARY_BLOCK,
+         unary_backward_block(n, gx, !fresh, b));
 }
 
 pg_tensor *pg_unary(pg_ctx *ctx, const char *name, const pg_unary_op *op, pg_tensor *x, float s) {
   if (!x) return NULL;
   pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
   if (!y) return NULL;
-  const int64_t blocks = (x->numel + UNARY_BLOCK - 1) / UNARY_BLOCK;
-#pragma omp parallel for if (x->numel > PG_PARALLEL_MIN)
-  for (int64_t b = 0; b < blocks; b++) {
-    const int64_t off = b * UNARY_BLOCK;
-    const int64_t len = x->numel - off < UNARY_BLOCK ? x->numel - off : UNARY_BLOCK;
-    op->forward(len, x->data + off, y->data + off, s);
-  }
+  PG_FOR(x->numel, b, (x->numel + UNARY_BLOCK - 1) / UNARY_BLOCK,
+         unary_forward_block(op, x, y, s, b));
   pg_node *node = pg_tape_record(ctx, name, unary_backward, y, 1, &x);
   if (node) {
     node->saved = (void *)op;

@@ -50,9 +50,8 @@ pg_tensor *pg_embedding(pg_ctx *ctx, pg_tensor *table, int idx_ndim, const int64
   shape[idx_ndim] = d;
   pg_tensor *out = pg_empty(ctx, idx_ndim + 1, shape);
   if (!out) return NULL;
-#pragma omp parallel for if (out->numel > PG_PARALLEL_MIN)
-  for (int64_t i = 0; i < n_idx; i++)
-    memcpy(out->data + i * d, table->data + idx[i] * d, (size_t)d * sizeof(float));
+  PG_FOR(out->numel, i, n_idx,
+         memcpy(out->data + i * d, table->data + idx[i] * d, (size_t)d * sizeof(float)));
   pg_node *node = pg_tape_record(ctx, "pg_embedding", embedding_backward, out, 1, &table);
   if (node) {
     int64_t *saved = pg_scratch(ctx, (size_t)n_idx * sizeof *saved);

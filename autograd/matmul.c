@@ -18,29 +18,20 @@
 #include "op_util.h"
 #include "ops.h"
 
-/* Below this many multiply-adds per product, a batch of products runs one
- * product per thread rather than each product on every thread. */
-#define SMALL_GEMM ((int64_t)1 << 18)
-
-/* C_i = op(A_i) op(B_i) + beta C_i for i < batch; sA, sB, sC are the element
+/* C_i = op(A_i) op(B_i) + beta C_i for i < batch; sa, sb, sc are the element
  * distances between batch entries (0: the same matrix for every entry; for C
- * that means the products are summed into it). */
+ * that means the products are summed into it).
+ * One product after the other, each on all of BLIS's threads. Running one
+ * product per thread through pg_gemm_serial would suit tiny products better,
+ * but BLIS's OpenMP build then creates a one-thread team per call, which
+ * calls malloc, and a training step must not. */
 static void gemm_batch(int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                        const float *a, int64_t lda, int64_t sa, const float *b, int64_t ldb,
                        int64_t sb, float beta, float *c, int64_t ldc, int64_t sc) {
-  if (sc == 0) { /* summing into one C: in order, on BLIS's threads */
-    for (int64_t i = 0; i < batch; i++)
-      pg_gemm(ta, tb, m, n, k, 1.0f, a + i * sa, lda, b + i * sb, ldb, i ? 1.0f : beta, c, ldc);
-    return;
+  for (int64_t i = 0; i < batch; i++) {
+    const float beta_i = sc == 0 && i > 0 ? 1.0f : beta; /* summing into one C */
+    pg_gemm(ta, tb, m, n, k, 1.0f, a + i * sa, lda, b + i * sb, ldb, beta_i, c + i * sc, ldc);
   }
-  if (batch > 1 && m * n * k < SMALL_GEMM) {
-#pragma omp parallel for
-    for (int64_t i = 0; i < batch; i++)
-      pg_gemm_serial(ta, tb, m, n, k, 1.0f, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc, ldc);
-    return;
-  }
-  for (int64_t i = 0; i < batch; i++)
-    pg_gemm(ta, tb, m, n, k, 1.0f, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc, ldc);
 }
 
 /* iarg: 0 trans_a, 1 trans_b, 2 m, 3 n, 4 k, 5 batch, 6 shared b */

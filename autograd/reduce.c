@@ -55,12 +55,12 @@ static pg_tensor *reduce(pg_ctx *ctx, const char *who, pg_tensor *x, int n_axes,
   pg_tensor *out = pg_empty(ctx, nd, shape);
   if (!out) return NULL;
   /* The mean of nothing is NaN, as in PyTorch. */
-  const float scale = mean ? (float)(1.0 / (double)count) : 1.0f;
+  const double scale = mean ? 1.0 / (double)count : 1.0;
   pg_reduce_to(x->ndim, x->shape, x->data, x->ndim, kept, scale, out->data, false);
   pg_node *node = pg_tape_record(ctx, who, reduce_backward, out, 1, &x);
   if (node) {
     node->iarg[0] = mask;
-    node->farg[0] = scale;
+    node->farg[0] = (float)scale;
   }
   return out;
 }

@@ -76,36 +76,50 @@ pg_tensor *pg_reshape(pg_ctx *ctx, pg_tensor *x, int ndim, const int64_t *new_sh
 
 /* ---- permute, transpose ---- */
 
+/* A permuted copy, walked over dst's rows; src is read with permuted strides. */
+typedef struct {
+  const float *src;
+  float *dst;
+  bool acc;
+  int ndim;
+  int64_t shape[PG_MAX_DIMS], stride[PG_MAX_DIMS]; /* dst's shape, src's stride per dst axis */
+  int64_t n, step;                                 /* row length, src stride along a row */
+} permute_job;
+
+static void permute_row(const permute_job *j, int64_t r) {
+  int64_t off = 0, idx = r;
+  for (int ax = j->ndim - 2; ax >= 0; ax--) {
+    off += (idx % j->shape[ax]) * j->stride[ax];
+    idx /= j->shape[ax];
+  }
+  const float *restrict s = j->src + off;
+  float *restrict d = j->dst + r * j->n;
+  if (j->acc)
+    for (int64_t i = 0; i < j->n; i++) d[i] += s[i * j->step];
+  else
+    for (int64_t i = 0; i < j->n; i++) d[i] = s[i * j->step];
+}
+
 /* dst = src with its axes reordered: dst.shape[i] = src.shape[perm[i]]; adds
- * into dst when acc. Walks dst in order, reading src with permuted strides. */
+ * into dst when acc. */
 static void permute_copy(const float *src, int ndim, const int64_t *src_shape, const int *perm,
                          float *dst, bool acc) {
-  int64_t src_stride[PG_MAX_DIMS], shape[PG_MAX_DIMS], stride[PG_MAX_DIMS], numel = 1;
+  permute_job j = {.src = src, .dst = dst, .acc = acc, .ndim = ndim, .n = 1, .step = 1};
+  int64_t src_stride[PG_MAX_DIMS], numel = 1;
   for (int i = ndim - 1; i >= 0; i--) {
     src_stride[i] = numel;
     numel *= src_shape[i];
   }
   for (int i = 0; i < ndim; i++) {
-    shape[i] = src_shape[perm[i]];
-    stride[i] = src_stride[perm[i]];
+    j.shape[i] = src_shape[perm[i]];
+    j.stride[i] = src_stride[perm[i]];
   }
   if (numel == 0) return;
-  const int last = ndim - 1;
-  const int64_t n = ndim ? shape[last] : 1, step = ndim ? stride[last] : 1, rows = numel / n;
-#pragma omp parallel for if (numel > PG_PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t off = 0, idx = r;
-    for (int ax = last - 1; ax >= 0; ax--) {
-      off += (idx % shape[ax]) * stride[ax];
-      idx /= shape[ax];
-    }
-    const float *s = src + off;
-    float *d = dst + r * n;
-    if (acc)
-      for (int64_t i = 0; i < n; i++) d[i] += s[i * step];
-    else
-      for (int64_t i = 0; i < n; i++) d[i] = s[i * step];
+  if (ndim > 0) {
+    j.n = j.shape[ndim - 1];
+    j.step = j.stride[ndim - 1];
   }
+  PG_FOR(numel, r, numel / j.n, permute_row(&j, r));
 }
 
 static void permute_backward(pg_ctx *ctx, pg_node *node) {
@@ -167,6 +181,14 @@ pg_tensor *pg_transpose(pg_ctx *ctx, pg_tensor *x, int axis0, int axis1) {
 
 /* ---- slice, concat, split, chunk: blocks along one axis ---- */
 
+/* One outer index of copy_along_axis. */
+static void copy_run(float *restrict d, const float *restrict s, int64_t n, bool acc) {
+  if (acc)
+    for (int64_t i = 0; i < n; i++) d[i] += s[i];
+  else
+    memcpy(d, s, (size_t)n * sizeof *d);
+}
+
 /* Viewing a tensor as [outer, axis, inner], copies (or adds, when acc) the
  * `len` entries starting at src_off of src's axis to those starting at
  * dst_off of dst's axis. */
@@ -174,15 +196,9 @@ static void copy_along_axis(float *dst, int64_t dst_axis, int64_t dst_off, const
                             int64_t src_axis, int64_t src_off, int64_t len, int64_t outer,
                             int64_t inner, bool acc) {
   const int64_t run = len * inner;
-#pragma omp parallel for if (outer * run > PG_PARALLEL_MIN)
-  for (int64_t o = 0; o < outer; o++) {
-    float *restrict d = dst + (o * dst_axis + dst_off) * inner;
-    const float *restrict s = src + (o * src_axis + src_off) * inner;
-    if (acc)
-      for (int64_t i = 0; i < run; i++) d[i] += s[i];
-    else
-      memcpy(d, s, (size_t)run * sizeof *d);
-  }
+  PG_FOR(outer * run, o, outer,
+         copy_run(dst + (o * dst_axis + dst_off) * inner, src + (o * src_axis + src_off) * inner,
+                  run, acc));
 }
 
 static void outer_inner(const pg_tensor *t, int axis, int64_t *outer, int64_t *inner) {
