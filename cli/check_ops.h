@@ -19,4 +19,18 @@ void pg_check_sgd(pg_case *c);
 void pg_check_adam(pg_case *c);
 void pg_check_adamw(pg_case *c);
 
+/* check_basic.c: the generic ops of autograd/ops.h */
+void pg_check_gelu(pg_case *c);
+void pg_check_silu(pg_case *c);
+void pg_check_softmax(pg_case *c);
+void pg_check_mse(pg_case *c);
+void pg_check_add(pg_case *c);
+void pg_check_sub(pg_case *c);
+void pg_check_mul(pg_case *c);
+void pg_check_div(pg_case *c);
+void pg_check_matmul(pg_case *c);
+void pg_check_sum(pg_case *c);
+void pg_check_mean(pg_case *c);
+void pg_check_embedding(pg_case *c);
+
 #endif

@@ -21,6 +21,19 @@ static const struct {
     {"sgd", pg_check_sgd, 1e-6, 1e-5},
     {"adam", pg_check_adam, 1e-6, 1e-5},
     {"adamw", pg_check_adamw, 1e-6, 1e-5},
+    {"gelu", pg_check_gelu, 1e-5, 1e-4},
+    {"silu", pg_check_silu, 1e-5, 1e-4},
+    {"softmax", pg_check_softmax, 1e-5, 1e-4},
+    {"mse", pg_check_mse, 1e-5, 1e-4},
+    /* patchgrad's own op names (tests/data/ops_torch.h5) */
+    {"add", pg_check_add, 1e-5, 1e-4},
+    {"sub", pg_check_sub, 1e-5, 1e-4},
+    {"mul", pg_check_mul, 1e-5, 1e-4},
+    {"div", pg_check_div, 1e-5, 1e-4},
+    {"matmul", pg_check_matmul, 1e-5, 1e-4},
+    {"sum", pg_check_sum, 1e-5, 1e-4},
+    {"mean", pg_check_mean, 1e-5, 1e-4},
+    {"embedding", pg_check_embedding, 1e-5, 1e-4},
     {NULL, NULL, 0, 0},
 };
 
