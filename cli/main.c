@@ -8,6 +8,8 @@
 
 int pg_cmd_check(int argc, char **argv);
 int pg_cmd_latents(int argc, char **argv);
+int pg_cmd_train(int argc, char **argv);
+int pg_cmd_sample(int argc, char **argv);
 
 static int cmd_version(int argc, char **argv) {
   (void)argc;
@@ -19,6 +21,8 @@ static int cmd_version(int argc, char **argv) {
 static const pg_command commands[] = {
     {"check", pg_cmd_check, "replay an HDF5 case file against the library"},
     {"latents", pg_cmd_latents, "make a latent dataset (Fashion-MNIST or synthetic shapes)"},
+    {"train", pg_cmd_train, "train the DiT denoiser on HDF5 latents"},
+    {"sample", pg_cmd_sample, "draw a sample grid from a DiT checkpoint"},
     {"version", cmd_version, "print the version"},
 };
 

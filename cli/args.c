@@ -1,0 +1,86 @@
+#include "args.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+pg_args pg_args_begin(const char *cmd, int argc, char **argv) {
+  return (pg_args){.cmd = cmd, .argc = argc, .argv = argv, .i = 0};
+}
+
+bool pg_args_next(pg_args *a) { return !a->failed && ++a->i < a->argc; }
+
+const char *pg_args_current(const pg_args *a) { return a->argv[a->i]; }
+
+void pg_args_error(const pg_args *a, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "patchgrad %s: ", a->cmd);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* The value after the flag, or NULL (with the error) when it is missing. */
+static const char *value_of(pg_args *a, const char *flag) {
+  if (a->i + 1 >= a->argc) {
+    pg_args_error(a, "%s needs a value", flag);
+    a->failed = true;
+    return NULL;
+  }
+  return a->argv[++a->i];
+}
+
+bool pg_arg_string(pg_args *a, const char *flag, const char **out) {
+  if (strcmp(a->argv[a->i], flag)) return false;
+  const char *v = value_of(a, flag);
+  if (v) *out = v;
+  return true;
+}
+
+bool pg_arg_int(pg_args *a, const char *flag, int64_t min, int64_t max, int64_t *out) {
+  const char *v = NULL;
+  if (!pg_arg_string(a, flag, &v)) return false;
+  if (!v) return true;
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (errno || end == v || *end || x < min || x > max) {
+    pg_args_error(a, "%s '%s' is not an integer in [%lld, %lld]", flag, v, (long long)min, (long long)max);
+    a->failed = true;
+  } else {
+    *out = x;
+  }
+  return true;
+}
+
+bool pg_arg_double(pg_args *a, const char *flag, double min, double max, double *out) {
+  const char *v = NULL;
+  if (!pg_arg_string(a, flag, &v)) return false;
+  if (!v) return true;
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (errno || end == v || *end || !(x >= min && x <= max)) {
+    pg_args_error(a, "%s '%s' is not a number in [%g, %g]", flag, v, min, max);
+    a->failed = true;
+  } else {
+    *out = x;
+  }
+  return true;
+}
+
+bool pg_arg_switch(pg_args *a, const char *flag, bool *out) {
+  if (strcmp(a->argv[a->i], flag)) return false;
+  *out = true;
+  return true;
+}
+
+int pg_args_unknown(pg_args *a) {
+  pg_args_error(a, "unknown option '%s' (see patchgrad %s --help)", a->argv[a->i], a->cmd);
+  a->failed = true;
+  return 2;
+}

@@ -1,0 +1,78 @@
+#include "sample_sheet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "h5util.h"
+#include "png_image.h"
+
+/* A line redrawn in place on a terminal; plain lines otherwise. */
+static void show_progress(int step, int total, void *user) {
+  (void)user;
+  bool tty = isatty(STDERR_FILENO);
+  if (tty) fprintf(stderr, "\r\033[Ksample: step %d/%d%s", step, total, step == total ? "\n" : "");
+  else if (step == total || step % (total >= 10 ? total / 10 : 1) == 0)
+    fprintf(stderr, "sample: step %d/%d\n", step, total);
+}
+
+static pg_status write_raw(const char *png_path, const float *x, const int64_t *labels, int64_t n,
+                           const pg_dit_config *c, const pg_sample_sheet_opts *o) {
+  char path[1024], tmp[1100];
+  size_t len = strlen(png_path);
+  if (len > 4 && !strcmp(png_path + len - 4, ".png")) len -= 4;
+  if (len + 4 >= sizeof path) return pg_fail(PG_ERR_ARG, "sample: output path too long");
+  snprintf(path, sizeof path, "%.*s.h5", (int)len, png_path);
+  if (pg_atomic_tmp_path(path, tmp, sizeof tmp)) return pg_last_status();
+  pg_h5_quiet();
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) return pg_fail(PG_ERR_IO, "sample: cannot create %s", tmp);
+  int64_t shape[4] = {n, c->input_size, c->input_size, c->in_channels};
+  pg_status st = pg_h5_write_floats(f, "samples", 4, shape, x, 1);
+  if (!st && labels) st = pg_h5_write_int64(f, "labels", 1, &n, labels);
+  st = st ? st : pg_h5_set_attr_string(f, "sampler", o->sampler.kind == PG_SAMPLER_DDIM ? "ddim" : "ddpm");
+  st = st ? st : pg_h5_set_attr_int(f, "steps", o->sampler.kind == PG_SAMPLER_DDIM ? o->sampler.steps : PG_DIFFUSION_T);
+  st = st ? st : pg_h5_set_attr_double(f, "cfg_scale", o->sampler.cfg_scale);
+  st = st ? st : pg_h5_set_attr_int(f, "seed", (int64_t)o->sampler.seed);
+  st = st ? st : pg_h5_set_attr_string(f, "description", "DiT samples in latent space (channels last), before the inverse transform");
+  if (H5Fclose(f) < 0 && !st) st = pg_fail(PG_ERR_IO, "sample: cannot write %s", tmp);
+  if (st) {
+    pg_atomic_discard(tmp);
+    return st;
+  }
+  return pg_atomic_commit(tmp, path);
+}
+
+pg_status pg_sample_sheet(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
+                          const pg_latent_transform *tf, const pg_sample_sheet_opts *o,
+                          const char *png_path, bool quiet) {
+  const pg_dit_config *c = &m->cfg;
+  if (o->per_class < 1) return pg_fail(PG_ERR_ARG, "sample: samples per row must be >= 1, got %d", o->per_class);
+  if (c->num_classes > 0 && o->class_id >= c->num_classes)
+    return pg_fail(PG_ERR_ARG, "sample: class %d is not below the model's %lld classes", o->class_id,
+                   (long long)c->num_classes);
+  int rows = c->num_classes == 0 ? (o->rows > 0 ? o->rows : 4) : o->class_id < 0 ? (int)c->num_classes : 1;
+  int64_t n = (int64_t)rows * o->per_class, per = c->input_size * c->input_size * c->in_channels;
+  float *x = malloc((size_t)(n * per) * sizeof *x);
+  int64_t *labels = c->num_classes > 0 ? malloc((size_t)n * sizeof *labels) : NULL;
+  if (!x || (c->num_classes > 0 && !labels)) {
+    free(x);
+    free(labels);
+    return pg_fail(PG_ERR_MEMORY, "sample: out of memory for %lld samples", (long long)n);
+  }
+  for (int64_t i = 0; labels && i < n; i++) labels[i] = o->class_id >= 0 ? o->class_id : i / o->per_class;
+  pg_status st = pg_diffusion_sample(ctx, m, d, &o->sampler, n, labels, x,
+                                     quiet ? NULL : show_progress, NULL);
+  if (!st) st = write_raw(png_path, x, labels, n, c, o);
+  if (!st) {
+    pg_image *grid = pg_latents_to_grid(tf, n, x, c->input_size, c->input_size, c->in_channels,
+                                        o->per_class, 2);
+    st = grid ? pg_png_write(png_path, grid) : pg_last_status();
+    pg_image_free(grid);
+  }
+  free(x);
+  free(labels);
+  return st;
+}

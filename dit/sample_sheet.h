@@ -1,0 +1,23 @@
+/* A sheet of samples from a DiT: one row per class for a conditional model
+ * (or one row of the chosen class), written as a PNG grid decoded back to
+ * images with the dataset's inverse transform, and as raw latents in HDF5
+ * (`samples` [N, H, W, C], `labels` [N], the sampler settings as attributes)
+ * next to it: grid.png -> grid.h5. */
+#ifndef PG_SAMPLE_SHEET_H
+#define PG_SAMPLE_SHEET_H
+
+#include "diffusion.h"
+#include "latent_image.h"
+
+typedef struct {
+  pg_sampler_opts sampler;
+  int per_class;   /* samples per row (columns) */
+  int class_id;    /* -1: every class, one row each; else that class only */
+  int rows;        /* unconditional models: rows of per_class samples (default 4) */
+} pg_sample_sheet_opts;
+
+pg_status pg_sample_sheet(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
+                          const pg_latent_transform *tf, const pg_sample_sheet_opts *o,
+                          const char *png_path, bool quiet);
+
+#endif

@@ -1,0 +1,62 @@
+/* The DiT training loop behind `patchgrad train`: data, model, optimizer,
+ * schedule, clipping, EMA, validation at fixed draws, checkpoints (atomic,
+ * resumable), loss.csv and its curve, progress, SIGINT and NaN handling,
+ * and a sample sheet at the end. A library function so that tests can run
+ * it too. */
+#ifndef PG_TRAINER_H
+#define PG_TRAINER_H
+
+#include "clip.h"
+#include "diffusion.h"
+#include "dit.h"
+#include "kv.h"
+#include "optimizer.h"
+#include "schedule.h"
+
+typedef struct {
+  /* data */
+  const char *data_path;  /* latents (latents.h) */
+  const char *val_path;   /* held-out latents for the validation loss, or NULL */
+  int64_t val_count;      /* samples of val_path used (their first ones) */
+  /* model: input_size, in_channels and num_classes 0 mean "from the data" */
+  pg_dit_config model;
+  bool unconditional;     /* ignore the data's labels (num_classes 0) */
+  /* optimisation */
+  pg_optim_config optim;
+  pg_schedule schedule;   /* base_lr is taken from optim.lr */
+  double clip;            /* max global gradient norm, 0: off */
+  int64_t batch;
+  int64_t steps;          /* total updates of the run (a resumed run continues to it) */
+  int64_t epochs;         /* when > 0, steps = epochs * batches per epoch */
+  uint64_t seed;
+  double ema_decay;       /* 0: no EMA */
+  /* bookkeeping */
+  const char *out_dir;    /* ckpt.h5, loss.csv, loss.png, samples.png, val_draws.h5 */
+  const char *resume;     /* a checkpoint to continue from, or NULL */
+  int64_t val_every, ckpt_every, log_every;
+  bool quiet;             /* no progress output (tests) */
+  /* the sample sheet at the end (0 columns: none) */
+  int sample_cols, sample_steps;
+  float sample_cfg;
+} pg_train_opts;
+
+typedef struct {
+  int64_t step;           /* updates done */
+  double train_loss;      /* mean over the last logging interval */
+  double val_loss;        /* the last validation loss (NaN when none) */
+  double steps_per_second;
+  bool interrupted;       /* stopped by SIGINT (a checkpoint was saved) */
+} pg_train_result;
+
+/* Defaults of `patchgrad train` (small model, AdamW 1e-4, batch 64, ...). */
+void pg_train_opts_init(pg_train_opts *o);
+
+/* Runs the whole training. Errors (bad data, a NaN loss, a failed save) come
+ * back as a status with the message set; a NaN loss saves nothing. */
+pg_status pg_train(const pg_train_opts *o, pg_train_result *res);
+
+/* Model config <-> checkpoint key/value list (shared with the sampler). */
+pg_status pg_dit_config_to_kv(const pg_dit_config *c, pg_kv *kv);
+pg_status pg_dit_config_from_kv(const pg_kv *kv, pg_dit_config *c);
+
+#endif
