@@ -5,22 +5,44 @@
 #include "update.h"
 
 /* sum |g|^p over n elements in double (max |g| for p = inf); p = 2 first
- * because it is the case that matters for speed. */
+ * because it is the case that matters for speed. OpenMP only for large
+ * tensors (see pg_optim_parallel). */
 static double power_sum(const float *restrict g, int64_t n, double p) {
   double acc = 0;
-  if (p == 2.0) {
-#pragma omp parallel for reduction(+ : acc) schedule(static) if (n >= PG_OPTIM_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) acc += (double)g[i] * g[i];
-  } else if (isinf(p)) {
+  if (isinf(p)) {
     for (int64_t i = 0; i < n; i++) {
       double a = fabs((double)g[i]);
       if (a > acc || a != a) acc = a; /* NaN propagates, as torch's max does */
     }
+  } else if (p == 2.0 && pg_optim_use_threads(n)) {
+#pragma omp parallel for reduction(+ : acc) schedule(static)
+    for (int64_t i = 0; i < n; i++) acc += (double)g[i] * g[i];
+  } else if (p == 2.0) {
+    for (int64_t i = 0; i < n; i++) acc += (double)g[i] * g[i];
   } else {
-#pragma omp parallel for reduction(+ : acc) schedule(static) if (n >= PG_OPTIM_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) acc += pow(fabs((double)g[i]), p);
   }
   return acc;
+}
+
+typedef struct {
+  float *g;
+  float coef, clip;
+} scale_args;
+
+static void scale_range(void *user, int64_t lo, int64_t hi) {
+  const scale_args *a = user;
+  float *restrict g = a->g;
+  const float coef = a->coef;
+  for (int64_t i = lo; i < hi; i++) g[i] *= coef;
+}
+
+/* clamp to [-clip, clip]; NaN fails both tests and stays NaN */
+static void clamp_range(void *user, int64_t lo, int64_t hi) {
+  const scale_args *a = user;
+  float *restrict g = a->g;
+  const float hi_v = a->clip, lo_v = -a->clip;
+  for (int64_t i = lo; i < hi; i++) g[i] = g[i] < lo_v ? lo_v : (g[i] > hi_v ? hi_v : g[i]);
 }
 
 double pg_clip_grad_norm(pg_params *ps, double max_norm, double norm_type) {
@@ -53,10 +75,8 @@ double pg_clip_grad_norm(pg_params *ps, double max_norm, double norm_type) {
   for (int i = 0; i < ps->count; i++) {
     pg_tensor *t = ps->items[i].tensor;
     if (!pg_param_trainable(&ps->items[i]) || !t->grad) continue;
-    float *restrict g = t->grad;
-    const int64_t n = t->numel;
-#pragma omp parallel for schedule(static) if (n >= PG_OPTIM_PARALLEL_MIN)
-    for (int64_t j = 0; j < n; j++) g[j] *= clip_coef;
+    scale_args a = {.g = t->grad, .coef = clip_coef};
+    pg_optim_parallel(t->numel, scale_range, &a);
   }
   return total_norm;
 }
@@ -65,14 +85,11 @@ pg_status pg_clip_grad_value(pg_params *ps, double clip_value) {
   if (!ps) return pg_fail(PG_ERR_ARG, "pg_clip_grad_value: params is NULL");
   if (!(clip_value >= 0))
     return pg_fail(PG_ERR_ARG, "pg_clip_grad_value: clip_value = %g must be >= 0", clip_value);
-  const float hi = (float)clip_value, lo = -hi;
   for (int i = 0; i < ps->count; i++) {
     pg_tensor *t = ps->items[i].tensor;
     if (!pg_param_trainable(&ps->items[i]) || !t->grad) continue;
-    float *restrict g = t->grad;
-    const int64_t n = t->numel;
-#pragma omp parallel for schedule(static) if (n >= PG_OPTIM_PARALLEL_MIN)
-    for (int64_t j = 0; j < n; j++) g[j] = g[j] < lo ? lo : (g[j] > hi ? hi : g[j]);
+    scale_args a = {.g = t->grad, .clip = (float)clip_value};
+    pg_optim_parallel(t->numel, clamp_range, &a);
   }
   return PG_OK;
 }

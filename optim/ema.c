@@ -18,6 +18,31 @@ static pg_status check_model(const pg_ema *ema, const char *who) {
   return PG_OK;
 }
 
+typedef struct {
+  float *ema, *model;
+  float decay, rest;
+} ema_args;
+
+/* ema.mul_(decay).add_(param, alpha=1-decay): one FMA in PyTorch's kernel;
+ * the double product is exact, so one rounding as there. */
+static void update_range(void *user, int64_t lo, int64_t hi) {
+  const ema_args *a = user;
+  float *restrict e = a->ema;
+  const float *restrict w = a->model;
+  const float decay = a->decay, rest = a->rest;
+  for (int64_t j = lo; j < hi; j++) e[j] = (float)((double)w[j] * rest + e[j] * decay);
+}
+
+static void swap_range(void *user, int64_t lo, int64_t hi) {
+  const ema_args *a = user;
+  float *restrict e = a->ema, *restrict w = a->model;
+  for (int64_t j = lo; j < hi; j++) {
+    float t = e[j];
+    e[j] = w[j];
+    w[j] = t;
+  }
+}
+
 pg_status pg_ema_init(pg_ema *ema, pg_params *model, double decay) {
   if (!ema) return pg_fail(PG_ERR_ARG, "pg_ema_init: ema is NULL");
   memset(ema, 0, sizeof *ema);
@@ -54,17 +79,12 @@ pg_status pg_ema_update(pg_ema *ema) {
   if (ema->swapped)
     return pg_fail(PG_ERR_STATE, "pg_ema_update: the EMA weights are swapped into the model "
                    "(call pg_ema_swap again first)");
-  const float decay = (float)ema->decay, rest = (float)(1.0 - ema->decay);
   for (int i = 0; i < ema->shadow.count; i++) {
     const pg_param *p = &ema->model->items[i];
     if (!pg_param_trainable(p)) continue;
-    float *restrict e = ema->shadow.items[i].tensor->data;
-    const float *restrict w = p->tensor->data;
-    const int64_t n = p->tensor->numel;
-    /* ema.mul_(decay).add_(param, alpha=1-decay): one FMA in PyTorch's
-     * kernel; the double product is exact, so one rounding as there. */
-#pragma omp parallel for schedule(static) if (n >= PG_OPTIM_PARALLEL_MIN)
-    for (int64_t j = 0; j < n; j++) e[j] = (float)((double)w[j] * rest + e[j] * decay);
+    ema_args a = {.ema = ema->shadow.items[i].tensor->data, .model = p->tensor->data,
+                  .decay = (float)ema->decay, .rest = (float)(1.0 - ema->decay)};
+    pg_optim_parallel(p->tensor->numel, update_range, &a);
   }
   return PG_OK;
 }
@@ -74,15 +94,8 @@ pg_status pg_ema_swap(pg_ema *ema) {
   pg_status st = check_model(ema, "pg_ema_swap");
   if (st) return st;
   for (int i = 0; i < ema->shadow.count; i++) {
-    float *restrict e = ema->shadow.items[i].tensor->data;
-    float *restrict w = ema->model->items[i].tensor->data;
-    const int64_t n = ema->shadow.items[i].tensor->numel;
-#pragma omp parallel for schedule(static) if (n >= PG_OPTIM_PARALLEL_MIN)
-    for (int64_t j = 0; j < n; j++) {
-      float t = e[j];
-      e[j] = w[j];
-      w[j] = t;
-    }
+    ema_args a = {.ema = ema->shadow.items[i].tensor->data, .model = ema->model->items[i].tensor->data};
+    pg_optim_parallel(ema->shadow.items[i].tensor->numel, swap_range, &a);
   }
   ema->swapped = !ema->swapped;
   return PG_OK;
