@@ -33,4 +33,10 @@ void pg_check_sum(pg_case *c);
 void pg_check_mean(pg_case *c);
 void pg_check_embedding(pg_case *c);
 
+/* check_nn.c */
+void pg_check_linear(pg_case *c);
+void pg_check_layernorm(pg_case *c);
+void pg_check_attention(pg_case *c);
+void pg_check_attention_head(pg_case *c);
+
 #endif

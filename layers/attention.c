@@ -1,0 +1,371 @@
+#include "attention.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "blas.h"
+
+/* One attention call, described once for forward and backward: where each
+ * head's q, k, v (and their gradients) sit, and what was saved. Head n of
+ * batch entry b starts at base + b*T*ld + n*d; rows are ld floats apart. */
+typedef struct {
+  int64_t batch, tokens, heads, dk, dv;
+  const float *q, *k, *v;
+  int64_t q_ld, k_ld, v_ld;
+  float *out;                  /* [B, T, heads*dv] */
+  float scale;                 /* 1/sqrt(dk) */
+  bool causal;
+  const uint8_t *pad;          /* [B, T], 1 = masked key; forward only */
+  float dropout;               /* 0 unless training */
+  const uint64_t *seeds;       /* one dropout seed per (b, n), forward only */
+  float *probs;                /* [B, heads, T, T], the softmax (before dropout) */
+  uint8_t *keep;               /* [B, heads, T, T] dropout keep-mask, or NULL */
+} sdpa_plan;
+
+/* Per-thread T x T scratch: two buffers per thread. */
+static float *thread_scratch(pg_ctx *ctx, int threads, int64_t tokens) {
+  return pg_ctx_alloc(ctx, (size_t)threads * 2 * (size_t)(tokens * tokens) * sizeof(float) + 1);
+}
+
+/* Softmax of one row of scaled scores, in place, over the keys this query may
+ * see (j < limit, not padded). Max-subtracted, so any magnitude is safe; a
+ * row that sees nothing becomes zeros. */
+static void softmax_row(float *restrict s, int64_t tokens, int64_t limit, const uint8_t *pad) {
+  float max = -INFINITY;
+  for (int64_t j = 0; j < limit; j++)
+    if (!(pad && pad[j]) && s[j] > max) max = s[j];
+  if (max == -INFINITY) { /* no visible key */
+    memset(s, 0, (size_t)tokens * sizeof(float));
+    return;
+  }
+  float sum = 0.0f;
+  for (int64_t j = 0; j < limit; j++) {
+    float e = (pad && pad[j]) ? 0.0f : expf(s[j] - max);
+    s[j] = e;
+    sum += e;
+  }
+  for (int64_t j = limit; j < tokens; j++) s[j] = 0.0f;
+  float inv = 1.0f / sum;
+  for (int64_t j = 0; j < limit; j++) s[j] *= inv;
+}
+
+/* probs * keep / (1 - p) into dst: the weights that actually multiplied v. */
+static void apply_dropout(float *dst, const float *probs, const uint8_t *keep, int64_t n,
+                          float p) {
+  float rescale = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < n; i++) dst[i] = keep[i] ? probs[i] * rescale : 0.0f;
+}
+
+static void sdpa_forward(const sdpa_plan *pl, float *scratch, int threads) {
+  const int64_t T = pl->tokens, TT = T * T, out_ld = pl->heads * pl->dv;
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+  for (int64_t bn = 0; bn < pl->batch * pl->heads; bn++) {
+    int64_t b = bn / pl->heads, n = bn % pl->heads;
+    float *mine = scratch + (size_t)omp_get_thread_num() * 2 * (size_t)TT;
+    float *p = pl->probs ? pl->probs + bn * TT : mine;
+    const float *q = pl->q + b * T * pl->q_ld + n * pl->dk;
+    const float *k = pl->k + b * T * pl->k_ld + n * pl->dk;
+    const float *v = pl->v + b * T * pl->v_ld + n * pl->dv;
+    /* scores = scale * q k^T, straight into the probabilities' storage */
+    pg_gemm_serial(false, true, T, T, pl->dk, pl->scale, q, pl->q_ld, k, pl->k_ld, 0.0f, p, T);
+    const uint8_t *pad = pl->pad ? pl->pad + b * T : NULL;
+    for (int64_t i = 0; i < T; i++) softmax_row(p + i * T, T, pl->causal ? i + 1 : T, pad);
+    const float *weights = p;
+    if (pl->dropout > 0.0f) {
+      pg_rng rng;
+      pg_rng_seed(&rng, pl->seeds[bn]);
+      uint8_t *keep = pl->keep ? pl->keep + bn * TT : (uint8_t *)(mine + TT);
+      for (int64_t i = 0; i < TT; i++) keep[i] = pg_rng_uniform(&rng) >= pl->dropout;
+      float *dropped = mine + (pl->probs ? 0 : TT); /* p may be `mine` itself */
+      if (!pl->probs) { /* no backward: drop in place */
+        apply_dropout(p, p, keep, TT, pl->dropout);
+      } else {
+        apply_dropout(dropped, p, keep, TT, pl->dropout);
+        weights = dropped;
+      }
+    }
+    pg_gemm_serial(false, false, T, pl->dv, T, 1.0f, weights, T, v, pl->v_ld, 0.0f,
+                   pl->out + b * T * out_ld + n * pl->dv, out_ld);
+  }
+}
+
+/* Gradient destinations of one backward: dq/dk/dv laid out like q/k/v (NULL
+ * when not needed), each with its own beta (0 when the buffer is fresh). */
+typedef struct {
+  float *dq, *dk, *dv;
+  int64_t dq_ld, dk_ld, dv_ld;
+  float beta_q, beta_k, beta_v;
+} sdpa_grads;
+
+static void sdpa_backward(const sdpa_plan *pl, const sdpa_grads *g, const float *dout,
+                          float *scratch, int threads) {
+  const int64_t T = pl->tokens, TT = T * T, out_ld = pl->heads * pl->dv;
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+  for (int64_t bn = 0; bn < pl->batch * pl->heads; bn++) {
+    int64_t b = bn / pl->heads, n = bn % pl->heads;
+    float *ds = scratch + (size_t)omp_get_thread_num() * 2 * (size_t)TT, *dropped = ds + TT;
+    const float *p = pl->probs + bn * TT;
+    const uint8_t *keep = pl->keep ? pl->keep + bn * TT : NULL;
+    const float *q = pl->q + b * T * pl->q_ld + n * pl->dk;
+    const float *k = pl->k + b * T * pl->k_ld + n * pl->dk;
+    const float *v = pl->v + b * T * pl->v_ld + n * pl->dv;
+    const float *go = dout + b * T * out_ld + n * pl->dv;
+    /* dv = weights^T dout, with the weights that multiplied v */
+    if (g->dv) {
+      const float *weights = p;
+      if (keep) {
+        apply_dropout(dropped, p, keep, TT, pl->dropout);
+        weights = dropped;
+      }
+      pg_gemm_serial(true, false, T, pl->dv, T, 1.0f, weights, T, go, out_ld, g->beta_v,
+                     g->dv + b * T * g->dv_ld + n * pl->dv, g->dv_ld);
+    }
+    if (!g->dq && !g->dk) continue;
+    /* d(weights) = dout v^T, through dropout, then through softmax:
+     * ds_ij = p_ij (dp_ij - sum_l p_il dp_il). Masked weights are 0 in p, so
+     * their scores get no gradient. */
+    pg_gemm_serial(false, true, T, T, pl->dv, 1.0f, go, out_ld, v, pl->v_ld, 0.0f, ds, T);
+    float rescale = keep ? 1.0f / (1.0f - pl->dropout) : 1.0f;
+    for (int64_t i = 0; i < T; i++) {
+      float *dsr = ds + i * T;
+      const float *pr = p + i * T;
+      if (keep)
+        for (int64_t j = 0; j < T; j++) dsr[j] = keep[i * T + j] ? dsr[j] * rescale : 0.0f;
+      float dot = 0.0f;
+      for (int64_t j = 0; j < T; j++) dot += pr[j] * dsr[j];
+      for (int64_t j = 0; j < T; j++) dsr[j] = pr[j] * (dsr[j] - dot);
+    }
+    /* scores = scale * q k^T: dq = scale * ds k, dk = scale * ds^T q */
+    if (g->dq)
+      pg_gemm_serial(false, false, T, pl->dk, T, pl->scale, ds, T, k, pl->k_ld, g->beta_q,
+                     g->dq + b * T * g->dq_ld + n * pl->dk, g->dq_ld);
+    if (g->dk)
+      pg_gemm_serial(true, false, T, pl->dk, T, pl->scale, ds, T, q, pl->q_ld, g->beta_k,
+                     g->dk + b * T * g->dk_ld + n * pl->dk, g->dk_ld);
+  }
+}
+
+/* Thread count for a call: one per (b, n) pair at most, and one in all for
+ * work too small to pay for waking the others. */
+static int sdpa_threads(const sdpa_plan *pl) {
+  int64_t pairs = pl->batch * pl->heads;
+  double flops = 2.0 * (double)pairs * (double)(pl->tokens * pl->tokens) * (double)(pl->dk + pl->dv);
+  int threads = omp_get_max_threads();
+  if (flops < 1e6 || pairs < 2) return 1;
+  return pairs < threads ? (int)pairs : threads;
+}
+
+/* Fills the parts of the plan that forward and backward share and allocates
+ * what the call saves; returns false (error set) when memory runs out. */
+static bool sdpa_prepare(pg_ctx *ctx, sdpa_plan *pl, bool save, float dropout, pg_rng *rng) {
+  int64_t pairs = pl->batch * pl->heads, TT = pl->tokens * pl->tokens;
+  pl->scale = pl->dk > 0 ? (float)(1.0 / sqrt((double)pl->dk)) : 1.0f;
+  pl->dropout = ctx->training ? dropout : 0.0f;
+  if (save) {
+    pl->probs = pg_ctx_alloc(ctx, (size_t)(pairs * TT) * sizeof(float) + 1);
+    if (!pl->probs) return false;
+  }
+  if (pl->dropout > 0.0f) {
+    uint64_t *seeds = pg_ctx_alloc(ctx, (size_t)pairs * sizeof(uint64_t) + 1);
+    if (!seeds) return false;
+    /* One seed per (b, n), drawn in order: the masks do not depend on how
+     * the pairs are spread over threads. */
+    for (int64_t i = 0; i < pairs; i++) seeds[i] = pg_rng_next(rng);
+    pl->seeds = seeds;
+    if (save) {
+      pl->keep = pg_ctx_alloc(ctx, (size_t)(pairs * TT) + 1);
+      if (!pl->keep) return false;
+    }
+  }
+  return true;
+}
+
+static bool run_forward(pg_ctx *ctx, sdpa_plan *pl) {
+  int threads = sdpa_threads(pl);
+  float *scratch = thread_scratch(ctx, threads, pl->tokens);
+  if (!scratch) return false;
+  sdpa_forward(pl, scratch, threads);
+  return true;
+}
+
+static void run_backward(pg_ctx *ctx, const sdpa_plan *pl, const sdpa_grads *g, const float *dout) {
+  int threads = sdpa_threads(pl);
+  float *scratch = thread_scratch(ctx, threads, pl->tokens);
+  if (!scratch) {
+    ctx->tape_broken = true;
+    return;
+  }
+  sdpa_backward(pl, g, dout, scratch, threads);
+}
+
+static bool needs_grad(const pg_ctx *ctx, int n, pg_tensor *const *ts) {
+  if (!ctx->grad_enabled) return false;
+  for (int i = 0; i < n; i++)
+    if (ts[i]->requires_grad) return true;
+  return false;
+}
+
+static pg_status check_mask_and_heads(const char *who, int heads, int64_t width, const char *what) {
+  if (heads < 1) return pg_fail(PG_ERR_ARG, "%s: heads must be >= 1, got %d", who, heads);
+  if (width % heads)
+    return pg_fail(PG_ERR_ARG, "%s: %s %lld is not divisible by heads %d", who, what,
+                   (long long)width, heads);
+  return PG_OK;
+}
+
+/* ---- packed q, k, v (the multi-head path) ---- */
+
+static void sdpa_packed_backward(pg_ctx *ctx, pg_node *node) {
+  const sdpa_plan *pl = node->saved;
+  pg_tensor *qkv = node->in[0];
+  bool fresh;
+  float *g = pg_grad_dest(ctx, qkv, &fresh);
+  if (!g) return;
+  int64_t h = pl->heads * pl->dk, ld = 3 * h;
+  float beta = fresh ? 0.0f : 1.0f;
+  sdpa_grads grads = {g, g + h, g + 2 * h, ld, ld, ld, beta, beta, beta};
+  run_backward(ctx, pl, &grads, node->out->grad);
+}
+
+pg_tensor *pg_sdpa_packed_op(pg_ctx *ctx, pg_tensor *qkv, int heads, bool causal,
+                             const uint8_t *key_padding_mask) {
+  if (!qkv) return NULL;
+  if (qkv->ndim != 3 || qkv->shape[2] % 3) {
+    pg_fail(PG_ERR_ARG, "pg_sdpa_packed_op: qkv must be [B, T, 3h], got %s", pg_shape_of(qkv));
+    return NULL;
+  }
+  int64_t h = qkv->shape[2] / 3;
+  if (check_mask_and_heads("pg_sdpa_packed_op", heads, h, "hidden size h")) return NULL;
+  sdpa_plan *pl = pg_ctx_alloc(ctx, sizeof *pl);
+  pg_tensor *out = pg_empty(ctx, PG_SHAPE(qkv->shape[0], qkv->shape[1], h));
+  if (!pl || !out) return NULL;
+  int64_t ld = 3 * h;
+  *pl = (sdpa_plan){.batch = qkv->shape[0], .tokens = qkv->shape[1], .heads = heads,
+                    .dk = h / heads, .dv = h / heads,
+                    .q = qkv->data, .k = qkv->data + h, .v = qkv->data + 2 * h,
+                    .q_ld = ld, .k_ld = ld, .v_ld = ld, .out = out->data,
+                    .causal = causal, .pad = key_padding_mask};
+  bool save = needs_grad(ctx, 1, &qkv);
+  if (!sdpa_prepare(ctx, pl, save, 0.0f, NULL) || !run_forward(ctx, pl)) return NULL;
+  pl->pad = NULL; /* the caller's mask need not outlive the call */
+  pg_node *node = pg_tape_record(ctx, "sdpa", sdpa_packed_backward, out, 1, &qkv);
+  if (node) node->saved = pl;
+  return out;
+}
+
+/* ---- separate q, k, v ---- */
+
+static void sdpa_backward_separate(pg_ctx *ctx, pg_node *node) {
+  const sdpa_plan *pl = node->saved;
+  bool fq, fk, fv;
+  float *dq = pg_grad_dest(ctx, node->in[0], &fq);
+  float *dk = pg_grad_dest(ctx, node->in[1], &fk);
+  float *dv = pg_grad_dest(ctx, node->in[2], &fv);
+  sdpa_grads grads = {dq, dk, dv, pl->q_ld, pl->k_ld, pl->v_ld,
+                      fq ? 0.0f : 1.0f, fk ? 0.0f : 1.0f, fv ? 0.0f : 1.0f};
+  run_backward(ctx, pl, &grads, node->out->grad);
+}
+
+pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int heads,
+                      bool causal, const uint8_t *key_padding_mask, float dropout, pg_rng *rng) {
+  if (!q || !k || !v) return NULL;
+  pg_tensor *qkv[3] = {q, k, v};
+  const char *names[3] = {"q", "k", "v"};
+  for (int i = 0; i < 3; i++)
+    if (qkv[i]->ndim != 3 || qkv[i]->shape[0] != q->shape[0] || qkv[i]->shape[1] != q->shape[1]) {
+      pg_fail(PG_ERR_ARG, "pg_sdpa_op: q, k, v must be [B, T, width] with equal B and T; q is %s, %s is %s",
+              pg_shape_of(q), names[i], pg_shape_of(qkv[i]));
+      return NULL;
+    }
+  if (k->shape[2] != q->shape[2]) {
+    pg_fail(PG_ERR_ARG, "pg_sdpa_op: q %s and k %s must have the same width", pg_shape_of(q), pg_shape_of(k));
+    return NULL;
+  }
+  if (check_mask_and_heads("pg_sdpa_op", heads, q->shape[2], "the width of q") ||
+      check_mask_and_heads("pg_sdpa_op", heads, v->shape[2], "the width of v"))
+    return NULL;
+  if (!(dropout >= 0.0f && dropout < 1.0f)) {
+    pg_fail(PG_ERR_ARG, "pg_sdpa_op: dropout must be in [0, 1), got %g", (double)dropout);
+    return NULL;
+  }
+  if (dropout > 0.0f && ctx->training && !rng) {
+    pg_fail(PG_ERR_ARG, "pg_sdpa_op: dropout %g in training needs a random generator (rng is NULL)", (double)dropout);
+    return NULL;
+  }
+  sdpa_plan *pl = pg_ctx_alloc(ctx, sizeof *pl);
+  pg_tensor *out = pg_empty(ctx, PG_SHAPE(q->shape[0], q->shape[1], v->shape[2]));
+  if (!pl || !out) return NULL;
+  *pl = (sdpa_plan){.batch = q->shape[0], .tokens = q->shape[1], .heads = heads,
+                    .dk = q->shape[2] / heads, .dv = v->shape[2] / heads,
+                    .q = q->data, .k = k->data, .v = v->data,
+                    .q_ld = q->shape[2], .k_ld = k->shape[2], .v_ld = v->shape[2],
+                    .out = out->data, .causal = causal, .pad = key_padding_mask};
+  bool save = needs_grad(ctx, 3, qkv);
+  if (!sdpa_prepare(ctx, pl, save, dropout, rng) || !run_forward(ctx, pl)) return NULL;
+  pl->pad = NULL;
+  pl->seeds = NULL;
+  pg_node *node = pg_tape_record(ctx, "sdpa", sdpa_backward_separate, out, 3, qkv);
+  if (node) node->saved = pl;
+  return out;
+}
+
+/* ---- multi-head self-attention ---- */
+
+pg_tensor *pg_attention_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *qkv_weight, pg_tensor *qkv_bias,
+                           pg_tensor *proj_weight, pg_tensor *proj_bias, int heads, bool causal,
+                           const uint8_t *key_padding_mask) {
+  if (!x || !qkv_weight || !proj_weight) return NULL;
+  if (x->ndim != 3) {
+    pg_fail(PG_ERR_ARG, "pg_attention_op: x must be [B, T, h], got %s", pg_shape_of(x));
+    return NULL;
+  }
+  int64_t h = x->shape[2];
+  if (qkv_weight->ndim != 2 || qkv_weight->shape[0] != 3 * h || qkv_weight->shape[1] != h) {
+    pg_fail(PG_ERR_ARG, "pg_attention_op: qkv_weight must be [3h, h] = [%lld, %lld] for x %s, got %s",
+            (long long)(3 * h), (long long)h, pg_shape_of(x), pg_shape_of(qkv_weight));
+    return NULL;
+  }
+  if (proj_weight->ndim != 2 || proj_weight->shape[0] != h || proj_weight->shape[1] != h) {
+    pg_fail(PG_ERR_ARG, "pg_attention_op: proj_weight must be [h, h] = [%lld, %lld] for x %s, got %s",
+            (long long)h, (long long)h, pg_shape_of(x), pg_shape_of(proj_weight));
+    return NULL;
+  }
+  if (check_mask_and_heads("pg_attention_op", heads, h, "hidden size h")) return NULL;
+  pg_tensor *qkv = pg_linear_op(ctx, x, qkv_weight, qkv_bias);
+  pg_tensor *heads_out = pg_sdpa_packed_op(ctx, qkv, heads, causal, key_padding_mask);
+  return pg_linear_op(ctx, heads_out, proj_weight, proj_bias);
+}
+
+pg_status pg_attention_init(pg_attention *a, pg_params *ps, const char *prefix, int64_t hidden,
+                            int heads, bool qkv_bias, pg_linear_init_kind init, float std,
+                            pg_rng *rng) {
+  if (!a || !ps || !prefix) return pg_fail(PG_ERR_ARG, "pg_attention_init: layer, params and prefix must not be NULL");
+  memset(a, 0, sizeof *a);
+  if (hidden < 1) return pg_fail(PG_ERR_ARG, "pg_attention_init '%s': hidden must be >= 1, got %lld", prefix, (long long)hidden);
+  if (heads < 1 || hidden % heads)
+    return pg_fail(PG_ERR_ARG, "pg_attention_init '%s': heads must be >= 1 and divide hidden %lld, got %d",
+                   prefix, (long long)hidden, heads);
+  char name[PG_PARAM_NAME_MAX];
+  snprintf(name, sizeof name, "%s.qkv", prefix);
+  pg_status st = pg_linear_init(&a->qkv, ps, name, hidden, 3 * hidden, qkv_bias, init, std, rng);
+  if (st) return st;
+  snprintf(name, sizeof name, "%s.proj", prefix);
+  st = pg_linear_init(&a->proj, ps, name, hidden, hidden, true, init, std, rng);
+  if (st) return st;
+  a->hidden = hidden;
+  a->heads = heads;
+  return PG_OK;
+}
+
+pg_tensor *pg_attention_forward(pg_ctx *ctx, const pg_attention *a, pg_tensor *x, bool causal,
+                                const uint8_t *key_padding_mask) {
+  if (!x) return NULL;
+  if (!a || !a->qkv.weight || !a->proj.weight) {
+    pg_fail(PG_ERR_ARG, "pg_attention_forward: the layer is not initialised");
+    return NULL;
+  }
+  return pg_attention_op(ctx, x, a->qkv.weight, a->qkv.bias, a->proj.weight, a->proj.bias,
+                         a->heads, causal, key_padding_mask);
+}

@@ -1,0 +1,196 @@
+#include "layernorm.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+typedef struct {
+  double *mean; /* [rows]; double so that x - mean stays exact for large offsets */
+  float *rstd;  /* [rows] 1 / sqrt(var + eps) */
+} layernorm_saved;
+
+/* Work below this many elements stays on one thread. */
+#define LN_PARALLEL_MIN (1 << 15)
+
+/* Two passes (clarification 2): the mean first, then the mean of squared
+ * deviations. The one-pass E[x^2] - E[x]^2 loses every digit when the mean is
+ * large next to the spread. Sums in double; four partial sums for speed. */
+static void row_stats(const float *restrict x, int64_t d, float eps, double *mean, float *rstd) {
+  double s[4] = {0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4)
+    for (int l = 0; l < 4; l++) s[l] += x[j + l];
+  for (; j < d; j++) s[0] += x[j];
+  double m = (s[0] + s[1] + s[2] + s[3]) / (double)d;
+  double v[4] = {0, 0, 0, 0};
+  for (j = 0; j + 4 <= d; j += 4)
+    for (int l = 0; l < 4; l++) {
+      double c = x[j + l] - m;
+      v[l] += c * c;
+    }
+  for (; j < d; j++) v[0] += (x[j] - m) * (x[j] - m);
+  double var = (v[0] + v[1] + v[2] + v[3]) / (double)d;
+  *mean = m;
+  *rstd = (float)(1.0 / sqrt(var + (double)eps));
+}
+
+static void layernorm_backward(pg_ctx *ctx, pg_node *node) {
+  const layernorm_saved *s = node->saved;
+  pg_tensor *x = node->in[0];
+  pg_tensor *weight = node->iarg[1] ? node->in[node->iarg[1]] : NULL;
+  pg_tensor *bias = node->iarg[2] ? node->in[node->iarg[2]] : NULL;
+  int64_t d = x->shape[x->ndim - 1], rows = node->iarg[0];
+  const float *dy = node->out->grad;
+  const float *w = weight ? weight->data : NULL;
+  bool dx_fresh = false, dw_fresh = false, db_fresh = false;
+  float *dx = pg_grad_dest(ctx, x, &dx_fresh);
+  float *dw = weight ? pg_grad_dest(ctx, weight, &dw_fresh) : NULL;
+  float *db = bias ? pg_grad_dest(ctx, bias, &db_fresh) : NULL;
+  /* dw and db sum over rows: each thread sums its rows into its own slice of
+   * scratch, and the slices are added at the end. */
+  int threads = rows * d >= LN_PARALLEL_MIN ? omp_get_max_threads() : 1;
+  float *partial = NULL;
+  if (dw || db) {
+    partial = pg_ctx_alloc(ctx, (size_t)threads * 2 * (size_t)d * sizeof(float));
+    if (!partial) {
+      ctx->tape_broken = true;
+      return;
+    }
+    memset(partial, 0, (size_t)threads * 2 * (size_t)d * sizeof(float));
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    float *pdw = partial ? partial + (size_t)omp_get_thread_num() * 2 * (size_t)d : NULL;
+    float *pdb = pdw ? pdw + d : NULL;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float *xr = x->data + r * d, *gr = dy + r * d;
+      double mean = s->mean[r];
+      float rstd = s->rstd[r];
+      if (partial)
+        for (int64_t j = 0; j < d; j++) {
+          float xhat = (float)(xr[j] - mean) * rstd;
+          pdw[j] += gr[j] * xhat;
+          pdb[j] += gr[j];
+        }
+      if (!dx) continue;
+      /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight. */
+      double sum_g = 0, sum_gx = 0;
+      for (int64_t j = 0; j < d; j++) {
+        float g = w ? gr[j] * w[j] : gr[j];
+        sum_g += g;
+        sum_gx += g * (float)(xr[j] - mean) * rstd;
+      }
+      float mg = (float)(sum_g / (double)d), mgx = (float)(sum_gx / (double)d);
+      float *dxr = dx + r * d;
+      for (int64_t j = 0; j < d; j++) {
+        float g = w ? gr[j] * w[j] : gr[j];
+        float xhat = (float)(xr[j] - mean) * rstd;
+        float v = rstd * (g - mg - xhat * mgx);
+        dxr[j] = dx_fresh ? v : dxr[j] + v;
+      }
+    }
+  }
+  for (int t = 0; partial && t < threads; t++) {
+    const float *pdw = partial + (size_t)t * 2 * (size_t)d, *pdb = pdw + d;
+    for (int64_t j = 0; j < d; j++) {
+      bool first = t == 0;
+      if (dw) dw[j] = (first && dw_fresh ? 0.0f : dw[j]) + pdw[j];
+      if (db) db[j] = (first && db_fresh ? 0.0f : db[j]) + pdb[j];
+    }
+  }
+}
+
+pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias, float eps) {
+  if (!x) return NULL;
+  if (x->ndim < 1) {
+    pg_fail(PG_ERR_ARG, "pg_layernorm_op: x must have rank >= 1 ([..., d]), got a scalar");
+    return NULL;
+  }
+  int64_t d = x->shape[x->ndim - 1];
+  if (d < 1) {
+    pg_fail(PG_ERR_ARG, "pg_layernorm_op: the normalised axis of x %s is empty", pg_shape_of(x));
+    return NULL;
+  }
+  if (!(eps >= 0.0f) || isinf(eps)) {
+    pg_fail(PG_ERR_ARG, "pg_layernorm_op: eps must be finite and >= 0, got %g", (double)eps);
+    return NULL;
+  }
+  const pg_tensor *affine[2] = {weight, bias};
+  const char *names[2] = {"weight", "bias"};
+  for (int i = 0; i < 2; i++)
+    if (affine[i] && (affine[i]->ndim != 1 || affine[i]->shape[0] != d)) {
+      pg_fail(PG_ERR_ARG, "pg_layernorm_op: %s must be [%lld] for x %s, got %s", names[i],
+              (long long)d, pg_shape_of(x), pg_shape_of(affine[i]));
+      return NULL;
+    }
+  pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
+  int64_t rows = x->numel / d;
+  layernorm_saved *s = pg_ctx_alloc(ctx, sizeof *s);
+  if (s) {
+    s->mean = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(double));
+    s->rstd = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(float));
+  }
+  if (!y || !s || !s->mean || !s->rstd) return NULL;
+  const float *w = weight ? weight->data : NULL, *b = bias ? bias->data : NULL;
+#pragma omp parallel for schedule(static) if (x->numel >= LN_PARALLEL_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x->data + r * d;
+    float *yr = y->data + r * d;
+    row_stats(xr, d, eps, &s->mean[r], &s->rstd[r]);
+    double mean = s->mean[r];
+    float rstd = s->rstd[r];
+    for (int64_t j = 0; j < d; j++) {
+      float v = (float)(xr[j] - mean) * rstd;
+      if (w) v *= w[j];
+      if (b) v += b[j];
+      yr[j] = v;
+    }
+  }
+  /* Inputs are x, then weight and bias when present; iarg[1], iarg[2] hold
+   * their positions (0 when absent). */
+  pg_tensor *inputs[3] = {x, NULL, NULL};
+  int n_in = 1;
+  int64_t w_at = 0, b_at = 0;
+  if (weight) w_at = n_in, inputs[n_in++] = weight;
+  if (bias) b_at = n_in, inputs[n_in++] = bias;
+  pg_node *node = pg_tape_record(ctx, "layernorm", layernorm_backward, y, n_in, inputs);
+  if (node) {
+    node->saved = s;
+    node->iarg[0] = rows;
+    node->iarg[1] = w_at;
+    node->iarg[2] = b_at;
+  }
+  return y;
+}
+
+pg_status pg_layernorm_init(pg_layernorm *l, pg_params *ps, const char *prefix, int64_t dim,
+                            float eps, bool affine) {
+  if (!l || !ps || !prefix) return pg_fail(PG_ERR_ARG, "pg_layernorm_init: layer, params and prefix must not be NULL");
+  memset(l, 0, sizeof *l);
+  if (dim < 1) return pg_fail(PG_ERR_ARG, "pg_layernorm_init '%s': dim must be >= 1, got %lld", prefix, (long long)dim);
+  if (!(eps >= 0.0f) || isinf(eps))
+    return pg_fail(PG_ERR_ARG, "pg_layernorm_init '%s': eps must be finite and >= 0, got %g", prefix, (double)eps);
+  l->dim = dim;
+  l->eps = eps;
+  if (!affine) return PG_OK;
+  l->weight = pg_params_add(ps, PG_PARAM_NORM, PG_SHAPE(dim), "%s.weight", prefix);
+  if (!l->weight) return pg_last_status();
+  l->bias = pg_params_add(ps, PG_PARAM_NORM, PG_SHAPE(dim), "%s.bias", prefix);
+  if (!l->bias) return pg_last_status();
+  pg_fill(l->weight, 1.0f);
+  return PG_OK;
+}
+
+pg_tensor *pg_layernorm_forward(pg_ctx *ctx, const pg_layernorm *l, pg_tensor *x) {
+  if (!x) return NULL;
+  if (!l || l->dim < 1) {
+    pg_fail(PG_ERR_ARG, "pg_layernorm_forward: the layer is not initialised");
+    return NULL;
+  }
+  if (x->ndim < 1 || x->shape[x->ndim - 1] != l->dim) {
+    pg_fail(PG_ERR_ARG, "pg_layernorm_forward: x %s must end in the layer's dim %lld", pg_shape_of(x), (long long)l->dim);
+    return NULL;
+  }
+  return pg_layernorm_op(ctx, x, l->weight, l->bias, l->eps);
+}

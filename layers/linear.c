@@ -1,0 +1,160 @@
+#include "linear.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "blas.h"
+
+pg_status pg_linear_check_args(const char *who, const pg_tensor *x, const pg_tensor *weight,
+                                   const pg_tensor *bias) {
+  if (weight->ndim != 2)
+    return pg_fail(PG_ERR_ARG, "%s: weight must be [out, in], got %s", who, pg_shape_of(weight));
+  if (x->ndim < 1)
+    return pg_fail(PG_ERR_ARG, "%s: x must have rank >= 1 ([..., in]), got a scalar", who);
+  if (x->shape[x->ndim - 1] != weight->shape[1])
+    return pg_fail(PG_ERR_ARG, "%s: x %s has %lld input features, weight %s expects %lld", who,
+                   pg_shape_of(x), (long long)x->shape[x->ndim - 1], pg_shape_of(weight),
+                   (long long)weight->shape[1]);
+  if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
+    return pg_fail(PG_ERR_ARG, "%s: bias must be [%lld] to match weight %s, got %s", who,
+                   (long long)weight->shape[0], pg_shape_of(weight), pg_shape_of(bias));
+  return PG_OK;
+}
+
+/* db (+)= column sums of dy [m, n]. Columns are split over threads so that
+ * each thread owns its outputs and rows are still read contiguously. */
+static void column_sums(const float *restrict dy, int64_t m, int64_t n, float *restrict db,
+                        bool fresh) {
+  const int64_t block = 64;
+  int64_t n_blocks = (n + block - 1) / block;
+#pragma omp parallel for schedule(static) if (m * n > (1 << 16))
+  for (int64_t jb = 0; jb < n_blocks; jb++) {
+    int64_t j0 = jb * block, j1 = j0 + block < n ? j0 + block : n;
+    float acc[64];
+    for (int64_t j = j0; j < j1; j++) acc[j - j0] = fresh ? 0.0f : db[j];
+    for (int64_t i = 0; i < m; i++) {
+      const float *row = dy + i * n;
+      for (int64_t j = j0; j < j1; j++) acc[j - j0] += row[j];
+    }
+    for (int64_t j = j0; j < j1; j++) db[j] = acc[j - j0];
+  }
+}
+
+/* Products too small to pay for waking BLIS's threads run on this one. */
+static void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if ((double)m * (double)n * (double)k < 32768.0)
+    pg_gemm_serial(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  else
+    pg_gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
+void pg_linear_backward_from(pg_ctx *ctx, const float *dy, int64_t m, pg_tensor *x,
+                             pg_tensor *weight, pg_tensor *bias) {
+  int64_t in = weight->shape[1], out = weight->shape[0];
+  bool fresh;
+  float *dx = pg_grad_dest(ctx, x, &fresh);
+  if (dx) gemm(false, false, m, in, out, dy, out, weight->data, in, fresh ? 0.0f : 1.0f, dx, in);
+  float *dw = pg_grad_dest(ctx, weight, &fresh);
+  if (dw) gemm(true, false, out, in, m, dy, out, x->data, in, fresh ? 0.0f : 1.0f, dw, in);
+  float *db = bias ? pg_grad_dest(ctx, bias, &fresh) : NULL;
+  if (db) column_sums(dy, m, out, db, fresh);
+}
+
+static void linear_backward(pg_ctx *ctx, pg_node *node) {
+  pg_tensor *x = node->in[0], *weight = node->in[1], *bias = node->n_in > 2 ? node->in[2] : NULL;
+  pg_linear_backward_from(ctx, node->out->grad, node->iarg[0], x, weight, bias);
+}
+
+pg_tensor *pg_linear_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias) {
+  if (!x || !weight) return NULL;
+  if (pg_linear_check_args("pg_linear_op", x, weight, bias)) return NULL;
+  int64_t in = weight->shape[1], out_features = weight->shape[0];
+  int64_t shape[PG_MAX_DIMS];
+  memcpy(shape, x->shape, sizeof shape);
+  shape[x->ndim - 1] = out_features;
+  pg_tensor *y = pg_empty(ctx, x->ndim, shape);
+  if (!y) return NULL;
+  int64_t m = in ? x->numel / in : pg_shape_numel(x->ndim - 1, x->shape);
+  /* With a bias, each row starts as the bias and the GEMM adds to it (beta 1):
+   * one pass over y instead of a GEMM pass and then a bias pass. */
+  if (bias)
+    for (int64_t i = 0; i < m; i++) memcpy(y->data + i * out_features, bias->data, (size_t)out_features * sizeof(float));
+  if (in == 0 && !bias) memset(y->data, 0, (size_t)y->numel * sizeof(float));
+  if (in > 0) gemm(false, true, m, out_features, in, x->data, in, weight->data, in,
+                   bias ? 1.0f : 0.0f, y->data, out_features);
+  pg_tensor *inputs[3] = {x, weight, bias};
+  pg_node *node = pg_tape_record(ctx, "linear", linear_backward, y, bias ? 3 : 2, inputs);
+  if (node) node->iarg[0] = m;
+  return y;
+}
+
+/* ---- the layer ---- */
+
+pg_status pg_linear_fill(pg_tensor *weight, pg_tensor *bias, pg_linear_init_kind init, float std,
+                         pg_rng *rng) {
+  if (!weight || weight->ndim != 2)
+    return pg_fail(PG_ERR_ARG, "pg_linear_fill: weight must be a [out, in] tensor");
+  if (init != PG_LINEAR_INIT_ZEROS && !rng)
+    return pg_fail(PG_ERR_ARG, "pg_linear_fill: init kind %d needs a random generator (rng is NULL)", (int)init);
+  double in = (double)weight->shape[1], out = (double)weight->shape[0];
+  switch (init) {
+  case PG_LINEAR_INIT_DEFAULT: {
+    /* kaiming_uniform_(a = sqrt(5)) reduces to this bound; bias uses the same one. */
+    float bound = in > 0 ? (float)(1.0 / sqrt(in)) : 0.0f;
+    pg_fill_uniform(weight, -bound, bound, rng);
+    if (bias) pg_fill_uniform(bias, -bound, bound, rng);
+    return PG_OK;
+  }
+  case PG_LINEAR_INIT_XAVIER_UNIFORM: {
+    float bound = in + out > 0 ? (float)sqrt(6.0 / (in + out)) : 0.0f;
+    pg_fill_uniform(weight, -bound, bound, rng);
+    break;
+  }
+  case PG_LINEAR_INIT_NORMAL:
+    if (!(std >= 0.0f) || isinf(std))
+      return pg_fail(PG_ERR_ARG, "pg_linear_fill: normal init needs a finite std >= 0, got %g", (double)std);
+    pg_fill_normal(weight, 0.0f, std, rng);
+    break;
+  case PG_LINEAR_INIT_ZEROS:
+    pg_fill(weight, 0.0f);
+    break;
+  default:
+    return pg_fail(PG_ERR_ARG, "pg_linear_fill: unknown init kind %d", (int)init);
+  }
+  if (bias) pg_fill(bias, 0.0f);
+  return PG_OK;
+}
+
+pg_status pg_linear_init(pg_linear *l, pg_params *ps, const char *prefix, int64_t in, int64_t out,
+                         bool bias, pg_linear_init_kind init, float std, pg_rng *rng) {
+  if (!l || !ps || !prefix) return pg_fail(PG_ERR_ARG, "pg_linear_init: layer, params and prefix must not be NULL");
+  memset(l, 0, sizeof *l);
+  if (in < 1 || out < 1)
+    return pg_fail(PG_ERR_ARG, "pg_linear_init '%s': in and out features must be >= 1, got in %lld, out %lld",
+                   prefix, (long long)in, (long long)out);
+  if ((unsigned)init > PG_LINEAR_INIT_ZEROS)
+    return pg_fail(PG_ERR_ARG, "pg_linear_init '%s': unknown init kind %d", prefix, (int)init);
+  if (init != PG_LINEAR_INIT_ZEROS && !rng)
+    return pg_fail(PG_ERR_ARG, "pg_linear_init '%s': init kind %d needs a random generator (rng is NULL)", prefix, (int)init);
+  if (init == PG_LINEAR_INIT_NORMAL && (!(std >= 0.0f) || isinf(std)))
+    return pg_fail(PG_ERR_ARG, "pg_linear_init '%s': normal init needs a finite std >= 0, got %g", prefix, (double)std);
+  l->in = in;
+  l->out = out;
+  l->weight = pg_params_add(ps, PG_PARAM_WEIGHT, PG_SHAPE(out, in), "%s.weight", prefix);
+  if (!l->weight) return pg_last_status();
+  if (bias) {
+    l->bias = pg_params_add(ps, PG_PARAM_BIAS, PG_SHAPE(out), "%s.bias", prefix);
+    if (!l->bias) return pg_last_status();
+  }
+  return pg_linear_fill(l->weight, l->bias, init, std, rng);
+}
+
+pg_tensor *pg_linear_forward(pg_ctx *ctx, const pg_linear *l, pg_tensor *x) {
+  if (!x) return NULL;
+  if (!l || !l->weight) {
+    pg_fail(PG_ERR_ARG, "pg_linear_forward: the layer is not initialised");
+    return NULL;
+  }
+  return pg_linear_op(ctx, x, l->weight, l->bias);
+}

@@ -1,0 +1,83 @@
+#include "mlp.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define GELU_PARALLEL_MIN (1 << 15)
+
+static void linear_gelu_backward(pg_ctx *ctx, pg_node *node) {
+  const float *slope = node->saved; /* gelu'(z) */
+  const float *dy = node->out->grad;
+  int64_t n = node->out->numel;
+  float *dz = pg_ctx_alloc(ctx, (size_t)n * sizeof(float) + 1);
+  if (!dz) {
+    ctx->tape_broken = true;
+    return;
+  }
+#pragma omp parallel for schedule(static) if (n >= GELU_PARALLEL_MIN)
+  for (int64_t i = 0; i < n; i++) dz[i] = dy[i] * slope[i];
+  pg_linear_backward_from(ctx, dz, node->iarg[0], node->in[0], node->in[1],
+                          node->n_in > 2 ? node->in[2] : NULL);
+}
+
+pg_tensor *pg_linear_gelu_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias) {
+  if (!x || !weight) return NULL;
+  if (pg_linear_check_args("pg_linear_gelu_op", x, weight, bias)) return NULL;
+  /* The Linear part records nothing of its own (grad mode off around it):
+   * this op records one node for both. */
+  bool was = pg_set_grad_enabled(ctx, false);
+  pg_tensor *y = pg_linear_op(ctx, x, weight, bias);
+  pg_set_grad_enabled(ctx, was);
+  if (!y) return NULL;
+  pg_tensor *inputs[3] = {x, weight, bias};
+  bool record = was && (x->requires_grad || weight->requires_grad || (bias && bias->requires_grad));
+  float *slope = record ? pg_ctx_alloc(ctx, (size_t)y->numel * sizeof(float) + 1) : NULL;
+  if (record && !slope) return NULL;
+  const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+  const float a = 0.044715f;
+  int64_t n = y->numel;
+  float *v = y->data;
+#pragma omp parallel for schedule(static) if (n >= GELU_PARALLEL_MIN)
+  for (int64_t i = 0; i < n; i++) {
+    float z = v[i];
+    float t = tanhf(c * (z + a * z * z * z));
+    v[i] = 0.5f * z * (1.0f + t);
+    if (slope) slope[i] = 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * c * (1.0f + 3.0f * a * z * z);
+  }
+  if (!record) return y;
+  int64_t in = weight->shape[1];
+  pg_node *node = pg_tape_record(ctx, "linear_gelu", linear_gelu_backward, y, bias ? 3 : 2, inputs);
+  if (node) {
+    node->saved = slope;
+    node->iarg[0] = in ? x->numel / in : pg_shape_numel(x->ndim - 1, x->shape);
+  }
+  return y;
+}
+
+pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in, int64_t hidden,
+                      int64_t out, pg_linear_init_kind init, float std, pg_rng *rng) {
+  if (!m || !ps || !prefix) return pg_fail(PG_ERR_ARG, "pg_mlp_init: layer, params and prefix must not be NULL");
+  memset(m, 0, sizeof *m);
+  char name[PG_PARAM_NAME_MAX];
+  snprintf(name, sizeof name, "%s.fc1", prefix);
+  pg_status st = pg_linear_init(&m->fc1, ps, name, in, hidden, true, init, std, rng);
+  if (st) return st;
+  snprintf(name, sizeof name, "%s.fc2", prefix);
+  st = pg_linear_init(&m->fc2, ps, name, hidden, out, true, init, std, rng);
+  if (st) return st;
+  m->in = in;
+  m->hidden = hidden;
+  m->out = out;
+  return PG_OK;
+}
+
+pg_tensor *pg_mlp_forward(pg_ctx *ctx, const pg_mlp *m, pg_tensor *x) {
+  if (!x) return NULL;
+  if (!m || !m->fc1.weight || !m->fc2.weight) {
+    pg_fail(PG_ERR_ARG, "pg_mlp_forward: the layer is not initialised");
+    return NULL;
+  }
+  pg_tensor *h = pg_linear_gelu_op(ctx, x, m->fc1.weight, m->fc1.bias);
+  return pg_linear_op(ctx, h, m->fc2.weight, m->fc2.bias);
+}
