@@ -215,21 +215,28 @@ static void read_csv(trainer *tr, int64_t upto) {
   fclose(f);
 }
 
+/* loss.png: the training loss (blue) at every logged step and the
+ * validation loss (orange) at the steps where it was measured. */
 static pg_status write_curve(trainer *tr) {
-  float *xs = malloc((size_t)(tr->rows ? tr->rows : 1) * 3 * sizeof *xs);
-  if (!xs) return pg_fail(PG_ERR_MEMORY, "train: out of memory for the loss curve");
-  float *train = xs + tr->rows, *val = train + tr->rows;
-  for (int64_t i = 0; i < tr->rows; i++) {
+  int64_t n = tr->rows;
+  float *buf = malloc((size_t)(n ? n : 1) * 4 * sizeof *buf);
+  if (!buf) return pg_fail(PG_ERR_MEMORY, "train: out of memory for the loss curve");
+  float *xs = buf, *train = buf + n, *val_x = buf + 2 * n, *val = buf + 3 * n;
+  int64_t n_val = 0;
+  for (int64_t i = 0; i < n; i++) {
     xs[i] = (float)tr->row_step[i];
     train[i] = (float)tr->row_train[i];
-    val[i] = (float)tr->row_val[i];
+    if (!isnan(tr->row_val[i])) {
+      val_x[n_val] = xs[i];
+      val[n_val++] = (float)tr->row_val[i];
+    }
   }
   pg_plot_opts po;
   pg_plot_opts_init(&po);
   po.log_y = true;
-  pg_plot_curve curves[2] = {{xs, train, tr->rows}, {xs, val, tr->rows}};
+  pg_plot_curve curves[2] = {{xs, train, n}, {val_x, val, n_val}};
   pg_image *im = pg_plot_lines(&po, 2, curves);
-  free(xs);
+  free(buf);
   if (!im) return pg_last_status();
   pg_status st = pg_png_write(out_file(tr, "loss.png"), im);
   pg_image_free(im);
