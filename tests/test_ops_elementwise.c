@@ -298,21 +298,40 @@ static void test_errors(void **state) {
   pg_ctx_free(ctx);
 }
 
-/* The README's sample, kept here so that it compiles and stays true. */
-static void test_readme_sample(void **state) {
-  (void)state;
+/* The README's sample (its body, between the markers, is copied there
+ * verbatim), kept here so that it compiles and stays true. */
+static int readme_sample(void) {
   /* --- README sample begins --- */
-  pg_ctx *ctx = pg_ctx_new(0);                               /* one per training loop */
-  pg_tensor *w = pg_tensor_new(PG_SHAPE(3, 1), true);        /* a parameter: heap, you free it */
+  pg_ctx *ctx = pg_ctx_new(0);                          /* owns each step's memory */
+  pg_tensor *w = pg_tensor_new(PG_SHAPE(3, 1), true);   /* a parameter: heap, you free it */
   pg_tensor *x = pg_from_array(ctx, PG_SHAPE(2, 3), (float[]){1, 2, 3, 4, 5, 6});
   pg_tensor *y = pg_from_array(ctx, PG_SHAPE(2, 1), (float[]){1, 2});
   pg_tensor *loss = pg_mse(ctx, pg_matmul(ctx, x, w, false, false), y);
-  if (!loss || pg_backward(ctx, loss)) fprintf(stderr, "error: %s\n", pg_last_error());
+  if (!loss || pg_backward(ctx, loss)) return fprintf(stderr, "%s\n", pg_last_error()), 1;
   printf("loss %g, dloss/dw %g %g %g\n", loss->data[0], w->grad[0], w->grad[1], w->grad[2]);
-  pg_ctx_reset(ctx);                                         /* the step's tensors are gone */
-  /* --- README sample ends (it frees w and ctx next) --- */
-  /* w = 0: loss = (1 + 4) / 2, dloss/dw = x^T (0 - y) * 2 / 2 */
+  pg_ctx_reset(ctx);                                    /* the step's tensors are gone */
+  pg_tensor_free(w);
+  pg_ctx_free(ctx);
+  return 0;
+  /* --- README sample ends --- */
+}
+
+static void test_readme_sample(void **state) {
+  (void)state;
+  assert_int_equal(readme_sample(), 0);
+  /* what it prints: w = 0, so loss = (1 + 4) / 2 and dloss/dw = x^T (0 - y) */
+  pg_ctx *ctx = pg_ctx_new(0);
+  pg_tensor *w = pg_tensor_new(PG_SHAPE(3, 1), true);
+  pg_tensor *x = pg_from_array(ctx, PG_SHAPE(2, 3), (float[]){1, 2, 3, 4, 5, 6});
+  pg_tensor *y = pg_from_array(ctx, PG_SHAPE(2, 1), (float[]){1, 2});
+  pg_tensor *loss = pg_mse(ctx, pg_matmul(ctx, x, w, false, false), y);
+  assert_int_equal(pg_backward(ctx, loss), PG_OK);
+  assert_true(loss->data[0] == 2.5f);
   assert_close(w->grad, ((float[]){-9, -12, -15}), 3, 0, 1e-6);
+  /* a bad shape in the chain: NULL at the end, the message names the op */
+  pg_tensor *bad = pg_mse(ctx, pg_matmul(ctx, x, y, false, false), y);
+  assert_null(bad);
+  assert_error_contains("pg_matmul: inner sizes differ: a [2, 3] has k = 3, b [2, 1] has k = 2");
   pg_tensor_free(w);
   pg_ctx_free(ctx);
 }

@@ -3,6 +3,10 @@
  * paths, output shapes over a sweep, the default init, and every error. */
 #include "testutil.h"
 
+/* Small arena chunks (bigger requests get their own): a test makes many
+ * contexts, and a 64 MiB default chunk is slow to map under MALLOC_PERTURB_. */
+#define TEST_ARENA_CHUNK ((size_t)1 << 20)
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +94,7 @@ static void test_large_against_reference(void **state) {
     pg_tensor *w = pg_test_randn(4, (int64_t[]){O, C, P, P}, 0.2f, 200 + (uint64_t)k);
     pg_tensor *b = pg_test_randn(1, &O, 0.2f, 300 + (uint64_t)k);
     int64_t gh = (H - P) / S + 1, gw = (W - P) / S + 1, n_out = B * gh * gw * O;
-    pg_ctx *ctx = pg_ctx_new(0);
+    pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
     pg_tensor *y = pg_patchify_op(ctx, x, w, b, 2, P, S);
     assert_non_null(y);
     double *want = malloc((size_t)n_out * sizeof *want);
@@ -130,7 +134,7 @@ static void test_large_against_reference(void **state) {
 
 static void test_output_shapes(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   int checked = 0;
   for (int d = 1; d <= 3; d++)
     for (int64_t P = 1; P <= 4; P++)
@@ -161,7 +165,7 @@ static void test_identity_weight_unfolds(void **state) {
   pg_tensor *x = pg_test_randn(4, (int64_t[]){1, 4, 6, C}, 1.0f, 5);
   pg_tensor *w = pg_tensor_new(4, (int64_t[]){K, C, P, P}, false);
   for (int64_t o = 0; o < K; o++) w->data[o * K + o] = 1.0f;
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   pg_tensor *y = pg_patchify_op(ctx, x, w, NULL, 2, P, P);
   for (int64_t i = 0; i < 2; i++)
     for (int64_t j = 0; j < 3; j++)
@@ -235,7 +239,7 @@ static void test_layer_forward(void **state) {
   pg_rng_seed(&rng, 2);
   pg_patchify l;
   assert_int_equal(pg_patchify_init(&l, &ps, "pe", 3, 8, 2, 2, 2, true, &rng), PG_OK);
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   pg_tensor *x = pg_normal(ctx, PG_SHAPE(2, 8, 6, 3), 0.0f, 1.0f, &rng);
   pg_tensor *y = pg_patchify_forward(ctx, &l, x);
   pg_tensor *y2 = pg_patchify_op(ctx, x, l.weight, l.bias, 2, 2, 2);
@@ -256,7 +260,7 @@ static void test_layer_forward(void **state) {
 
 static void test_errors(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   pg_tensor *x = pg_zeros(ctx, PG_SHAPE(2, 8, 8, 3));
   pg_tensor *w = pg_zeros(ctx, PG_SHAPE(5, 3, 2, 2));
   pg_tensor *b = pg_zeros(ctx, PG_SHAPE(5));

@@ -4,6 +4,10 @@
  * of output_spatial_shape, the three init schemes, and every error. */
 #include "testutil.h"
 
+/* Small arena chunks (bigger requests get their own): a test makes many
+ * contexts, and a 64 MiB default chunk is slow to map under MALLOC_PERTURB_. */
+#define TEST_ARENA_CHUNK ((size_t)1 << 20)
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +102,7 @@ static void round_trip(int d, const int64_t *spatial, int64_t c, int64_t patch, 
   pg_tensor *x = pg_test_randn(d + 2, xs, 1.0f, 7);
   pg_tensor *w = pg_tensor_new(d + 2, ws, true);
   orthonormal_columns(w->data, c_embed, k, 8);
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   pg_tensor *tokens = pg_patchify_op(ctx, x, w, NULL, d, patch, patch);
   pg_tensor *back = pg_unpatchify_op(ctx, tokens, w, NULL, d, patch, patch, NULL);
   assert_non_null(back);
@@ -130,7 +134,7 @@ static void adjoint(int d, const int64_t *spatial, int64_t patch, int64_t stride
   xs[d + 1] = c_in;
   pg_tensor *x = pg_test_randn(d + 2, xs, 1.0f, seed);
   pg_tensor *w = pg_test_randn(d + 2, ws, 1.0f, seed + 1);
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   pg_tensor *cx = pg_patchify_op(ctx, x, w, NULL, d, patch, stride);
   assert_non_null(cx);
   pg_rng rng;
@@ -171,7 +175,7 @@ static void test_large_against_reference(void **state) {
     pg_tensor *x = pg_test_randn(4, (int64_t[]){B, GH, GW, E}, 1.0f, 10 + (uint64_t)k);
     pg_tensor *w = pg_test_randn(4, (int64_t[]){E, C, P, P}, 0.2f, 20 + (uint64_t)k);
     pg_tensor *b = pg_test_randn(1, &C, 0.2f, 30 + (uint64_t)k);
-    pg_ctx *ctx = pg_ctx_new(0);
+    pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
     pg_tensor *y = pg_unpatchify_op(ctx, x, w, b, 2, P, S, (int64_t[]){H, W});
     assert_non_null(y);
     assert_int_equal(y->shape[1], H);
@@ -200,7 +204,7 @@ static void test_large_against_reference(void **state) {
 
 static void test_output_shapes(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   int checked = 0;
   for (int d = 1; d <= 3; d++)
     for (int64_t P = 1; P <= 4; P++)
@@ -242,7 +246,7 @@ static void test_output_shapes(void **state) {
  * gaps of stride > patch. */
 static void test_uncovered_cells_get_bias(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   pg_tensor *x = pg_full(ctx, PG_SHAPE(1, 3, 2), 1.0f);      /* 3 tokens, C_embed 2 */
   pg_tensor *w = pg_full(ctx, PG_SHAPE(2, 1, 2), 1.0f);      /* C_out 1, patch 2 */
   pg_tensor *b = pg_full(ctx, PG_SHAPE(1), 0.5f);
@@ -315,7 +319,7 @@ static void test_init_schemes(void **state) {
    * terms, so for unit-variance tokens the output variance is
    *   fan_in:  C_embed * 2/(C_embed P^d)        = 2 / P^d      (0.5 here)
    *   default: C_embed * 1/(3 C_out P^d)        = C_embed / (3 C_out P^d)  (4 here) */
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   pg_tensor *x = pg_normal(ctx, PG_SHAPE(8, 16, 16, E), 0.0f, 1.0f, &rng);
   const pg_tensor *ws[2] = {w_fan, w_default};
   const double expect[2] = {2.0 / (P * P), (double)E / (3.0 * C * P * P)};
@@ -359,7 +363,7 @@ static void test_layer_forward(void **state) {
   pg_unpatchify l;
   assert_int_equal(pg_unpatchify_init(&l, &ps, "final_layer.linear", 16, 4, 2, 2, 2, true,
                                       PG_UNPATCH_INIT_DEFAULT, &rng), PG_OK);
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   pg_tensor *x = pg_normal(ctx, PG_SHAPE(2, 3, 5, 16), 0.0f, 1.0f, &rng);
   pg_tensor *y = pg_unpatchify_forward(ctx, &l, x, NULL);
   assert_non_null(y);
@@ -381,7 +385,7 @@ static void test_layer_forward(void **state) {
 
 static void test_errors(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(0);
+  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
   pg_tensor *x = pg_zeros(ctx, PG_SHAPE(2, 4, 4, 6));
   pg_tensor *w = pg_zeros(ctx, PG_SHAPE(6, 3, 2, 2));
   pg_tensor *b = pg_zeros(ctx, PG_SHAPE(3));
