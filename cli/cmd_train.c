@@ -161,7 +161,9 @@ int pg_cmd_train(int argc, char **argv) {
 
   pg_train_result r;
   if (pg_train(&o, &r)) {
-    fprintf(stderr, "patchgrad train: %s\n", pg_last_error());
+    /* the trainer's own messages start with "train: " already */
+    const char *msg = pg_last_error();
+    fprintf(stderr, "patchgrad %s%s\n", strncmp(msg, "train: ", 7) ? "train: " : "", msg);
     return 1;
   }
   if (r.interrupted) return 130;

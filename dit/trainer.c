@@ -17,6 +17,7 @@
 #include "latent_image.h"
 #include "latents.h"
 #include "loader.h"
+#include "optim_kv.h"
 #include "plot.h"
 #include "sample_sheet.h"
 
@@ -253,14 +254,7 @@ static pg_status save_checkpoint(trainer *tr) {
   st = st ? st : pg_kv_set_double(&config, "data_std", tr->transform.std);
   st = st ? st : pg_kv_set_int(&config, "data_pad", tr->transform.pad);
   st = st ? st : pg_kv_set_int(&config, "data_space_to_depth", tr->transform.factor);
-  const pg_optim_config *oc = &tr->opt.config;
-  st = st ? st : pg_kv_set_string(&optim_cfg, "kind", pg_optim_kind_name(oc->kind));
-  st = st ? st : pg_kv_set_double(&optim_cfg, "lr", oc->lr);
-  st = st ? st : pg_kv_set_double(&optim_cfg, "weight_decay", oc->weight_decay);
-  st = st ? st : pg_kv_set_double(&optim_cfg, "momentum", oc->momentum);
-  st = st ? st : pg_kv_set_double(&optim_cfg, "beta1", oc->beta1);
-  st = st ? st : pg_kv_set_double(&optim_cfg, "beta2", oc->beta2);
-  st = st ? st : pg_kv_set_double(&optim_cfg, "eps", oc->eps);
+  st = st ? st : pg_optim_config_to_kv(&tr->opt.config, &optim_cfg);
   pg_loader_state ls = pg_loader_get_state(tr->loader);
   int64_t optim_step = tr->opt.step;
   pg_checkpoint ck = {
@@ -277,6 +271,18 @@ static pg_status save_checkpoint(trainer *tr) {
   st = st ? st : pg_checkpoint_save(out_file(tr, "ckpt.h5"), &ck);
   pg_kv_free(&config);
   pg_kv_free(&optim_cfg);
+  return st;
+}
+
+/* init.h5: the weights before the first step, so that a twin of the run in
+ * another framework can start from exactly the same model. */
+static pg_status save_initial(trainer *tr) {
+  pg_kv config;
+  pg_kv_init(&config);
+  pg_status st = pg_dit_config_to_kv(&tr->model.cfg, &config);
+  pg_checkpoint ck = {.config = &config, .params = &tr->model.params};
+  st = st ? st : pg_checkpoint_save(out_file(tr, "init.h5"), &ck);
+  pg_kv_free(&config);
   return st;
 }
 
@@ -459,9 +465,6 @@ static pg_status setup(trainer *tr) {
   lo.seed = o->seed;
   if (!(tr->loader = pg_loader_open(o->data_path, &lo))) return pg_last_status();
   const pg_latents_info *info = pg_loader_info(tr->loader);
-  if (pg_loader_batches_per_epoch(tr->loader) < 1)
-    return pg_fail(PG_ERR_ARG, "train: %s has %lld samples, fewer than one batch of %lld", o->data_path,
-                   (long long)info->n, (long long)o->batch);
   tr->transform = pg_latent_transform_of(info);
   pg_dit_config cfg;
   if (model_config(tr, info, &cfg)) return pg_last_status();
@@ -489,6 +492,8 @@ static pg_status setup(trainer *tr) {
   if (o->resume) {
     if (load_checkpoint(tr, o->resume)) return pg_last_status();
     read_csv(tr, tr->step);
+  } else if (save_initial(tr)) {
+    return pg_last_status();
   }
   return setup_validation(tr);
 }
