@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "atomic.h"
 #include "h5util.h"
 
 #define FORMAT_NAME "patchgrad checkpoint"
@@ -253,17 +252,15 @@ static pg_status save_parts(hid_t f, const pg_checkpoint *ck) {
 }
 
 pg_status pg_checkpoint_save(const char *path, const pg_checkpoint *ck) {
-  char tmp[1100];
-  if (pg_atomic_tmp_path(path, tmp, sizeof tmp) || check_before_save(path, ck))
-    return pg_last_status();
-  hid_t f = pg_h5_create(tmp);
-  if (f < 0) return pg_error_prefix(path);
+  if (check_before_save(path, ck)) return pg_last_status();
+  /* assembled in memory, then written to PATH.tmp and renamed (h5util.h) */
+  hid_t f = pg_h5_create_in_memory(path);
+  if (f < 0) return pg_last_status();
   if (save_parts(f, ck)) {
-    pg_status st = pg_error_prefix(path);
-    pg_h5_discard(f, tmp);
-    return st;
+    H5Fclose(f);
+    return pg_last_status();
   }
-  return pg_h5_commit(f, tmp, path);
+  return pg_h5_commit_image(f, path);
 }
 
 /* An int64 attribute that must be present. */

@@ -2,6 +2,7 @@
 
 #include "atomic.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,30 +293,46 @@ pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t
 
 /* ---- Files written atomically ---- */
 
-hid_t pg_h5_create(const char *path) {
+hid_t pg_h5_create_in_memory(const char *name) {
   pg_h5_quiet();
-  hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (file < 0)
-    pg_fail(PG_ERR_IO, "%s: cannot create the file (missing folder, no permission, or a "
-                       "folder of that name)", path);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_core(fapl, (size_t)16 << 20, false); /* grow by 16 MB, never touch the disk */
+  hid_t file = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  if (file < 0) pg_fail(PG_ERR_MEMORY, "%s: cannot create the file in memory", name);
   return file;
 }
 
-pg_status pg_h5_commit(hid_t file, const char *tmp, const char *path) {
-  /* HDF5 buffers metadata: a full disk shows up at flush or close. */
-  herr_t flushed = H5Fflush(file, H5F_SCOPE_GLOBAL);
-  herr_t closed = H5Fclose(file);
-  if (flushed < 0 || closed < 0) {
+pg_status pg_h5_commit_image(hid_t file, const char *path) {
+  char tmp[1100];
+  if (pg_atomic_tmp_path(path, tmp, sizeof tmp)) {
+    H5Fclose(file);
+    return pg_last_status();
+  }
+  ssize_t size = H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 ? -1 : H5Fget_file_image(file, NULL, 0);
+  void *image = size > 0 ? malloc((size_t)size) : NULL;
+  bool got = image && H5Fget_file_image(file, image, (size_t)size) == size;
+  H5Fclose(file);
+  if (!got) {
+    free(image);
+    return pg_fail(PG_ERR_MEMORY, "%s: cannot assemble the file in memory (%lld bytes)", path,
+                   (long long)size);
+  }
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    free(image);
+    return pg_fail(PG_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+  }
+  bool ok = fwrite(image, 1, (size_t)size, f) == (size_t)size && fflush(f) == 0;
+  int err = errno;
+  ok = (fclose(f) == 0) && ok;
+  free(image);
+  if (!ok) {
     pg_atomic_discard(tmp);
-    return pg_fail(PG_ERR_IO, "%s: writing %s failed (disk full or file too large?); the "
-                              "previous file is unchanged", path, tmp);
+    return pg_fail(PG_ERR_IO, "%s: writing %lld bytes to %s failed: %s (the previous file is "
+                              "unchanged)", path, (long long)size, tmp, strerror(err ? err : EIO));
   }
   return pg_atomic_commit(tmp, path);
-}
-
-void pg_h5_discard(hid_t file, const char *tmp) {
-  if (file >= 0) H5Fclose(file);
-  pg_atomic_discard(tmp);
 }
 
 hid_t pg_h5_create_group(hid_t loc, const char *path) {

@@ -54,14 +54,16 @@ pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t
 
 /* ---- Added for latent datasets and checkpoints ---- */
 
-/* Creates (truncating) a file for writing; negative on failure with a message
- * naming the path. Writers create "PATH.tmp" (atomic.h) and commit it. */
-hid_t pg_h5_create(const char *path);
-/* Flushes and closes file (written at tmp), then renames tmp over path. On
- * any failure tmp is removed and the previous path is left as it was. */
-pg_status pg_h5_commit(hid_t file, const char *tmp, const char *path);
-/* Closes file and removes tmp after a failed write. */
-void pg_h5_discard(hid_t file, const char *tmp);
+/* Every file we write is built in memory (HDF5's core driver) and written
+ * out by pg_h5_commit_image, so a write either fully succeeds or leaves no
+ * trace: HDF5 1.10 cannot abandon a disk file whose writes failed (disk
+ * full): the failed H5Fclose leaves a dangling id that crashes the library
+ * at exit. `name` only labels the file in messages. */
+hid_t pg_h5_create_in_memory(const char *name);
+/* Writes the in-memory file to PATH.tmp (checked write, fsync), closes it,
+ * and renames PATH.tmp over path. On any failure PATH.tmp is removed and the
+ * previous path is intact; file is closed in every case. */
+pg_status pg_h5_commit_image(hid_t file, const char *path);
 
 /* Creates a group (and missing intermediate groups) that remembers the
  * creation order of its members and attributes; negative on failure. */

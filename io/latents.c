@@ -6,7 +6,6 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "atomic.h"
 #include "h5util.h"
 #include "tensor.h"
 
@@ -36,8 +35,8 @@ static int64_t first_non_finite(const float *x, int64_t n) {
  * every 4 KB chunk, and glibc's heap trimming then makes writing 60000
  * chunks take a minute instead of a second. */
 struct pg_latents_writer {
-  char path[1024], tmp[1040];
-  hid_t file, dset;
+  char path[1024];
+  hid_t file, dset; /* in memory until pg_latents_finish writes it out */
   pg_latents_info info;
   int64_t written;
   int64_t *labels;   /* [n], filled as samples come */
@@ -103,10 +102,6 @@ pg_latents_writer *pg_latents_create(const char *path, const pg_latents_info *in
   w->file = w->dset = -1;
   w->info = *info;
   snprintf(w->path, sizeof w->path, "%s", path);
-  if (pg_atomic_tmp_path(path, w->tmp, sizeof w->tmp)) {
-    free(w);
-    return NULL;
-  }
   if (info->has_labels && !(w->labels = malloc((size_t)info->n * sizeof *w->labels))) {
     pg_fail(PG_ERR_MEMORY, "%s: out of memory for %lld labels", path, (long long)info->n);
     free(w);
@@ -117,7 +112,7 @@ pg_latents_writer *pg_latents_create(const char *path, const pg_latents_info *in
   w->shuffled = malloc((size_t)per_bytes);
   w->packed = malloc(w->packed_cap);
   w->zs_ready = deflateInit(&w->zs, DEFLATE_LEVEL) == Z_OK;
-  w->file = (w->shuffled && w->packed && w->zs_ready) ? pg_h5_create(w->tmp) : -1;
+  w->file = (w->shuffled && w->packed && w->zs_ready) ? pg_h5_create_in_memory(path) : -1;
   if (w->file < 0) {
     if (!w->shuffled || !w->packed || !w->zs_ready)
       pg_fail(PG_ERR_MEMORY, "%s: out of memory for the compressor", path);
@@ -234,7 +229,7 @@ pg_status pg_latents_finish(pg_latents_writer *w) {
     return st;
   }
   H5Dclose(w->dset);
-  st = pg_h5_commit(w->file, w->tmp, w->path);
+  st = pg_h5_commit_image(w->file, w->path); /* PATH.tmp, fsync, rename */
   free_writer(w);
   return st;
 }
@@ -242,7 +237,7 @@ pg_status pg_latents_finish(pg_latents_writer *w) {
 void pg_latents_abort(pg_latents_writer *w) {
   if (!w) return;
   if (w->dset >= 0) H5Dclose(w->dset);
-  if (w->file >= 0) pg_h5_discard(w->file, w->tmp);
+  if (w->file >= 0) H5Fclose(w->file); /* in memory: nothing on disk yet */
   free_writer(w);
 }
 

@@ -41,10 +41,14 @@ typedef struct {
 /* Defaults: mean 0, std 1, pad 0, space_to_depth 1, empty strings. */
 void pg_latents_info_init(pg_latents_info *info);
 
-/* ---- Writing (streamed: samples are appended in order) ---- */
+/* ---- Writing ----
+ * Samples are appended in order and compressed as they come; the file is
+ * assembled in memory (compressed size only) and written out at the end as
+ * PATH.tmp, fsync'ed and renamed over PATH, so a failure at any point (disk
+ * full included) leaves no partial file and any previous PATH intact. */
 typedef struct pg_latents_writer pg_latents_writer;
 
-/* Starts PATH.tmp for info->n samples of [height, width, channels] (labels
+/* Starts a dataset of info->n samples of [height, width, channels] (labels
  * when info->has_labels; with num_classes > 0 they are checked against it).
  * NULL with a message on error. */
 pg_latents_writer *pg_latents_create(const char *path, const pg_latents_info *info);
@@ -53,10 +57,11 @@ pg_latents_writer *pg_latents_create(const char *path, const pg_latents_info *in
  * sample; the writer is then unusable (call pg_latents_abort). */
 pg_status pg_latents_append(pg_latents_writer *w, int64_t count, const float *latents,
                             const int64_t *labels);
-/* Checks that all n samples came, writes labels and attributes, and renames
- * PATH.tmp to PATH. Frees w, also on failure (PATH.tmp is then removed). */
+/* Checks that all n samples came, writes labels and attributes, and writes
+ * the file to PATH (atomically). Frees w, also on failure. */
 pg_status pg_latents_finish(pg_latents_writer *w);
-/* Drops an unfinished file (PATH.tmp removed) and frees w. NULL is a no-op. */
+/* Drops an unfinished dataset (nothing is on disk yet) and frees w. NULL is
+ * a no-op. */
 void pg_latents_abort(pg_latents_writer *w);
 
 /* The whole dataset at once: latents [n, H, W, C], labels [n] or NULL. */

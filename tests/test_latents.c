@@ -6,9 +6,11 @@
 
 #include <hdf5.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -160,6 +162,50 @@ static void test_streamed_writer(void **state) {
   info.n = 0;
   assert_null(pg_latents_create(tmp("empty.h5"), &info));
   assert_error_contains("N = 0");
+}
+
+/* The disk fills up while the file is written: an error naming the file,
+ * no partial file or .tmp left, the previous file intact, and the process
+ * carries on (HDF5 itself never sees the failed write). */
+static void test_disk_full(void **state) {
+  (void)state;
+  pg_latents_info info = small_info(3);
+  float x[3 * 24];
+  int64_t y[3] = {0, 1, 2};
+  fill_samples(x, 3, 24);
+  char path[512];
+  snprintf(path, sizeof path, "%s", tmp("full.h5"));
+  assert_int_equal(pg_latents_save(path, &info, x, y), PG_OK);
+  struct stat before;
+  stat(path, &before);
+
+  pg_latents_info big = small_info(3000);
+  big.height = big.width = 16;
+  big.channels = 4;
+  float *bx = malloc(3000 * 1024 * sizeof *bx);
+  int64_t *by = calloc(3000, sizeof *by);
+  for (int64_t i = 0; i < 3000 * 1024; i++) bx[i] = (float)((i * 7919) % 1009) / 7.0f;
+  struct rlimit old;
+  getrlimit(RLIMIT_FSIZE, &old);
+  void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN); /* EFBIG instead of a signal */
+  struct rlimit limited = {256 * 1024, old.rlim_max};
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &limited), 0);
+  pg_status st = pg_latents_save(path, &big, bx, by);
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, old_handler);
+  free(bx);
+  free(by);
+  assert_int_not_equal(st, PG_OK);
+  assert_error_contains(path);
+  assert_error_contains("the previous file is unchanged");
+  assert_false(exists(tmp("full.h5.tmp")));
+  struct stat after;
+  stat(path, &after);
+  assert_int_equal(after.st_size, before.st_size);
+  pg_latents *ds = pg_latents_open(path);
+  assert_non_null(ds);
+  assert_int_equal(ds->info.n, 3);
+  pg_latents_close(ds);
 }
 
 /* ---- Files broken on purpose, written with raw HDF5 ---- */
@@ -697,6 +743,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_streamed_writer),
+      cmocka_unit_test(test_disk_full),
       cmocka_unit_test(test_validation_errors),
       cmocka_unit_test(test_space_to_depth_order),
       cmocka_unit_test(test_image_latent_round_trip),
