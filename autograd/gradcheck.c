@@ -33,7 +33,8 @@ pg_status pg_gradcheck(pg_fn f, void *user, int n_inputs, pg_tensor *const *inpu
     if (!inputs[i] || !inputs[i]->heap || !inputs[i]->requires_grad)
       return pg_fail(PG_ERR_ARG, "pg_gradcheck: input %d must be a heap tensor with requires_grad", i);
 
-  pg_ctx *ctx = pg_ctx_new(0);
+  /* Small chunks: checks are small, and a huge chunk costs a page-fault pass. */
+  pg_ctx *ctx = pg_ctx_new((size_t)1 << 20);
   if (!ctx) return PG_ERR_MEMORY;
   pg_status st = PG_OK;
   float *r = NULL;

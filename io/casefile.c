@@ -21,7 +21,7 @@ void pg_case_begin(pg_case *c, hid_t group, const char *name, double atol, doubl
   if (!rtol_forced && pg_h5_attr_double(group, "rtol", &v) == 1) c->rtol = v;
   if (pg_h5_attr_string(group, "op", c->op, sizeof c->op) != 1)
     pg_case_fail(c, "no string attribute 'op'");
-  c->ctx = pg_ctx_new(0);
+  c->ctx = pg_ctx_new((size_t)1 << 20); /* cases are small; chunks grow as needed */
   if (!c->ctx) pg_case_fail(c, "%s", pg_last_error());
 }
 
