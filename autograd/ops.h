@@ -9,6 +9,7 @@
  *   shape.c        reshape permute transpose slice concat split broadcast_to
  *   reduce.c       sum mean
  *   loss.c         mse
+ *   cross_entropy.c  softmax cross-entropy (fused, stable)
  *   embedding.c    embedding lookup */
 #ifndef PG_OPS_H
 #define PG_OPS_H
@@ -38,7 +39,8 @@ pg_tensor *pg_gelu(pg_ctx *ctx, pg_tensor *x, pg_gelu_kind kind);
 /* Softmax over the last axis, stable for inputs of any magnitude. */
 pg_tensor *pg_softmax(pg_ctx *ctx, pg_tensor *x);
 /* Zeroes each element with probability p and scales the rest by 1/(1-p);
- * the identity when ctx->training is false or p == 0. */
+ * the identity (x itself is returned) when ctx->training is false or
+ * p == 0. p must lie in [0, 1); rng may be NULL only for the identity. */
 pg_tensor *pg_dropout(pg_ctx *ctx, pg_tensor *x, float p, pg_rng *rng);
 
 /* ---- Matrix product (BLIS) ----
@@ -58,7 +60,8 @@ pg_tensor *pg_transpose(pg_ctx *ctx, pg_tensor *x, int axis0, int axis1);
 pg_tensor *pg_slice(pg_ctx *ctx, pg_tensor *x, int axis, int64_t start, int64_t end);
 pg_tensor *pg_concat(pg_ctx *ctx, int n, pg_tensor *const *xs, int axis);
 /* Splits one axis into n parts of the given sizes (summing to the axis size);
- * writes the parts to out[0..n-1]. Returns PG_OK or an error. */
+ * writes the parts (copies) to out[0..n-1], which must hold n entries.
+ * Returns PG_OK, or an error with every out[i] set to NULL. */
 pg_status pg_split(pg_ctx *ctx, pg_tensor *x, int axis, int n, const int64_t *sizes, pg_tensor **out);
 /* n equal parts (the axis size must divide by n). */
 pg_status pg_chunk(pg_ctx *ctx, pg_tensor *x, int axis, int n, pg_tensor **out);
@@ -73,6 +76,14 @@ pg_tensor *pg_mean(pg_ctx *ctx, pg_tensor *x, int n_axes, const int *axes, bool 
 /* ---- Losses ---- */
 /* mean((x - target)^2) as a scalar; gradients reach both sides. */
 pg_tensor *pg_mse(pg_ctx *ctx, pg_tensor *x, pg_tensor *target);
+/* F.cross_entropy(logits, labels, label_smoothing=s), mean over the N rows
+ * of logits [N, K] as a 0-d scalar (NaN for N == 0, as PyTorch). Labels
+ * [N] must lie in [0, K) (an error names the first that does not); s in
+ * [0, 1]. Fused softmax/log/nll with the max subtracted: finite for logits of
+ * any magnitude. Backward: (softmax - smoothed one-hot) * g / N. */
+pg_tensor *pg_cross_entropy(pg_ctx *ctx, pg_tensor *logits, const int64_t *labels);
+pg_tensor *pg_cross_entropy_smoothed(pg_ctx *ctx, pg_tensor *logits, const int64_t *labels,
+                                     float label_smoothing);
 
 /* ---- Embedding ----
  * Rows of table [n, d] picked by the n_idx indices -> [n_idx, d] reshaped to
