@@ -367,8 +367,22 @@ static pg_status read_labels(pg_latents *ds) {
 
 /* Reads the whole dataset block by block (never all of it at once) and
  * names the first sample holding NaN or Inf. */
+static pg_status non_finite_error(const pg_latents *ds, int64_t sample, const float *x,
+                                  int64_t element) {
+  return pg_fail(PG_ERR_FORMAT, "%s: dataset 'latents': sample %lld holds %g at element %lld "
+                                "(every value must be finite)", ds->path, (long long)sample,
+                 x[element], (long long)element);
+}
+
 static pg_status check_finite(pg_latents *ds) {
   int64_t per = ds->sample_numel;
+  if (ds->all) { /* already in memory */
+    for (int64_t s = 0; s < ds->info.n; s++) {
+      int64_t bad = first_non_finite(ds->all + s * per, per);
+      if (bad >= 0) return non_finite_error(ds, s, ds->all + s * per, bad);
+    }
+    return PG_OK;
+  }
   int64_t block = (1 << 20) / per; /* about 4 MB per read */
   if (block < 1) block = 1;
   if (block > ds->info.n) block = ds->info.n;
@@ -384,9 +398,7 @@ static pg_status check_finite(pg_latents *ds) {
     for (int64_t s = 0; s < count; s++) {
       int64_t bad = first_non_finite(buf + s * per, per);
       if (bad >= 0) {
-        st = pg_fail(PG_ERR_FORMAT, "%s: dataset 'latents': sample %lld holds %g at element "
-                                    "%lld (every value must be finite)", ds->path,
-                     (long long)(start + s), buf[s * per + bad], (long long)bad);
+        st = non_finite_error(ds, start + s, buf + s * per, bad);
         break;
       }
     }
@@ -395,7 +407,27 @@ static pg_status check_finite(pg_latents *ds) {
   return st;
 }
 
-pg_latents *pg_latents_open(const char *path) {
+static pg_status load_everything(pg_latents *ds) {
+  size_t bytes = (size_t)(ds->info.n * ds->sample_numel) * sizeof(float);
+  float *all = malloc(bytes);
+  if (!all)
+    return pg_fail(PG_ERR_MEMORY, "%s: out of memory reading all of 'latents' (%zu MB; read "
+                                  "from disk instead)", ds->path, bytes >> 20);
+  /* in blocks of about 4 MB: HDF5 is much slower on one selection spanning
+   * tens of thousands of chunks */
+  int64_t block = (1 << 20) / ds->sample_numel + 1;
+  for (int64_t start = 0; start < ds->info.n; start += block) {
+    int64_t count = ds->info.n - start < block ? ds->info.n - start : block;
+    if (pg_latents_read(ds, start, count, all + start * ds->sample_numel)) {
+      free(all);
+      return pg_last_status();
+    }
+  }
+  ds->all = all;
+  return PG_OK;
+}
+
+static pg_latents *open_dataset(const char *path, bool load_all) {
   pg_latents *ds = calloc(1, sizeof *ds);
   if (!ds) {
     pg_fail(PG_ERR_MEMORY, "%s: out of memory", path);
@@ -406,22 +438,34 @@ pg_latents *pg_latents_open(const char *path) {
   ds->dset = -1;
   ds->file = pg_h5_open(path, false);
   if (ds->file < 0 || open_latents_dataset(ds) || read_attributes(ds) || read_labels(ds) ||
-      check_finite(ds)) {
+      (load_all && load_everything(ds)) || check_finite(ds)) {
     pg_latents_close(ds);
     return NULL;
   }
   return ds;
 }
 
+pg_latents *pg_latents_open(const char *path) { return open_dataset(path, false); }
+pg_latents *pg_latents_load(const char *path) { return open_dataset(path, true); }
+
 void pg_latents_close(pg_latents *ds) {
   if (!ds) return;
   if (ds->dset >= 0) H5Dclose(ds->dset);
   if (ds->file >= 0) H5Fclose(ds->file);
   free(ds->labels);
+  free(ds->all);
   free(ds);
 }
 
 pg_status pg_latents_read(const pg_latents *ds, int64_t start, int64_t count, float *dst) {
+  if (ds->all) {
+    if (start < 0 || count < 0 || start + count > ds->info.n)
+      return pg_fail(PG_ERR_ARG, "%s: dataset 'latents': rows [%lld, %lld) outside the %lld rows",
+                     ds->path, (long long)start, (long long)(start + count), (long long)ds->info.n);
+    memcpy(dst, ds->all + start * ds->sample_numel,
+           (size_t)(count * ds->sample_numel) * sizeof *dst);
+    return PG_OK;
+  }
   if (pg_h5_read_rows(ds->dset, start, count, dst)) {
     char where[1100];
     snprintf(where, sizeof where, "%s: dataset 'latents'", ds->path);

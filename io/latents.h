@@ -75,15 +75,20 @@ typedef struct {
   pg_latents_info info;
   int64_t *labels; /* [n], or NULL without labels */
   int64_t sample_numel; /* H * W * C */
+  float *all;      /* the whole dataset (pg_latents_load), else NULL */
 } pg_latents;
 
 /* Opens and validates: `latents` present, rank 4, float, N > 0, every value
  * finite; `labels` (when present) rank 1, integer, N of them, each in
  * [0, num_classes). NULL with a message naming file, dataset and value. */
 pg_latents *pg_latents_open(const char *path);
+/* pg_latents_open, then the whole of `latents` read into memory once (and
+ * checked there): reads are then copies from RAM. */
+pg_latents *pg_latents_load(const char *path);
 void pg_latents_close(pg_latents *ds);
 /* Samples [start, start + count) into dst (count * sample_numel floats),
- * read by hyperslab: only those samples are read from disk. */
+ * read by hyperslab: only those samples are read from disk (or copied from
+ * memory after pg_latents_load). */
 pg_status pg_latents_read(const pg_latents *ds, int64_t start, int64_t count, float *dst);
 
 #endif

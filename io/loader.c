@@ -1,14 +1,12 @@
 #include "loader.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "rng.h"
 
 struct pg_loader {
   pg_latents *ds;
   pg_loader_opts opts;
-  float *all;          /* the whole dataset (in_memory), else NULL */
   int64_t *perm;       /* [N]: the order of epoch perm_epoch */
   int64_t perm_epoch;  /* -1: perm not built yet */
   pg_loader_state state;
@@ -24,7 +22,7 @@ pg_loader *pg_loader_open(const char *path, const pg_loader_opts *opts) {
     pg_fail(PG_ERR_ARG, "pg_loader_open: batch_size %lld must be >= 1", (long long)opts->batch_size);
     return NULL;
   }
-  pg_latents *ds = pg_latents_open(path);
+  pg_latents *ds = opts->in_memory ? pg_latents_load(path) : pg_latents_open(path);
   if (!ds) return NULL;
   int64_t n = ds->info.n;
   if (opts->drop_last && opts->batch_size > n) {
@@ -35,11 +33,8 @@ pg_loader *pg_loader_open(const char *path, const pg_loader_opts *opts) {
   }
   pg_loader *l = calloc(1, sizeof *l);
   if (l) l->perm = malloc((size_t)n * sizeof *l->perm);
-  if (l && l->perm && opts->in_memory)
-    l->all = malloc((size_t)(n * ds->sample_numel) * sizeof *l->all);
-  if (!l || !l->perm || (opts->in_memory && !l->all)) {
-    pg_fail(PG_ERR_MEMORY, "%s: out of memory opening the loader%s", path,
-            opts->in_memory ? " (in_memory: try reading from disk)" : "");
+  if (!l || !l->perm) {
+    pg_fail(PG_ERR_MEMORY, "%s: out of memory opening the loader", path);
     if (l) {
       free(l->perm);
       free(l);
@@ -51,17 +46,12 @@ pg_loader *pg_loader_open(const char *path, const pg_loader_opts *opts) {
   l->opts = *opts;
   l->perm_epoch = -1;
   l->state = (pg_loader_state){.seed = opts->seed, .epoch = 0, .position = 0};
-  if (l->all && pg_latents_read(ds, 0, n, l->all)) {
-    pg_loader_close(l);
-    return NULL;
-  }
   return l;
 }
 
 void pg_loader_close(pg_loader *l) {
   if (!l) return;
   pg_latents_close(l->ds);
-  free(l->all);
   free(l->perm);
   free(l);
 }
@@ -108,8 +98,7 @@ pg_status pg_loader_next(pg_loader *l, float *x, int64_t *labels, int64_t *indic
   int64_t pos = l->state.position, m = n - pos < b ? n - pos : b;
   for (int64_t k = 0; k < m; k++) {
     int64_t i = l->perm[pos + k];
-    if (l->all) memcpy(x + k * per, l->all + i * per, (size_t)per * sizeof *x);
-    else if (pg_latents_read(ds, i, 1, x + k * per)) return pg_last_status();
+    if (pg_latents_read(ds, i, 1, x + k * per)) return pg_last_status(); /* disk or RAM */
     if (labels) labels[k] = ds->labels[i];
     if (indices) indices[k] = i;
   }

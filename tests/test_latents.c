@@ -102,6 +102,14 @@ static void test_round_trip(void **state) {
   assert_int_not_equal(pg_latents_read(ds, 6, 2, two), PG_OK);
   assert_error_contains("outside the 7 rows");
   pg_latents_close(ds);
+  /* loaded into memory: the same samples, the same bounds */
+  ds = pg_latents_load(tmp("rt.h5"));
+  assert_non_null(ds);
+  assert_int_equal(pg_latents_read(ds, 3, 2, two), PG_OK);
+  assert_memory_equal(two, x + 3 * 24, sizeof two);
+  assert_int_not_equal(pg_latents_read(ds, 6, 2, two), PG_OK);
+  assert_error_contains("outside the 7 rows");
+  pg_latents_close(ds);
 
   /* chunked by sample and compressed, as documented */
   hid_t f = H5Fopen(tmp("rt.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -291,6 +299,8 @@ static void test_validation_errors(void **state) {
   raw_dataset(f, "latents", H5T_NATIVE_FLOAT, 4, d4, x);
   H5Fclose(f);
   expect_open_error("nan.h5", "sample 2 holds nan");
+  assert_null(pg_latents_load(tmp("nan.h5"))); /* checked in memory the same way */
+  assert_error_contains("sample 2 holds nan");
   x[2 * 8 + 5] = 0;
   x[3 * 8] = -INFINITY;
   f = raw_create("inf.h5");
