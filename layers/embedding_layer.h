@@ -1,17 +1,11 @@
 /* Embedding: a learned table [n, d] whose rows are picked by integer
- * indices, as torch.nn.Embedding (normal init, PG_PARAM_EMBEDDING). */
+ * indices, as torch.nn.Embedding (normal init, PG_PARAM_EMBEDDING). The
+ * lookup itself is pg_embedding of ops.h (scatter-add backward). */
 #ifndef PG_EMBEDDING_LAYER_H
 #define PG_EMBEDDING_LAYER_H
 
 #include "params.h"
 #include "tape.h"
-
-/* Rows of table [n, d] picked by the n_idx = prod(idx_shape) indices ->
- * idx_shape + [d]. Backward scatter-adds into the table's gradient (a row
- * picked twice gets both contributions) and saves a copy of the indices.
- * An index outside [0, n) is an error naming it and its position. */
-pg_tensor *pg_embedding_lookup_op(pg_ctx *ctx, pg_tensor *table, int idx_ndim,
-                                  const int64_t *idx_shape, const int64_t *idx);
 
 typedef struct {
   pg_tensor *weight; /* `<prefix>.weight` [n, d] */
@@ -22,6 +16,8 @@ typedef struct {
  * default is std 1; DiT's label table uses 0.02). */
 pg_status pg_embedding_layer_init(pg_embedding_layer *e, pg_params *ps, const char *prefix,
                                   int64_t n, int64_t d, float std, pg_rng *rng);
+/* Rows picked by the prod(idx_shape) indices -> idx_shape + [d]; an index
+ * outside [0, n) is an error naming it. */
 pg_tensor *pg_embedding_layer_forward(pg_ctx *ctx, const pg_embedding_layer *e, int idx_ndim,
                                       const int64_t *idx_shape, const int64_t *idx);
 

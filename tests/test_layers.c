@@ -486,8 +486,9 @@ static void test_modulate_threaded(void **state) {
 static const int64_t emb_idx[6] = {3, 0, 3, 4, 1, 3}; /* row 3 three times, row 2 never */
 
 static pg_tensor *embedding_fn(pg_ctx *ctx, pg_tensor *const *in, void *user) {
+  pg_embedding_layer e = {in[0], in[0]->shape[0], in[0]->shape[1]}; /* a layer over this table */
   (void)user;
-  return pg_embedding_lookup_op(ctx, in[0], PG_SHAPE(2, 3), emb_idx);
+  return pg_embedding_layer_forward(ctx, &e, PG_SHAPE(2, 3), emb_idx);
 }
 
 static void test_embedding(void **state) {
@@ -507,10 +508,11 @@ static void test_embedding(void **state) {
   assert_float_equal(table->grad[2 * 4], 0.0f, 0); /* never picked */
   assert_float_equal(table->grad[0], 1.0f, 0);
   int64_t bad[2] = {1, 5};
-  assert_null(pg_embedding_lookup_op(ctx, table, PG_SHAPE(2), bad));
+  pg_embedding_layer te = {table, 5, 4};
+  assert_null(pg_embedding_layer_forward(ctx, &te, PG_SHAPE(2), bad));
   assert_error_contains("index 5 at position 1 is outside [0, 5)");
   bad[1] = -1;
-  assert_null(pg_embedding_lookup_op(ctx, table, PG_SHAPE(2), bad));
+  assert_null(pg_embedding_layer_forward(ctx, &te, PG_SHAPE(2), bad));
   assert_error_contains("index -1 at position 1");
   /* the layer: name, kind, init moments */
   pg_params ps;
