@@ -74,17 +74,16 @@ static void sdpa_forward(const sdpa_plan *pl, float *scratch, int threads) {
     for (int64_t i = 0; i < T; i++) softmax_row(p + i * T, T, pl->causal ? i + 1 : T, pad);
     const float *weights = p;
     if (pl->dropout > 0.0f) {
+      /* With backward, p is saved undropped and the dropped copy goes to the
+       * scratch; without, p is the scratch itself and is dropped in place,
+       * the keep-mask using the second scratch buffer. */
       pg_rng rng;
       pg_rng_seed(&rng, pl->seeds[bn]);
       uint8_t *keep = pl->keep ? pl->keep + bn * TT : (uint8_t *)(mine + TT);
       for (int64_t i = 0; i < TT; i++) keep[i] = pg_rng_uniform(&rng) >= pl->dropout;
-      float *dropped = mine + (pl->probs ? 0 : TT); /* p may be `mine` itself */
-      if (!pl->probs) { /* no backward: drop in place */
-        apply_dropout(p, p, keep, TT, pl->dropout);
-      } else {
-        apply_dropout(dropped, p, keep, TT, pl->dropout);
-        weights = dropped;
-      }
+      float *dropped = pl->probs ? mine : p;
+      apply_dropout(dropped, p, keep, TT, pl->dropout);
+      weights = dropped;
     }
     pg_gemm_serial(false, false, T, pl->dv, T, 1.0f, weights, T, v, pl->v_ld, 0.0f,
                    pl->out + b * T * out_ld + n * pl->dv, out_ld);
@@ -158,7 +157,8 @@ static int sdpa_threads(const sdpa_plan *pl) {
 }
 
 /* Fills the parts of the plan that forward and backward share and allocates
- * what the call saves; returns false (error set) when memory runs out. */
+ * what the call saves; returns false (error set) when memory runs out.
+ * (The "+ 1"s keep empty inputs from asking the arena for zero bytes.) */
 static bool sdpa_prepare(pg_ctx *ctx, sdpa_plan *pl, bool save, float dropout, pg_rng *rng) {
   int64_t pairs = pl->batch * pl->heads, TT = pl->tokens * pl->tokens;
   pl->scale = pl->dk > 0 ? (float)(1.0 / sqrt((double)pl->dk)) : 1.0f;
@@ -207,7 +207,7 @@ static bool needs_grad(const pg_ctx *ctx, int n, pg_tensor *const *ts) {
   return false;
 }
 
-static pg_status check_mask_and_heads(const char *who, int heads, int64_t width, const char *what) {
+static pg_status check_heads(const char *who, int heads, int64_t width, const char *what) {
   if (heads < 1) return pg_fail(PG_ERR_ARG, "%s: heads must be >= 1, got %d", who, heads);
   if (width % heads)
     return pg_fail(PG_ERR_ARG, "%s: %s %lld is not divisible by heads %d", who, what,
@@ -237,7 +237,7 @@ pg_tensor *pg_sdpa_packed_op(pg_ctx *ctx, pg_tensor *qkv, int heads, bool causal
     return NULL;
   }
   int64_t h = qkv->shape[2] / 3;
-  if (check_mask_and_heads("pg_sdpa_packed_op", heads, h, "hidden size h")) return NULL;
+  if (check_heads("pg_sdpa_packed_op", heads, h, "hidden size h")) return NULL;
   sdpa_plan *pl = pg_ctx_alloc(ctx, sizeof *pl);
   pg_tensor *out = pg_empty(ctx, PG_SHAPE(qkv->shape[0], qkv->shape[1], h));
   if (!pl || !out) return NULL;
@@ -283,8 +283,8 @@ pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int
     pg_fail(PG_ERR_ARG, "pg_sdpa_op: q %s and k %s must have the same width", pg_shape_of(q), pg_shape_of(k));
     return NULL;
   }
-  if (check_mask_and_heads("pg_sdpa_op", heads, q->shape[2], "the width of q") ||
-      check_mask_and_heads("pg_sdpa_op", heads, v->shape[2], "the width of v"))
+  if (check_heads("pg_sdpa_op", heads, q->shape[2], "the width of q") ||
+      check_heads("pg_sdpa_op", heads, v->shape[2], "the width of v"))
     return NULL;
   if (!(dropout >= 0.0f && dropout < 1.0f)) {
     pg_fail(PG_ERR_ARG, "pg_sdpa_op: dropout must be in [0, 1), got %g", (double)dropout);
@@ -332,7 +332,7 @@ pg_tensor *pg_attention_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *qkv_weight, pg_
             (long long)h, (long long)h, pg_shape_of(x), pg_shape_of(proj_weight));
     return NULL;
   }
-  if (check_mask_and_heads("pg_attention_op", heads, h, "hidden size h")) return NULL;
+  if (check_heads("pg_attention_op", heads, h, "hidden size h")) return NULL;
   pg_tensor *qkv = pg_linear_op(ctx, x, qkv_weight, qkv_bias);
   pg_tensor *heads_out = pg_sdpa_packed_op(ctx, qkv, heads, causal, key_padding_mask);
   return pg_linear_op(ctx, heads_out, proj_weight, proj_bias);
