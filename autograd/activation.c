@@ -1,9 +1,11 @@
 /* Activations: relu, silu, gelu (erf and tanh forms), softmax over the last
  * axis, dropout. Forward and backward side by side; the formulas are
- * PyTorch's, so gradients match torch.nn.functional to float rounding. */
+ * PyTorch's, so gradients match torch.nn.functional to float rounding.
+ * exp and tanh come from fastmath.h, so these loops vectorise. */
 #include <math.h>
 #include <string.h>
 
+#include "fastmath.h"
 #include "op_util.h"
 #include "ops.h"
 
@@ -18,7 +20,7 @@ PG_UNARY_OP(relu, x > 0.0f ? x : 0.0f, x > 0.0f ? g : 0.0f)
 pg_tensor *pg_relu(pg_ctx *ctx, pg_tensor *x) { return pg_unary(ctx, "pg_relu", &relu_op, x, 0); }
 
 /* ---- silu: x * sigmoid(x) ---- */
-static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigmoid(float x) { return 1.0f / (1.0f + pg_expf(-x)); }
 /* d/dx x s(x) = s(x) (1 + x (1 - s(x))) */
 static inline float silu_grad(float x) {
   const float s = sigmoid(x);
@@ -35,16 +37,16 @@ pg_tensor *pg_silu(pg_ctx *ctx, pg_tensor *x) { return pg_unary(ctx, "pg_silu", 
  *            derivative as PyTorch's GeluBackward (approximate='tanh'). */
 static inline float gelu_erf_grad(float x) {
   const float cdf = 0.5f * (1.0f + erff(x * SQRT1_2));
-  const float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
+  const float pdf = INV_SQRT_2PI * pg_expf(-0.5f * x * x);
   return cdf + x * pdf;
 }
 static inline float gelu_tanh(float x) {
   const float inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x);
-  return 0.5f * x * (1.0f + tanhf(inner));
+  return 0.5f * x * (1.0f + pg_tanhf(inner));
 }
 static inline float gelu_tanh_grad(float x) {
   const float inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x);
-  const float t = tanhf(inner);
+  const float t = pg_tanhf(inner);
   const float left = 0.5f * x, right = 1.0f + t;
   const float inner_derivative = SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_KAPPA * x * x);
   return 0.5f * right + left * (1.0f - t * t) * inner_derivative;
@@ -67,10 +69,12 @@ pg_tensor *pg_gelu(pg_ctx *ctx, pg_tensor *x, pg_gelu_kind kind) {
 
 static void softmax_row(const float *restrict x, float *restrict y, int64_t n) {
   float max = x[0];
+#pragma omp simd reduction(max : max)
   for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
   double sum = 0;
+#pragma omp simd reduction(+ : sum)
   for (int64_t i = 0; i < n; i++) {
-    y[i] = expf(x[i] - max);
+    y[i] = pg_expf(x[i] - max);
     sum += y[i];
   }
   const float inv = (float)(1.0 / sum);
