@@ -9,6 +9,7 @@
  *   shape.c        reshape permute transpose slice concat split broadcast_to
  *   reduce.c       sum mean
  *   loss.c         mse
+ *   cross_entropy.c  softmax cross-entropy (fused, stable)
  *   embedding.c    embedding lookup */
 #ifndef PG_OPS_H
 #define PG_OPS_H
@@ -75,6 +76,14 @@ pg_tensor *pg_mean(pg_ctx *ctx, pg_tensor *x, int n_axes, const int *axes, bool 
 /* ---- Losses ---- */
 /* mean((x - target)^2) as a scalar; gradients reach both sides. */
 pg_tensor *pg_mse(pg_ctx *ctx, pg_tensor *x, pg_tensor *target);
+/* F.cross_entropy(logits, labels, label_smoothing=s), mean over the N rows
+ * of logits [N, K] as a 0-d scalar (NaN for N == 0, as PyTorch). Labels
+ * [N] must lie in [0, K) (an error names the first that does not); s in
+ * [0, 1]. Fused softmax/log/nll with the max subtracted: finite for logits of
+ * any magnitude. Backward: (softmax - smoothed one-hot) * g / N. */
+pg_tensor *pg_cross_entropy(pg_ctx *ctx, pg_tensor *logits, const int64_t *labels);
+pg_tensor *pg_cross_entropy_smoothed(pg_ctx *ctx, pg_tensor *logits, const int64_t *labels,
+                                     float label_smoothing);
 
 /* ---- Embedding ----
  * Rows of table [n, d] picked by the n_idx indices -> [n_idx, d] reshaped to

@@ -33,6 +33,10 @@ void pg_check_sum(pg_case *c);
 void pg_check_mean(pg_case *c);
 void pg_check_embedding(pg_case *c);
 
+/* check_vit.c: the ViT example's loss and model */
+void pg_check_cross_entropy(pg_case *c);
+void pg_check_vit(pg_case *c);
+
 /* check_nn.c */
 void pg_check_linear(pg_case *c);
 void pg_check_layernorm(pg_case *c);

@@ -34,6 +34,8 @@ static const struct {
     {"sum", pg_check_sum, 1e-5, 1e-4},
     {"mean", pg_check_mean, 1e-5, 1e-4},
     {"embedding", pg_check_embedding, 1e-5, 1e-4},
+    {"cross_entropy", pg_check_cross_entropy, 1e-5, 1e-4},
+    {"vit", pg_check_vit, 1e-4, 1e-3},
     {"linear", pg_check_linear, 1e-5, 1e-4},
     {"layernorm", pg_check_layernorm, 1e-5, 1e-4},
     {"attention", pg_check_attention, 1e-5, 1e-4},

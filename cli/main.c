@@ -10,6 +10,8 @@ int pg_cmd_check(int argc, char **argv);
 int pg_cmd_latents(int argc, char **argv);
 int pg_cmd_train(int argc, char **argv);
 int pg_cmd_sample(int argc, char **argv);
+int pg_cmd_classify(int argc, char **argv);
+int pg_cmd_score(int argc, char **argv);
 
 static int cmd_version(int argc, char **argv) {
   (void)argc;
@@ -23,6 +25,8 @@ static const pg_command commands[] = {
     {"latents", pg_cmd_latents, "make a latent dataset (Fashion-MNIST or synthetic shapes)"},
     {"train", pg_cmd_train, "train the DiT denoiser on HDF5 latents"},
     {"sample", pg_cmd_sample, "draw a sample grid from a DiT checkpoint"},
+    {"classify", pg_cmd_classify, "train or evaluate a ViT classifier on labelled latents"},
+    {"score", pg_cmd_score, "score class-conditional samples with a trained classifier"},
     {"version", cmd_version, "print the version"},
 };
 

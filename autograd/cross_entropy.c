@@ -1,0 +1,107 @@
+/* Softmax cross-entropy, fused: torch.nn.functional.cross_entropy(logits,
+ * labels, label_smoothing=s) with the default mean reduction.
+ *
+ * Per row i of logits [N, K], with lse_i = log sum_k exp(x_ik) computed as
+ * m + log sum_k exp(x_ik - m), m the row's maximum (so no exp overflows):
+ *   loss_i = lse_i - (1 - s) x_{i,y_i} - (s / K) sum_k x_ik
+ * (with s = 0 the plain -log softmax(x_i)[y_i]); out = mean_i loss_i.
+ *
+ * Backward needs nothing but the softmax p_i = exp(x_i - lse_i), which the
+ * forward saves ([N, K] in the arena):
+ *   dx_ik = g / N * (p_ik - (1 - s) [k == y_i] - s / K)
+ * one pass, no log or exp: the stable, fused form of softmax + log + nll. */
+#include <math.h>
+
+#include "op_util.h"
+#include "ops.h"
+
+/* One row: writes p (the softmax) and returns the row's loss, in double. */
+static double cross_entropy_row(const float *restrict x, float *restrict p, int64_t K,
+                                int64_t label, double smoothing) {
+  float m = x[0];
+  for (int64_t k = 1; k < K; k++) m = x[k] > m ? x[k] : m;
+  double sum = 0, sum_x = 0;
+  for (int64_t k = 0; k < K; k++) {
+    p[k] = expf(x[k] - m);
+    sum += p[k];
+    sum_x += x[k];
+  }
+  const float inv = (float)(1.0 / sum);
+  for (int64_t k = 0; k < K; k++) p[k] *= inv;
+  const double lse = (double)m + log(sum);
+  return lse - (1.0 - smoothing) * (double)x[label] - smoothing / (double)K * sum_x;
+}
+
+static void cross_entropy_backward(pg_ctx *ctx, pg_node *node) {
+  pg_tensor *logits = node->in[0];
+  bool fresh;
+  float *dx = pg_grad_dest(ctx, logits, &fresh);
+  if (!dx) return;
+  const int64_t N = logits->shape[0], K = logits->shape[1];
+  const int64_t *labels = node->saved;
+  const float *p = (const float *)(labels + N);
+  const float smoothing = node->farg[0];
+  const float scale = node->out->grad[0] / (float)N, off = smoothing / (float)K;
+  PG_FOR(N * K, i, N, {
+    const float *pi = p + i * K;
+    float *di = dx + i * K;
+    for (int64_t k = 0; k < K; k++) {
+      const float target = (k == labels[i] ? 1.0f - smoothing : 0.0f) + off;
+      const float g = scale * (pi[k] - target);
+      di[k] = fresh ? g : di[k] + g;
+    }
+  });
+}
+
+pg_tensor *pg_cross_entropy_smoothed(pg_ctx *ctx, pg_tensor *logits, const int64_t *labels,
+                                     float label_smoothing) {
+  if (!logits) return NULL;
+  if (logits->ndim != 2) {
+    pg_fail(PG_ERR_ARG, "pg_cross_entropy: logits must be [N, K] (samples, classes), got %s",
+            pg_shape_of(logits));
+    return NULL;
+  }
+  const int64_t N = logits->shape[0], K = logits->shape[1];
+  if (K < 1) {
+    pg_fail(PG_ERR_ARG, "pg_cross_entropy: logits %s have no class", pg_shape_of(logits));
+    return NULL;
+  }
+  if (!labels && N > 0) {
+    pg_fail(PG_ERR_ARG, "pg_cross_entropy: labels must not be NULL");
+    return NULL;
+  }
+  if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f)) {
+    pg_fail(PG_ERR_ARG, "pg_cross_entropy: label_smoothing must be in [0, 1], got %g",
+            (double)label_smoothing);
+    return NULL;
+  }
+  for (int64_t i = 0; i < N; i++)
+    if (labels[i] < 0 || labels[i] >= K) {
+      pg_fail(PG_ERR_ARG, "pg_cross_entropy: label %lld of sample %lld is outside [0, %lld) (logits %s)",
+              (long long)labels[i], (long long)i, (long long)K, pg_shape_of(logits));
+      return NULL;
+    }
+  pg_tensor *out = pg_empty(ctx, 0, NULL);
+  /* saved for backward: a copy of the labels, then the softmax [N, K] */
+  int64_t *saved_labels = pg_ctx_alloc(ctx, (size_t)N * sizeof(int64_t) + (size_t)(N * K) * sizeof(float));
+  double *row_loss = pg_ctx_alloc(ctx, (size_t)(N > 0 ? N : 1) * sizeof(double));
+  if (!out || !saved_labels || !row_loss) return NULL;
+  float *p = (float *)(saved_labels + N);
+  for (int64_t i = 0; i < N; i++) saved_labels[i] = labels[i];
+  PG_FOR(N * K, i, N,
+         row_loss[i] = cross_entropy_row(logits->data + i * K, p + i * K, K, labels[i],
+                                         (double)label_smoothing));
+  double total = 0;
+  for (int64_t i = 0; i < N; i++) total += row_loss[i];
+  out->data[0] = (float)(total / (double)N); /* NaN for N == 0, as in PyTorch */
+  pg_node *node = pg_tape_record(ctx, "pg_cross_entropy", cross_entropy_backward, out, 1, &logits);
+  if (node) {
+    node->saved = saved_labels;
+    node->farg[0] = label_smoothing;
+  }
+  return out;
+}
+
+pg_tensor *pg_cross_entropy(pg_ctx *ctx, pg_tensor *logits, const int64_t *labels) {
+  return pg_cross_entropy_smoothed(ctx, logits, labels, 0.0f);
+}

@@ -1,0 +1,77 @@
+/* `patchgrad check` handlers of the ViT example (vit/, tests/data/vit_cases.h5):
+ *   cross_entropy  label_smoothing (float, default 0)       logits [N, K], labels [N] (integers)
+ *                  `out` is the 0-d mean loss of torch.nn.functional.cross_entropy
+ *   vit            height, width, in_channels, patch_size, hidden, depth, heads,
+ *                  mlp_ratio, num_classes, single_head (0/1)
+ *                  x [B, H, W, C], params/<every name of vit/vit.h>; `out` the
+ *                  logits [B, K]; grad/x and grad/params/<name> */
+#include <stdio.h>
+#include <string.h>
+
+#include "check_ops.h"
+#include "ops.h"
+#include "vit.h"
+
+void pg_check_cross_entropy(pg_case *c) {
+  const double smoothing = pg_case_attr_double(c, "label_smoothing", 0.0);
+  pg_tensor *logits = pg_case_array(c, "logits");
+  int64_t n_labels = 0;
+  const int64_t *labels = pg_case_ints(c, "labels", &n_labels);
+  if (c->error) return;
+  if (logits->ndim != 2 || n_labels != logits->shape[0]) {
+    pg_case_fail(c, "logits must be [N, K] with one label per row; got logits %s and %lld labels",
+                 pg_shape_of(logits), (long long)n_labels);
+    return;
+  }
+  const char *names[] = {"logits"};
+  pg_case_check_op(c, pg_cross_entropy_smoothed(c->ctx, logits, labels, (float)smoothing), 1, names,
+                   &logits);
+}
+
+void pg_check_vit(pg_case *c) {
+  pg_vit_config cfg = {
+      .height = pg_case_attr_int(c, "height", 0),
+      .width = pg_case_attr_int(c, "width", 0),
+      .in_channels = pg_case_attr_int(c, "in_channels", 0),
+      .patch_size = pg_case_attr_int(c, "patch_size", 0),
+      .hidden = pg_case_attr_int(c, "hidden", 0),
+      .depth = pg_case_attr_int(c, "depth", 0),
+      .heads = pg_case_attr_int(c, "heads", 1),
+      .mlp_ratio = pg_case_attr_int(c, "mlp_ratio", 4),
+      .num_classes = pg_case_attr_int(c, "num_classes", 0),
+      .single_head = pg_case_attr_int(c, "single_head", 0) != 0,
+  };
+  if (c->error) return;
+  pg_vit m;
+  pg_rng rng;
+  pg_rng_seed(&rng, 0);
+  if (pg_vit_init(&m, &cfg, &rng)) {
+    pg_case_fail(c, "bad config: %s", pg_last_error());
+    return;
+  }
+  pg_tensor *x = pg_case_array(c, "x");
+  /* every parameter comes from the file */
+  for (int i = 0; i < m.params.count && !c->error; i++) {
+    pg_param *p = &m.params.items[i];
+    char path[PG_PARAM_NAME_MAX + 8];
+    snprintf(path, sizeof path, "params/%s", p->name);
+    pg_tensor *src = pg_case_array(c, path);
+    if (!src) break;
+    if (!pg_same_shape(src, p->tensor)) {
+      pg_case_fail(c, "array '%s' has shape %s, the model's parameter is %s", path,
+                   pg_shape_of(src), pg_shape_of(p->tensor));
+      break;
+    }
+    memcpy(p->tensor->data, src->data, (size_t)src->numel * sizeof(float));
+  }
+  if (!c->error) {
+    pg_case_check_op(c, pg_vit_forward(c->ctx, &m, x), 1, (const char *const[]){"x"}, &x);
+    for (int i = 0; i < m.params.count && !c->error && pg_case_wants_grads(c); i++) {
+      pg_param *p = &m.params.items[i];
+      char path[PG_PARAM_NAME_MAX + 16];
+      snprintf(path, sizeof path, "grad/params/%s", p->name);
+      pg_case_compare_raw(c, path, p->tensor->grad, p->tensor->ndim, p->tensor->shape);
+    }
+  }
+  pg_vit_free(&m);
+}

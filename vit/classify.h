@@ -1,0 +1,100 @@
+/* Classifying latents with the ViT (vit.h): batched prediction, accuracy and
+ * confidence, classifier checkpoints, and the training loop behind
+ * `patchgrad classify train`. A library so that the command, the example
+ * and the tests share one implementation. */
+#ifndef PG_CLASSIFY_H
+#define PG_CLASSIFY_H
+
+#include "latents.h"
+#include "optimizer.h"
+#include "vit.h"
+
+/* ---- prediction and its scores ---- */
+
+/* Softmax probabilities probs [n, K] of the model for x [n, H, W, C], in
+ * batches of `batch`, without gradients and in evaluation mode (ctx is reset
+ * before each batch). */
+pg_status pg_vit_predict(pg_ctx *ctx, pg_vit *m, const float *x, int64_t n, int64_t batch,
+                         float *probs);
+
+typedef struct {
+  int64_t n;              /* samples */
+  int64_t agree;          /* samples whose most probable class is their label */
+  double accuracy;        /* agree / n */
+  double mean_confidence; /* mean of the top probability (how sure it is of what it says) */
+  double mean_label_prob; /* mean probability of the label */
+  double loss;            /* mean cross-entropy -log p(label) */
+} pg_classify_stats;
+
+/* Scores probs [n, K] against labels [n] (each in [0, K), else an error
+ * naming the sample). */
+pg_status pg_classify_stats_of(const float *probs, const int64_t *labels, int64_t n, int64_t K,
+                               pg_classify_stats *out);
+
+/* The most probable class of one row (the first one on ties). */
+int64_t pg_argmax(const float *row, int64_t K);
+
+/* ---- checkpoints (io/checkpoint.h format) ----
+ * /config: the model config (pg_vit_config_to_kv) plus what the training
+ * latents were: data_mean, data_std, data_source; /params: the weights;
+ * the step attribute. */
+typedef struct {
+  double mean, std;  /* latents' normalisation (latents.h) */
+  char source[64];   /* "fashion-mnist", "synthetic", ... */
+} pg_vit_data_info;
+
+pg_status pg_vit_save(const char *path, pg_vit *m, const pg_vit_data_info *data, int64_t step);
+/* Builds m from the file's config and reads its weights; data (may be NULL)
+ * receives what the training latents were. On error m holds nothing. */
+pg_status pg_vit_load(const char *path, pg_vit *m, pg_vit_data_info *data);
+/* An error naming both when a latent file's normalisation (mean, std) is
+ * not the one the classifier was trained with (a difference beyond 5% of
+ * the trained std): its inputs would be off-scale. */
+pg_status pg_vit_check_data(const pg_vit_data_info *trained, const pg_latents_info *info,
+                            const char *path);
+
+/* Reads a whole labelled latent file (its first `limit` samples, 0: all)
+ * into malloc'd x [n, H, W, C] and labels [n]; the caller frees both. */
+pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_latents_info *info, float **x,
+                              int64_t **labels, int64_t *n);
+
+/* ---- training ---- */
+
+typedef struct {
+  const char *data_path;   /* training latents, with labels */
+  const char *test_path;   /* test latents for the accuracy, or NULL */
+  int64_t test_count;      /* use the first N test samples (0: all) */
+  /* model: height, width, in_channels and num_classes come from the data
+   * (a non-zero value must match it) */
+  pg_vit_config model;
+  pg_optim_config optim;   /* lr is the peak of the schedule */
+  int64_t warmup;          /* linear warmup steps, then cosine decay to 0 */
+  double clip;             /* max global gradient norm (0: off) */
+  double label_smoothing;  /* of the cross-entropy */
+  int64_t batch;
+  int64_t epochs;          /* total steps = epochs * batches per epoch ... */
+  int64_t steps;           /* ... unless steps > 0 */
+  uint64_t seed;
+  const char *out_dir;     /* ckpt.h5 and log.csv; NULL: write nothing */
+  int64_t eval_every;      /* test accuracy every N steps (0: each epoch's end) */
+  int64_t log_every;       /* progress lines (non-terminal) and log.csv rows */
+  bool quiet;              /* no progress output */
+} pg_classify_opts;
+
+/* The defaults of `patchgrad classify train` (README: the ViT example). */
+void pg_classify_opts_init(pg_classify_opts *o);
+
+typedef struct {
+  int64_t step;
+  double train_loss;       /* mean over the last logging interval */
+  double train_accuracy;   /* on the training batches of that interval */
+  pg_classify_stats test;  /* at the end (n == 0 without test data) */
+  double seconds;          /* training time (evaluations excluded) */
+  double steps_per_second;
+  bool interrupted;        /* SIGINT: stopped after the current step, saved */
+} pg_classify_result;
+
+/* Trains, evaluates on the test data, saves out_dir/ckpt.h5 at the end. */
+pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res);
+
+#endif
