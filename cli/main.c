@@ -12,6 +12,7 @@ int pg_cmd_train(int argc, char **argv);
 int pg_cmd_sample(int argc, char **argv);
 int pg_cmd_classify(int argc, char **argv);
 int pg_cmd_score(int argc, char **argv);
+int pg_cmd_bench(int argc, char **argv);
 
 static int cmd_version(int argc, char **argv) {
   (void)argc;
@@ -27,6 +28,7 @@ static const pg_command commands[] = {
     {"sample", pg_cmd_sample, "draw a sample grid from a DiT checkpoint"},
     {"classify", pg_cmd_classify, "train or evaluate a ViT classifier on labelled latents"},
     {"score", pg_cmd_score, "score class-conditional samples with a trained classifier"},
+    {"bench", pg_cmd_bench, "time DiT training steps (configs S, M, L) and the GEMM floor"},
     {"version", cmd_version, "print the version"},
 };
 

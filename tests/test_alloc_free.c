@@ -1,68 +1,25 @@
 /* The allocation-free training loop: after its first step, a training loop
  * built from the ops takes all its memory from the context's arena, which
  * pg_ctx_reset rewinds. Proven two ways over steps 2..10 of a two-layer
- * network: the arena's high-water mark and chunk count do not move, and a
- * malloc interposer compiled into this program counts no call to
- * malloc/calloc/realloc/aligned_alloc/posix_memalign/memalign at all (from
- * the library, BLIS or OpenMP alike). */
+ * network: the arena's high-water mark and chunk count do not move, and the
+ * allocation counter linked into this program (cli/alloc_count.c) counts no
+ * call to malloc/calloc/realloc/aligned_alloc/posix_memalign/memalign at all
+ * (from the library, BLIS or OpenMP alike). */
 #include "testutil.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cli/alloc_count.h"
 #include "blas.h"
 #include "ops.h"
 
-/* ---- The interposer ----
- * Defining malloc and friends here overrides glibc's for the whole process;
- * each forwards to glibc's own implementation (__libc_*) and counts. Under
- * AddressSanitizer, which must own every allocation itself, the interposer
- * is left out and only the arena assertions run. */
-#if defined(__SANITIZE_ADDRESS__)
-#define COUNT_MALLOC 0
-#else
-#define COUNT_MALLOC 1
-extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t size);
-extern void *__libc_memalign(size_t alignment, size_t size);
-extern void __libc_free(void *p);
-
-static long alloc_calls; /* updated atomically: BLIS and OpenMP threads allocate too */
-static void counted(void) { __atomic_add_fetch(&alloc_calls, 1, __ATOMIC_RELAXED); }
-
-void *malloc(size_t size) {
-  counted();
-  return __libc_malloc(size);
-}
-void *calloc(size_t n, size_t size) {
-  counted();
-  return __libc_calloc(n, size);
-}
-void *realloc(void *p, size_t size) {
-  counted();
-  return __libc_realloc(p, size);
-}
-void free(void *p) { __libc_free(p); }
-void *aligned_alloc(size_t alignment, size_t size) {
-  counted();
-  return __libc_memalign(alignment, size);
-}
-void *memalign(size_t alignment, size_t size) {
-  counted();
-  return __libc_memalign(alignment, size);
-}
-int posix_memalign(void **out, size_t alignment, size_t size) {
-  counted();
-  void *p = __libc_memalign(alignment, size);
-  if (!p) return ENOMEM;
-  *out = p;
-  return 0;
-}
-static long allocations(void) { return __atomic_load_n(&alloc_calls, __ATOMIC_RELAXED); }
-#endif
+/* The allocation counter (cli/alloc_count.c, linked into this program)
+ * replaces malloc and friends for the whole process. Under AddressSanitizer,
+ * which must own every allocation itself, it is compiled out and only the
+ * arena assertions run. */
+static long allocations(void) { return pg_alloc_count(); }
 
 /* ---- A two-layer network trained by plain gradient descent ---- */
 
@@ -120,10 +77,7 @@ static void test_allocation_free_steps(void **state) {
   assert_non_null(ctx);
 
   float first = train_step(ctx, &n);
-  long allocs_1 = 0; /* calls made up to the end of step 1 */
-#if COUNT_MALLOC
-  allocs_1 = allocations();
-#endif
+  const long allocs_1 = allocations(); /* calls made up to the end of step 1 */
   size_t high_water_2 = 0;
   long chunks_2 = 0;
   float last = first;
@@ -137,24 +91,20 @@ static void test_allocation_free_steps(void **state) {
   /* read everything before any assertion (cmocka may allocate) */
   const size_t high_water_10 = ctx->arena.high_water;
   const long chunks_10 = ctx->arena.mallocs;
-#if COUNT_MALLOC
-  const long allocs_10 = allocations();
-#else
-  const long allocs_10 = allocs_1;
-#endif
+  const long allocs_10 = allocations(); /* stays 0 when the counter is compiled out */
   assert_true(isfinite(first) && isfinite(last));
   assert_true(last < first);
   assert_true(chunks_2 > 1); /* the step really spans several chunks */
   assert_int_equal(high_water_10, high_water_2);
   assert_int_equal(chunks_10, chunks_2);
   assert_int_equal(allocs_10 - allocs_1, 0); /* no allocation in steps 2..10 */
-#if COUNT_MALLOC
-  /* the interposer is live: creating a context calls malloc */
-  long before = allocations();
-  pg_ctx *probe = pg_ctx_new(0);
-  assert_true(allocations() > before);
-  pg_ctx_free(probe);
-#endif
+  if (pg_alloc_count_active()) {
+    /* the counter is live: creating a context calls malloc */
+    long before = allocations();
+    pg_ctx *probe = pg_ctx_new(0);
+    assert_true(allocations() > before);
+    pg_ctx_free(probe);
+  }
   pg_ctx_free(ctx);
   pg_tensor *all[] = {n.w1, n.b1, n.w2, n.b2, n.x, n.y};
   for (int i = 0; i < 6; i++) pg_tensor_free(all[i]);

@@ -2,15 +2,15 @@
  * step, SGD / Adam / AdamW updates, gradient clipping, a schedule and the EMA
  * (update and swap) make no malloc/calloc/realloc call, on a model mixing
  * small parameters (one thread) and large ones (OpenMP), whose alternation is
- * what would make libgomp allocate thread teams. Counted by a malloc
- * interposer compiled into this program (as in test_alloc_free.c); under
- * AddressSanitizer, which must own every allocation, the count is skipped. */
+ * what would make libgomp allocate thread teams. Counted by the allocation
+ * counter linked into this program (cli/alloc_count.c, as test_alloc_free.c);
+ * under AddressSanitizer, which must own every allocation, it reads 0. */
 #include "testutil.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cli/alloc_count.h"
 #include "blas.h"
 #include "clip.h"
 #include "ema.h"
@@ -18,34 +18,9 @@
 #include "schedule.h"
 #include "update.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define COUNT_MALLOC 0
-static long allocations(void) { return 0; }
-#else
-#define COUNT_MALLOC 1
-extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t size);
-extern void *__libc_memalign(size_t alignment, size_t size);
-extern void __libc_free(void *p);
-
-static long alloc_calls; /* atomic: OpenMP threads may allocate too */
-static void counted(void) { __atomic_add_fetch(&alloc_calls, 1, __ATOMIC_RELAXED); }
-void *malloc(size_t size) { return counted(), __libc_malloc(size); }
-void *calloc(size_t n, size_t size) { return counted(), __libc_calloc(n, size); }
-void *realloc(void *p, size_t size) { return counted(), __libc_realloc(p, size); }
-void free(void *p) { __libc_free(p); }
-void *aligned_alloc(size_t alignment, size_t size) { return counted(), __libc_memalign(alignment, size); }
-void *memalign(size_t alignment, size_t size) { return counted(), __libc_memalign(alignment, size); }
-int posix_memalign(void **out, size_t alignment, size_t size) {
-  counted();
-  void *p = __libc_memalign(alignment, size);
-  if (!p) return ENOMEM;
-  *out = p;
-  return 0;
-}
-static long allocations(void) { return __atomic_load_n(&alloc_calls, __ATOMIC_RELAXED); }
-#endif
+/* cli/alloc_count.c, linked into this program, counts every heap allocation
+ * of the process (0 under AddressSanitizer, where it is compiled out). */
+static long allocations(void) { return pg_alloc_count(); }
 
 /* One optimizer-side step: gradients (a cheap deterministic pattern), clip
  * by norm and value, schedule, update, EMA update, EMA swap there and back. */
@@ -89,14 +64,14 @@ static void check_no_allocation(pg_optim_config cfg) {
   const long after = allocations(); /* read before any assertion: cmocka allocates */
   assert_int_equal(opt.step, 10);
   assert_int_equal(after - before, 0);
-#if COUNT_MALLOC
-  /* the interposer is live */
-  pg_params probe;
-  pg_params_init(&probe);
-  pg_params_add(&probe, PG_PARAM_WEIGHT, PG_SHAPE(2), "w");
-  assert_true(allocations() > after);
-  pg_params_free(&probe);
-#endif
+  if (pg_alloc_count_active()) {
+    /* the counter is live */
+    pg_params probe;
+    pg_params_init(&probe);
+    pg_params_add(&probe, PG_PARAM_WEIGHT, PG_SHAPE(2), "w");
+    assert_true(allocations() > after);
+    pg_params_free(&probe);
+  }
   pg_ema_free(&ema);
   pg_optimizer_free(&opt);
   pg_params_free(&ps);

@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""PyTorch side of `patchgrad bench`: the same DiT training steps (diffusion
+loss forward, backward, AdamW lr 1e-4 update) on random latents, timed the
+same way, with the same thread count. Run with Debian's /usr/bin/python3.
+
+    /usr/bin/python3 tools/bench_torch.py --config M --threads 2 [--steps K] [--warmup W] [--json]
+
+Debian's torch does its matrix products through the system BLAS, which is
+BLIS once libblis-dev is installed. BLIS 0.9 runs its slow generic kernels on
+AMD CPUs newer than Zen 3, so by default this script gives torch the same
+BLIS kernels patchgrad picks (autograd/blas.c: BLIS_ARCH_TYPE = skx on AMD
+CPUs with AVX-512); --blas-as-installed leaves BLIS to its own detection.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+CONFIGS = {  # input, hidden, depth, heads, batch, default steps
+    "S": (8, 64, 2, 4, 32, 50),
+    "M": (16, 128, 4, 4, 64, 20),
+    "L": (32, 384, 6, 6, 16, 8),
+}
+
+
+def blis_arch_like_patchgrad():
+    """BLIS_ARCH_TYPE for BLIS 0.9 as autograd/blas.c chooses it, or None."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return None
+    flags = set()
+    for line in info.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    avx512 = {"avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"} <= flags
+    return "0" if "AuthenticAMD" in info and avx512 else None  # 0 = BLIS_ARCH_SKX in BLIS 0.9
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="M", choices=sorted(CONFIGS))
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--steps", type=int, default=0)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="end with one JSON line of every number")
+    ap.add_argument("--blas-as-installed", action="store_true",
+                    help="do not set BLIS_ARCH_TYPE (BLIS's own CPU detection)")
+    args = ap.parse_args()
+
+    # Threads and BLAS kernels must be fixed before torch (and BLIS) load.
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    os.environ["BLIS_NUM_THREADS"] = str(args.threads)
+    arch = None if args.blas_as_installed else blis_arch_like_patchgrad()
+    if arch is not None and "BLIS_ARCH_TYPE" not in os.environ:
+        os.environ["BLIS_ARCH_TYPE"] = arch
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from dit_torch import DiT, Diffusion, forward_gemm_flops
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    inp, hidden, depth, heads, batch, default_steps = CONFIGS[args.config]
+    steps = args.steps or default_steps
+    model = DiT(inp, 4, 2, hidden, depth, heads, 4, 10)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    diff = Diffusion()
+    gen = torch.Generator().manual_seed(args.seed)
+    x0 = torch.randn(batch, inp, inp, 4, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+
+    def step():
+        t0 = time.perf_counter()
+        loss = diff.loss(model, x0, y, training=True, generator=gen)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+        t3 = time.perf_counter()
+        if not torch.isfinite(loss):
+            sys.exit("bench_torch: the loss is not finite")
+        return [1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2)]
+
+    for _ in range(args.warmup):
+        step()
+    cpu0 = time.process_time()
+    times = [step() for _ in range(steps)]
+    cpu_per_step = 1e3 * (time.process_time() - cpu0) / steps
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+    def med(v):
+        v = sorted(v)
+        n = len(v)
+        return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+    phases = [[t[p] for t in times] for p in range(3)] + [[sum(t) for t in times]]
+    gflop = 3 * forward_gemm_flops(inp, 4, 2, hidden, depth, heads, 4, batch) * 1e-9
+    step_med = med(phases[3])
+    print("torch bench: config %s (input %dx%d, hidden %d, depth %d, heads %d, batch %d), %d threads, "
+          "%d steps after %d warm-up, torch %s, BLIS_ARCH_TYPE=%s"
+          % (args.config, inp, inp, hidden, depth, heads, batch, args.threads, steps, args.warmup,
+             torch.__version__, os.environ.get("BLIS_ARCH_TYPE", "(BLIS detects)")))
+    print("%-10s %10s %10s %10s" % ("phase", "median ms", "min ms", "max ms"))
+    for name, v in zip(("forward", "backward", "optimizer", "step"), phases):
+        print("%-10s %10.3f %10.3f %10.3f" % (name, med(v), min(v), max(v)))
+    print("GEMM work  %.3f GFLOP per step (3 x forward), %.1f GFLOP/s at the median" % (gflop, gflop / (step_med * 1e-3)))
+    print("CPU time   %.3f ms per step (all threads)" % cpu_per_step)
+    print("peak RSS   %.1f MiB" % rss)
+    if args.json:
+        print(json.dumps({"tool": "torch", "config": args.config, "threads": args.threads, "steps": steps,
+                          "forward_ms": med(phases[0]), "backward_ms": med(phases[1]),
+                          "optimizer_ms": med(phases[2]), "step_median_ms": step_med,
+                          "step_min_ms": min(phases[3]), "step_max_ms": max(phases[3]), "gflop": gflop,
+                          "gflops": gflop / (step_med * 1e-3), "cpu_ms_per_step": cpu_per_step,
+                          "peak_rss_mib": rss,
+                          "blis_arch_type": os.environ.get("BLIS_ARCH_TYPE")}))
+
+
+if __name__ == "__main__":
+    main()
