@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "attention_fused.h"
 #include "blas.h"
 
 /* One attention call, described once for forward and backward: where each
@@ -182,7 +183,31 @@ static bool sdpa_prepare(pg_ctx *ctx, sdpa_plan *pl, bool save, float dropout, p
   return true;
 }
 
+/* The fused kernel (attention_fused.h) takes heads without masks or dropout
+ * forward; backward it needs only the saved probabilities, which already
+ * carry the masks, so any call without dropout. */
+static pg_attn_fused_args fused_args(const sdpa_plan *pl) {
+  return (pg_attn_fused_args){.batch = pl->batch, .tokens = pl->tokens, .heads = pl->heads,
+                              .dk = pl->dk, .dv = pl->dv, .q = pl->q, .k = pl->k, .v = pl->v,
+                              .q_ld = pl->q_ld, .k_ld = pl->k_ld, .v_ld = pl->v_ld,
+                              .out = pl->out, .out_ld = pl->heads * pl->dv, .scale = pl->scale,
+                              .probs = pl->probs};
+}
+
+static float *fused_scratch(pg_ctx *ctx, const pg_attn_fused_args *a, int threads) {
+  return pg_ctx_alloc(ctx, (size_t)pg_attn_fused_scratch_floats(a, threads) * sizeof(float));
+}
+
 static bool run_forward(pg_ctx *ctx, sdpa_plan *pl) {
+  if (!pl->causal && !pl->pad && pl->dropout == 0.0f &&
+      pg_attn_fused_fits(pl->tokens, pl->dk, pl->dv)) {
+    pg_attn_fused_args a = fused_args(pl);
+    int threads = pg_get_threads();
+    float *scratch = fused_scratch(ctx, &a, threads);
+    if (!scratch) return false;
+    pg_attn_fused_forward(&a, scratch, threads);
+    return true;
+  }
   int threads = sdpa_threads(pl);
   float *scratch = thread_scratch(ctx, threads, pl->tokens);
   if (!scratch) return false;
@@ -191,6 +216,21 @@ static bool run_forward(pg_ctx *ctx, sdpa_plan *pl) {
 }
 
 static void run_backward(pg_ctx *ctx, const sdpa_plan *pl, const sdpa_grads *g, const float *dout) {
+  if (!pl->keep && pg_attn_fused_fits(pl->tokens, pl->dk, pl->dv)) {
+    pg_attn_fused_args a = fused_args(pl);
+    pg_attn_fused_grads fg = {.dout = dout, .dq = g->dq, .dk = g->dk, .dv = g->dv,
+                              .dq_ld = g->dq_ld, .dk_ld = g->dk_ld, .dv_ld = g->dv_ld,
+                              .acc_q = g->beta_q != 0.0f, .acc_k = g->beta_k != 0.0f,
+                              .acc_v = g->beta_v != 0.0f};
+    int threads = pg_get_threads();
+    float *scratch = fused_scratch(ctx, &a, threads);
+    if (!scratch) {
+      ctx->tape_broken = true;
+      return;
+    }
+    pg_attn_fused_backward(&a, &fg, scratch, threads);
+    return;
+  }
   int threads = sdpa_threads(pl);
   float *scratch = thread_scratch(ctx, threads, pl->tokens);
   if (!scratch) {

@@ -1,23 +1,87 @@
 #include "mlp.h"
 
-#include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
-#define GELU_PARALLEL_MIN (1 << 15)
+#include "broadcast.h"
+#include "fastmath.h"
+
+/* Function multiversioning: the hot loops below are compiled for AVX-512,
+ * AVX2 and the baseline, the loader picks the widest the CPU runs; the
+ * build itself stays generic. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PG_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PG_VECTOR_CLONES
+#endif
+
+/* GELU, tanh form, in place on z[0..n), and its slope gelu'(z) when slope is
+ * non-NULL. With u = c (z + a z^3) and s = sigmoid(2u):
+ *   0.5 z (1 + tanh u) = z s,   gelu'(z) = s + 2 z s (1 - s) u'
+ * (1 + tanh u = 2s, 1 - tanh^2 u = 4 s (1 - s)): one exp per element, from
+ * pg_expf, so that the loop vectorises. */
+PG_VECTOR_CLONES static void gelu_range(float *restrict z, float *restrict slope, int64_t n) {
+  const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+  const float a = 0.044715f;
+  if (slope) {
+    for (int64_t i = 0; i < n; i++) {
+      float x = z[i], x2 = x * x;
+      float s = 1.0f / (1.0f + pg_expf(-2.0f * c * (x + a * x2 * x)));
+      z[i] = x * s;
+      slope[i] = s + 2.0f * x * s * (1.0f - s) * c * (1.0f + 3.0f * a * x2);
+    }
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      float x = z[i];
+      z[i] = x / (1.0f + pg_expf(-2.0f * c * (x + a * x * x * x)));
+    }
+  }
+}
+
+PG_VECTOR_CLONES static void scale_range(float *restrict g, const float *restrict slope, int64_t n) {
+  for (int64_t i = 0; i < n; i++) g[i] *= slope[i];
+}
+
+/* Thread t's share [*lo, *hi) of n elements, cut at multiples of 16 floats
+ * so that no two threads write one cache line. */
+static void share(int64_t n, int t, int threads, int64_t *lo, int64_t *hi) {
+  int64_t per = (n / threads + 15) / 16 * 16;
+  *lo = t * per < n ? t * per : n;
+  *hi = *lo + per < n ? *lo + per : n;
+}
+
+/* Large arrays on every thread; small ones on this one without entering a
+ * parallel region (a team of one is allocated afresh by libgomp each time). */
+static void gelu(float *z, float *slope, int64_t n) {
+  if (!pg_use_threads(n)) {
+    gelu_range(z, slope, n);
+    return;
+  }
+#pragma omp parallel
+  {
+    int64_t lo, hi;
+    share(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+    gelu_range(z + lo, slope ? slope + lo : NULL, hi - lo);
+  }
+}
 
 static void linear_gelu_backward(pg_ctx *ctx, pg_node *node) {
   const float *slope = node->saved; /* gelu'(z) */
-  const float *dy = node->out->grad;
+  float *dy = node->out->grad;
   int64_t n = node->out->numel;
-  float *dz = pg_ctx_alloc(ctx, (size_t)n * sizeof(float) + 1);
-  if (!dz) {
-    ctx->tape_broken = true;
-    return;
+  /* dz = dy * gelu'(z), in place: the output's gradient is not needed after */
+  if (!pg_use_threads(n)) {
+    scale_range(dy, slope, n);
+  } else {
+#pragma omp parallel
+    {
+      int64_t lo, hi;
+      share(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+      scale_range(dy + lo, slope + lo, hi - lo);
+    }
   }
-#pragma omp parallel for schedule(static) if (n >= GELU_PARALLEL_MIN)
-  for (int64_t i = 0; i < n; i++) dz[i] = dy[i] * slope[i];
-  pg_linear_backward_from(ctx, dz, node->iarg[0], node->in[0], node->in[1],
+  pg_linear_backward_from(ctx, dy, node->iarg[0], node->in[0], node->in[1],
                           node->n_in > 2 ? node->in[2] : NULL);
 }
 
@@ -34,17 +98,7 @@ pg_tensor *pg_linear_gelu_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_te
   bool record = was && (x->requires_grad || weight->requires_grad || (bias && bias->requires_grad));
   float *slope = record ? pg_ctx_alloc(ctx, (size_t)y->numel * sizeof(float) + 1) : NULL;
   if (record && !slope) return NULL;
-  const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-  const float a = 0.044715f;
-  int64_t n = y->numel;
-  float *v = y->data;
-#pragma omp parallel for schedule(static) if (n >= GELU_PARALLEL_MIN)
-  for (int64_t i = 0; i < n; i++) {
-    float z = v[i];
-    float t = tanhf(c * (z + a * z * z * z));
-    v[i] = 0.5f * z * (1.0f + t);
-    if (slope) slope[i] = 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * c * (1.0f + 3.0f * a * z * z);
-  }
+  gelu(y->data, slope, y->numel);
   if (!record) return y;
   int64_t in = weight->shape[1];
   pg_node *node = pg_tape_record(ctx, "linear_gelu", linear_gelu_backward, y, bias ? 3 : 2, inputs);

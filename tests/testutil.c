@@ -14,8 +14,8 @@ void pg_test_assert_close(const float *got, const float *want, int64_t n, double
       char msg[256];
       snprintf(msg, sizeof msg, "element %lld: got %.9g, want %.9g (atol %g, rtol %g)",
                (long long)i, g, w, atol, rtol);
+      print_error("%s\n", msg); /* before _fail, which does not return */
       _fail(file, line);
-      print_error("%s\n", msg);
     }
   }
 }

@@ -1,0 +1,219 @@
+/* The kernels of attention_fused.c for one instruction set. That file
+ * includes this one three times, inside a matching `#pragma GCC target`,
+ * with these defined:
+ *   W          floats per vector (16 AVX-512, 8 AVX2, 4 SSE2)
+ *   RB         rows of a register tile
+ *   NV         vectors across a register tile (RB * NV accumulators)
+ *   ISA(name)  name##_<isa>, so that each inclusion defines its own functions
+ *   FMADD(a, b, c)  a * b + c on vectors
+ * Not a public header. */
+
+typedef float ISA(vec) __attribute__((vector_size(W * sizeof(float))));
+typedef int32_t ISA(ivec) __attribute__((vector_size(W * sizeof(float))));
+#define VEC ISA(vec)
+#define IVEC ISA(ivec)
+
+static inline VEC ISA(load)(const float *p) {
+  VEC v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline void ISA(store)(float *p, VEC v) { memcpy(p, &v, sizeof v); }
+
+static inline VEC ISA(splat)(float s) { return (VEC){0} + s; }
+
+/* Lanes of a where `take` is all ones, else lanes of b. */
+static inline VEC ISA(select)(IVEC take, VEC a, VEC b) {
+  return (VEC)((take & (IVEC)a) | (~take & (IVEC)b));
+}
+
+static inline float ISA(hsum)(VEC v) {
+  float s = 0.0f;
+  for (int l = 0; l < W; l++) s += v[l];
+  return s;
+}
+
+static inline float ISA(hmax)(VEC v) {
+  float m = v[0];
+  for (int l = 1; l < W; l++) m = v[l] > m ? v[l] : m;
+  return m;
+}
+
+/* exp(x) as pg_fast_expf (fastmath.h), W lanes at a time. */
+static inline VEC ISA(exp)(VEC x_in) {
+  const VEC lo = ISA(splat)(-87.0f), hi = ISA(splat)(88.0f);
+  VEC x = ISA(select)(x_in > lo, x_in, lo); /* NaN -> lo here, passed through at the end */
+  x = ISA(select)(x < hi, x, hi);
+  const VEC round = ISA(splat)(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+  VEC n = (x * ISA(splat)(1.44269504088896341f) + round) - round;
+  VEC r = x - n * ISA(splat)(0.693359375f);
+  r = r + n * ISA(splat)(2.12194440e-4f);
+  VEC p = ISA(splat)(1.9875691500e-4f);
+  p = FMADD(p, r, ISA(splat)(1.3981999507e-3f));
+  p = FMADD(p, r, ISA(splat)(8.3334519073e-3f));
+  p = FMADD(p, r, ISA(splat)(4.1665795894e-2f));
+  p = FMADD(p, r, ISA(splat)(1.6666665459e-1f));
+  p = FMADD(p, r, ISA(splat)(5.0000001201e-1f));
+  p = FMADD(p, r * r, r + ISA(splat)(1.0f));
+  IVEC e = (__builtin_convertvector(n, IVEC) + 127) << 23;
+  return ISA(select)(x_in == x_in, p * (VEC)e, x_in);
+}
+
+/* One register tile: C[rows, NV*W] (=, or += when acc) alpha * A[rows, K] B[K, NV*W],
+ * A's element (r, p) at a[r*a_rs + p*a_cs], B's row p at b + p*ldb. Rows
+ * past `rows` (< RB) repeat the last row and are not stored. */
+static inline __attribute__((always_inline)) void ISA(tile)(
+    int nv, int64_t K, const float *a, int64_t a_rs, int64_t a_cs, const float *b, int64_t ldb,
+    float *c, int64_t ldc, int rows, float alpha, bool acc) {
+  VEC s[RB][NV];
+  const float *ar[RB];
+  for (int r = 0; r < RB; r++) {
+    ar[r] = a + (r < rows ? r : rows - 1) * a_rs;
+    for (int v = 0; v < NV; v++) s[r][v] = ISA(splat)(0.0f);
+  }
+  for (int64_t p = 0; p < K; p++) {
+    VEC bv[NV];
+    for (int v = 0; v < nv; v++) bv[v] = ISA(load)(b + p * ldb + v * W);
+    for (int r = 0; r < RB; r++) {
+      const VEC av = ISA(splat)(ar[r][p * a_cs]);
+      for (int v = 0; v < nv; v++) s[r][v] = FMADD(av, bv[v], s[r][v]);
+    }
+  }
+  const VEC al = ISA(splat)(alpha);
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < nv; v++) {
+      float *dst = c + r * ldc + v * W;
+      VEC val = al * s[r][v];
+      if (acc) val += ISA(load)(dst);
+      ISA(store)(dst, val);
+    }
+}
+
+/* C[M, N] (=, or += when acc) alpha * A[M, K] B[K, N], strides as in tile. */
+static void ISA(gemm)(int64_t M, int64_t N, int64_t K, float alpha, const float *a, int64_t a_rs,
+                      int64_t a_cs, const float *b, int64_t ldb, float *c, int64_t ldc, bool acc) {
+  int64_t j = 0;
+  while (j + W <= N) {
+    int nv = (int)((N - j) / W);
+    if (nv > NV) nv = NV;
+    for (int64_t i = 0; i < M; i += RB) {
+      int rows = M - i < RB ? (int)(M - i) : RB;
+      const float *ai = a + i * a_rs;
+      float *ci = c + i * ldc + j;
+      /* constant nv per call, so that each case compiles to its own unrolled tile */
+      switch (nv) {
+      case 1: ISA(tile)(1, K, ai, a_rs, a_cs, b + j, ldb, ci, ldc, rows, alpha, acc); break;
+#if NV >= 2
+      case 2: ISA(tile)(2, K, ai, a_rs, a_cs, b + j, ldb, ci, ldc, rows, alpha, acc); break;
+#endif
+#if NV >= 3
+      case 3: ISA(tile)(3, K, ai, a_rs, a_cs, b + j, ldb, ci, ldc, rows, alpha, acc); break;
+#endif
+#if NV >= 4
+      default: ISA(tile)(4, K, ai, a_rs, a_cs, b + j, ldb, ci, ldc, rows, alpha, acc); break;
+#endif
+      }
+    }
+    j += nv * W;
+  }
+  for (; j < N; j++) /* columns past the last full vector */
+    for (int64_t i = 0; i < M; i++) {
+      float s = 0.0f;
+      for (int64_t p = 0; p < K; p++) s += a[i * a_rs + p * a_cs] * b[p * ldb + j];
+      c[i * ldc + j] = alpha * s + (acc ? c[i * ldc + j] : 0.0f);
+    }
+}
+
+/* Softmax of one row in place: max-subtracted, so any magnitude is safe. */
+static void ISA(softmax_row)(float *s, int64_t n) {
+  VEC mv = ISA(splat)(-INFINITY);
+  int64_t j = 0;
+  for (; j + W <= n; j += W) {
+    VEC x = ISA(load)(s + j);
+    mv = ISA(select)(x > mv, x, mv);
+  }
+  float max = ISA(hmax)(mv);
+  for (; j < n; j++) max = s[j] > max ? s[j] : max;
+  VEC sv = ISA(splat)(0.0f);
+  const VEC maxv = ISA(splat)(max);
+  for (j = 0; j + W <= n; j += W) {
+    VEC e = ISA(exp)(ISA(load)(s + j) - maxv);
+    ISA(store)(s + j, e);
+    sv += e;
+  }
+  float sum = ISA(hsum)(sv);
+  for (; j < n; j++) {
+    s[j] = ISA(exp)(ISA(splat)(s[j] - max))[0];
+    sum += s[j];
+  }
+  const float inv = 1.0f / sum;
+  const VEC invv = ISA(splat)(inv);
+  for (j = 0; j + W <= n; j += W) ISA(store)(s + j, ISA(load)(s + j) * invv);
+  for (; j < n; j++) s[j] *= inv;
+}
+
+/* Softmax backward of one row in place: ds = p * (dp - sum(p * dp)). */
+static void ISA(softmax_grad_row)(const float *p, float *ds, int64_t n) {
+  VEC dv = ISA(splat)(0.0f);
+  int64_t j = 0;
+  for (; j + W <= n; j += W) dv = FMADD(ISA(load)(p + j), ISA(load)(ds + j), dv);
+  float dot = ISA(hsum)(dv);
+  for (; j < n; j++) dot += p[j] * ds[j];
+  const VEC dotv = ISA(splat)(dot);
+  for (j = 0; j + W <= n; j += W)
+    ISA(store)(ds + j, ISA(load)(p + j) * (ISA(load)(ds + j) - dotv));
+  for (; j < n; j++) ds[j] = p[j] * (ds[j] - dot);
+}
+
+/* dst[c, r] = src[r * ld + c]: r < rows, c < cols (dst is [cols, rows]). */
+static void ISA(transpose)(const float *src, int64_t ld, int64_t rows, int64_t cols, float *dst) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * ld + c];
+}
+
+static void ISA(forward_pair)(const pg_attn_fused_args *a, int64_t pair, float *scratch) {
+  const int64_t T = a->tokens, b = pair / a->heads, n = pair % a->heads;
+  const float *q = a->q + b * T * a->q_ld + n * a->dk;
+  const float *k = a->k + b * T * a->k_ld + n * a->dk;
+  const float *v = a->v + b * T * a->v_ld + n * a->dv;
+  float *kt = scratch; /* [dk, T]: k transposed, so that score rows are vectors */
+  float *p = a->probs ? a->probs + pair * T * T : scratch + a->dk * T;
+  ISA(transpose)(k, a->k_ld, T, a->dk, kt);
+  ISA(gemm)(T, T, a->dk, a->scale, q, a->q_ld, 1, kt, T, p, T, false);
+  for (int64_t i = 0; i < T; i++) ISA(softmax_row)(p + i * T, T);
+  ISA(gemm)(T, a->dv, T, 1.0f, p, T, 1, v, a->v_ld, a->out + b * T * a->out_ld + n * a->dv,
+            a->out_ld, false);
+}
+
+static void ISA(backward_pair)(const pg_attn_fused_args *a, const pg_attn_fused_grads *g,
+                               int64_t pair, float *scratch) {
+  const int64_t T = a->tokens, b = pair / a->heads, n = pair % a->heads;
+  const float *q = a->q + b * T * a->q_ld + n * a->dk;
+  const float *k = a->k + b * T * a->k_ld + n * a->dk;
+  const float *v = a->v + b * T * a->v_ld + n * a->dv;
+  const float *p = a->probs + pair * T * T;
+  const float *dout = g->dout + b * T * a->out_ld + n * a->dv;
+  /* dv = P^T dout */
+  if (g->dv)
+    ISA(gemm)(T, a->dv, T, 1.0f, p, 1, T, dout, a->out_ld, g->dv + b * T * g->dv_ld + n * a->dv,
+              g->dv_ld, g->acc_v);
+  if (!g->dq && !g->dk) return;
+  /* dP = dout v^T, then through the softmax */
+  float *vt = scratch, *ds = scratch + a->dv * T;
+  ISA(transpose)(v, a->v_ld, T, a->dv, vt);
+  ISA(gemm)(T, T, a->dv, 1.0f, dout, a->out_ld, 1, vt, T, ds, T, false);
+  for (int64_t i = 0; i < T; i++) ISA(softmax_grad_row)(p + i * T, ds + i * T, T);
+  /* scores = scale * q k^T: dq = scale * dS k, dk = scale * dS^T q */
+  if (g->dq)
+    ISA(gemm)(T, a->dk, T, a->scale, ds, T, 1, k, a->k_ld, g->dq + b * T * g->dq_ld + n * a->dk,
+              g->dq_ld, g->acc_q);
+  if (g->dk)
+    ISA(gemm)(T, a->dk, T, a->scale, ds, 1, T, q, a->q_ld, g->dk + b * T * g->dk_ld + n * a->dk,
+              g->dk_ld, g->acc_k);
+}
+
+static const pg_attn_kernels ISA(kernels) = {ISA(forward_pair), ISA(backward_pair)};
+
+#undef VEC
+#undef IVEC

@@ -1,0 +1,166 @@
+/* The fused attention kernel (layers/attention_fused.c), every instruction
+ * set this CPU runs (AVX-512, AVX2, SSE2), against a float64 reference of
+ * softmax(q k^T / sqrt(d)) v and its gradients: head sizes and token counts
+ * that are and are not multiples of the vector width, one and two threads,
+ * writing and accumulating gradient destinations, and scores large enough
+ * that an unstabilised softmax would overflow. (The op around it,
+ * pg_sdpa_packed_op, is checked against PyTorch and by finite differences
+ * in test_attention.c.) */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention_fused.h"
+#include "blas.h"
+
+typedef struct {
+  int64_t B, T, H, d;
+} shape;
+
+/* Reference out, dq, dk, dv (float64) for packed qkv [B, T, 3h]. */
+static void reference(const shape *s, const float *qkv, const float *dout, double *out, double *g) {
+  const int64_t h = s->H * s->d, T = s->T, ld = 3 * h;
+  const double scale = 1.0 / sqrt((double)s->d);
+  double *p = malloc((size_t)(T * T) * sizeof *p), *ds = malloc((size_t)(T * T) * sizeof *ds);
+  memset(g, 0, (size_t)(s->B * T * ld) * sizeof *g);
+  for (int64_t b = 0; b < s->B; b++)
+    for (int64_t n = 0; n < s->H; n++) {
+      const float *q = qkv + b * T * ld + n * s->d, *k = q + h, *v = q + 2 * h;
+      const float *go = dout + b * T * h + n * s->d;
+      double *gq = g + b * T * ld + n * s->d, *gk = gq + h, *gv = gq + 2 * h;
+      for (int64_t i = 0; i < T; i++) {
+        double max = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < T; j++) {
+          double x = 0;
+          for (int64_t c = 0; c < s->d; c++) x += (double)q[i * ld + c] * k[j * ld + c];
+          p[i * T + j] = x * scale;
+          if (p[i * T + j] > max) max = p[i * T + j];
+        }
+        for (int64_t j = 0; j < T; j++) sum += p[i * T + j] = exp(p[i * T + j] - max);
+        for (int64_t j = 0; j < T; j++) p[i * T + j] /= sum;
+        for (int64_t c = 0; c < s->d; c++) {
+          double o = 0;
+          for (int64_t j = 0; j < T; j++) o += p[i * T + j] * v[j * ld + c];
+          out[(b * T + i) * h + n * s->d + c] = o;
+        }
+      }
+      for (int64_t i = 0; i < T; i++) {
+        double dot = 0;
+        for (int64_t j = 0; j < T; j++) {
+          double x = 0;
+          for (int64_t c = 0; c < s->d; c++) x += (double)go[i * h + c] * v[j * ld + c];
+          ds[i * T + j] = x;
+          dot += x * p[i * T + j];
+        }
+        for (int64_t j = 0; j < T; j++) ds[i * T + j] = p[i * T + j] * (ds[i * T + j] - dot);
+      }
+      for (int64_t i = 0; i < T; i++)
+        for (int64_t c = 0; c < s->d; c++) {
+          double dq = 0, dk = 0, dv = 0;
+          for (int64_t j = 0; j < T; j++) {
+            dq += ds[i * T + j] * k[j * ld + c];
+            dk += ds[j * T + i] * q[j * ld + c];
+            dv += p[j * T + i] * go[j * h + c];
+          }
+          gq[i * ld + c] = dq * scale;
+          gk[i * ld + c] = dk * scale;
+          gv[i * ld + c] = dv;
+        }
+    }
+  free(p);
+  free(ds);
+}
+
+static void to_float(const double *src, float *dst, int64_t n, float add) {
+  for (int64_t i = 0; i < n; i++) dst[i] = (float)src[i] + add;
+}
+
+/* Fused forward and backward of one shape on `threads` threads, compared
+ * with the reference; `acc`: gradient buffers start at 1 and are added to. */
+static void check_shape(const shape *s, int threads, bool acc, float magnitude, uint64_t seed,
+                        double tol) {
+  const int64_t h = s->H * s->d, n_qkv = s->B * s->T * 3 * h, n_out = s->B * s->T * h;
+  pg_tensor *qkv = pg_test_randn(PG_SHAPE(n_qkv), magnitude, seed);
+  pg_tensor *dout = pg_test_randn(PG_SHAPE(n_out), 1.0f, seed + 1);
+  float *out = malloc((size_t)n_out * sizeof *out), *grad = malloc((size_t)n_qkv * sizeof *grad);
+  float *probs = malloc((size_t)(s->B * s->H * s->T * s->T) * sizeof *probs);
+  double *ref_out = malloc((size_t)n_out * sizeof *ref_out), *ref_g = malloc((size_t)n_qkv * sizeof *ref_g);
+  float *want_out = malloc((size_t)n_out * sizeof *want_out), *want_g = malloc((size_t)n_qkv * sizeof *want_g);
+  pg_attn_fused_args a = {.batch = s->B, .tokens = s->T, .heads = s->H, .dk = s->d, .dv = s->d,
+                          .q = qkv->data, .k = qkv->data + h, .v = qkv->data + 2 * h,
+                          .q_ld = 3 * h, .k_ld = 3 * h, .v_ld = 3 * h, .out = out, .out_ld = h,
+                          .scale = (float)(1.0 / sqrt((double)s->d)), .probs = probs};
+  pg_attn_fused_grads g = {.dout = dout->data, .dq = grad, .dk = grad + h, .dv = grad + 2 * h,
+                           .dq_ld = 3 * h, .dk_ld = 3 * h, .dv_ld = 3 * h,
+                           .acc_q = acc, .acc_k = acc, .acc_v = acc};
+  float *scratch = malloc((size_t)pg_attn_fused_scratch_floats(&a, threads) * sizeof *scratch);
+  for (int64_t i = 0; i < n_qkv; i++) grad[i] = acc ? 1.0f : NAN; /* written, never read */
+  pg_attn_fused_forward(&a, scratch, threads);
+  pg_attn_fused_backward(&a, &g, scratch, threads);
+  reference(s, qkv->data, dout->data, ref_out, ref_g);
+  to_float(ref_out, want_out, n_out, 0.0f);
+  to_float(ref_g, want_g, n_qkv, acc ? 1.0f : 0.0f);
+  assert_close(out, want_out, n_out, 2e-6 * tol, 1e-5 * tol);
+  assert_close(grad, want_g, n_qkv, 2e-6 * tol, 1e-4 * tol);
+  free(out), free(grad), free(probs), free(ref_out), free(ref_g), free(want_out), free(want_g);
+  free(scratch);
+  pg_tensor_free(qkv);
+  pg_tensor_free(dout);
+}
+
+static const shape shapes[] = {
+    {1, 1, 1, 1},  {2, 5, 2, 3},   {1, 16, 4, 16}, {2, 37, 3, 20},
+    {1, 64, 2, 32}, {1, 33, 1, 70}, {3, 8, 2, 64},  {1, 130, 1, 8},
+};
+
+static void check_isa(const char *isa) {
+  if (!pg_attn_fused_use_isa(isa)) {
+    print_message("      (this CPU does not run %s: skipped)\n", isa);
+    return;
+  }
+  assert_string_equal(pg_attn_fused_isa(), isa);
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+    for (int threads = 1; threads <= 2; threads++) {
+      check_shape(&shapes[i], threads, false, 1.0f, 10 + i, 1.0);
+      check_shape(&shapes[i], threads, true, 1.0f, 20 + i, 1.0);
+    }
+  /* scores past 100: exp would overflow without the max subtraction. Float32
+   * scores that large carry ~1e-5 of rounding, which gradients of that size
+   * amplify: hence the looser tolerance. */
+  check_shape(&(shape){2, 24, 2, 16}, 2, false, 6.0f, 99, 100.0);
+}
+
+static void test_avx512(void **state) {
+  (void)state;
+  check_isa("avx512");
+}
+
+static void test_avx2(void **state) {
+  (void)state;
+  check_isa("avx2");
+}
+
+static void test_sse2(void **state) {
+  (void)state;
+  check_isa("sse2");
+}
+
+static void test_unknown_isa_is_refused(void **state) {
+  (void)state;
+  const char *before = pg_attn_fused_isa();
+  assert_false(pg_attn_fused_use_isa("neon512"));
+  assert_string_equal(pg_attn_fused_isa(), before);
+}
+
+int main(void) {
+  pg_set_threads(2);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_avx512),
+      cmocka_unit_test(test_avx2),
+      cmocka_unit_test(test_sse2),
+      cmocka_unit_test(test_unknown_isa_is_refused),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
