@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "broadcast.h"
 
 pg_status pg_linear_check_args(const char *who, const pg_tensor *x, const pg_tensor *weight,
                                    const pg_tensor *bias) {
@@ -21,23 +22,28 @@ pg_status pg_linear_check_args(const char *who, const pg_tensor *x, const pg_ten
   return PG_OK;
 }
 
+/* Columns j0..j0+width-1 (width <= 64) of db (+)= the column sums of dy. */
+static void column_block_sums(const float *restrict dy, int64_t m, int64_t n, int64_t j0,
+                              int64_t width, float *restrict db, bool fresh) {
+  float acc[64];
+  for (int64_t j = 0; j < width; j++) acc[j] = fresh ? 0.0f : db[j0 + j];
+  for (int64_t i = 0; i < m; i++) {
+    const float *row = dy + i * n + j0;
+    for (int64_t j = 0; j < width; j++) acc[j] += row[j];
+  }
+  for (int64_t j = 0; j < width; j++) db[j0 + j] = acc[j];
+}
+
 /* db (+)= column sums of dy [m, n]. Columns are split over threads so that
- * each thread owns its outputs and rows are still read contiguously. */
+ * each thread owns its outputs and rows are still read contiguously (small
+ * sums on this thread only: PG_FOR). */
 static void column_sums(const float *restrict dy, int64_t m, int64_t n, float *restrict db,
                         bool fresh) {
   const int64_t block = 64;
   int64_t n_blocks = (n + block - 1) / block;
-#pragma omp parallel for schedule(static) if (m * n > (1 << 16))
-  for (int64_t jb = 0; jb < n_blocks; jb++) {
-    int64_t j0 = jb * block, j1 = j0 + block < n ? j0 + block : n;
-    float acc[64];
-    for (int64_t j = j0; j < j1; j++) acc[j - j0] = fresh ? 0.0f : db[j];
-    for (int64_t i = 0; i < m; i++) {
-      const float *row = dy + i * n;
-      for (int64_t j = j0; j < j1; j++) acc[j - j0] += row[j];
-    }
-    for (int64_t j = j0; j < j1; j++) db[j] = acc[j - j0];
-  }
+  PG_FOR(m * n, jb, n_blocks,
+         column_block_sums(dy, m, n, jb * block, jb * block + block < n ? block : n - jb * block,
+                           db, fresh));
 }
 
 /* Products too small to pay for waking BLIS's threads run on this one. */

@@ -3,9 +3,8 @@
 #include <string.h>
 
 #include "blas.h"
+#include "broadcast.h"
 
-/* Below this many floats moved, threads cost more than they save. */
-#define PG_PATCH_PARALLEL_MIN (1 << 16)
 /* Below this many multiply-adds, one thread multiplies faster than several. */
 #define PG_PATCH_GEMM_PARALLEL_MIN (1 << 18)
 
@@ -61,8 +60,7 @@ void pg_im2col(const pg_patch_geom *g, const float *signal, float *cols) {
   const int64_t run = g->kernel[2] * g->channels;       /* contiguous floats */
   const int64_t axis1 = g->spatial[2] * g->channels;    /* one step along axis 1 */
   const int64_t axis0 = g->spatial[1] * axis1;          /* one step along axis 0 */
-#pragma omp parallel for if (rows * g->row_len > PG_PATCH_PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
+  PG_FOR(rows * g->row_len, r, rows, {
     const float *origin = signal + patch_origin(g, r / g->tokens, r % g->tokens);
     float *dst = cols + r * g->row_len;
     for (int64_t k0 = 0; k0 < g->kernel[0]; k0++)
@@ -70,7 +68,7 @@ void pg_im2col(const pg_patch_geom *g, const float *signal, float *cols) {
         memcpy(dst, origin + k0 * axis0 + k1 * axis1, (size_t)run * sizeof(float));
         dst += run;
       }
-  }
+  });
 }
 
 static inline void add_run(float *restrict dst, const float *restrict src, int64_t n) {
@@ -93,8 +91,7 @@ void pg_col2im_add(const pg_patch_geom *g, const float *cols, float *signal) {
   for (int64_t round = 0; round < rounds && round < g->grid[a]; round++) {
     const int64_t per_sample = (g->grid[a] - round + rounds - 1) / rounds;
     const int64_t slabs = g->batch * per_sample;
-#pragma omp parallel for if (slabs * slab_tokens * g->row_len > PG_PATCH_PARALLEL_MIN)
-    for (int64_t s = 0; s < slabs; s++) {
+    PG_FOR(slabs * slab_tokens * g->row_len, s, slabs, {
       int64_t b = s / per_sample, ga = round + (s % per_sample) * rounds;
       for (int64_t u = 0; u < slab_tokens; u++) {
         int64_t token = ga * slab_tokens + u;
@@ -106,7 +103,7 @@ void pg_col2im_add(const pg_patch_geom *g, const float *cols, float *signal) {
             src += run;
           }
       }
-    }
+    });
   }
 }
 
@@ -138,9 +135,8 @@ void pg_bias_grad_add(float *restrict grad_bias, const float *restrict grad, int
 }
 
 void pg_fill_rows(float *signal, const float *bias, int64_t rows, int64_t channels) {
-#pragma omp parallel for if (rows * channels > PG_PATCH_PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
+  PG_FOR(rows * channels, r, rows, {
     if (bias) memcpy(signal + r * channels, bias, (size_t)channels * sizeof(float));
     else memset(signal + r * channels, 0, (size_t)channels * sizeof(float));
-  }
+  });
 }
