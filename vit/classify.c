@@ -167,8 +167,8 @@ pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_latents_i
 
 void pg_classify_opts_init(pg_classify_opts *o) {
   *o = (pg_classify_opts){
-      .model = {.patch_size = 4, .hidden = 96, .depth = 4, .heads = 4, .mlp_ratio = 2},
-      .optim = pg_optim_adamw(1e-3),
+      .model = {.patch_size = 4, .hidden = 64, .depth = 4, .heads = 4, .mlp_ratio = 2},
+      .optim = pg_optim_adamw(2e-3),
       .warmup = 200,
       .clip = 1.0,
       .label_smoothing = 0.0,
