@@ -29,11 +29,59 @@ pg_node *pg_tape_record(pg_ctx *ctx, const char *op, pg_backward_fn backward,
   return node;
 }
 
+/* Recycled gradient buffers. An op's output needs its gradient only until
+ * the op's backward has passed it on (only leaves keep theirs), so its arena
+ * memory then goes on a free list that later gradients of the same size
+ * take from: backward needs memory for its few live gradients instead of
+ * one buffer per activation. Exact sizes only (a transformer's gradients
+ * come in a few repeated shapes), so a buffer never shrinks. The same steps
+ * take and give back in the same order every time: no malloc after the
+ * first step. */
+struct pg_grad_block {
+  float *data;
+  size_t bytes;
+  pg_grad_block *next;
+};
+
+static float *take_free_grad(pg_ctx *ctx, size_t bytes) {
+  for (pg_grad_block **b = &ctx->free_grads; *b; b = &(*b)->next)
+    if ((*b)->bytes == bytes) {
+      pg_grad_block *blk = *b;
+      *b = blk->next;
+      blk->next = ctx->spare_blocks;
+      ctx->spare_blocks = blk;
+      return blk->data;
+    }
+  return NULL;
+}
+
+static void give_back_grad(pg_ctx *ctx, float *data, size_t bytes) {
+  pg_grad_block *blk = ctx->spare_blocks;
+  if (blk) ctx->spare_blocks = blk->next;
+  else blk = pg_arena_alloc(&ctx->arena, sizeof *blk);
+  if (!blk) return; /* then this buffer is simply not reused */
+  *blk = (pg_grad_block){data, bytes, ctx->free_grads};
+  ctx->free_grads = blk;
+}
+
+/* After n's backward: its output's gradient is dead, unless an input adopted
+ * the very buffer (a reshape does). */
+static void release_out_grad(pg_ctx *ctx, pg_node *n) {
+  float *g = n->out->grad;
+  n->out->grad = NULL;
+  if (!g || n->out->heap) return;
+  for (int i = 0; i < n->n_in; i++)
+    if (n->in[i] && n->in[i]->grad == g) return;
+  give_back_grad(ctx, g, (size_t)n->out->numel * sizeof(float));
+}
+
 float *pg_grad_dest(pg_ctx *ctx, pg_tensor *t, bool *fresh) {
   *fresh = false;
   if (!t || !t->requires_grad) return NULL;
   if (!t->grad) {
-    t->grad = pg_arena_alloc(&ctx->arena, (size_t)t->numel * sizeof(float));
+    size_t bytes = (size_t)t->numel * sizeof(float);
+    t->grad = take_free_grad(ctx, bytes);
+    if (!t->grad) t->grad = pg_arena_alloc(&ctx->arena, bytes);
     *fresh = t->grad != NULL;
     if (!t->grad) ctx->tape_broken = true; /* pg_backward reports it */
   }
@@ -64,7 +112,7 @@ pg_status pg_backward_with(pg_ctx *ctx, pg_tensor *t, const float *grad_out) {
     /* As in PyTorch, an op's output keeps no gradient once it has been
      * passed on (only leaves do), so a second pg_backward in the same step
      * adds its own contributions and never replays the first one's. */
-    n->out->grad = NULL;
+    release_out_grad(ctx, n);
     if (ctx->tape_broken)
       return pg_fail(PG_ERR_MEMORY, "pg_backward: out of arena memory in the backward of '%s'", n->op);
   }

@@ -30,6 +30,7 @@ void pg_ctx_reset(pg_ctx *ctx) {
   ctx->tape = NULL;
   ctx->tape_len = 0;
   ctx->tape_broken = false;
+  ctx->free_grads = ctx->spare_blocks = NULL;
 }
 
 bool pg_set_grad_enabled(pg_ctx *ctx, bool enabled) {

@@ -43,6 +43,8 @@ typedef struct pg_tensor {
 #define PG_SHAPE(...) \
   (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
 
+typedef struct pg_grad_block pg_grad_block;
+
 typedef struct pg_ctx {
   pg_arena arena;
   pg_node *tape;        /* the last record; records link backwards */
@@ -50,6 +52,9 @@ typedef struct pg_ctx {
   bool grad_enabled;
   bool training;        /* dropout and other train-only behaviour */
   bool tape_broken;     /* a record could not be stored: backward refuses */
+  /* Gradient buffers of intermediates whose backward has run, for reuse by
+   * later gradients of the same size (tape.c); both lists live in the arena. */
+  pg_grad_block *free_grads, *spare_blocks;
 } pg_ctx;
 
 /* ---- Context: one per training loop (or thread). ---- */
