@@ -133,9 +133,9 @@ pg_tensor *pg_dit_forward(pg_ctx *ctx, pg_dit *m, pg_tensor *x, const float *t, 
     const pg_dit_block *b = &m->blocks[i];
     pg_tensor *mod[6]; /* shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
     if (adaln_chunks(ctx, &b->adaln, silu_c, 6, mod)) return NULL;
-    pg_tensor *hn = pg_modulate_op(ctx, pg_layernorm_op(ctx, tok, NULL, NULL, 1e-6f), mod[0], mod[1]);
+    pg_tensor *hn = pg_layernorm_modulate_op(ctx, tok, mod[0], mod[1], 1e-6f);
     tok = pg_gated_residual_op(ctx, tok, mod[2], pg_attention_forward(ctx, &b->attn, hn, false, NULL));
-    hn = pg_modulate_op(ctx, pg_layernorm_op(ctx, tok, NULL, NULL, 1e-6f), mod[3], mod[4]);
+    hn = pg_layernorm_modulate_op(ctx, tok, mod[3], mod[4], 1e-6f);
     tok = pg_gated_residual_op(ctx, tok, mod[5], pg_mlp_forward(ctx, &b->mlp, hn));
     if (!tok) return NULL;
   }
@@ -143,7 +143,7 @@ pg_tensor *pg_dit_forward(pg_ctx *ctx, pg_dit *m, pg_tensor *x, const float *t, 
   /* 7. final layer: adaLN modulate, then Unpatchify back to [B, H, W, C] */
   pg_tensor *fin[2]; /* shift, scale */
   if (adaln_chunks(ctx, &m->final_adaln, silu_c, 2, fin)) return NULL;
-  pg_tensor *hn = pg_modulate_op(ctx, pg_layernorm_op(ctx, tok, NULL, NULL, 1e-6f), fin[0], fin[1]);
+  pg_tensor *hn = pg_layernorm_modulate_op(ctx, tok, fin[0], fin[1], 1e-6f);
   hn = pg_reshape(ctx, hn, 4, (int64_t[]){B, grid, grid, h});
   return pg_unpatchify_forward(ctx, &m->final_unpatchify, hn, NULL);
 }

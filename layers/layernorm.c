@@ -4,6 +4,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "broadcast.h"
+
 typedef struct {
   double *mean; /* [rows]; double so that x - mean stays exact for large offsets */
   float *rstd;  /* [rows] 1 / sqrt(var + eps) */
@@ -161,6 +163,134 @@ pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tens
     node->iarg[1] = w_at;
     node->iarg[2] = b_at;
   }
+  return y;
+}
+
+/* ---- LayerNorm fused with modulate ---- */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PG_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PG_VECTOR_CLONES
+#endif
+
+typedef struct {
+  layernorm_saved stats;
+  int64_t batch, tokens, d;
+  float eps;
+} lnmod_saved;
+
+/* The rows of one sample: y = (x - mean) * rstd * (1 + scale) + shift, in the
+ * order pg_layernorm_op then pg_modulate_op compute it. */
+PG_VECTOR_CLONES static void lnmod_forward_sample(const float *restrict x, const float *restrict shift,
+                                                  const float *restrict scale, float *restrict y,
+                                                  int64_t tokens, int64_t d, float eps,
+                                                  double *restrict mean, float *restrict rstd) {
+  for (int64_t t = 0; t < tokens; t++) {
+    const float *xr = x + t * d;
+    float *yr = y + t * d;
+    row_stats(xr, d, eps, &mean[t], &rstd[t]);
+    const double m = mean[t];
+    const float rs = rstd[t];
+    for (int64_t j = 0; j < d; j++) yr[j] = (float)(xr[j] - m) * rs * (1.0f + scale[j]) + shift[j];
+  }
+}
+
+/* Backward over the rows of one sample, which owns its dshift and dscale
+ * rows: with xhat the normalised x and gy = g * (1 + scale),
+ *   dshift += g, dscale += g * xhat,
+ *   dx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat)). */
+PG_VECTOR_CLONES static void lnmod_backward_sample(
+    const float *restrict x, const float *restrict g, const float *restrict scale,
+    const double *restrict mean, const float *restrict rstd, int64_t tokens, int64_t d,
+    float *restrict dx, bool dx_fresh, float *restrict dshift, float *restrict dscale) {
+  for (int64_t t = 0; t < tokens; t++) {
+    const float *xr = x + t * d, *gr = g + t * d;
+    const double m = mean[t];
+    const float rs = rstd[t];
+    if (dshift)
+      for (int64_t j = 0; j < d; j++) dshift[j] += gr[j];
+    if (dscale)
+      for (int64_t j = 0; j < d; j++) dscale[j] += gr[j] * ((float)(xr[j] - m) * rs);
+    if (!dx) continue;
+    double sum_g = 0, sum_gx = 0;
+    for (int64_t j = 0; j < d; j++) {
+      float gy = gr[j] * (1.0f + scale[j]);
+      sum_g += gy;
+      sum_gx += gy * ((float)(xr[j] - m) * rs);
+    }
+    const float mg = (float)(sum_g / (double)d), mgx = (float)(sum_gx / (double)d);
+    float *dxr = dx + t * d;
+    for (int64_t j = 0; j < d; j++) {
+      float gy = gr[j] * (1.0f + scale[j]);
+      float xhat = (float)(xr[j] - m) * rs;
+      float v = rs * (gy - mg - xhat * mgx);
+      dxr[j] = dx_fresh ? v : dxr[j] + v;
+    }
+  }
+}
+
+static void lnmod_backward(pg_ctx *ctx, pg_node *node) {
+  const lnmod_saved *s = node->saved;
+  pg_tensor *x = node->in[0], *shift = node->in[1], *scale = node->in[2];
+  const float *g = node->out->grad;
+  bool fx, fsh, fsc;
+  float *dx = pg_grad_dest(ctx, x, &fx);
+  float *dshift = pg_grad_dest(ctx, shift, &fsh);
+  float *dscale = pg_grad_dest(ctx, scale, &fsc);
+  const int64_t T = s->tokens, d = s->d;
+  /* Each sample's rows and its dshift/dscale rows belong to one thread. */
+  PG_FOR(x->numel, b, s->batch, {
+    float *dsh = dshift ? dshift + b * d : NULL, *dsc = dscale ? dscale + b * d : NULL;
+    if (dsh && fsh) memset(dsh, 0, (size_t)d * sizeof(float));
+    if (dsc && fsc) memset(dsc, 0, (size_t)d * sizeof(float));
+    lnmod_backward_sample(x->data + b * T * d, g + b * T * d, scale->data + b * d,
+                          s->stats.mean + b * T, s->stats.rstd + b * T, T, d,
+                          dx ? dx + b * T * d : NULL, fx, dsh, dsc);
+  });
+}
+
+pg_tensor *pg_layernorm_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor *scale,
+                                    float eps) {
+  if (!x || !shift || !scale) return NULL;
+  const char *who = "pg_layernorm_modulate_op";
+  if (x->ndim < 2) {
+    pg_fail(PG_ERR_ARG, "%s: x must be [B, ..., d] (rank >= 2), got %s", who, pg_shape_of(x));
+    return NULL;
+  }
+  const int64_t B = x->shape[0], d = x->shape[x->ndim - 1];
+  if (d < 1) {
+    pg_fail(PG_ERR_ARG, "%s: the normalised axis of x %s is empty", who, pg_shape_of(x));
+    return NULL;
+  }
+  const pg_tensor *vecs[2] = {shift, scale};
+  const char *names[2] = {"shift", "scale"};
+  for (int i = 0; i < 2; i++)
+    if (vecs[i]->ndim != 2 || vecs[i]->shape[0] != B || vecs[i]->shape[1] != d) {
+      pg_fail(PG_ERR_ARG, "%s: %s must be [B, d] = [%lld, %lld] for x %s, got %s", who, names[i],
+              (long long)B, (long long)d, pg_shape_of(x), pg_shape_of(vecs[i]));
+      return NULL;
+    }
+  if (!(eps >= 0.0f) || isinf(eps)) {
+    pg_fail(PG_ERR_ARG, "%s: eps must be finite and >= 0, got %g", who, (double)eps);
+    return NULL;
+  }
+  pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
+  const int64_t rows = x->numel / d, T = B ? rows / B : 0;
+  lnmod_saved *s = pg_ctx_alloc(ctx, sizeof *s);
+  if (s) {
+    s->stats.mean = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(double));
+    s->stats.rstd = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(float));
+  }
+  if (!y || !s || !s->stats.mean || !s->stats.rstd) return NULL;
+  *s = (lnmod_saved){s->stats, B, T, d, eps};
+  PG_FOR(x->numel, b, B,
+         lnmod_forward_sample(x->data + b * T * d, shift->data + b * d, scale->data + b * d,
+                              y->data + b * T * d, T, d, eps, s->stats.mean + b * T,
+                              s->stats.rstd + b * T));
+  pg_node *node = pg_tape_record(ctx, "layernorm_modulate", lnmod_backward, y, 3,
+                                 (pg_tensor *[]){x, shift, scale});
+  if (node) node->saved = s;
   return y;
 }
 

@@ -11,6 +11,15 @@
  * NULL). Backward saves mean and 1/sqrt(var + eps) per row ([rows] each). */
 pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias, float eps);
 
+/* DiT's adaLN normalisation in one op: LayerNorm without affine followed by
+ * modulate, LN(x) * (1 + scale) + shift, with x [B, ..., d] and shift,
+ * scale [B, d] broadcast over the tokens of each sample. The same numbers
+ * as pg_modulate_op(pg_layernorm_op(x, NULL, NULL, eps), shift, scale) with
+ * one pass over x each way and no normalised copy kept (backward recomputes
+ * it from the saved mean and 1/sqrt(var + eps) per row). */
+pg_tensor *pg_layernorm_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor *scale,
+                                    float eps);
+
 typedef struct {
   pg_tensor *weight, *bias; /* [d] each, NULL without affine */
   int64_t dim;

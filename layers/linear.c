@@ -85,7 +85,7 @@ pg_tensor *pg_linear_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor 
   /* With a bias, each row starts as the bias and the GEMM adds to it (beta 1):
    * one pass over y instead of a GEMM pass and then a bias pass. */
   if (bias)
-    for (int64_t i = 0; i < m; i++) memcpy(y->data + i * out_features, bias->data, (size_t)out_features * sizeof(float));
+    PG_FOR(y->numel, i, m, memcpy(y->data + i * out_features, bias->data, (size_t)out_features * sizeof(float)));
   if (in == 0 && !bias) memset(y->data, 0, (size_t)y->numel * sizeof(float));
   if (in > 0) gemm(false, true, m, out_features, in, x->data, in, weight->data, in,
                    bias ? 1.0f : 0.0f, y->data, out_features);
