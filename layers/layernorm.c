@@ -17,7 +17,8 @@ typedef struct {
 /* Two passes (clarification 2): the mean first, then the mean of squared
  * deviations. The one-pass E[x^2] - E[x]^2 loses every digit when the mean is
  * large next to the spread. Sums in double; four partial sums for speed. */
-static void row_stats(const float *restrict x, int64_t d, float eps, double *mean, float *rstd) {
+static inline __attribute__((always_inline)) void row_stats(const float *restrict x, int64_t d,
+                                                            float eps, double *mean, float *rstd) {
   double s[4] = {0, 0, 0, 0};
   int64_t j = 0;
   for (; j + 4 <= d; j += 4)

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "broadcast.h"
+
 /* x is [B, ..., h]: B samples of `tokens` rows of h values each. */
 typedef struct {
   int64_t batch, tokens, hidden;
@@ -21,8 +23,6 @@ static pg_status check_per_sample(const char *who, const pg_tensor *x, const cha
   return PG_OK;
 }
 
-#define MOD_PARALLEL_MIN (1 << 15)
-
 /* ---- modulate ---- */
 
 static void modulate_backward(pg_ctx *ctx, pg_node *node) {
@@ -34,8 +34,7 @@ static void modulate_backward(pg_ctx *ctx, pg_node *node) {
   float *dshift = pg_grad_dest(ctx, shift, &fsh);
   float *dscale = pg_grad_dest(ctx, scale, &fsc);
   /* Each sample's rows and its shift/scale gradients belong to one thread. */
-#pragma omp parallel for schedule(static) if (x->numel >= MOD_PARALLEL_MIN)
-  for (int64_t b = 0; b < d.batch; b++) {
+  PG_FOR(x->numel, b, d.batch, {
     const float *sc = scale->data + b * d.hidden;
     float *dsh = dshift ? dshift + b * d.hidden : NULL, *dsc = dscale ? dscale + b * d.hidden : NULL;
     if (dsh && fsh) memset(dsh, 0, (size_t)d.hidden * sizeof(float));
@@ -55,7 +54,7 @@ static void modulate_backward(pg_ctx *ctx, pg_node *node) {
       if (dsc)
         for (int64_t j = 0; j < d.hidden; j++) dsc[j] += gr[j] * xr[j];
     }
-  }
+  });
 }
 
 pg_tensor *pg_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor *scale) {
@@ -66,14 +65,13 @@ pg_tensor *pg_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor
     return NULL;
   pg_tensor *out = pg_empty(ctx, x->ndim, x->shape);
   if (!out) return NULL;
-#pragma omp parallel for schedule(static) if (x->numel >= MOD_PARALLEL_MIN)
-  for (int64_t r = 0; r < d.batch * d.tokens; r++) {
+  PG_FOR(x->numel, r, d.batch * d.tokens, {
     int64_t b = r / d.tokens;
     const float *sh = shift->data + b * d.hidden, *sc = scale->data + b * d.hidden;
     const float *xr = x->data + r * d.hidden;
     float *o = out->data + r * d.hidden;
     for (int64_t j = 0; j < d.hidden; j++) o[j] = xr[j] * (1.0f + sc[j]) + sh[j];
-  }
+  });
   pg_tensor *inputs[3] = {x, shift, scale};
   pg_node *node = pg_tape_record(ctx, "modulate", modulate_backward, out, 3, inputs);
   if (node) {
@@ -89,23 +87,27 @@ pg_tensor *pg_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor
 static void gated_residual_backward(pg_ctx *ctx, pg_node *node) {
   pg_tensor *x = node->in[0], *gate = node->in[1], *y = node->in[2];
   per_sample d = {node->iarg[0], node->iarg[1], node->iarg[2]};
-  const float *g = node->out->grad;
-  bool fx, fg, fy;
-  float *dx = pg_grad_dest(ctx, x, &fx);
+  float *g = node->out->grad;
+  /* dx = g: an intermediate x without a gradient yet adopts the output's
+   * buffer (as a reshape does) instead of receiving a copy; only after g has
+   * been read for dy and dgate, and never when x is also gate or y. */
+  const bool adopt = x->requires_grad && !x->grad && !x->heap && x != y && x != gate;
+  bool fx = false, fg, fy;
+  float *dx = adopt ? NULL : pg_grad_dest(ctx, x, &fx);
   float *dgate = pg_grad_dest(ctx, gate, &fg);
   float *dy = pg_grad_dest(ctx, y, &fy);
-  if (dx) {
-#pragma omp parallel for schedule(static) if (x->numel >= MOD_PARALLEL_MIN)
-    for (int64_t i = 0; i < x->numel; i++) dx[i] = fx ? g[i] : dx[i] + g[i];
-  }
-#pragma omp parallel for schedule(static) if (x->numel >= MOD_PARALLEL_MIN)
-  for (int64_t b = 0; b < d.batch; b++) {
+  /* Each sample's rows and its dgate row belong to one thread. */
+  PG_FOR(x->numel, b, d.batch, {
     const float *ga = gate->data + b * d.hidden;
     float *dga = dgate ? dgate + b * d.hidden : NULL;
     if (dga && fg) memset(dga, 0, (size_t)d.hidden * sizeof(float));
     for (int64_t t = 0; t < d.tokens; t++) {
       int64_t row = (b * d.tokens + t) * d.hidden;
       const float *gr = g + row, *yr = y->data + row;
+      if (dx) {
+        float *dxr = dx + row;
+        for (int64_t j = 0; j < d.hidden; j++) dxr[j] = fx ? gr[j] : dxr[j] + gr[j];
+      }
       if (dy) {
         float *dyr = dy + row;
         for (int64_t j = 0; j < d.hidden; j++) {
@@ -116,7 +118,8 @@ static void gated_residual_backward(pg_ctx *ctx, pg_node *node) {
       if (dga)
         for (int64_t j = 0; j < d.hidden; j++) dga[j] += gr[j] * yr[j];
     }
-  }
+  });
+  if (adopt) x->grad = g;
 }
 
 pg_tensor *pg_gated_residual_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *gate, pg_tensor *y) {
@@ -130,13 +133,12 @@ pg_tensor *pg_gated_residual_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *gate, pg_t
   if (check_per_sample("pg_gated_residual_op", x, "gate", gate, &d)) return NULL;
   pg_tensor *out = pg_empty(ctx, x->ndim, x->shape);
   if (!out) return NULL;
-#pragma omp parallel for schedule(static) if (x->numel >= MOD_PARALLEL_MIN)
-  for (int64_t r = 0; r < d.batch * d.tokens; r++) {
+  PG_FOR(x->numel, r, d.batch * d.tokens, {
     const float *ga = gate->data + (r / d.tokens) * d.hidden;
     const float *xr = x->data + r * d.hidden, *yr = y->data + r * d.hidden;
     float *o = out->data + r * d.hidden;
     for (int64_t j = 0; j < d.hidden; j++) o[j] = xr[j] + ga[j] * yr[j];
-  }
+  });
   pg_tensor *inputs[3] = {x, gate, y};
   pg_node *node = pg_tape_record(ctx, "gated_residual", gated_residual_backward, out, 3, inputs);
   if (node) {

@@ -3,12 +3,15 @@
  * gradients of the same size. Checked here: a long chain of same-sized ops
  * needs a few gradient buffers instead of one per op, the gradients stay
  * exact (against the analytic derivative), a buffer adopted by a reshape is
- * not handed out again while in use, and a second backward in the same step
- * still adds up correctly. */
+ * not handed out again while in use, a second backward in the same step
+ * still adds up correctly, and the gated residual's adopted buffer (its
+ * input's gradient without a copy) gives the generic ops' gradients. */
 #include "testutil.h"
 
 #include <math.h>
+#include <string.h>
 
+#include "modulate.h"
 #include "ops.h"
 
 #define N 1024
@@ -97,11 +100,47 @@ static void test_steady_high_water(void **state) {
   pg_tensor_free(x);
 }
 
+/* The gated residual hands its output's gradient buffer to an intermediate
+ * x (no copy); x's other use must then add into it. Against the same graph
+ * from generic ops. */
+static pg_tensor *gated_fn(pg_ctx *ctx, pg_tensor *const *in, bool fused) {
+  pg_tensor *x = pg_tanh(ctx, in[0]); /* an intermediate, used twice */
+  pg_tensor *y = pg_exp(ctx, pg_mul_scalar(ctx, x, 0.5f));
+  pg_tensor *r = fused ? pg_gated_residual_op(ctx, x, in[1], y)
+                       : pg_add(ctx, x, pg_mul(ctx, pg_reshape(ctx, in[1], PG_SHAPE(2, 1, 8)), y));
+  return pg_sum(ctx, pg_mul(ctx, r, r), 0, NULL, false);
+}
+
+static void test_gated_residual_adopts(void **state) {
+  (void)state;
+  pg_tensor *x0 = pg_test_randn(PG_SHAPE(2, 3, 8), 1.0f, 6);
+  pg_tensor *gate = pg_test_randn(PG_SHAPE(2, 8), 1.0f, 7);
+  pg_tensor *in[2] = {x0, gate};
+  float want_x[48], want_g[16];
+  for (int fused = 0; fused <= 1; fused++) {
+    pg_ctx *ctx = pg_ctx_new(0);
+    pg_tensor_zero_grad(x0);
+    pg_tensor_zero_grad(gate);
+    assert_int_equal(pg_backward(ctx, gated_fn(ctx, in, fused)), PG_OK);
+    if (!fused) {
+      memcpy(want_x, x0->grad, sizeof want_x);
+      memcpy(want_g, gate->grad, sizeof want_g);
+    } else {
+      assert_close(x0->grad, want_x, 48, 1e-6, 1e-5);
+      assert_close(gate->grad, want_g, 16, 1e-6, 1e-5);
+    }
+    pg_ctx_free(ctx);
+  }
+  pg_tensor_free(x0);
+  pg_tensor_free(gate);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chain_reuses_buffers),
       cmocka_unit_test(test_shared_intermediate),
       cmocka_unit_test(test_steady_high_water),
+      cmocka_unit_test(test_gated_residual_adopts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
