@@ -11,9 +11,6 @@ typedef struct {
   float *rstd;  /* [rows] 1 / sqrt(var + eps) */
 } layernorm_saved;
 
-/* Work below this many elements stays on one thread. */
-#define LN_PARALLEL_MIN (1 << 15)
-
 /* Two passes (clarification 2): the mean first, then the mean of squared
  * deviations. The one-pass E[x^2] - E[x]^2 loses every digit when the mean is
  * large next to the spread. Sums in double; four partial sums for speed. */
@@ -37,21 +34,64 @@ static inline __attribute__((always_inline)) void row_stats(const float *restric
   *rstd = (float)(1.0 / sqrt(var + (double)eps));
 }
 
+typedef struct {
+  const layernorm_saved *s;
+  const float *x, *dy, *w;
+  float *dx;
+  bool dx_fresh;
+  int64_t d;
+} ln_backward_args;
+
+/* Rows r0..r1-1 of the backward; dw and db contributions summed into pdw,
+ * pdb (this thread's slice of scratch, NULL when not wanted). */
+static void ln_backward_rows(const ln_backward_args *a, int64_t r0, int64_t r1, float *pdw,
+                             float *pdb) {
+  const int64_t d = a->d;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *xr = a->x + r * d, *gr = a->dy + r * d;
+    double mean = a->s->mean[r];
+    float rstd = a->s->rstd[r];
+    if (pdw)
+      for (int64_t j = 0; j < d; j++) {
+        float xhat = (float)(xr[j] - mean) * rstd;
+        pdw[j] += gr[j] * xhat;
+        pdb[j] += gr[j];
+      }
+    if (!a->dx) continue;
+    /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight. */
+    double sum_g = 0, sum_gx = 0;
+    for (int64_t j = 0; j < d; j++) {
+      float g = a->w ? gr[j] * a->w[j] : gr[j];
+      sum_g += g;
+      sum_gx += g * (float)(xr[j] - mean) * rstd;
+    }
+    float mg = (float)(sum_g / (double)d), mgx = (float)(sum_gx / (double)d);
+    float *dxr = a->dx + r * d;
+    for (int64_t j = 0; j < d; j++) {
+      float g = a->w ? gr[j] * a->w[j] : gr[j];
+      float xhat = (float)(xr[j] - mean) * rstd;
+      float v = rstd * (g - mg - xhat * mgx);
+      dxr[j] = a->dx_fresh ? v : dxr[j] + v;
+    }
+  }
+}
+
 static void layernorm_backward(pg_ctx *ctx, pg_node *node) {
   const layernorm_saved *s = node->saved;
   pg_tensor *x = node->in[0];
   pg_tensor *weight = node->iarg[1] ? node->in[node->iarg[1]] : NULL;
   pg_tensor *bias = node->iarg[2] ? node->in[node->iarg[2]] : NULL;
   int64_t d = x->shape[x->ndim - 1], rows = node->iarg[0];
-  const float *dy = node->out->grad;
-  const float *w = weight ? weight->data : NULL;
   bool dx_fresh = false, dw_fresh = false, db_fresh = false;
   float *dx = pg_grad_dest(ctx, x, &dx_fresh);
   float *dw = weight ? pg_grad_dest(ctx, weight, &dw_fresh) : NULL;
   float *db = bias ? pg_grad_dest(ctx, bias, &db_fresh) : NULL;
+  const ln_backward_args a = {s, x->data, node->out->grad, weight ? weight->data : NULL,
+                              dx, dx_fresh, d};
   /* dw and db sum over rows: each thread sums its rows into its own slice of
-   * scratch, and the slices are added at the end. */
-  int threads = rows * d >= LN_PARALLEL_MIN ? omp_get_max_threads() : 1;
+   * scratch, and the slices are added at the end. Small inputs stay on this
+   * thread without entering OpenMP (a team of one is allocated each time). */
+  int threads = pg_use_threads(rows * d) ? omp_get_max_threads() : 1;
   float *partial = NULL;
   if (dw || db) {
     partial = pg_ctx_alloc(ctx, (size_t)threads * 2 * (size_t)d * sizeof(float));
@@ -61,37 +101,15 @@ static void layernorm_backward(pg_ctx *ctx, pg_node *node) {
     }
     memset(partial, 0, (size_t)threads * 2 * (size_t)d * sizeof(float));
   }
+  if (threads == 1) {
+    ln_backward_rows(&a, 0, rows, partial, partial ? partial + d : NULL);
+  } else {
 #pragma omp parallel num_threads(threads)
-  {
-    float *pdw = partial ? partial + (size_t)omp_get_thread_num() * 2 * (size_t)d : NULL;
-    float *pdb = pdw ? pdw + d : NULL;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      const float *xr = x->data + r * d, *gr = dy + r * d;
-      double mean = s->mean[r];
-      float rstd = s->rstd[r];
-      if (partial)
-        for (int64_t j = 0; j < d; j++) {
-          float xhat = (float)(xr[j] - mean) * rstd;
-          pdw[j] += gr[j] * xhat;
-          pdb[j] += gr[j];
-        }
-      if (!dx) continue;
-      /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight. */
-      double sum_g = 0, sum_gx = 0;
-      for (int64_t j = 0; j < d; j++) {
-        float g = w ? gr[j] * w[j] : gr[j];
-        sum_g += g;
-        sum_gx += g * (float)(xr[j] - mean) * rstd;
-      }
-      float mg = (float)(sum_g / (double)d), mgx = (float)(sum_gx / (double)d);
-      float *dxr = dx + r * d;
-      for (int64_t j = 0; j < d; j++) {
-        float g = w ? gr[j] * w[j] : gr[j];
-        float xhat = (float)(xr[j] - mean) * rstd;
-        float v = rstd * (g - mg - xhat * mgx);
-        dxr[j] = dx_fresh ? v : dxr[j] + v;
-      }
+    {
+      int t = omp_get_thread_num(), n = omp_get_num_threads();
+      float *pdw = partial ? partial + (size_t)t * 2 * (size_t)d : NULL;
+      int64_t per = (rows + n - 1) / n, r0 = t * per < rows ? t * per : rows;
+      ln_backward_rows(&a, r0, r0 + per < rows ? r0 + per : rows, pdw, pdw ? pdw + d : NULL);
     }
   }
   for (int t = 0; partial && t < threads; t++) {
@@ -136,8 +154,7 @@ pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tens
   }
   if (!y || !s || !s->mean || !s->rstd) return NULL;
   const float *w = weight ? weight->data : NULL, *b = bias ? bias->data : NULL;
-#pragma omp parallel for schedule(static) if (x->numel >= LN_PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
+  PG_FOR(x->numel, r, rows, {
     const float *xr = x->data + r * d;
     float *yr = y->data + r * d;
     row_stats(xr, d, eps, &s->mean[r], &s->rstd[r]);
@@ -149,7 +166,7 @@ pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tens
       if (b) v += b[j];
       yr[j] = v;
     }
-  }
+  });
   /* Inputs are x, then weight and bias when present; iarg[1], iarg[2] hold
    * their positions (0 when absent). */
   pg_tensor *inputs[3] = {x, NULL, NULL};
