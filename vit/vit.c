@@ -133,9 +133,11 @@ pg_status pg_vit_config_to_kv(const pg_vit_config *c, pg_kv *kv) {
 
 pg_status pg_vit_config_from_kv(const pg_kv *kv, pg_vit_config *c) {
   const char *model = NULL, *attention = NULL;
-  if (pg_kv_get_string(kv, "model", &model) != 1 || strcmp(model, "vit"))
-    return pg_fail(PG_ERR_FORMAT, "checkpoint config: model is '%s', not a ViT classifier ('vit')",
-                   model ? model : "(absent: a DiT checkpoint?)");
+  if (pg_kv_get_string(kv, "model", &model) != 1)
+    return pg_fail(PG_ERR_FORMAT, "checkpoint config: no 'model' key, so not a ViT classifier "
+                                  "(a DiT checkpoint?)");
+  if (strcmp(model, "vit"))
+    return pg_fail(PG_ERR_FORMAT, "checkpoint config: model is '%s', not a ViT classifier ('vit')", model);
   static const char *keys[] = {"height", "width",     "in_channels", "patch_size", "hidden",
                                "depth",  "heads",     "mlp_ratio",   "num_classes"};
   int64_t *fields[] = {&c->height, &c->width,     &c->in_channels, &c->patch_size, &c->hidden,
