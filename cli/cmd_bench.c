@@ -133,7 +133,7 @@ int pg_cmd_bench(int argc, char **argv) {
     if (pg_arg_string(&a, "--config", &name)) continue;
     if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
     if (pg_arg_int(&a, "--steps", 1, 1000000, &steps)) continue;
-    if (pg_arg_int(&a, "--warmup", 1, 1000000, &warmup)) continue;
+    if (pg_arg_int(&a, "--warmup", 0, 1000000, &warmup)) continue;
     if (pg_arg_int(&a, "--seed", 0, INT64_MAX, &seed)) continue;
     if (pg_arg_switch(&a, "--floor", &floor)) continue;
     if (pg_arg_switch(&a, "--json", &json)) continue;

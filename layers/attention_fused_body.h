@@ -28,16 +28,25 @@ static inline VEC ISA(select)(IVEC take, VEC a, VEC b) {
   return (VEC)((take & (IVEC)a) | (~take & (IVEC)b));
 }
 
+/* v with its lanes rotated by `by` (a power of two below W). */
+static inline VEC ISA(rotate)(VEC v, int by) {
+  IVEC idx;
+  for (int l = 0; l < W; l++) idx[l] = (l + by) % W;
+  return __builtin_shuffle(v, idx);
+}
+
+/* Horizontal sum and max by halving: log2(W) vector steps, not W scalar ones. */
 static inline float ISA(hsum)(VEC v) {
-  float s = 0.0f;
-  for (int l = 0; l < W; l++) s += v[l];
-  return s;
+  for (int by = W / 2; by >= 1; by /= 2) v += ISA(rotate)(v, by);
+  return v[0];
 }
 
 static inline float ISA(hmax)(VEC v) {
-  float m = v[0];
-  for (int l = 1; l < W; l++) m = v[l] > m ? v[l] : m;
-  return m;
+  for (int by = W / 2; by >= 1; by /= 2) {
+    VEC r = ISA(rotate)(v, by);
+    v = ISA(select)(r > v, r, v);
+  }
+  return v[0];
 }
 
 /* exp(x) as pg_fast_expf (fastmath.h), W lanes at a time. */
@@ -166,10 +175,15 @@ static void ISA(softmax_grad_row)(const float *p, float *ds, int64_t n) {
   for (; j < n; j++) ds[j] = p[j] * (ds[j] - dot);
 }
 
-/* dst[c, r] = src[r * ld + c]: r < rows, c < cols (dst is [cols, rows]). */
+/* dst[c, r] = src[r * ld + c]: r < rows, c < cols (dst is [cols, rows]).
+ * In blocks of 16 rows, so that each store fills a cache line while the 16
+ * source rows stay in L1. */
 static void ISA(transpose)(const float *src, int64_t ld, int64_t rows, int64_t cols, float *dst) {
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * ld + c];
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    const int64_t r1 = r0 + 16 < rows ? r0 + 16 : rows;
+    for (int64_t c = 0; c < cols; c++)
+      for (int64_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * ld + c];
+  }
 }
 
 static void ISA(forward_pair)(const pg_attn_fused_args *a, int64_t pair, float *scratch) {
@@ -179,11 +193,17 @@ static void ISA(forward_pair)(const pg_attn_fused_args *a, int64_t pair, float *
   const float *v = a->v + b * T * a->v_ld + n * a->dv;
   float *kt = scratch; /* [dk, T]: k transposed, so that score rows are vectors */
   float *p = a->probs ? a->probs + pair * T * T : scratch + a->dk * T;
+  float *out = a->out + b * T * a->out_ld + n * a->dv;
   ISA(transpose)(k, a->k_ld, T, a->dk, kt);
-  ISA(gemm)(T, T, a->dk, a->scale, q, a->q_ld, 1, kt, T, p, T, false);
-  for (int64_t i = 0; i < T; i++) ISA(softmax_row)(p + i * T, T);
-  ISA(gemm)(T, a->dv, T, 1.0f, p, T, 1, v, a->v_ld, a->out + b * T * a->out_ld + n * a->dv,
-            a->out_ld, false);
+  /* One register tile's rows at a time, start to finish: their scores,
+   * softmax and output while the rows are still in L1. */
+  for (int64_t i = 0; i < T; i += RB) {
+    const int64_t rows = T - i < RB ? T - i : RB;
+    float *pi = p + i * T;
+    ISA(gemm)(rows, T, a->dk, a->scale, q + i * a->q_ld, a->q_ld, 1, kt, T, pi, T, false);
+    for (int64_t r = 0; r < rows; r++) ISA(softmax_row)(pi + r * T, T);
+    ISA(gemm)(rows, a->dv, T, 1.0f, pi, T, 1, v, a->v_ld, out + i * a->out_ld, a->out_ld, false);
+  }
 }
 
 static void ISA(backward_pair)(const pg_attn_fused_args *a, const pg_attn_fused_grads *g,
@@ -201,13 +221,19 @@ static void ISA(backward_pair)(const pg_attn_fused_args *a, const pg_attn_fused_
   if (!g->dq && !g->dk) return;
   /* dP = dout v^T, then through the softmax */
   float *vt = scratch, *ds = scratch + a->dv * T;
+  float *dq = g->dq ? g->dq + b * T * g->dq_ld + n * a->dk : NULL;
   ISA(transpose)(v, a->v_ld, T, a->dv, vt);
-  ISA(gemm)(T, T, a->dv, 1.0f, dout, a->out_ld, 1, vt, T, ds, T, false);
-  for (int64_t i = 0; i < T; i++) ISA(softmax_grad_row)(p + i * T, ds + i * T, T);
-  /* scores = scale * q k^T: dq = scale * dS k, dk = scale * dS^T q */
-  if (g->dq)
-    ISA(gemm)(T, a->dk, T, a->scale, ds, T, 1, k, a->k_ld, g->dq + b * T * g->dq_ld + n * a->dk,
-              g->dq_ld, g->acc_q);
+  /* A register tile's rows at a time: dP, dS and (scores = scale * q k^T)
+   * dq = scale * dS k while the rows are in L1; dk needs every row of dS. */
+  for (int64_t i = 0; i < T; i += RB) {
+    const int64_t rows = T - i < RB ? T - i : RB;
+    float *dsi = ds + i * T;
+    ISA(gemm)(rows, T, a->dv, 1.0f, dout + i * a->out_ld, a->out_ld, 1, vt, T, dsi, T, false);
+    for (int64_t r = 0; r < rows; r++) ISA(softmax_grad_row)(p + (i + r) * T, dsi + r * T, T);
+    if (dq)
+      ISA(gemm)(rows, a->dk, T, a->scale, dsi, T, 1, k, a->k_ld, dq + i * g->dq_ld, g->dq_ld,
+                g->acc_q);
+  }
   if (g->dk)
     ISA(gemm)(T, a->dk, T, a->scale, ds, 1, T, q, a->q_ld, g->dk + b * T * g->dk_ld + n * a->dk,
               g->dk_ld, g->acc_k);
