@@ -14,7 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../cli/alloc_count.h"
+#include "blas.h"
 #include "classify.h"
+#include "clip.h"
 #include "h5util.h"
 #include "ops.h"
 #include "optimizer.h"
@@ -303,6 +306,61 @@ static void test_overfit_small_batch(void **state) {
   }
 }
 
+/* After a warm-up step, a training step of the default ViT (forward,
+ * cross-entropy, backward, clipping, AdamW; batch 128) and prediction
+ * batches take all their memory from the context's arena: the allocation
+ * counter linked into this program (cli/alloc_count.c; compiled out under
+ * the sanitizers) counts no malloc over steps 2..4 of either attention form.
+ * (Matrix products small enough for pg_gemm_serial, as in a toy-sized
+ * model, enter BLIS's one-thread OpenMP region, for which libgomp allocates
+ * a team each call.) */
+static void test_steps_allocate_nothing(void **state) {
+  (void)state;
+  for (int single = 0; single < 2; single++) {
+    pg_classify_opts defaults;
+    pg_classify_opts_init(&defaults);
+    pg_vit_config c = defaults.model;
+    c.height = c.width = 16;
+    c.in_channels = 4;
+    c.num_classes = 10;
+    c.single_head = single;
+    pg_vit m;
+    pg_rng rng;
+    pg_rng_seed(&rng, 13);
+    assert_int_equal(pg_vit_init(&m, &c, &rng), PG_OK);
+    pg_optimizer opt;
+    pg_optim_config oc = pg_optim_adamw(1e-3);
+    assert_int_equal(pg_optimizer_init(&opt, &m.params, &oc), PG_OK);
+    enum { B = 128 };
+    pg_tensor *x = pg_test_randn(PG_SHAPE(B, 16, 16, 4), 1.0f, 14);
+    x->requires_grad = false;
+    int64_t labels[B];
+    for (int i = 0; i < B; i++) labels[i] = i % 10;
+    static float probs[B * 10];
+    pg_ctx *ctx = pg_ctx_new(0);
+    long allocs_after_first = 0;
+    bool ok = true;
+    for (int step = 0; step < 4; step++) {
+      pg_ctx_reset(ctx);
+      pg_tensor *loss = pg_cross_entropy(ctx, pg_vit_forward(ctx, &m, x), labels);
+      ok &= loss && pg_backward(ctx, loss) == PG_OK;
+      ok &= isfinite(pg_clip_grad_norm(&m.params, 1.0, 2.0));
+      ok &= pg_optimizer_step(&opt) == PG_OK;
+      pg_optimizer_zero_grad(&opt);
+      ok &= pg_vit_predict(ctx, &m, x->data, B, 64, probs) == PG_OK;
+      if (step == 0) allocs_after_first = pg_alloc_count();
+    }
+    const long allocs = pg_alloc_count() - allocs_after_first; /* before any assertion */
+    assert_true(ok);
+    if (pg_get_threads() > 1) assert_int_equal(allocs, 0);
+    else printf("one thread: BLIS enters a one-thread OpenMP region per product; %ld allocations\n", allocs);
+    pg_ctx_free(ctx);
+    pg_tensor_free(x);
+    pg_optimizer_free(&opt);
+    pg_vit_free(&m);
+  }
+}
+
 /* ---- training, checkpoints and the score, on synthetic shapes ---- */
 
 typedef struct {
@@ -479,6 +537,7 @@ int main(void) {
       cmocka_unit_test(test_gradcheck_whole_model),
       cmocka_unit_test(test_class_token_gradient),
       cmocka_unit_test(test_overfit_small_batch),
+      cmocka_unit_test(test_steps_allocate_nothing),
       cmocka_unit_test(test_train_and_score),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
