@@ -150,11 +150,12 @@ pg_tensor *pg_dit_forward(pg_ctx *ctx, pg_dit *m, pg_tensor *x, const float *t, 
 
 void pg_dit_timestep_embedding(const float *t, int64_t batch, float *out) {
   const int half = PG_DIT_FREQ_DIM / 2;
+  double f[PG_DIT_FREQ_DIM / 2]; /* the frequencies, once for the batch */
+  for (int k = 0; k < half; k++) f[k] = exp(-log(10000.0) * k / half);
   for (int64_t b = 0; b < batch; b++)
     for (int k = 0; k < half; k++) {
       /* In double: t * f reaches 1000 rad, where float32 would lose 1e-4. */
-      double f = exp(-log(10000.0) * k / half);
-      double a = (double)t[b] * f;
+      double a = (double)t[b] * f[k];
       out[b * PG_DIT_FREQ_DIM + k] = (float)cos(a);
       out[b * PG_DIT_FREQ_DIM + half + k] = (float)sin(a);
     }

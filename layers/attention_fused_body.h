@@ -21,7 +21,9 @@ static inline VEC ISA(load)(const float *p) {
 
 static inline void ISA(store)(float *p, VEC v) { memcpy(p, &v, sizeof v); }
 
-static inline VEC ISA(splat)(float s) { return (VEC){0} + s; }
+/* Every lane s: one broadcast. (Written s - 0, which the compiler may fold
+ * away; 0 + s it may not, since -0 + 0 is +0, and an add would remain.) */
+static inline VEC ISA(splat)(float s) { return s - (VEC){0}; }
 
 /* Lanes of a where `take` is all ones, else lanes of b. */
 static inline VEC ISA(select)(IVEC take, VEC a, VEC b) {
