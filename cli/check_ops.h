@@ -19,6 +19,15 @@ void pg_check_sgd(pg_case *c);
 void pg_check_adam(pg_case *c);
 void pg_check_adamw(pg_case *c);
 
+/* check_nn.c */
+void pg_check_linear(pg_case *c);
+void pg_check_layernorm(pg_case *c);
+void pg_check_attention(pg_case *c);
+void pg_check_attention_head(pg_case *c);
+
+/* check_dit.c */
+void pg_check_dit(pg_case *c);
+
 /* check_basic.c: the generic ops of autograd/ops.h */
 void pg_check_gelu(pg_case *c);
 void pg_check_silu(pg_case *c);
@@ -36,11 +45,5 @@ void pg_check_embedding(pg_case *c);
 /* check_vit.c: the ViT example's loss and model */
 void pg_check_cross_entropy(pg_case *c);
 void pg_check_vit(pg_case *c);
-
-/* check_nn.c */
-void pg_check_linear(pg_case *c);
-void pg_check_layernorm(pg_case *c);
-void pg_check_attention(pg_case *c);
-void pg_check_attention_head(pg_case *c);
 
 #endif

@@ -21,6 +21,11 @@ static const struct {
     {"sgd", pg_check_sgd, 1e-6, 1e-5},
     {"adam", pg_check_adam, 1e-6, 1e-5},
     {"adamw", pg_check_adamw, 1e-6, 1e-5},
+    {"linear", pg_check_linear, 1e-5, 1e-4},
+    {"layernorm", pg_check_layernorm, 1e-5, 1e-4},
+    {"attention", pg_check_attention, 1e-5, 1e-4},
+    {"attention_head", pg_check_attention_head, 1e-5, 1e-4},
+    {"dit", pg_check_dit, 1e-4, 1e-3},
     {"gelu", pg_check_gelu, 1e-5, 1e-4},
     {"silu", pg_check_silu, 1e-5, 1e-4},
     {"softmax", pg_check_softmax, 1e-5, 1e-4},
@@ -36,10 +41,6 @@ static const struct {
     {"embedding", pg_check_embedding, 1e-5, 1e-4},
     {"cross_entropy", pg_check_cross_entropy, 1e-5, 1e-4},
     {"vit", pg_check_vit, 1e-4, 1e-3},
-    {"linear", pg_check_linear, 1e-5, 1e-4},
-    {"layernorm", pg_check_layernorm, 1e-5, 1e-4},
-    {"attention", pg_check_attention, 1e-5, 1e-4},
-    {"attention_head", pg_check_attention_head, 1e-5, 1e-4},
     {NULL, NULL, 0, 0},
 };
 

@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--optim", choices=["adamw", "adam", "sgd"], default="adamw")
     ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--warmup", type=int, default=0, help="linear warmup steps (lr 0 on the first update, as patchgrad)")
     ap.add_argument("--val-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -100,6 +101,8 @@ def main():
     else:
         opt = torch.optim.SGD(params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
 
+    # patchgrad's warmup: the update after k updates uses lr * k / warmup
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, k / a.warmup) if a.warmup > 0 else 1.0)
     gen = torch.Generator().manual_seed(a.seed)
     n, step, curve, t0 = data.shape[0], 0, {}, time.time()
     while step < a.steps:
@@ -111,6 +114,7 @@ def main():
             opt.zero_grad(set_to_none=False)
             loss.backward()
             opt.step()
+            sched.step()
             step += 1
             if step % a.val_every == 0 or step == a.steps:
                 curve[step] = validation_loss(model, diff, val, a.batch)
