@@ -28,6 +28,15 @@ void pg_optim_parallel(int64_t n, void (*range)(void *user, int64_t lo, int64_t 
  * without hardware FMA. */
 static inline float fused(float a, float b, float c) { return (float)((double)a * b + c); }
 
+/* The update loops are compiled for AVX-512, AVX2 and the baseline; the
+ * loader picks the widest this CPU runs. Without contraction (ISO C:
+ * fp-contract off) every variant computes the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PG_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PG_VECTOR_CLONES
+#endif
+
 /* ---- SGD ---- */
 
 typedef struct {
@@ -37,7 +46,7 @@ typedef struct {
   bool decay, use_momentum, first, nesterov;
 } sgd_args;
 
-static void sgd_range(void *user, int64_t lo, int64_t hi) {
+PG_VECTOR_CLONES static void sgd_range(void *user, int64_t lo, int64_t hi) {
   const sgd_args a = *(const sgd_args *)user;
   float *restrict param = a.param, *restrict buf = a.buf;
   const float *restrict grad = a.grad;
@@ -85,7 +94,7 @@ typedef struct {
 /* torch.maximum: NaN wins, so a NaN never hides in the running maximum. */
 static inline float nan_max(float a, float b) { return (a > b || a != a) ? a : b; }
 
-static void adam_range(void *user, int64_t lo, int64_t hi) {
+PG_VECTOR_CLONES static void adam_range(void *user, int64_t lo, int64_t hi) {
   const adam_args a = *(const adam_args *)user;
   float *restrict param = a.param, *restrict exp_avg = a.exp_avg;
   float *restrict exp_avg_sq = a.exp_avg_sq, *restrict max_sq = a.max_sq;
