@@ -27,12 +27,16 @@ typedef struct {
 #define NV 4
 #define ISA(name) name##_avx512
 #define FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm512_max_ps(a, b)
+#define VMIN(a, b) _mm512_min_ps(a, b)
 #include "attention_fused_body.h"
 #undef W
 #undef RB
 #undef NV
 #undef ISA
 #undef FMADD
+#undef VMAX
+#undef VMIN
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -42,12 +46,16 @@ typedef struct {
 #define NV 3
 #define ISA(name) name##_avx2
 #define FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#define VMIN(a, b) _mm256_min_ps(a, b)
 #include "attention_fused_body.h"
 #undef W
 #undef RB
 #undef NV
 #undef ISA
 #undef FMADD
+#undef VMAX
+#undef VMIN
 #pragma GCC pop_options
 #endif
 
@@ -58,12 +66,21 @@ typedef struct {
 #define NV 2
 #define ISA(name) name##_base
 #define FMADD(a, b, c) ((a) * (b) + (c))
+#ifdef HAVE_X86_VARIANTS
+#define VMAX(a, b) _mm_max_ps(a, b)
+#define VMIN(a, b) _mm_min_ps(a, b)
+#else /* the same rule: the second operand unless a > b (a < b for min) */
+#define VMAX(a, b) ISA(select)((a) > (b), (a), (b))
+#define VMIN(a, b) ISA(select)((a) < (b), (a), (b))
+#endif
 #include "attention_fused_body.h"
 #undef W
 #undef RB
 #undef NV
 #undef ISA
 #undef FMADD
+#undef VMAX
+#undef VMIN
 
 static const pg_attn_kernels *kernels;
 static const char *kernels_isa;

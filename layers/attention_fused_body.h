@@ -6,6 +6,8 @@
  *   NV         vectors across a register tile (RB * NV accumulators)
  *   ISA(name)  name##_<isa>, so that each inclusion defines its own functions
  *   FMADD(a, b, c)  a * b + c on vectors
+ *   VMAX(a, b), VMIN(a, b)  lane-wise max, min; the second operand when
+ *                           either is NaN (x86's maxps/minps)
  * Not a public header. */
 
 typedef float ISA(vec) __attribute__((vector_size(W * sizeof(float))));
@@ -30,32 +32,56 @@ static inline VEC ISA(select)(IVEC take, VEC a, VEC b) {
   return (VEC)((take & (IVEC)a) | (~take & (IVEC)b));
 }
 
-/* v with its lanes rotated by `by` (a power of two below W). */
-static inline VEC ISA(rotate)(VEC v, int by) {
-  IVEC idx;
-  for (int l = 0; l < W; l++) idx[l] = (l + by) % W;
-  return __builtin_shuffle(v, idx);
-}
+/* v with its lanes rotated by `by`: constant index vectors, so that each
+ * rotation is one permute. */
+#define ROT4(by) ((0 + by) % W), ((1 + by) % W), ((2 + by) % W), ((3 + by) % W)
+#define ROT8(by) ROT4(by), ((4 + by) % W), ((5 + by) % W), ((6 + by) % W), ((7 + by) % W)
+#define ROT16(by)                                                                             \
+  ROT8(by), ((8 + by) % W), ((9 + by) % W), ((10 + by) % W), ((11 + by) % W), ((12 + by) % W), \
+      ((13 + by) % W), ((14 + by) % W), ((15 + by) % W)
+#if W == 16
+#define ROT(v, by) __builtin_shuffle(v, (IVEC){ROT16(by)})
+#elif W == 8
+#define ROT(v, by) __builtin_shuffle(v, (IVEC){ROT8(by)})
+#else
+#define ROT(v, by) __builtin_shuffle(v, (IVEC){ROT4(by)})
+#endif
 
 /* Horizontal sum and max by halving: log2(W) vector steps, not W scalar ones. */
 static inline float ISA(hsum)(VEC v) {
-  for (int by = W / 2; by >= 1; by /= 2) v += ISA(rotate)(v, by);
+#if W >= 16
+  v += ROT(v, 8);
+#endif
+#if W >= 8
+  v += ROT(v, 4);
+#endif
+  v += ROT(v, 2);
+  v += ROT(v, 1);
   return v[0];
 }
 
 static inline float ISA(hmax)(VEC v) {
-  for (int by = W / 2; by >= 1; by /= 2) {
-    VEC r = ISA(rotate)(v, by);
-    v = ISA(select)(r > v, r, v);
-  }
+#if W >= 16
+  v = VMAX(v, ROT(v, 8));
+#endif
+#if W >= 8
+  v = VMAX(v, ROT(v, 4));
+#endif
+  v = VMAX(v, ROT(v, 2));
+  v = VMAX(v, ROT(v, 1));
   return v[0];
 }
 
+#undef ROT
+#undef ROT4
+#undef ROT8
+#undef ROT16
+
 /* exp(x) as pg_fast_expf (fastmath.h), W lanes at a time. */
 static inline VEC ISA(exp)(VEC x_in) {
-  const VEC lo = ISA(splat)(-87.0f), hi = ISA(splat)(88.0f);
-  VEC x = ISA(select)(x_in > lo, x_in, lo); /* NaN -> lo here, passed through at the end */
-  x = ISA(select)(x < hi, x, hi);
+  /* clamped; a NaN becomes -87 here (VMAX returns its second operand then)
+   * and is passed through at the end */
+  VEC x = VMIN(VMAX(x_in, ISA(splat)(-87.0f)), ISA(splat)(88.0f));
   const VEC round = ISA(splat)(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
   VEC n = (x * ISA(splat)(1.44269504088896341f) + round) - round;
   VEC r = x - n * ISA(splat)(0.693359375f);
@@ -140,15 +166,12 @@ static void ISA(gemm)(int64_t M, int64_t N, int64_t K, float alpha, const float 
 static void ISA(softmax_row)(float *s, int64_t n) {
   VEC mv = ISA(splat)(-INFINITY);
   int64_t j = 0;
-  for (; j + W <= n; j += W) {
-    VEC x = ISA(load)(s + j);
-    mv = ISA(select)(x > mv, x, mv);
-  }
+  for (; j + W <= n; j += W) mv = VMAX(ISA(load)(s + j), mv); /* a NaN is skipped here, */
   float max = ISA(hmax)(mv);
   for (; j < n; j++) max = s[j] > max ? s[j] : max;
   VEC sv = ISA(splat)(0.0f);
   const VEC maxv = ISA(splat)(max);
-  for (j = 0; j + W <= n; j += W) {
+  for (j = 0; j + W <= n; j += W) { /* and makes its row NaN here */
     VEC e = ISA(exp)(ISA(load)(s + j) - maxv);
     ISA(store)(s + j, e);
     sv += e;

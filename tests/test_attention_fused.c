@@ -147,6 +147,36 @@ static void test_sse2(void **state) {
   check_isa("sse2");
 }
 
+/* A NaN in a query poisons that query's output row, a NaN in a key every
+ * row of its head: the softmax's max must not hide it (training stops on a
+ * NaN loss). */
+static void check_nan(const char *isa) {
+  if (!pg_attn_fused_use_isa(isa)) return;
+  const int64_t B = 1, T = 20, H = 2, d = 16, h = H * d;
+  pg_tensor *qkv = pg_test_randn(PG_SHAPE(B * T * 3 * h), 1.0f, 7);
+  float out[20 * 32], probs[2 * 20 * 20], scratch[4096];
+  pg_attn_fused_args a = {.batch = B, .tokens = T, .heads = H, .dk = d, .dv = d,
+                          .q = qkv->data, .k = qkv->data + h, .v = qkv->data + 2 * h,
+                          .q_ld = 3 * h, .k_ld = 3 * h, .v_ld = 3 * h, .out = out, .out_ld = h,
+                          .scale = 0.25f, .probs = probs};
+  assert_true(pg_attn_fused_scratch_floats(&a, 1) <= 4096);
+  qkv->data[3 * 3 * h + 5] = NAN; /* query 3 of head 0 */
+  qkv->data[7 * 3 * h + h + d + 2] = NAN; /* key 7 of head 1 */
+  pg_attn_fused_forward(&a, scratch, 1);
+  for (int64_t i = 0; i < T; i++)
+    for (int64_t c = 0; c < h; c++) {
+      bool want_nan = c >= d || i == 3;
+      assert_int_equal(isnan(out[i * h + c]) != 0, want_nan);
+    }
+  pg_tensor_free(qkv);
+}
+
+static void test_nan_propagates(void **state) {
+  (void)state;
+  const char *isas[3] = {"avx512", "avx2", "sse2"};
+  for (int i = 0; i < 3; i++) check_nan(isas[i]);
+}
+
 static void test_unknown_isa_is_refused(void **state) {
   (void)state;
   const char *before = pg_attn_fused_isa();
@@ -160,6 +190,7 @@ int main(void) {
       cmocka_unit_test(test_avx512),
       cmocka_unit_test(test_avx2),
       cmocka_unit_test(test_sse2),
+      cmocka_unit_test(test_nan_propagates),
       cmocka_unit_test(test_unknown_isa_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
