@@ -184,10 +184,10 @@ static void test_digit_font(void **state) {
   const uint8_t white[3] = {255, 255, 255};
   pg_draw_text(im, 1, 1, "1-", 1, white);
   /* "1" is 010 / 110 / 010 / 010 / 111 at x 1..3; "-" is row 2 of x 5..7 */
-  const char *want[5] = {".X......", "XX......", ".X..XXX.", ".X......", "XXX....."};
+  const char *want[5] = {".#......", "##......", ".#..###.", ".#......", "###....."};
   for (int r = 0; r < 5; r++)
     for (int c = 0; c < 8; c++)
-      assert_int_equal(at(im, 1 + c, 1 + r)[0], want[r][c] == 'X' ? 255 : 0);
+      assert_int_equal(at(im, 1 + c, 1 + r)[0], want[r][c] == '#' ? 255 : 0);
   pg_image_free(im);
 }
 
