@@ -77,7 +77,10 @@ static inline float ISA(hmax)(VEC v) {
 #undef ROT8
 #undef ROT16
 
-/* exp(x) as pg_fast_expf (fastmath.h), W lanes at a time. */
+/* exp(x), W lanes at a time: pg_expf's range reduction and Cephes polynomial
+ * (fastmath.h), with the input clamped to [-87, 88] so that 2^n is one
+ * exponent field (below -87 it returns ~1.6e-38 instead of a denormal or 0:
+ * a softmax weight that small is 0 for every sum it enters). */
 static inline VEC ISA(exp)(VEC x_in) {
   /* clamped; a NaN becomes -87 here (VMAX returns its second operand then)
    * and is passed through at the end */
