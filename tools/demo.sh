@@ -23,7 +23,7 @@ fi
 # with AdamW 5e-4 after a short warmup, batch 64; samples from the raw weights
 # (an EMA of 0.999 still lags far behind in a run this short).
 $PG train --data out/train.h5 --val-data out/test.h5 --size small --optim adamw \
-  --lr 5e-4 --warmup 200 --steps "${STEPS:-4000}" --batch 64 \
+  --lr 5e-4 --warmup 200 --steps "${STEPS:-5000}" --batch 64 \
   --val-every 250 --ckpt-every 1000 --threads 2 --seed 0 --out out/run \
   --samples 8 --sample-steps 50 --cfg 4
 echo
