@@ -2,12 +2,10 @@
 
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -20,6 +18,7 @@
 #include "optim_kv.h"
 #include "plot.h"
 #include "sample_sheet.h"
+#include "training_run.h"
 
 void pg_train_opts_init(pg_train_opts *o) {
   *o = (pg_train_opts){
@@ -44,40 +43,32 @@ void pg_train_opts_init(pg_train_opts *o) {
 
 /* ---- config <-> key/value ---- */
 
+/* The integer settings, in the order the checkpoint lists them. */
+static const pg_kv_int_field dit_int_fields[] = {
+    {"input_size", offsetof(pg_dit_config, input_size)},
+    {"in_channels", offsetof(pg_dit_config, in_channels)},
+    {"patch_size", offsetof(pg_dit_config, patch_size)},
+    {"hidden", offsetof(pg_dit_config, hidden)},
+    {"depth", offsetof(pg_dit_config, depth)},
+    {"heads", offsetof(pg_dit_config, heads)},
+    {"mlp_ratio", offsetof(pg_dit_config, mlp_ratio)},
+    {"num_classes", offsetof(pg_dit_config, num_classes)},
+};
+#define DIT_INT_FIELDS ((int)(sizeof dit_int_fields / sizeof *dit_int_fields))
+
 pg_status pg_dit_config_to_kv(const pg_dit_config *c, pg_kv *kv) {
-  pg_status st = PG_OK;
-  st = st ? st : pg_kv_set_int(kv, "input_size", c->input_size);
-  st = st ? st : pg_kv_set_int(kv, "in_channels", c->in_channels);
-  st = st ? st : pg_kv_set_int(kv, "patch_size", c->patch_size);
-  st = st ? st : pg_kv_set_int(kv, "hidden", c->hidden);
-  st = st ? st : pg_kv_set_int(kv, "depth", c->depth);
-  st = st ? st : pg_kv_set_int(kv, "heads", c->heads);
-  st = st ? st : pg_kv_set_int(kv, "mlp_ratio", c->mlp_ratio);
-  st = st ? st : pg_kv_set_int(kv, "num_classes", c->num_classes);
+  pg_status st = pg_kv_set_int_fields(kv, c, DIT_INT_FIELDS, dit_int_fields);
   st = st ? st : pg_kv_set_double(kv, "class_dropout", c->class_dropout);
   return st;
 }
 
 pg_status pg_dit_config_from_kv(const pg_kv *kv, pg_dit_config *c) {
-  static const char *keys[] = {"input_size", "in_channels", "patch_size", "hidden",
-                               "depth",      "heads",       "mlp_ratio",  "num_classes"};
-  int64_t *fields[] = {&c->input_size, &c->in_channels, &c->patch_size, &c->hidden,
-                       &c->depth,      &c->heads,       &c->mlp_ratio,  &c->num_classes};
-  for (int i = 0; i < 8; i++)
-    if (pg_kv_get_int(kv, keys[i], fields[i]) != 1)
-      return pg_fail(PG_ERR_FORMAT, "checkpoint config: missing integer '%s'", keys[i]);
+  pg_status st = pg_kv_get_int_fields(kv, c, DIT_INT_FIELDS, dit_int_fields);
+  if (st) return st;
   double d = 0.1;
   pg_kv_get_double(kv, "class_dropout", &d);
   c->class_dropout = (float)d;
   return pg_dit_config_check(c);
-}
-
-/* ---- SIGINT: finish the step, save, stop ---- */
-
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-  (void)sig;
-  interrupted = 1;
 }
 
 /* ---- the run's state ---- */
@@ -107,24 +98,11 @@ typedef struct {
   int64_t rows, rows_cap;
   double *row_step, *row_train, *row_val, *row_lr, *row_sec;
   double seconds_before; /* time spent in earlier runs (resume) */
-  char path[1024];
+  char path[PG_RUN_PATH_MAX];
 } trainer;
 
 static const char *out_file(trainer *tr, const char *name) {
-  snprintf(tr->path, sizeof tr->path, "%s/%s", tr->o->out_dir, name);
-  return tr->path;
-}
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static pg_status make_dir(const char *dir) {
-  if (mkdir(dir, 0755) && errno != EEXIST)
-    return pg_fail(PG_ERR_IO, "train: cannot create the output folder %s: %s", dir, strerror(errno));
-  return PG_OK;
+  return pg_run_file(tr->path, tr->o->out_dir, name);
 }
 
 /* The model's config from the options and the data's shape. */
@@ -244,6 +222,21 @@ static pg_status write_curve(trainer *tr) {
   return st;
 }
 
+/* The run's state in a checkpoint (the parts that save and load share):
+ * the loader's position and the optimizer's step go through ls and
+ * optim_step, which the caller copies out before a save or in after a load. */
+static pg_checkpoint run_state(trainer *tr, pg_loader_state *ls, int64_t *optim_step) {
+  return (pg_checkpoint){
+      .params = &tr->model.params,
+      .ema = tr->ema_ready ? &tr->ema.shadow : NULL,
+      .optim_state = &tr->opt.state,
+      .optim_step = optim_step,
+      .step = &tr->step,
+      .rng = &tr->rng,
+      .loader = ls,
+  };
+}
+
 static pg_status save_checkpoint(trainer *tr) {
   pg_kv config, optim_cfg;
   pg_kv_init(&config);
@@ -257,17 +250,9 @@ static pg_status save_checkpoint(trainer *tr) {
   st = st ? st : pg_optim_config_to_kv(&tr->opt.config, &optim_cfg);
   pg_loader_state ls = pg_loader_get_state(tr->loader);
   int64_t optim_step = tr->opt.step;
-  pg_checkpoint ck = {
-      .config = &config,
-      .params = &tr->model.params,
-      .ema = tr->ema_ready ? &tr->ema.shadow : NULL,
-      .optim_state = &tr->opt.state,
-      .optim_step = &optim_step,
-      .optim_config = &optim_cfg,
-      .step = &tr->step,
-      .rng = &tr->rng,
-      .loader = &ls,
-  };
+  pg_checkpoint ck = run_state(tr, &ls, &optim_step);
+  ck.config = &config;
+  ck.optim_config = &optim_cfg;
   st = st ? st : pg_checkpoint_save(out_file(tr, "ckpt.h5"), &ck);
   pg_kv_free(&config);
   pg_kv_free(&optim_cfg);
@@ -311,15 +296,7 @@ static pg_status load_checkpoint(trainer *tr, const char *path) {
                    (long long)c.num_classes, (long long)m->input_size, (long long)m->in_channels,
                    (long long)m->patch_size, (long long)m->hidden, (long long)m->depth,
                    (long long)m->heads, (long long)m->num_classes);
-  pg_checkpoint full = {
-      .params = &tr->model.params,
-      .ema = tr->ema_ready ? &tr->ema.shadow : NULL,
-      .optim_state = &tr->opt.state,
-      .optim_step = &optim_step,
-      .step = &tr->step,
-      .rng = &tr->rng,
-      .loader = &ls,
-  };
+  pg_checkpoint full = run_state(tr, &ls, &optim_step);
   if ((st = pg_checkpoint_load(path, &full))) return st;
   tr->opt.step = optim_step;
   return pg_loader_set_state(tr->loader, &ls);
@@ -456,14 +433,8 @@ static pg_status setup(trainer *tr) {
   if (o->steps < 1 && o->epochs < 1)
     return pg_fail(PG_ERR_ARG, "train: --steps must be >= 1, got %lld", (long long)o->steps);
   if (!o->data_path) return pg_fail(PG_ERR_ARG, "train: --data FILE.h5 is required");
-  if (make_dir(o->out_dir)) return pg_last_status();
-  pg_loader_opts lo;
-  pg_loader_opts_init(&lo);
-  lo.batch_size = o->batch;
-  lo.drop_last = true;
-  lo.in_memory = true;
-  lo.seed = o->seed;
-  if (!(tr->loader = pg_loader_open(o->data_path, &lo))) return pg_last_status();
+  if (pg_run_make_dir("train", o->out_dir)) return pg_last_status();
+  if (!(tr->loader = pg_run_open_loader(o->data_path, o->batch, o->seed))) return pg_last_status();
   const pg_latents_info *info = pg_loader_info(tr->loader);
   tr->transform = pg_latent_transform_of(info);
   pg_dit_config cfg;
@@ -485,9 +456,7 @@ static pg_status setup(trainer *tr) {
   if (pg_schedule_check(&tr->sched)) return pg_last_status();
   if (o->clip < 0) return pg_fail(PG_ERR_ARG, "train: --clip must be >= 0, got %g", o->clip);
   const int64_t per = cfg.input_size * cfg.input_size * cfg.in_channels;
-  tr->x = malloc((size_t)(o->batch * per) * sizeof(float));
-  tr->y = malloc((size_t)o->batch * sizeof(int64_t));
-  if (!tr->x || !tr->y) return pg_fail(PG_ERR_MEMORY, "train: out of memory for a batch");
+  if (pg_run_alloc_batch("train", o->batch, per, &tr->x, &tr->y)) return pg_last_status();
   if (!(tr->ctx = pg_ctx_new(0))) return pg_last_status();
   if (o->resume) {
     if (load_checkpoint(tr, o->resume)) return pg_last_status();
@@ -515,12 +484,9 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
             (long long)pg_params_numel(&tr.model.params, true), (long long)tr.total,
             (long long)tr.step, (long long)o->batch, pg_optim_kind_name(o->optim.kind), o->optim.lr);
 
-  interrupted = 0;
-  struct sigaction sa = {.sa_handler = on_sigint}, old_sa;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, &old_sa);
-
-  double t0 = now_seconds(), t_last = t0, smoothed = NAN, interval_sum = 0, rate = 0;
+  /* SIGINT: finish the step, save, stop */
+  pg_run_catch_sigint();
+  double t0 = pg_run_seconds(), t_last = t0, smoothed = NAN, interval_sum = 0, rate = 0;
   int64_t interval_n = 0, step_last = tr.step;
   while (tr.step < tr.total && !st) {
     double lr = pg_schedule_lr(&tr.sched, tr.opt.step);
@@ -558,7 +524,7 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
     smoothed = isnan(smoothed) ? value : 0.98 * smoothed + 0.02 * value;
     interval_sum += value;
     interval_n++;
-    double t = now_seconds();
+    double t = pg_run_seconds();
     bool log_now = tr.step % o->log_every == 0 || tr.step == tr.total;
     bool val_now = tr.val_n && o->val_every > 0 && (tr.step % o->val_every == 0 || tr.step == tr.total);
     if (t - t_last > 0.25 || log_now) {
@@ -579,6 +545,7 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
       }
       if ((st = write_csv(&tr))) break;
     }
+    const bool interrupted = pg_run_interrupted();
     if ((o->ckpt_every > 0 && tr.step % o->ckpt_every == 0) || interrupted) {
       if ((st = save_checkpoint(&tr))) break;
     }
@@ -590,8 +557,8 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
       break;
     }
   }
-  sigaction(SIGINT, &old_sa, NULL);
-  double elapsed = now_seconds() - t0;
+  pg_run_release_sigint();
+  double elapsed = pg_run_seconds() - t0;
   res->step = tr.step;
   res->steps_per_second = elapsed > 0 ? (double)(tr.step - step_last) / elapsed : 0;
   if (!st && !res->interrupted && tr.step > step_last) {

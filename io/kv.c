@@ -112,6 +112,24 @@ int pg_kv_get_string(const pg_kv *kv, const char *key, const char **value) {
   return rc;
 }
 
+pg_status pg_kv_set_int_fields(pg_kv *kv, const void *config, int n, const pg_kv_int_field *fields) {
+  for (int i = 0; i < n; i++) {
+    const int64_t *field = (const int64_t *)((const char *)config + fields[i].offset);
+    pg_status st = pg_kv_set_int(kv, fields[i].key, *field);
+    if (st) return st;
+  }
+  return PG_OK;
+}
+
+pg_status pg_kv_get_int_fields(const pg_kv *kv, void *config, int n, const pg_kv_int_field *fields) {
+  for (int i = 0; i < n; i++) {
+    int64_t *field = (int64_t *)((char *)config + fields[i].offset);
+    if (pg_kv_get_int(kv, fields[i].key, field) != 1)
+      return pg_fail(PG_ERR_FORMAT, "checkpoint config: missing integer '%s'", fields[i].key);
+  }
+  return PG_OK;
+}
+
 pg_status pg_kv_write_attrs(const pg_kv *kv, hid_t obj) {
   for (int i = 0; i < kv->count; i++) {
     const pg_kv_entry *e = &kv->items[i];

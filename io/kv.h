@@ -6,6 +6,7 @@
 #define PG_KV_H
 
 #include <hdf5.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -43,6 +44,20 @@ const pg_kv_entry *pg_kv_find(const pg_kv *kv, const char *key);
 int pg_kv_get_int(const pg_kv *kv, const char *key, int64_t *value);
 int pg_kv_get_double(const pg_kv *kv, const char *key, double *value);
 int pg_kv_get_string(const pg_kv *kv, const char *key, const char **value);
+
+/* A config struct's integer fields as a table, so that one list of keys
+ * serves both directions: {"hidden", offsetof(my_config, hidden)}, ...
+ * each field an int64_t. */
+typedef struct {
+  const char *key;
+  size_t offset;
+} pg_kv_int_field;
+
+/* Sets each field of config under its key, in table order. */
+pg_status pg_kv_set_int_fields(pg_kv *kv, const void *config, int n, const pg_kv_int_field *fields);
+/* Reads each key into its field of config; an error names the first key
+ * that is absent or not an integer ("checkpoint config: missing integer"). */
+pg_status pg_kv_get_int_fields(const pg_kv *kv, void *config, int n, const pg_kv_int_field *fields);
 
 /* Every entry as a scalar attribute of obj (int64, float64, UTF-8 string). */
 pg_status pg_kv_write_attrs(const pg_kv *kv, hid_t obj);

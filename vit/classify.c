@@ -2,12 +2,9 @@
 
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -16,6 +13,7 @@
 #include "loader.h"
 #include "ops.h"
 #include "schedule.h"
+#include "training_run.h"
 
 /* ---- prediction ---- */
 
@@ -182,18 +180,6 @@ void pg_classify_opts_init(pg_classify_opts *o) {
   o->optim.decay_weights_only = true; /* no decay on biases, norms, cls_token, pos_embed */
 }
 
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-  (void)sig;
-  interrupted = 1;
-}
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct {
   const pg_classify_opts *o;
   pg_loader *loader;
@@ -211,12 +197,11 @@ typedef struct {
   float *test_x, *test_probs; /* the test set, in memory, and its predictions */
   int64_t *test_y, test_n;
   FILE *log;
-  char path[1024];
+  char path[PG_RUN_PATH_MAX];
 } trainer;
 
 static const char *out_file(trainer *tr, const char *name) {
-  snprintf(tr->path, sizeof tr->path, "%s/%s", tr->o->out_dir, name);
-  return tr->path;
+  return pg_run_file(tr->path, tr->o->out_dir, name);
 }
 
 static void trainer_free(trainer *tr) {
@@ -285,17 +270,10 @@ static pg_status setup(trainer *tr) {
   if (o->clip < 0) return pg_fail(PG_ERR_ARG, "classify: clip must be >= 0, got %g", o->clip);
   if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
     return pg_fail(PG_ERR_ARG, "classify: label smoothing must be in [0, 1], got %g", o->label_smoothing);
-  if (o->out_dir && mkdir(o->out_dir, 0755) && errno != EEXIST)
-    return pg_fail(PG_ERR_IO, "classify: cannot create the output folder %s: %s", o->out_dir, strerror(errno));
+  if (o->out_dir && pg_run_make_dir("classify", o->out_dir)) return pg_last_status();
 
   /* The training set is read once into memory, then shuffled each epoch. */
-  pg_loader_opts lo;
-  pg_loader_opts_init(&lo);
-  lo.batch_size = o->batch;
-  lo.drop_last = true;
-  lo.in_memory = true;
-  lo.seed = o->seed;
-  if (!(tr->loader = pg_loader_open(o->data_path, &lo))) return pg_last_status();
+  if (!(tr->loader = pg_run_open_loader(o->data_path, o->batch, o->seed))) return pg_last_status();
   tr->info = *pg_loader_info(tr->loader);
   if (!tr->info.has_labels) return pg_fail(PG_ERR_ARG, "classify: %s has no labels", o->data_path);
   tr->batches_per_epoch = pg_loader_batches_per_epoch(tr->loader);
@@ -315,9 +293,7 @@ static pg_status setup(trainer *tr) {
   tr->sched.total_steps = tr->total;
   if (pg_schedule_check(&tr->sched)) return pg_last_status();
   const int64_t per = cfg.height * cfg.width * cfg.in_channels;
-  tr->x = malloc((size_t)(o->batch * per) * sizeof(float));
-  tr->y = malloc((size_t)o->batch * sizeof(int64_t));
-  if (!tr->x || !tr->y) return pg_fail(PG_ERR_MEMORY, "classify: out of memory for a batch");
+  if (pg_run_alloc_batch("classify", o->batch, per, &tr->x, &tr->y)) return pg_last_status();
   if (!(tr->ctx = pg_ctx_new(0))) return pg_last_status();
   if (setup_test(tr)) return pg_last_status();
   if (o->out_dir) {
@@ -387,10 +363,7 @@ pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) 
             (long long)tr.batches_per_epoch, o->optim.lr, (long long)(tr.batches_per_epoch * o->batch),
             (long long)tr.test_n);
 
-  interrupted = 0;
-  struct sigaction sa = {.sa_handler = on_sigint}, old_sa;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, &old_sa);
+  pg_run_catch_sigint();
 
   double train_seconds = 0, loss_sum = 0;
   int64_t seen = 0, correct_sum = 0, n_steps = 0;
@@ -398,11 +371,11 @@ pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) 
     const int64_t step = tr.opt.step;
     const double lr = pg_schedule_lr(&tr.sched, step);
     tr.opt.config.lr = lr;
-    const double t0 = now_seconds();
+    const double t0 = pg_run_seconds();
     double loss = 0;
     int64_t correct = 0;
     if ((st = train_step(&tr, &loss, &correct))) break;
-    train_seconds += now_seconds() - t0;
+    train_seconds += pg_run_seconds() - t0;
     loss_sum += loss;
     correct_sum += correct;
     seen += o->batch;
@@ -442,13 +415,13 @@ pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) 
       seen = 0;
       n_steps = 0;
     }
-    if (interrupted) {
+    if (pg_run_interrupted()) {
       res->interrupted = true;
       if (!o->quiet) fprintf(stderr, "\nclassify: interrupted at step %lld\n", (long long)done);
       break;
     }
   }
-  sigaction(SIGINT, &old_sa, NULL);
+  pg_run_release_sigint();
   res->step = tr.opt.step;
   res->seconds = train_seconds;
   res->steps_per_second = train_seconds > 0 ? (double)res->step / train_seconds : 0;

@@ -2,6 +2,7 @@
 #include "vit.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -116,17 +117,23 @@ pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x) {
   return pg_linear_forward(ctx, &m->head, pg_layernorm_forward(ctx, &m->norm, cls_out));
 }
 
+/* The integer settings, in the order the checkpoint lists them. */
+static const pg_kv_int_field vit_int_fields[] = {
+    {"height", offsetof(pg_vit_config, height)},
+    {"width", offsetof(pg_vit_config, width)},
+    {"in_channels", offsetof(pg_vit_config, in_channels)},
+    {"patch_size", offsetof(pg_vit_config, patch_size)},
+    {"hidden", offsetof(pg_vit_config, hidden)},
+    {"depth", offsetof(pg_vit_config, depth)},
+    {"heads", offsetof(pg_vit_config, heads)},
+    {"mlp_ratio", offsetof(pg_vit_config, mlp_ratio)},
+    {"num_classes", offsetof(pg_vit_config, num_classes)},
+};
+#define VIT_INT_FIELDS ((int)(sizeof vit_int_fields / sizeof *vit_int_fields))
+
 pg_status pg_vit_config_to_kv(const pg_vit_config *c, pg_kv *kv) {
   pg_status st = pg_kv_set_string(kv, "model", "vit");
-  st = st ? st : pg_kv_set_int(kv, "height", c->height);
-  st = st ? st : pg_kv_set_int(kv, "width", c->width);
-  st = st ? st : pg_kv_set_int(kv, "in_channels", c->in_channels);
-  st = st ? st : pg_kv_set_int(kv, "patch_size", c->patch_size);
-  st = st ? st : pg_kv_set_int(kv, "hidden", c->hidden);
-  st = st ? st : pg_kv_set_int(kv, "depth", c->depth);
-  st = st ? st : pg_kv_set_int(kv, "heads", c->heads);
-  st = st ? st : pg_kv_set_int(kv, "mlp_ratio", c->mlp_ratio);
-  st = st ? st : pg_kv_set_int(kv, "num_classes", c->num_classes);
+  st = st ? st : pg_kv_set_int_fields(kv, c, VIT_INT_FIELDS, vit_int_fields);
   st = st ? st : pg_kv_set_string(kv, "attention", c->single_head ? "single_head" : "multi_head");
   return st;
 }
@@ -138,13 +145,7 @@ pg_status pg_vit_config_from_kv(const pg_kv *kv, pg_vit_config *c) {
                                   "(a DiT checkpoint?)");
   if (strcmp(model, "vit"))
     return pg_fail(PG_ERR_FORMAT, "checkpoint config: model is '%s', not a ViT classifier ('vit')", model);
-  static const char *keys[] = {"height", "width",     "in_channels", "patch_size", "hidden",
-                               "depth",  "heads",     "mlp_ratio",   "num_classes"};
-  int64_t *fields[] = {&c->height, &c->width,     &c->in_channels, &c->patch_size, &c->hidden,
-                       &c->depth,  &c->heads,     &c->mlp_ratio,   &c->num_classes};
-  for (int i = 0; i < 9; i++)
-    if (pg_kv_get_int(kv, keys[i], fields[i]) != 1)
-      return pg_fail(PG_ERR_FORMAT, "checkpoint config: missing integer '%s'", keys[i]);
+  if (pg_kv_get_int_fields(kv, c, VIT_INT_FIELDS, vit_int_fields)) return pg_last_status();
   if (pg_kv_get_string(kv, "attention", &attention) != 1 ||
       (strcmp(attention, "single_head") && strcmp(attention, "multi_head")))
     return pg_fail(PG_ERR_FORMAT, "checkpoint config: 'attention' must be \"multi_head\" or \"single_head\", got '%s'",
