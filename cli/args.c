@@ -15,13 +15,19 @@ bool pg_args_next(pg_args *a) { return !a->failed && ++a->i < a->argc; }
 
 const char *pg_args_current(const pg_args *a) { return a->argv[a->i]; }
 
-void pg_args_error(const pg_args *a, const char *fmt, ...) {
+bool pg_args_help(const pg_args *a) {
+  const char *arg = pg_args_current(a);
+  return !strcmp(arg, "--help") || !strcmp(arg, "-h");
+}
+
+int pg_args_error(const pg_args *a, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "patchgrad %s: ", a->cmd);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
+  return 2;
 }
 
 /* The value after the flag, or NULL (with the error) when it is missing. */

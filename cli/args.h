@@ -38,7 +38,10 @@ bool pg_arg_string(pg_args *a, const char *flag, const char **out);
 bool pg_arg_switch(pg_args *a, const char *flag, bool *out);
 /* Prints "unknown option" and returns 2 (the usage exit status). */
 int pg_args_unknown(pg_args *a);
-/* Prints "patchgrad CMD: message" for an error of the command itself. */
-void pg_args_error(const pg_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when the current argument asks for the usage (--help or -h). */
+bool pg_args_help(const pg_args *a);
+/* Prints "patchgrad CMD: message" for an error of the command itself and
+ * returns 2 (the usage exit status): `return pg_args_error(&a, ...);`. */
+int pg_args_error(const pg_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -129,7 +129,7 @@ int pg_cmd_bench(int argc, char **argv) {
   bool floor = false, json = false;
   pg_args a = pg_args_begin("bench", argc, argv);
   while (pg_args_next(&a)) {
-    if (!strcmp(pg_args_current(&a), "--help") || !strcmp(pg_args_current(&a), "-h")) return usage(stdout);
+    if (pg_args_help(&a)) return usage(stdout);
     if (pg_arg_string(&a, "--config", &name)) continue;
     if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
     if (pg_arg_int(&a, "--steps", 1, 1000000, &steps)) continue;
@@ -143,10 +143,7 @@ int pg_cmd_bench(int argc, char **argv) {
   const bench_config *bc = NULL;
   for (size_t i = 0; i < sizeof configs / sizeof *configs; i++)
     if (!strcmp(configs[i].name, name)) bc = &configs[i];
-  if (!bc) {
-    pg_args_error(&a, "--config '%s' is not one of S, M, L", name);
-    return 2;
-  }
+  if (!bc) return pg_args_error(&a, "--config '%s' is not one of S, M, L", name);
   if (!steps) steps = bc->steps;
   pg_set_threads((int)threads);
 

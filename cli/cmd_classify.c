@@ -56,7 +56,7 @@ static int run_train(int argc, char **argv) {
   int64_t threads = 0;
   pg_args a = pg_args_begin("classify train", argc, argv);
   while (pg_args_next(&a)) {
-    if (!strcmp(pg_args_current(&a), "--help") || !strcmp(pg_args_current(&a), "-h")) return usage(stdout);
+    if (pg_args_help(&a)) return usage(stdout);
     if (pg_arg_string(&a, "--data", &o.data_path)) continue;
     if (pg_arg_string(&a, "--test-data", &o.test_path)) continue;
     if (pg_arg_int(&a, "--test-count", 1, INT64_MAX, &o.test_count)) continue;
@@ -83,10 +83,8 @@ static int run_train(int argc, char **argv) {
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
-  if (!o.data_path) {
-    pg_args_error(&a, "--data FILE.h5 is required (make one with: patchgrad latents)");
-    return 2;
-  }
+  if (!o.data_path)
+    return pg_args_error(&a, "--data FILE.h5 is required (make one with: patchgrad latents)");
   o.optim.lr = lr;
   o.optim.weight_decay = wd;
   pg_set_threads((int)threads);
@@ -107,7 +105,7 @@ static int run_eval(int argc, char **argv) {
   int64_t batch = 256, threads = 0, count = 0;
   pg_args a = pg_args_begin("classify eval", argc, argv);
   while (pg_args_next(&a)) {
-    if (!strcmp(pg_args_current(&a), "--help") || !strcmp(pg_args_current(&a), "-h")) return usage(stdout);
+    if (pg_args_help(&a)) return usage(stdout);
     if (pg_arg_string(&a, "--ckpt", &ckpt)) continue;
     if (pg_arg_string(&a, "--data", &data)) continue;
     if (pg_arg_int(&a, "--count", 1, INT64_MAX, &count)) continue;
@@ -116,10 +114,7 @@ static int run_eval(int argc, char **argv) {
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
-  if (!ckpt || !data) {
-    pg_args_error(&a, "--ckpt CKPT.h5 and --data F.h5 are required");
-    return 2;
-  }
+  if (!ckpt || !data) return pg_args_error(&a, "--ckpt CKPT.h5 and --data F.h5 are required");
   pg_set_threads((int)threads);
   pg_vit m;
   pg_vit_data_info trained;

@@ -56,7 +56,7 @@ int pg_cmd_sample(int argc, char **argv) {
   bool ema = false;
   pg_args a = pg_args_begin("sample", argc, argv);
   while (pg_args_next(&a)) {
-    if (!strcmp(pg_args_current(&a), "--help") || !strcmp(pg_args_current(&a), "-h")) return usage(stdout);
+    if (pg_args_help(&a)) return usage(stdout);
     if (pg_arg_string(&a, "--ckpt", &ckpt)) continue;
     if (pg_arg_string(&a, "--out", &out)) continue;
     if (pg_arg_string(&a, "--sampler", &sampler)) continue;
@@ -71,27 +71,19 @@ int pg_cmd_sample(int argc, char **argv) {
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
-  if (!ckpt || !out) {
-    pg_args_error(&a, "--ckpt F.h5 and --out grid.png are required");
-    return 2;
-  }
+  if (!ckpt || !out) return pg_args_error(&a, "--ckpt F.h5 and --out grid.png are required");
   pg_sample_sheet_opts o = {.per_class = (int)count, .rows = (int)rows, .class_id = -1};
   if (!strcmp(sampler, "ddim")) o.sampler.kind = PG_SAMPLER_DDIM;
   else if (!strcmp(sampler, "ddpm")) o.sampler.kind = PG_SAMPLER_DDPM;
-  else {
-    pg_args_error(&a, "--sampler '%s' is not ddpm or ddim", sampler);
-    return 2;
-  }
+  else return pg_args_error(&a, "--sampler '%s' is not ddpm or ddim", sampler);
   o.sampler.steps = (int)steps;
   o.sampler.cfg_scale = (float)cfg;
   o.sampler.seed = (uint64_t)seed;
   if (strcmp(cls, "all")) {
     char *end;
     long v = strtol(cls, &end, 10);
-    if (*end || end == cls || v < 0) {
-      pg_args_error(&a, "--class '%s' is not a class number or 'all'", cls);
-      return 2;
-    }
+    if (*end || end == cls || v < 0)
+      return pg_args_error(&a, "--class '%s' is not a class number or 'all'", cls);
     o.class_id = (int)v;
   }
   pg_set_threads((int)threads);

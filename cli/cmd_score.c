@@ -25,7 +25,7 @@ int pg_cmd_score(int argc, char **argv) {
   int64_t batch = 256, threads = 0;
   pg_args a = pg_args_begin("score", argc, argv);
   while (pg_args_next(&a)) {
-    if (!strcmp(pg_args_current(&a), "--help") || !strcmp(pg_args_current(&a), "-h")) return usage(stdout);
+    if (pg_args_help(&a)) return usage(stdout);
     if (pg_arg_string(&a, "--classifier", &ckpt)) continue;
     if (pg_arg_string(&a, "--samples", &samples)) continue;
     if (pg_arg_int(&a, "--batch", 1, 1 << 20, &batch)) continue;
@@ -33,10 +33,8 @@ int pg_cmd_score(int argc, char **argv) {
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
-  if (!ckpt || !samples) {
-    pg_args_error(&a, "--classifier CKPT.h5 and --samples S.h5 are required");
-    return 2;
-  }
+  if (!ckpt || !samples)
+    return pg_args_error(&a, "--classifier CKPT.h5 and --samples S.h5 are required");
   pg_set_threads((int)threads);
   pg_vit m;
   pg_vit_data_info trained;

@@ -62,17 +62,14 @@ int pg_cmd_train(int argc, char **argv) {
   /* The preset first, so that explicit flags override it wherever they stand. */
   const char *size = "small";
   while (pg_args_next(&a)) {
-    if (!strcmp(pg_args_current(&a), "--help") || !strcmp(pg_args_current(&a), "-h")) return usage(stdout);
+    if (pg_args_help(&a)) return usage(stdout);
     pg_arg_string(&a, "--size", &size);
   }
   if (a.failed) return 2;
   const size_preset *p = NULL;
   for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
     if (!strcmp(presets[i].name, size)) p = &presets[i];
-  if (!p) {
-    pg_args_error(&a, "--size '%s' is not one of tiny, small, medium", size);
-    return 2;
-  }
+  if (!p) return pg_args_error(&a, "--size '%s' is not one of tiny, small, medium", size);
   o.model.hidden = p->hidden;
   o.model.depth = p->depth;
   o.model.heads = p->heads;
@@ -127,15 +124,10 @@ int pg_cmd_train(int argc, char **argv) {
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
-  if (!o.data_path) {
-    pg_args_error(&a, "--data FILE.h5 is required (make one with: patchgrad latents)");
-    return 2;
-  }
+  if (!o.data_path)
+    return pg_args_error(&a, "--data FILE.h5 is required (make one with: patchgrad latents)");
   pg_optim_kind kind;
-  if (pg_optim_kind_parse(optim, &kind)) {
-    pg_args_error(&a, "--optim: %s", pg_last_error());
-    return 2;
-  }
+  if (pg_optim_kind_parse(optim, &kind)) return pg_args_error(&a, "--optim: %s", pg_last_error());
   o.optim = kind == PG_OPTIM_SGD ? pg_optim_sgd(lr) : kind == PG_OPTIM_ADAM ? pg_optim_adam(lr) : pg_optim_adamw(lr);
   o.optim.weight_decay = wd;
   o.optim.beta1 = beta1;
@@ -145,10 +137,8 @@ int pg_cmd_train(int argc, char **argv) {
     o.optim.nesterov = nesterov;
   }
   pg_schedule_kind sk = warmup > 0 ? PG_SCHEDULE_WARMUP : PG_SCHEDULE_CONSTANT;
-  if (schedule && pg_schedule_parse(schedule, &sk)) {
-    pg_args_error(&a, "--schedule: %s", pg_last_error());
-    return 2;
-  }
+  if (schedule && pg_schedule_parse(schedule, &sk))
+    return pg_args_error(&a, "--schedule: %s", pg_last_error());
   o.schedule = pg_schedule_make(sk, lr);
   o.schedule.warmup_steps = warmup;
   o.schedule.step_size = step_size;
