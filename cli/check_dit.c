@@ -2,9 +2,7 @@
  * the case's config, loads every parameter from params/, compares its own
  * pos_embed table with the file's, runs the forward, and compares `out`,
  * grad/x and grad/params/<name> for every trained parameter. */
-#include <stdio.h>
-#include <string.h>
-
+#include "check_model.h"
 #include "check_ops.h"
 #include "dit.h"
 #include "tape.h"
@@ -36,36 +34,12 @@ void pg_check_dit(pg_case *c) {
   if (!c->error && y && ny != x->shape[0])
     pg_case_fail(c, "array 'y' has %lld values for a batch of %lld", (long long)ny, (long long)x->shape[0]);
   /* Every parameter of the model comes from the file; pos_embed is built
-   * here and compared with the file's (clarification 6). */
-  for (int i = 0; i < m.params.count && !c->error; i++) {
-    pg_param *p = &m.params.items[i];
-    char path[PG_PARAM_NAME_MAX + 8];
-    snprintf(path, sizeof path, "params/%s", p->name);
-    if (p->kind == PG_PARAM_BUFFER) {
-      pg_case_compare(c, path, p->tensor);
-      continue;
-    }
-    pg_tensor *src = pg_case_array(c, path);
-    if (!src) break;
-    if (!pg_same_shape(src, p->tensor)) {
-      pg_case_fail(c, "array '%s' has shape %s, the model's parameter is %s", path,
-                   pg_shape_of(src), pg_shape_of(p->tensor));
-      break;
-    }
-    memcpy(p->tensor->data, src->data, (size_t)src->numel * sizeof(float));
-  }
+   * here and compared with the file's. */
+  pg_case_load_params(c, &m.params);
   if (!c->error) {
     pg_tensor *out = pg_dit_forward(c->ctx, &m, x, t->data, y);
     pg_case_check_op(c, out, 1, (const char *const[]){"x"}, &x);
-    if (!c->error && pg_case_wants_grads(c)) {
-      for (int i = 0; i < m.params.count; i++) {
-        pg_param *p = &m.params.items[i];
-        if (p->kind == PG_PARAM_BUFFER) continue;
-        char path[PG_PARAM_NAME_MAX + 16];
-        snprintf(path, sizeof path, "grad/params/%s", p->name);
-        pg_case_compare_raw(c, path, p->tensor->grad, p->tensor->ndim, p->tensor->shape);
-      }
-    }
+    pg_case_compare_param_grads(c, &m.params);
   }
   pg_dit_free(&m);
 }

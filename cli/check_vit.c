@@ -5,9 +5,7 @@
  *                  mlp_ratio, num_classes, single_head (0/1)
  *                  x [B, H, W, C], params/<every name of vit/vit.h>; `out` the
  *                  logits [B, K]; grad/x and grad/params/<name> */
-#include <stdio.h>
-#include <string.h>
-
+#include "check_model.h"
 #include "check_ops.h"
 #include "ops.h"
 #include "vit.h"
@@ -51,27 +49,10 @@ void pg_check_vit(pg_case *c) {
   }
   pg_tensor *x = pg_case_array(c, "x");
   /* every parameter comes from the file */
-  for (int i = 0; i < m.params.count && !c->error; i++) {
-    pg_param *p = &m.params.items[i];
-    char path[PG_PARAM_NAME_MAX + 8];
-    snprintf(path, sizeof path, "params/%s", p->name);
-    pg_tensor *src = pg_case_array(c, path);
-    if (!src) break;
-    if (!pg_same_shape(src, p->tensor)) {
-      pg_case_fail(c, "array '%s' has shape %s, the model's parameter is %s", path,
-                   pg_shape_of(src), pg_shape_of(p->tensor));
-      break;
-    }
-    memcpy(p->tensor->data, src->data, (size_t)src->numel * sizeof(float));
-  }
+  pg_case_load_params(c, &m.params);
   if (!c->error) {
     pg_case_check_op(c, pg_vit_forward(c->ctx, &m, x), 1, (const char *const[]){"x"}, &x);
-    for (int i = 0; i < m.params.count && !c->error && pg_case_wants_grads(c); i++) {
-      pg_param *p = &m.params.items[i];
-      char path[PG_PARAM_NAME_MAX + 16];
-      snprintf(path, sizeof path, "grad/params/%s", p->name);
-      pg_case_compare_raw(c, path, p->tensor->grad, p->tensor->ndim, p->tensor->shape);
-    }
+    pg_case_compare_param_grads(c, &m.params);
   }
   pg_vit_free(&m);
 }
