@@ -26,6 +26,53 @@ pg_status pg_patch_check_settings(const char *who, int data_dim, int64_t patch, 
   return PG_OK;
 }
 
+pg_status pg_patch_check_init(const char *who, int data_dim, int64_t patch, int64_t stride,
+                              int64_t in_features, int64_t out_features) {
+  if (pg_patch_check_settings(who, data_dim, patch, stride)) return pg_last_status();
+  if (in_features < 1)
+    return pg_fail(PG_ERR_ARG, "%s: in_features must be >= 1, got %lld", who, (long long)in_features);
+  if (out_features < 1)
+    return pg_fail(PG_ERR_ARG, "%s: out_features must be >= 1, got %lld", who, (long long)out_features);
+  return PG_OK;
+}
+
+pg_status pg_patch_add_params(pg_params *ps, const char *prefix, int data_dim,
+                              const int64_t *weight_shape, int64_t bias_len, pg_tensor **w,
+                              pg_tensor **b) {
+  *b = NULL;
+  *w = pg_params_add(ps, PG_PARAM_WEIGHT, data_dim + 2, weight_shape, "%s.weight", prefix);
+  if (!*w) return pg_last_status();
+  if (bias_len > 0) {
+    *b = pg_params_add(ps, PG_PARAM_BIAS, 1, &bias_len, "%s.bias", prefix);
+    if (!*b) return pg_last_status();
+  }
+  return PG_OK;
+}
+
+pg_status pg_patch_check_tensors(const pg_patch_layout *l, const pg_tensor *x, const pg_tensor *w,
+                                 const pg_tensor *b, int d, int64_t patch, int64_t stride) {
+  const char *who = l->who;
+  if (pg_patch_check_settings(who, d, patch, stride)) return pg_last_status();
+  bool w_ok = w->ndim == d + 2 && w->shape[0] >= 1 && w->shape[1] >= 1;
+  for (int a = 2; w_ok && a < w->ndim; a++) w_ok = w->shape[a] == patch;
+  if (!w_ok)
+    return pg_fail(PG_ERR_ARG,
+                   "%s: weight must be [%s%s] (data_dim %d axes of patch_size %lld), got %s",
+                   who, l->weight_axes, d == 1 ? ", P" : d == 2 ? ", P, P" : ", P, P, P", d,
+                   (long long)patch, pg_shape_of(w));
+  const int64_t c_in = w->shape[l->in_axis], c_out = w->shape[l->out_axis];
+  if (b && (b->ndim != 1 || b->shape[0] != c_out))
+    return pg_fail(PG_ERR_ARG, "%s: bias must be [C_out] = [%lld], got %s", who, (long long)c_out,
+                   pg_shape_of(b));
+  if (x->ndim != d + 2)
+    return pg_fail(PG_ERR_ARG, "%s: x must have rank data_dim + 2 = %d (%s), got %s", who, d + 2,
+                   l->x_axes, pg_shape_of(x));
+  if (x->shape[d + 1] != c_in)
+    return pg_fail(PG_ERR_ARG, "%s: x has %lld channels (last axis of %s), but in_features is %lld",
+                   who, (long long)x->shape[d + 1], pg_shape_of(x), (long long)c_in);
+  return PG_OK;
+}
+
 void pg_patch_geom_init(pg_patch_geom *g, int data_dim, int64_t batch, const int64_t *spatial,
                         const int64_t *grid, int64_t channels, int64_t patch, int64_t stride) {
   g->data_dim = data_dim;

@@ -1,5 +1,6 @@
-/* The geometry shared by Patchify and Unpatchify: where the patches of a
- * channels-last signal lie, and the two data movements built on it.
+/* The geometry shared by Patchify and Unpatchify: the checks of their
+ * arguments, where the patches of a channels-last signal lie, and the two
+ * data movements built on it.
  *
  *   im2col:      signal [B, *spatial, C] -> columns [B * T, P^d * C]
  *   col2im_add:  columns [B * T, P^d * C] -> added into signal [B, *spatial, C]
@@ -20,6 +21,8 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "params.h"
+#include "tensor.h"
 
 typedef struct {
   int data_dim;
@@ -43,6 +46,31 @@ int64_t pg_unpatch_output_size(int64_t g, int64_t patch, int64_t stride);
 /* Validates the settings common to both layers; `who` names the caller in
  * the message ("pg_patchify_init", ...). */
 pg_status pg_patch_check_settings(const char *who, int data_dim, int64_t patch, int64_t stride);
+/* The settings, then in_features and out_features >= 1: what both inits check. */
+pg_status pg_patch_check_init(const char *who, int data_dim, int64_t patch, int64_t stride,
+                              int64_t in_features, int64_t out_features);
+/* Adds "<prefix>.weight" of weight_shape (data_dim + 2 axes) and, when
+ * bias_len > 0, "<prefix>.bias" [bias_len] (*b NULL otherwise), zeroed. */
+pg_status pg_patch_add_params(pg_params *ps, const char *prefix, int data_dim,
+                              const int64_t *weight_shape, int64_t bias_len, pg_tensor **w,
+                              pg_tensor **b);
+
+/* How a layer names its tensors in messages, and which weight axis is which:
+ * Patchify's weight is [C_out, C_in, P...], Unpatchify's [C_embed, C_out, P...]. */
+typedef struct {
+  const char *who;         /* "pg_patchify" */
+  const char *weight_axes; /* "C_out, C_in" */
+  const char *x_axes;      /* "[B, *spatial, C_in]" */
+  int in_axis;             /* the weight axis that x's channels meet */
+  int out_axis;            /* the weight axis of the output channels (the bias's length) */
+} pg_patch_layout;
+
+/* The input checks both layers make, in this order: the settings; the weight
+ * [w0, w1, P x data_dim] (w0, w1 >= 1); the bias [weight axis out_axis]; x
+ * of rank data_dim + 2 with as many channels as weight axis in_axis. The
+ * spatial sizes are left to the caller (the layers want different ones). */
+pg_status pg_patch_check_tensors(const pg_patch_layout *l, const pg_tensor *x, const pg_tensor *w,
+                                 const pg_tensor *b, int data_dim, int64_t patch, int64_t stride);
 
 /* Fills g for a signal [batch, *spatial, channels] cut into `grid` patches
  * per axis (data_dim entries each). */

@@ -24,24 +24,10 @@ typedef struct {
 /* Every check of the op, in the order a reader would make them. */
 static pg_status check_inputs(const pg_tensor *x, const pg_tensor *w, const pg_tensor *b,
                               int d, int64_t patch, int64_t stride) {
-  const char *who = "pg_patchify";
-  if (pg_patch_check_settings(who, d, patch, stride)) return pg_last_status();
-  bool w_ok = w->ndim == d + 2 && w->shape[0] >= 1 && w->shape[1] >= 1;
-  for (int a = 2; w_ok && a < w->ndim; a++) w_ok = w->shape[a] == patch;
-  if (!w_ok)
-    return pg_fail(PG_ERR_ARG,
-                   "%s: weight must be [C_out, C_in%s] (data_dim %d axes of patch_size %lld), got %s",
-                   who, d == 1 ? ", P" : d == 2 ? ", P, P" : ", P, P, P", d, (long long)patch,
-                   pg_shape_of(w));
-  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
-    return pg_fail(PG_ERR_ARG, "%s: bias must be [C_out] = [%lld], got %s", who,
-                   (long long)w->shape[0], pg_shape_of(b));
-  if (x->ndim != d + 2)
-    return pg_fail(PG_ERR_ARG, "%s: x must have rank data_dim + 2 = %d ([B, *spatial, C_in]), got %s",
-                   who, d + 2, pg_shape_of(x));
-  if (x->shape[d + 1] != w->shape[1])
-    return pg_fail(PG_ERR_ARG, "%s: x has %lld channels (last axis of %s), but in_features is %lld",
-                   who, (long long)x->shape[d + 1], pg_shape_of(x), (long long)w->shape[1]);
+  static const pg_patch_layout layout = {.who = "pg_patchify", .weight_axes = "C_out, C_in",
+                                         .x_axes = "[B, *spatial, C_in]", .in_axis = 1, .out_axis = 0};
+  const char *who = layout.who;
+  if (pg_patch_check_tensors(&layout, x, w, b, d, patch, stride)) return pg_last_status();
   for (int a = 1; a <= d; a++)
     if (x->shape[a] < patch)
       return pg_fail(PG_ERR_ARG,
@@ -128,19 +114,12 @@ pg_status pg_patchify_init(pg_patchify *l, pg_params *ps, const char *prefix,
   if (!l || !ps || !prefix || !rng)
     return pg_fail(PG_ERR_ARG, "%s: layer, params, prefix and rng must not be NULL", who);
   *l = (pg_patchify){0};
-  if (pg_patch_check_settings(who, data_dim, patch, stride)) return pg_last_status();
-  if (in_features < 1)
-    return pg_fail(PG_ERR_ARG, "%s: in_features must be >= 1, got %lld", who, (long long)in_features);
-  if (out_features < 1)
-    return pg_fail(PG_ERR_ARG, "%s: out_features must be >= 1, got %lld", who, (long long)out_features);
+  if (pg_patch_check_init(who, data_dim, patch, stride, in_features, out_features))
+    return pg_last_status();
   int64_t shape[5] = {out_features, in_features, patch, patch, patch};
-  pg_tensor *w = pg_params_add(ps, PG_PARAM_WEIGHT, data_dim + 2, shape, "%s.weight", prefix);
-  if (!w) return pg_last_status();
-  pg_tensor *b = NULL;
-  if (bias) {
-    b = pg_params_add(ps, PG_PARAM_BIAS, 1, &out_features, "%s.bias", prefix);
-    if (!b) return pg_last_status();
-  }
+  pg_tensor *w, *b;
+  if (pg_patch_add_params(ps, prefix, data_dim, shape, bias ? out_features : 0, &w, &b))
+    return pg_last_status();
   /* PyTorch's Conv default: kaiming_uniform_(a = sqrt(5)) gives the bound
    * 1/sqrt(fan_in) for the weight; the bias uses the same bound. */
   float bound = (float)(1.0 / sqrt((double)(w->numel / out_features)));

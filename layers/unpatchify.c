@@ -23,24 +23,10 @@ typedef struct {
 
 static pg_status check_inputs(const pg_tensor *x, const pg_tensor *w, const pg_tensor *b,
                               int d, int64_t patch, int64_t stride, const int64_t *out_spatial) {
-  const char *who = "pg_unpatchify";
-  if (pg_patch_check_settings(who, d, patch, stride)) return pg_last_status();
-  bool w_ok = w->ndim == d + 2 && w->shape[0] >= 1 && w->shape[1] >= 1;
-  for (int a = 2; w_ok && a < w->ndim; a++) w_ok = w->shape[a] == patch;
-  if (!w_ok)
-    return pg_fail(PG_ERR_ARG,
-                   "%s: weight must be [C_embed, C_out%s] (data_dim %d axes of patch_size %lld), got %s",
-                   who, d == 1 ? ", P" : d == 2 ? ", P, P" : ", P, P, P", d, (long long)patch,
-                   pg_shape_of(w));
-  if (b && (b->ndim != 1 || b->shape[0] != w->shape[1]))
-    return pg_fail(PG_ERR_ARG, "%s: bias must be [C_out] = [%lld], got %s", who,
-                   (long long)w->shape[1], pg_shape_of(b));
-  if (x->ndim != d + 2)
-    return pg_fail(PG_ERR_ARG, "%s: x must have rank data_dim + 2 = %d ([B, *grid, C_embed]), got %s",
-                   who, d + 2, pg_shape_of(x));
-  if (x->shape[d + 1] != w->shape[0])
-    return pg_fail(PG_ERR_ARG, "%s: x has %lld channels (last axis of %s), but in_features is %lld",
-                   who, (long long)x->shape[d + 1], pg_shape_of(x), (long long)w->shape[0]);
+  static const pg_patch_layout layout = {.who = "pg_unpatchify", .weight_axes = "C_embed, C_out",
+                                         .x_axes = "[B, *grid, C_embed]", .in_axis = 0, .out_axis = 1};
+  const char *who = layout.who;
+  if (pg_patch_check_tensors(&layout, x, w, b, d, patch, stride)) return pg_last_status();
   for (int a = 1; a <= d; a++) {
     if (x->shape[a] < 1)
       return pg_fail(PG_ERR_ARG, "%s: x's grid axis %d has size %lld (x is %s); it needs >= 1 patch",
@@ -152,22 +138,15 @@ pg_status pg_unpatchify_init(pg_unpatchify *l, pg_params *ps, const char *prefix
   if (!l || !ps || !prefix || !rng)
     return pg_fail(PG_ERR_ARG, "%s: layer, params, prefix and rng must not be NULL", who);
   *l = (pg_unpatchify){0};
-  if (pg_patch_check_settings(who, data_dim, patch, stride)) return pg_last_status();
-  if (in_features < 1)
-    return pg_fail(PG_ERR_ARG, "%s: in_features must be >= 1, got %lld", who, (long long)in_features);
-  if (out_features < 1)
-    return pg_fail(PG_ERR_ARG, "%s: out_features must be >= 1, got %lld", who, (long long)out_features);
+  if (pg_patch_check_init(who, data_dim, patch, stride, in_features, out_features))
+    return pg_last_status();
   if ((unsigned)weight_init > PG_UNPATCH_INIT_FAN_IN)
     return pg_fail(PG_ERR_ARG, "%s: unknown weight_init %d (expected PG_UNPATCH_INIT_DEFAULT, "
                    "_ZEROS or _FAN_IN)", who, (int)weight_init);
   int64_t shape[5] = {in_features, out_features, patch, patch, patch};
-  pg_tensor *w = pg_params_add(ps, PG_PARAM_WEIGHT, data_dim + 2, shape, "%s.weight", prefix);
-  if (!w) return pg_last_status();
-  pg_tensor *b = NULL;
-  if (bias) {
-    b = pg_params_add(ps, PG_PARAM_BIAS, 1, &out_features, "%s.bias", prefix);
-    if (!b) return pg_last_status();
-  }
+  pg_tensor *w, *b;
+  if (pg_patch_add_params(ps, prefix, data_dim, shape, bias ? out_features : 0, &w, &b))
+    return pg_last_status();
   int64_t kernel = w->numel / (in_features * out_features); /* P^d */
   if (weight_init == PG_UNPATCH_INIT_DEFAULT) {
     /* PyTorch's fan for a [C_embed, C_out, P...] weight is its axis 1 times
