@@ -26,30 +26,10 @@
 #include "optimizer.h"
 #include "synthetic.h"
 
-static char dir[256];
-
-static const char *tmp(const char *name) {
-  static char buf[4][512];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-  return buf[k];
-}
-
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/pg_test_checkpoint_XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
+  return pg_test_tmpdir_make("checkpoint");
 }
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
-static bool exists(const char *path) { return access(path, F_OK) == 0; }
 
 /* A list of named tensors filled from seed. */
 static void make_params(pg_params *ps, uint64_t seed, int hidden) {
@@ -109,8 +89,8 @@ static void test_round_trip_every_part(void **state) {
   pg_rng_next(&rng);
   pg_loader_state ls = {.seed = 0xFFFFFFFFFFFFFFF1ULL, .epoch = 3, .position = 17};
   pg_checkpoint ck = {&config, &params, &ema, &optim, &ostep, &oconfig, &step, &rng, &ls};
-  assert_int_equal(pg_checkpoint_save(tmp("ck.h5"), &ck), PG_OK);
-  assert_false(exists(tmp("ck.h5.tmp")));
+  assert_int_equal(pg_checkpoint_save(pg_test_tmp("ck.h5"), &ck), PG_OK);
+  assert_false(pg_test_exists(pg_test_tmp("ck.h5.tmp")));
 
   /* load into objects of the same shapes holding other values */
   make_params(&params2, 10, 5);
@@ -123,7 +103,7 @@ static void test_round_trip_every_part(void **state) {
   pg_rng rng2 = {{0}};
   pg_loader_state ls2 = {0};
   pg_checkpoint in = {&config2, &params2, &ema2, &optim2, &ostep2, &oconfig2, &step2, &rng2, &ls2};
-  assert_int_equal(pg_checkpoint_load(tmp("ck.h5"), &in), PG_OK);
+  assert_int_equal(pg_checkpoint_load(pg_test_tmp("ck.h5"), &in), PG_OK);
   assert_params_equal(&params2, &params);
   assert_params_equal(&ema2, &ema);
   assert_params_equal(&optim2, &optim);
@@ -146,7 +126,7 @@ static void test_round_trip_every_part(void **state) {
   assert_memory_equal(&oc2, &oc, sizeof oc);
 
   /* the layout a stranger sees with h5dump */
-  hid_t f = H5Fopen(tmp("ck.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t f = H5Fopen(pg_test_tmp("ck.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
   assert_true(pg_h5_exists(f, "params/blocks.0.fc.weight"));
   assert_true(pg_h5_exists(f, "ema/pos_embed"));
   assert_true(pg_h5_exists(f, "optim/blocks.0.fc.weight.exp_avg_sq"));
@@ -176,35 +156,35 @@ static void test_absent_parts(void **state) {
   pg_params params;
   make_params(&params, 1, 4);
   pg_checkpoint only = {.params = &params};
-  assert_int_equal(pg_checkpoint_save(tmp("only.h5"), &only), PG_OK);
+  assert_int_equal(pg_checkpoint_save(pg_test_tmp("only.h5"), &only), PG_OK);
   pg_params ema;
   make_params(&ema, 2, 4);
   pg_checkpoint want_ema = {.params = &params, .ema = &ema};
-  assert_int_not_equal(pg_checkpoint_load(tmp("only.h5"), &want_ema), PG_OK);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("only.h5"), &want_ema), PG_OK);
   assert_error_contains("missing group 'ema'");
   int64_t step;
-  assert_int_not_equal(pg_checkpoint_load(tmp("only.h5"), &(pg_checkpoint){.step = &step}), PG_OK);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("only.h5"), &(pg_checkpoint){.step = &step}), PG_OK);
   assert_error_contains("missing attribute 'step'");
   pg_rng rng;
-  assert_int_not_equal(pg_checkpoint_load(tmp("only.h5"), &(pg_checkpoint){.rng = &rng}), PG_OK);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("only.h5"), &(pg_checkpoint){.rng = &rng}), PG_OK);
   assert_error_contains("missing dataset 'rng_state'");
   pg_loader_state ls;
-  assert_int_not_equal(pg_checkpoint_load(tmp("only.h5"), &(pg_checkpoint){.loader = &ls}), PG_OK);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("only.h5"), &(pg_checkpoint){.loader = &ls}), PG_OK);
   assert_error_contains("missing group 'loader'");
   pg_kv kv;
   pg_kv_init(&kv);
-  assert_int_not_equal(pg_checkpoint_load(tmp("only.h5"), &(pg_checkpoint){.config = &kv}), PG_OK);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("only.h5"), &(pg_checkpoint){.config = &kv}), PG_OK);
   assert_error_contains("missing group 'config'");
   /* an all-zero generator state is refused */
   pg_rng zero = {{0}};
-  assert_int_equal(pg_checkpoint_save(tmp("zero.h5"), &(pg_checkpoint){.rng = &zero}), PG_OK);
-  assert_int_not_equal(pg_checkpoint_load(tmp("zero.h5"), &(pg_checkpoint){.rng = &rng}), PG_OK);
+  assert_int_equal(pg_checkpoint_save(pg_test_tmp("zero.h5"), &(pg_checkpoint){.rng = &zero}), PG_OK);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("zero.h5"), &(pg_checkpoint){.rng = &rng}), PG_OK);
   assert_error_contains("all zeros");
   /* optimizer settings may not use the name of the optimizer's step */
   pg_kv_set_int(&kv, "step", 3);
   int64_t ostep = 1;
   pg_checkpoint bad = {.optim_state = &params, .optim_step = &ostep, .optim_config = &kv};
-  assert_int_not_equal(pg_checkpoint_save(tmp("bad.h5"), &bad), PG_OK);
+  assert_int_not_equal(pg_checkpoint_save(pg_test_tmp("bad.h5"), &bad), PG_OK);
   assert_error_contains("may not hold a key 'step'");
   pg_kv_free(&kv);
   pg_params_free(&params);
@@ -218,14 +198,14 @@ static void test_mismatches_named_in_one_message(void **state) {
   pg_params_add(&saved, PG_PARAM_WEIGHT, PG_SHAPE(4, 3), "a.weight");
   pg_params_add(&saved, PG_PARAM_BIAS, PG_SHAPE(4), "a.bias");
   pg_params_add(&saved, PG_PARAM_BIAS, PG_SHAPE(5), "c.bias");
-  assert_int_equal(pg_checkpoint_save(tmp("mm.h5"), &(pg_checkpoint){.params = &saved}), PG_OK);
+  assert_int_equal(pg_checkpoint_save(pg_test_tmp("mm.h5"), &(pg_checkpoint){.params = &saved}), PG_OK);
 
   pg_params_init(&model);
   pg_fill(pg_params_add(&model, PG_PARAM_WEIGHT, PG_SHAPE(3, 4), "a.weight"), 7.0f);
   pg_fill(pg_params_add(&model, PG_PARAM_BIAS, PG_SHAPE(4), "a.bias"), 7.0f);
   pg_fill(pg_params_add(&model, PG_PARAM_WEIGHT, PG_SHAPE(7), "d.weight"), 7.0f);
-  assert_int_not_equal(pg_checkpoint_load(tmp("mm.h5"), &(pg_checkpoint){.params = &model}), PG_OK);
-  assert_error_contains(tmp("mm.h5"));
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("mm.h5"), &(pg_checkpoint){.params = &model}), PG_OK);
+  assert_error_contains(pg_test_tmp("mm.h5"));
   assert_error_contains("group 'params' does not match (3 problems: 1 missing, 1 unexpected, 1 wrong shape");
   assert_error_contains("'a.weight' has shape [4, 3] in the file, the model has [3, 4]");
   assert_error_contains("missing 'd.weight' [7]");
@@ -234,7 +214,7 @@ static void test_mismatches_named_in_one_message(void **state) {
   assert_true(pg_params_find(&model, "a.bias")->tensor->data[0] == 7.0f);
 
   /* a float64 parameter written by another tool is a dtype mismatch */
-  hid_t f = H5Fopen(tmp("mm.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t f = H5Fopen(pg_test_tmp("mm.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
   hsize_t dim = 4;
   hid_t s = H5Screate_simple(1, &dim, NULL);
   H5Ldelete(f, "params/a.bias", H5P_DEFAULT);
@@ -247,14 +227,14 @@ static void test_mismatches_named_in_one_message(void **state) {
   pg_params_add(&model, PG_PARAM_WEIGHT, PG_SHAPE(4, 3), "a.weight");
   pg_params_add(&model, PG_PARAM_BIAS, PG_SHAPE(4), "a.bias");
   pg_params_add(&model, PG_PARAM_BIAS, PG_SHAPE(5), "c.bias");
-  assert_int_not_equal(pg_checkpoint_load(tmp("mm.h5"), &(pg_checkpoint){.params = &model}), PG_OK);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("mm.h5"), &(pg_checkpoint){.params = &model}), PG_OK);
   assert_error_contains("'a.bias' has dtype float64, expected float32");
 
   /* a hundred missing tensors: counted in full, listed as far as fits */
   pg_params big;
   pg_params_init(&big);
   for (int i = 0; i < 100; i++) pg_params_add(&big, PG_PARAM_WEIGHT, PG_SHAPE(2), "blocks.%d.w", i);
-  assert_int_not_equal(pg_checkpoint_load(tmp("mm.h5"), &(pg_checkpoint){.params = &big}), PG_OK);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("mm.h5"), &(pg_checkpoint){.params = &big}), PG_OK);
   assert_error_contains("(103 problems: 100 missing, 3 unexpected");
   assert_error_contains("missing 'blocks.0.w' [2]");
   assert_error_contains("more)");
@@ -273,22 +253,23 @@ static void test_not_a_checkpoint(void **state) {
   info.n = 1;
   info.height = info.width = info.channels = 1;
   float x = 0;
-  pg_latents_save(tmp("latents.h5"), &info, &x, NULL);
-  assert_int_not_equal(pg_checkpoint_load(tmp("latents.h5"), &ck), PG_OK);
+  pg_latents_save(pg_test_tmp("latents.h5"), &info, &x, NULL);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("latents.h5"), &ck), PG_OK);
   assert_error_contains("not a patchgrad checkpoint (attribute format is 'patchgrad latent dataset'");
-  FILE *f = fopen(tmp("text.h5"), "w");
+  FILE *f = fopen(pg_test_tmp("text.h5"), "w");
   fputs("hello\n", f);
   fclose(f);
-  assert_int_not_equal(pg_checkpoint_load(tmp("text.h5"), &ck), PG_OK);
+  assert_int_not_equal(pg_checkpoint_load(pg_test_tmp("text.h5"), &ck), PG_OK);
   assert_error_contains("not an HDF5 file");
   /* bad names are refused before anything is written */
   pg_params slash;
   pg_params_init(&slash);
   pg_params_add(&slash, PG_PARAM_WEIGHT, PG_SHAPE(1), "a/b");
-  assert_int_not_equal(pg_checkpoint_save(tmp("slash.h5"), &(pg_checkpoint){.params = &slash}), PG_OK);
+  assert_int_not_equal(pg_checkpoint_save(pg_test_tmp("slash.h5"), &(pg_checkpoint){.params = &slash}),
+                       PG_OK);
   assert_error_contains("'params/a/b'");
-  assert_false(exists(tmp("slash.h5")));
-  assert_false(exists(tmp("slash.h5.tmp")));
+  assert_false(pg_test_exists(pg_test_tmp("slash.h5")));
+  assert_false(pg_test_exists(pg_test_tmp("slash.h5.tmp")));
   pg_params_free(&slash);
   pg_params_free(&ps);
 }
@@ -300,7 +281,7 @@ static void test_atomic_save(void **state) {
   make_params(&small, 1, 3);
   pg_params_init(&big);
   pg_fill(pg_params_add(&big, PG_PARAM_WEIGHT, PG_SHAPE(512, 1024), "huge.weight"), 1.0f);
-  const char *path = tmp("atomic.h5");
+  const char *path = pg_test_tmp("atomic.h5");
   char keep[512];
   snprintf(keep, sizeof keep, "%s", path);
   assert_int_equal(pg_checkpoint_save(keep, &(pg_checkpoint){.params = &small}), PG_OK);
@@ -321,7 +302,7 @@ static void test_atomic_save(void **state) {
   assert_error_contains(keep);
   char tmp_path[600];
   snprintf(tmp_path, sizeof tmp_path, "%s.tmp", keep);
-  assert_false(exists(tmp_path));
+  assert_false(pg_test_exists(tmp_path));
   read_bytes(keep, &after, &after_len);
   assert_int_equal(after_len, before_len);
   assert_memory_equal(after, before, (size_t)before_len);
@@ -344,13 +325,13 @@ static void test_atomic_save(void **state) {
   rmdir(tmp_path);
 
   /* 3. a folder that does not exist */
-  assert_int_not_equal(pg_checkpoint_save(tmp("no/such/dir/ck.h5"), &(pg_checkpoint){.params = &small}),
-                       PG_OK);
+  assert_int_not_equal(
+      pg_checkpoint_save(pg_test_tmp("no/such/dir/ck.h5"), &(pg_checkpoint){.params = &small}), PG_OK);
   assert_error_contains("no/such/dir/ck.h5");
 
   /* and a successful save replaces the file */
   assert_int_equal(pg_checkpoint_save(keep, &(pg_checkpoint){.params = &big}), PG_OK);
-  assert_false(exists(tmp_path));
+  assert_false(pg_test_exists(tmp_path));
   free(before);
   pg_params_free(&loaded);
   pg_params_free(&small);
@@ -522,7 +503,7 @@ static void test_resume_is_bit_identical(void **state) {
   so.size = 4;
   so.channels = 4;
   so.seed = 11;
-  snprintf(data_path, sizeof data_path, "%s", tmp("resume-data.h5"));
+  snprintf(data_path, sizeof data_path, "%s", pg_test_tmp("resume-data.h5"));
   assert_int_equal(pg_make_synthetic(&so, data_path), PG_OK);
 
   /* the uninterrupted run */
@@ -543,13 +524,13 @@ static void test_resume_is_bit_identical(void **state) {
       float l = run_step(&first);
       assert_memory_equal(&l, &losses[s], sizeof l);
     }
-    run_save(&first, tmp("resume.h5"));
+    run_save(&first, pg_test_tmp("resume.h5"));
     run_free(&first);
 
     /* a fresh run built from another seed: everything must come from the file */
     run resumed;
     run_init(&resumed, 4);
-    run_load(&resumed, tmp("resume.h5"));
+    run_load(&resumed, pg_test_tmp("resume.h5"));
     assert_int_equal(resumed.step, n);
     for (int s = n; s < TOTAL_STEPS; s++) {
       float l = run_step(&resumed);
@@ -578,5 +559,5 @@ int main(void) {
       cmocka_unit_test(test_kv),
       cmocka_unit_test(test_resume_is_bit_identical),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, setup, pg_test_tmpdir_remove);
 }

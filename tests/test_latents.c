@@ -23,31 +23,10 @@
 #include "latents.h"
 #include "synthetic.h"
 
-static char dir[256];
-
-/* A path in the test's folder (a ring of 4 buffers: copy to keep one). */
-static const char *tmp(const char *name) {
-  static char buf[4][512];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-  return buf[k];
-}
-
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/pg_test_latents_XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
+  return pg_test_tmpdir_make("latents");
 }
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
-static bool exists(const char *path) { return access(path, F_OK) == 0; }
 
 /* A small labelled dataset: sample i holds i + k / 1000 at element k. */
 static void fill_samples(float *x, int64_t n, int64_t per) {
@@ -77,10 +56,10 @@ static void test_round_trip(void **state) {
   float x[7 * 24];
   int64_t y[7] = {0, 1, 2, 3, 4, 0, 1};
   fill_samples(x, 7, 24);
-  assert_int_equal(pg_latents_save(tmp("rt.h5"), &info, x, y), PG_OK);
-  assert_false(exists(tmp("rt.h5.tmp")));
+  assert_int_equal(pg_latents_save(pg_test_tmp("rt.h5"), &info, x, y), PG_OK);
+  assert_false(pg_test_exists(pg_test_tmp("rt.h5.tmp")));
 
-  pg_latents *ds = pg_latents_open(tmp("rt.h5"));
+  pg_latents *ds = pg_latents_open(pg_test_tmp("rt.h5"));
   assert_non_null(ds);
   assert_int_equal(ds->info.n, 7);
   assert_int_equal(ds->info.height, 4);
@@ -103,7 +82,7 @@ static void test_round_trip(void **state) {
   assert_error_contains("outside the 7 rows");
   pg_latents_close(ds);
   /* loaded into memory: the same samples, the same bounds */
-  ds = pg_latents_load(tmp("rt.h5"));
+  ds = pg_latents_load(pg_test_tmp("rt.h5"));
   assert_non_null(ds);
   assert_int_equal(pg_latents_read(ds, 3, 2, two), PG_OK);
   assert_memory_equal(two, x + 3 * 24, sizeof two);
@@ -112,7 +91,7 @@ static void test_round_trip(void **state) {
   pg_latents_close(ds);
 
   /* chunked by sample and compressed, as documented */
-  hid_t f = H5Fopen(tmp("rt.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t f = H5Fopen(pg_test_tmp("rt.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t d = H5Dopen2(f, "latents", H5P_DEFAULT);
   hid_t dcpl = H5Dget_create_plist(d);
   hsize_t chunk[4];
@@ -131,14 +110,14 @@ static void test_streamed_writer(void **state) {
   float x[5 * 24];
   int64_t y[5] = {2, 0, 3, 1, 2};
   fill_samples(x, 5, 24);
-  pg_latents_writer *w = pg_latents_create(tmp("stream.h5"), &info);
+  pg_latents_writer *w = pg_latents_create(pg_test_tmp("stream.h5"), &info);
   assert_non_null(w);
   assert_int_equal(pg_latents_append(w, 2, x, y), PG_OK);
   assert_int_equal(pg_latents_append(w, 3, x + 2 * 24, y + 2), PG_OK);
   assert_int_not_equal(pg_latents_append(w, 1, x, y), PG_OK); /* a sixth sample */
   assert_error_contains("exceeds N = 5");
   assert_int_equal(pg_latents_finish(w), PG_OK);
-  pg_latents *ds = pg_latents_open(tmp("stream.h5"));
+  pg_latents *ds = pg_latents_open(pg_test_tmp("stream.h5"));
   assert_non_null(ds);
   assert_int_equal(ds->info.num_classes, 4);
   float back[5 * 24];
@@ -147,28 +126,28 @@ static void test_streamed_writer(void **state) {
   pg_latents_close(ds);
 
   /* finishing short of N is an error and leaves no file behind */
-  w = pg_latents_create(tmp("short.h5"), &info);
+  w = pg_latents_create(pg_test_tmp("short.h5"), &info);
   assert_int_equal(pg_latents_append(w, 2, x, y), PG_OK);
   assert_int_not_equal(pg_latents_finish(w), PG_OK);
   assert_error_contains("2 of N = 5");
-  assert_false(exists(tmp("short.h5")));
-  assert_false(exists(tmp("short.h5.tmp")));
+  assert_false(pg_test_exists(pg_test_tmp("short.h5")));
+  assert_false(pg_test_exists(pg_test_tmp("short.h5.tmp")));
 
   /* the writer refuses what the reader would refuse */
-  w = pg_latents_create(tmp("nan.h5"), &info);
+  w = pg_latents_create(pg_test_tmp("nan.h5"), &info);
   x[1 * 24 + 7] = NAN;
   assert_int_not_equal(pg_latents_append(w, 5, x, y), PG_OK);
   assert_error_contains("sample 1");
   pg_latents_abort(w);
-  assert_false(exists(tmp("nan.h5.tmp")));
+  assert_false(pg_test_exists(pg_test_tmp("nan.h5.tmp")));
   x[1 * 24 + 7] = 0;
   info.num_classes = 3;
-  w = pg_latents_create(tmp("lab.h5"), &info);
+  w = pg_latents_create(pg_test_tmp("lab.h5"), &info);
   assert_int_not_equal(pg_latents_append(w, 5, x, y), PG_OK);
   assert_error_contains("label of sample 2 is 3, outside [0, 3)");
   pg_latents_abort(w);
   info.n = 0;
-  assert_null(pg_latents_create(tmp("empty.h5"), &info));
+  assert_null(pg_latents_create(pg_test_tmp("empty.h5"), &info));
   assert_error_contains("N = 0");
 }
 
@@ -182,7 +161,7 @@ static void test_disk_full(void **state) {
   int64_t y[3] = {0, 1, 2};
   fill_samples(x, 3, 24);
   char path[512];
-  snprintf(path, sizeof path, "%s", tmp("full.h5"));
+  snprintf(path, sizeof path, "%s", pg_test_tmp("full.h5"));
   assert_int_equal(pg_latents_save(path, &info, x, y), PG_OK);
   struct stat before;
   stat(path, &before);
@@ -206,7 +185,7 @@ static void test_disk_full(void **state) {
   assert_int_not_equal(st, PG_OK);
   assert_error_contains(path);
   assert_error_contains("the previous file is unchanged");
-  assert_false(exists(tmp("full.h5.tmp")));
+  assert_false(pg_test_exists(pg_test_tmp("full.h5.tmp")));
   struct stat after;
   stat(path, &after);
   assert_int_equal(after.st_size, before.st_size);
@@ -219,7 +198,7 @@ static void test_disk_full(void **state) {
 /* ---- Files broken on purpose, written with raw HDF5 ---- */
 
 static hid_t raw_create(const char *name) {
-  return H5Fcreate(tmp(name), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  return H5Fcreate(pg_test_tmp(name), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
 }
 
 static void raw_dataset(hid_t f, const char *name, hid_t type, int rank, const hsize_t *dims,
@@ -232,8 +211,8 @@ static void raw_dataset(hid_t f, const char *name, hid_t type, int rank, const h
 }
 
 static void expect_open_error(const char *name, const char *needle) {
-  assert_null(pg_latents_open(tmp(name)));
-  assert_error_contains(tmp(name)); /* every message names the file */
+  assert_null(pg_latents_open(pg_test_tmp(name)));
+  assert_error_contains(pg_test_tmp(name)); /* every message names the file */
   assert_error_contains(needle);
 }
 
@@ -244,7 +223,7 @@ static void test_validation_errors(void **state) {
   hsize_t d4[4] = {4, 2, 2, 2};
 
   /* a text file named .h5 */
-  FILE *t = fopen(tmp("text.h5"), "w");
+  FILE *t = fopen(pg_test_tmp("text.h5"), "w");
   fputs("this is not HDF5\n", t);
   fclose(t);
   expect_open_error("text.h5", "not an HDF5 file");
@@ -254,19 +233,19 @@ static void test_validation_errors(void **state) {
   float *big = calloc(40 * 24, sizeof *big);
   int64_t labels[40] = {0};
   fill_samples(big, 40, 24);
-  pg_latents_save(tmp("whole.h5"), &info, big, labels);
+  pg_latents_save(pg_test_tmp("whole.h5"), &info, big, labels);
   free(big);
   struct stat st;
-  stat(tmp("whole.h5"), &st);
-  FILE *in = fopen(tmp("whole.h5"), "rb"), *out = fopen(tmp("truncated.h5"), "wb");
+  stat(pg_test_tmp("whole.h5"), &st);
+  FILE *in = fopen(pg_test_tmp("whole.h5"), "rb"), *out = fopen(pg_test_tmp("truncated.h5"), "wb");
   char *bytes = malloc((size_t)st.st_size);
   assert_int_equal(fread(bytes, 1, (size_t)st.st_size, in), st.st_size);
   fwrite(bytes, 1, (size_t)st.st_size / 2, out);
   fclose(in);
   fclose(out);
   free(bytes);
-  assert_null(pg_latents_open(tmp("truncated.h5")));
-  assert_error_contains(tmp("truncated.h5"));
+  assert_null(pg_latents_open(pg_test_tmp("truncated.h5")));
+  assert_error_contains(pg_test_tmp("truncated.h5"));
 
   /* a missing 'latents' dataset */
   hid_t f = raw_create("missing.h5");
@@ -299,7 +278,7 @@ static void test_validation_errors(void **state) {
   raw_dataset(f, "latents", H5T_NATIVE_FLOAT, 4, d4, x);
   H5Fclose(f);
   expect_open_error("nan.h5", "sample 2 holds nan");
-  assert_null(pg_latents_load(tmp("nan.h5"))); /* checked in memory the same way */
+  assert_null(pg_latents_load(pg_test_tmp("nan.h5"))); /* checked in memory the same way */
   assert_error_contains("sample 2 holds nan");
   x[2 * 8 + 5] = 0;
   x[3 * 8] = -INFINITY;
@@ -338,7 +317,7 @@ static void test_validation_errors(void **state) {
   raw_dataset(f, "latents", H5T_NATIVE_FLOAT, 4, d4, x);
   raw_dataset(f, "labels", H5T_NATIVE_INT32, 1, (hsize_t[]){4}, ok32);
   H5Fclose(f);
-  pg_latents *ds = pg_latents_open(tmp("noattr.h5"));
+  pg_latents *ds = pg_latents_open(pg_test_tmp("noattr.h5"));
   assert_non_null(ds);
   assert_int_equal(ds->info.num_classes, 11);
   assert_true(ds->info.mean == 0.0 && ds->info.std == 1.0); /* unscaled by default */
@@ -372,7 +351,7 @@ static void test_validation_errors(void **state) {
   H5Fclose(f);
   expect_open_error("std.h5", "std = 0");
 
-  assert_null(pg_latents_open(tmp("no-such-file.h5")));
+  assert_null(pg_latents_open(pg_test_tmp("no-such-file.h5")));
   assert_error_contains("cannot open");
 }
 
@@ -448,51 +427,51 @@ static void test_idx(void **state) {
   uint8_t data[2 * 3 * 2];
   for (int i = 0; i < 12; i++) data[i] = (uint8_t)(i * 20);
   const uint8_t good[] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2};
-  write_idx(tmp("good.gz"), true, good, sizeof good, data, 12);
+  write_idx(pg_test_tmp("good.gz"), true, good, sizeof good, data, 12);
   pg_idx idx;
-  assert_int_equal(pg_idx_read(tmp("good.gz"), 3, &idx), PG_OK);
+  assert_int_equal(pg_idx_read(pg_test_tmp("good.gz"), 3, &idx), PG_OK);
   assert_int_equal(idx.ndim, 3);
   assert_true(idx.shape[0] == 2 && idx.shape[1] == 3 && idx.shape[2] == 2);
   assert_memory_equal(idx.data, data, 12);
   pg_idx_free(&idx);
   /* an uncompressed file reads the same */
-  write_idx(tmp("plain.idx"), false, good, sizeof good, data, 12);
-  assert_int_equal(pg_idx_read(tmp("plain.idx"), 0, &idx), PG_OK);
+  write_idx(pg_test_tmp("plain.idx"), false, good, sizeof good, data, 12);
+  assert_int_equal(pg_idx_read(pg_test_tmp("plain.idx"), 0, &idx), PG_OK);
   assert_memory_equal(idx.data, data, 12);
   pg_idx_free(&idx);
 
   const uint8_t magic[] = {1, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2};
-  write_idx(tmp("magic.gz"), true, magic, sizeof magic, data, 12);
-  assert_int_not_equal(pg_idx_read(tmp("magic.gz"), 3, &idx), PG_OK);
+  write_idx(pg_test_tmp("magic.gz"), true, magic, sizeof magic, data, 12);
+  assert_int_not_equal(pg_idx_read(pg_test_tmp("magic.gz"), 3, &idx), PG_OK);
   assert_error_contains("bad IDX magic 01 00 08 03");
   const uint8_t type[] = {0, 0, 0x0d, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2};
-  write_idx(tmp("type.gz"), true, type, sizeof type, data, 12);
-  assert_int_not_equal(pg_idx_read(tmp("type.gz"), 3, &idx), PG_OK);
+  write_idx(pg_test_tmp("type.gz"), true, type, sizeof type, data, 12);
+  assert_int_not_equal(pg_idx_read(pg_test_tmp("type.gz"), 3, &idx), PG_OK);
   assert_error_contains("element type 0x0d");
-  assert_int_not_equal(pg_idx_read(tmp("good.gz"), 1, &idx), PG_OK);
+  assert_int_not_equal(pg_idx_read(pg_test_tmp("good.gz"), 1, &idx), PG_OK);
   assert_error_contains("IDX rank 3 (expected 1)");
   /* sizes that disagree with the file's length: short data, extra data */
-  write_idx(tmp("short.gz"), true, good, sizeof good, data, 11);
-  assert_int_not_equal(pg_idx_read(tmp("short.gz"), 3, &idx), PG_OK);
+  write_idx(pg_test_tmp("short.gz"), true, good, sizeof good, data, 11);
+  assert_int_not_equal(pg_idx_read(pg_test_tmp("short.gz"), 3, &idx), PG_OK);
   assert_error_contains("promises 12 elements");
   const uint8_t huge[] = {0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-  write_idx(tmp("huge.gz"), true, huge, sizeof huge, data, 12);
-  assert_int_not_equal(pg_idx_read(tmp("huge.gz"), 2, &idx), PG_OK);
+  write_idx(pg_test_tmp("huge.gz"), true, huge, sizeof huge, data, 12);
+  assert_int_not_equal(pg_idx_read(pg_test_tmp("huge.gz"), 2, &idx), PG_OK);
   assert_error_contains("more elements than the file");
-  write_idx(tmp("header.gz"), true, good, 10, NULL, 0);
-  assert_int_not_equal(pg_idx_read(tmp("header.gz"), 3, &idx), PG_OK);
+  write_idx(pg_test_tmp("header.gz"), true, good, 10, NULL, 0);
+  assert_int_not_equal(pg_idx_read(pg_test_tmp("header.gz"), 3, &idx), PG_OK);
   assert_error_contains("needs 16 bytes");
   /* a damaged gzip stream */
-  write_idx(tmp("good2.gz"), true, good, sizeof good, data, 12);
-  FILE *f = fopen(tmp("good2.gz"), "r+b");
+  write_idx(pg_test_tmp("good2.gz"), true, good, sizeof good, data, 12);
+  FILE *f = fopen(pg_test_tmp("good2.gz"), "r+b");
   fseek(f, 12, SEEK_SET);
   fputc(0xAA, f);
   fputc(0x55, f);
   fclose(f);
-  pg_status st = pg_idx_read(tmp("good2.gz"), 3, &idx);
+  pg_status st = pg_idx_read(pg_test_tmp("good2.gz"), 3, &idx);
   assert_int_not_equal(st, PG_OK);
-  assert_error_contains(tmp("good2.gz"));
-  assert_int_not_equal(pg_idx_read(tmp("absent.gz"), 3, &idx), PG_OK);
+  assert_error_contains(pg_test_tmp("good2.gz"));
+  assert_int_not_equal(pg_idx_read(pg_test_tmp("absent.gz"), 3, &idx), PG_OK);
   assert_error_contains("cannot open");
 }
 
@@ -529,7 +508,7 @@ static void make_fake_fashion(const char *folder) {
 static void test_fashion_pipeline_on_fake_idx(void **state) {
   (void)state;
   char fake[512];
-  snprintf(fake, sizeof fake, "%s", tmp("fake-fashion"));
+  snprintf(fake, sizeof fake, "%s", pg_test_tmp("fake-fashion"));
   make_fake_fashion(fake);
   /* the train split's statistics over padded [0, 1] pixels, computed here directly */
   double sum = 0, sq = 0, total = FAKE_TRAIN * 32.0 * 32.0;
@@ -546,8 +525,8 @@ static void test_fashion_pipeline_on_fake_idx(void **state) {
   double std = sqrt(sq / total);
 
   /* the test split is scaled with the train split's statistics */
-  assert_int_equal(pg_make_fashion_mnist(fake, "test", 0, tmp("fake-test.h5")), PG_OK);
-  pg_latents *ds = pg_latents_open(tmp("fake-test.h5"));
+  assert_int_equal(pg_make_fashion_mnist(fake, "test", 0, pg_test_tmp("fake-test.h5")), PG_OK);
+  pg_latents *ds = pg_latents_open(pg_test_tmp("fake-test.h5"));
   assert_non_null(ds);
   assert_int_equal(ds->info.n, FAKE_TEST);
   assert_true(ds->info.height == 16 && ds->info.width == 16 && ds->info.channels == 4);
@@ -578,49 +557,50 @@ static void test_fashion_pipeline_on_fake_idx(void **state) {
   pg_latents_close(ds);
 
   /* --count takes the first images; too many is an error */
-  assert_int_equal(pg_make_fashion_mnist(fake, "train", 2, tmp("fake-train.h5")), PG_OK);
-  ds = pg_latents_open(tmp("fake-train.h5"));
+  assert_int_equal(pg_make_fashion_mnist(fake, "train", 2, pg_test_tmp("fake-train.h5")), PG_OK);
+  ds = pg_latents_open(pg_test_tmp("fake-train.h5"));
   assert_int_equal(ds->info.n, 2);
   pg_latents_close(ds);
-  assert_int_not_equal(pg_make_fashion_mnist(fake, "train", 9, tmp("x.h5")), PG_OK);
+  assert_int_not_equal(pg_make_fashion_mnist(fake, "train", 9, pg_test_tmp("x.h5")), PG_OK);
   assert_error_contains("--count 9 exceeds the 5 images");
-  assert_int_not_equal(pg_make_fashion_mnist(fake, "validation", 0, tmp("x.h5")), PG_OK);
+  assert_int_not_equal(pg_make_fashion_mnist(fake, "validation", 0, pg_test_tmp("x.h5")), PG_OK);
   assert_error_contains("split 'validation'");
   /* a missing folder names the Debian package */
-  assert_int_not_equal(pg_make_fashion_mnist(tmp("nowhere"), "train", 0, tmp("x.h5")), PG_OK);
+  assert_int_not_equal(pg_make_fashion_mnist(pg_test_tmp("nowhere"), "train", 0, pg_test_tmp("x.h5")),
+                       PG_OK);
   assert_error_contains("install the Debian package dataset-fashion-mnist");
   /* a corrupt header in the folder is reported with its file */
   char bad[600];
   snprintf(bad, sizeof bad, "%s/t10k-labels-idx1-ubyte.gz", fake);
   const uint8_t lhead[8] = {0, 0, 8, 1, 0, 0, 0, 7};
   write_idx(bad, true, lhead, 8, (const uint8_t[]){1, 2, 3}, 3);
-  assert_int_not_equal(pg_make_fashion_mnist(fake, "test", 0, tmp("x.h5")), PG_OK);
+  assert_int_not_equal(pg_make_fashion_mnist(fake, "test", 0, pg_test_tmp("x.h5")), PG_OK);
   assert_error_contains("t10k-labels-idx1-ubyte.gz: IDX header promises 7 elements");
-  assert_false(exists(tmp("x.h5")));
+  assert_false(pg_test_exists(pg_test_tmp("x.h5")));
 }
 
 /* The command itself, on the fake folder (--dir) and without the package. */
 static void test_latents_command(void **state) {
   (void)state;
   char fake[512];
-  snprintf(fake, sizeof fake, "%s", tmp("fake-cli"));
+  snprintf(fake, sizeof fake, "%s", pg_test_tmp("fake-cli"));
   make_fake_fashion(fake);
   char cmd[2048];
   snprintf(cmd, sizeof cmd,
            "%s/patchgrad latents --source fashion-mnist --dir %s --split test --out %s "
-           "--preview %s > %s 2>&1", PG_BUILD_DIR, fake, tmp("cli.h5"), tmp("cli.png"),
-           tmp("cli.log"));
+           "--preview %s > %s 2>&1", PG_BUILD_DIR, fake, pg_test_tmp("cli.h5"), pg_test_tmp("cli.png"),
+           pg_test_tmp("cli.log"));
   assert_int_equal(system(cmd), 0);
-  pg_latents *ds = pg_latents_open(tmp("cli.h5"));
+  pg_latents *ds = pg_latents_open(pg_test_tmp("cli.h5"));
   assert_non_null(ds);
   assert_int_equal(ds->info.n, FAKE_TEST);
   pg_latents_close(ds);
-  assert_true(exists(tmp("cli.png")));
+  assert_true(pg_test_exists(pg_test_tmp("cli.png")));
   snprintf(cmd, sizeof cmd,
            "%s/patchgrad latents --source fashion-mnist --dir %s/none --out %s > %s 2>&1",
-           PG_BUILD_DIR, dir, tmp("none.h5"), tmp("none.log"));
+           PG_BUILD_DIR, pg_test_tmpdir(), pg_test_tmp("none.h5"), pg_test_tmp("none.log"));
   assert_int_equal(WEXITSTATUS(system(cmd)), 1);
-  FILE *f = fopen(tmp("none.log"), "r");
+  FILE *f = fopen(pg_test_tmp("none.log"), "r");
   char log[2048] = "";
   size_t n = fread(log, 1, sizeof log - 1, f);
   log[n] = '\0';
@@ -628,14 +608,15 @@ static void test_latents_command(void **state) {
   assert_non_null(strstr(log, "dataset-fashion-mnist"));
   snprintf(cmd, sizeof cmd,
            "%s/patchgrad latents --source synthetic --out %s --count 30 --size 8 --channels 4 "
-           "--classes 3 --seed 5 > %s 2>&1", PG_BUILD_DIR, tmp("cli-syn.h5"), tmp("syn.log"));
+           "--classes 3 --seed 5 > %s 2>&1",
+           PG_BUILD_DIR, pg_test_tmp("cli-syn.h5"), pg_test_tmp("syn.log"));
   assert_int_equal(system(cmd), 0);
-  ds = pg_latents_open(tmp("cli-syn.h5"));
+  ds = pg_latents_open(pg_test_tmp("cli-syn.h5"));
   assert_non_null(ds);
   assert_true(ds->info.n == 30 && ds->info.height == 8 && ds->info.num_classes == 3);
   pg_latents_close(ds);
   snprintf(cmd, sizeof cmd, "%s/patchgrad latents --source synthetic --out %s --count -4 > %s 2>&1",
-           PG_BUILD_DIR, tmp("neg.h5"), tmp("neg.log"));
+           PG_BUILD_DIR, pg_test_tmp("neg.h5"), pg_test_tmp("neg.log"));
   assert_int_equal(WEXITSTATUS(system(cmd)), 2);
 }
 
@@ -646,8 +627,8 @@ static void test_fashion_mnist_installed(void **state) {
     print_message("dataset-fashion-mnist is not installed: skipped\n");
     skip();
   }
-  assert_int_equal(pg_make_fashion_mnist(NULL, "test", 0, tmp("fm-test.h5")), PG_OK);
-  pg_latents *ds = pg_latents_open(tmp("fm-test.h5"));
+  assert_int_equal(pg_make_fashion_mnist(NULL, "test", 0, pg_test_tmp("fm-test.h5")), PG_OK);
+  pg_latents *ds = pg_latents_open(pg_test_tmp("fm-test.h5"));
   assert_non_null(ds);
   assert_int_equal(ds->info.n, 10000);
   assert_true(ds->info.height == 16 && ds->info.width == 16 && ds->info.channels == 4);
@@ -685,8 +666,8 @@ static void test_synthetic(void **state) {
   o.count = 400;
   o.size = 8;
   o.seed = 3;
-  assert_int_equal(pg_make_synthetic(&o, tmp("syn.h5")), PG_OK);
-  pg_latents *ds = pg_latents_open(tmp("syn.h5"));
+  assert_int_equal(pg_make_synthetic(&o, pg_test_tmp("syn.h5")), PG_OK);
+  pg_latents *ds = pg_latents_open(pg_test_tmp("syn.h5"));
   assert_non_null(ds);
   assert_true(ds->info.n == 400 && ds->info.height == 8 && ds->info.channels == 4);
   assert_int_equal(ds->info.num_classes, 10);
@@ -739,14 +720,14 @@ static void test_synthetic(void **state) {
   o.channels = 3;
   o.count = 20;
   o.classes = 40;
-  assert_int_equal(pg_make_synthetic(&o, tmp("syn3.h5")), PG_OK);
-  ds = pg_latents_open(tmp("syn3.h5"));
+  assert_int_equal(pg_make_synthetic(&o, pg_test_tmp("syn3.h5")), PG_OK);
+  ds = pg_latents_open(pg_test_tmp("syn3.h5"));
   assert_true(ds->info.channels == 3 && ds->info.space_to_depth == 1);
   pg_latents_close(ds);
   o.classes = 41;
-  assert_int_not_equal(pg_make_synthetic(&o, tmp("bad.h5")), PG_OK);
+  assert_int_not_equal(pg_make_synthetic(&o, pg_test_tmp("bad.h5")), PG_OK);
   assert_error_contains("--classes 41");
-  assert_false(exists(tmp("bad.h5")));
+  assert_false(pg_test_exists(pg_test_tmp("bad.h5")));
 }
 
 int main(void) {
@@ -763,5 +744,5 @@ int main(void) {
       cmocka_unit_test(test_fashion_mnist_installed),
       cmocka_unit_test(test_synthetic),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, setup, pg_test_tmpdir_remove);
 }

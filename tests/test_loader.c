@@ -12,7 +12,7 @@
 #include "latents.h"
 #include "loader.h"
 
-static char dir[256], data_path[300], unlabelled_path[300];
+static char data_path[300], unlabelled_path[300];
 
 enum { N = 10, PER = 2 }; /* samples of shape [1, 1, 2] */
 
@@ -39,20 +39,12 @@ static void write_dataset(const char *path, int64_t n, bool labels) {
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/pg_test_loader_XXXXXX");
-  if (!mkdtemp(dir)) return -1;
-  snprintf(data_path, sizeof data_path, "%s/data.h5", dir);
-  snprintf(unlabelled_path, sizeof unlabelled_path, "%s/unlabelled.h5", dir);
+  if (pg_test_tmpdir_make("loader")) return -1;
+  snprintf(data_path, sizeof data_path, "%s", pg_test_tmp("data.h5"));
+  snprintf(unlabelled_path, sizeof unlabelled_path, "%s", pg_test_tmp("unlabelled.h5"));
   write_dataset(data_path, N, true);
   write_dataset(unlabelled_path, N, false);
   return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
 }
 
 static pg_loader *open_loader(int64_t batch, bool drop_last, bool in_memory, uint64_t seed) {
@@ -204,7 +196,7 @@ static void test_hyperslab_matches_in_memory(void **state) {
 
   /* a bigger file read by hyperslab: rows [start, start + count) only */
   char big[400];
-  snprintf(big, sizeof big, "%s/big.h5", dir);
+  snprintf(big, sizeof big, "%s", pg_test_tmp("big.h5"));
   write_dataset(big, 1000, true);
   pg_latents *ds = pg_latents_open(big);
   assert_non_null(ds);
@@ -269,7 +261,7 @@ static void test_bad_options(void **state) {
   assert_error_contains("position 11 outside [0, N = 10]");
   pg_loader_close(l);
   char missing[400];
-  snprintf(missing, sizeof missing, "%s/missing.h5", dir);
+  snprintf(missing, sizeof missing, "%s", pg_test_tmp("missing.h5"));
   assert_null(pg_loader_open(missing, &o));
   assert_error_contains(missing);
 }
@@ -283,5 +275,5 @@ int main(void) {
       cmocka_unit_test(test_state_restores_exactly),
       cmocka_unit_test(test_bad_options),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, setup, pg_test_tmpdir_remove);
 }

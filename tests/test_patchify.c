@@ -3,10 +3,6 @@
  * paths, output shapes over a sweep, the default init, and every error. */
 #include "testutil.h"
 
-/* Small arena chunks (bigger requests get their own): a test makes many
- * contexts, and a 64 MiB default chunk is slow to map under MALLOC_PERTURB_. */
-#define TEST_ARENA_CHUNK ((size_t)1 << 20)
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +79,8 @@ static void reference_patchify(const pg_tensor *x, const pg_tensor *w, const pg_
 }
 
 /* Sizes above the threading threshold: forward and input gradient against
- * the direct loops (the gradient of x is the same loops transposed). */
+ * the direct loops (the gradient of x is the same loops transposed: those of
+ * Unpatchify's definition, run on the output gradient). */
 static void test_large_against_reference(void **state) {
   (void)state;
   const int64_t patch_stride[][2] = {{3, 2}, {4, 4}, {2, 3}};
@@ -94,7 +91,7 @@ static void test_large_against_reference(void **state) {
     pg_tensor *w = pg_test_randn(4, (int64_t[]){O, C, P, P}, 0.2f, 200 + (uint64_t)k);
     pg_tensor *b = pg_test_randn(1, &O, 0.2f, 300 + (uint64_t)k);
     int64_t gh = (H - P) / S + 1, gw = (W - P) / S + 1, n_out = B * gh * gw * O;
-    pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+    pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
     pg_tensor *y = pg_patchify_op(ctx, x, w, b, 2, P, S);
     assert_non_null(y);
     double *want = malloc((size_t)n_out * sizeof *want);
@@ -106,17 +103,7 @@ static void test_large_against_reference(void **state) {
     pg_tensor *g = pg_test_randn(4, y->shape, 1.0f, 400 + (uint64_t)k);
     assert_int_equal(pg_backward_with(ctx, y, g->data), PG_OK);
     double *gx = calloc((size_t)x->numel, sizeof *gx);
-    for (int64_t n = 0; n < B; n++)
-      for (int64_t i = 0; i < gh; i++)
-        for (int64_t j = 0; j < gw; j++)
-          for (int64_t o = 0; o < O; o++) {
-            double go = g->data[((n * gh + i) * gw + j) * O + o];
-            for (int64_t c = 0; c < C; c++)
-              for (int64_t ki = 0; ki < P; ki++)
-                for (int64_t kj = 0; kj < P; kj++)
-                  gx[((n * H + i * S + ki) * W + j * S + kj) * C + c] +=
-                      go * w->data[((o * C + c) * P + ki) * P + kj];
-          }
+    pg_test_unpatchify_reference(g, w, S, H, W, gx);
     float *gx_f = malloc((size_t)x->numel * sizeof *gx_f);
     for (int64_t i = 0; i < x->numel; i++) gx_f[i] = (float)gx[i];
     assert_close(x->grad, gx_f, x->numel, 1e-4, 1e-4);
@@ -134,7 +121,7 @@ static void test_large_against_reference(void **state) {
 
 static void test_output_shapes(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   int checked = 0;
   for (int d = 1; d <= 3; d++)
     for (int64_t P = 1; P <= 4; P++)
@@ -165,7 +152,7 @@ static void test_identity_weight_unfolds(void **state) {
   pg_tensor *x = pg_test_randn(4, (int64_t[]){1, 4, 6, C}, 1.0f, 5);
   pg_tensor *w = pg_tensor_new(4, (int64_t[]){K, C, P, P}, false);
   for (int64_t o = 0; o < K; o++) w->data[o * K + o] = 1.0f;
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *y = pg_patchify_op(ctx, x, w, NULL, 2, P, P);
   for (int64_t i = 0; i < 2; i++)
     for (int64_t j = 0; j < 3; j++)
@@ -176,22 +163,6 @@ static void test_identity_weight_unfolds(void **state) {
                         x->data[((i * P + ki) * 6 + j * P + kj) * C + c]);
   pg_ctx_free(ctx);
   pg_tensor_free(x), pg_tensor_free(w);
-}
-
-static void assert_uniform(const pg_tensor *t, double bound) {
-  double sum = 0, sq = 0, peak = 0;
-  for (int64_t i = 0; i < t->numel; i++) {
-    double v = t->data[i];
-    assert_true(fabs(v) <= bound);
-    sum += v, sq += v * v;
-    peak = fmax(peak, fabs(v));
-  }
-  double n = (double)t->numel, mean = sum / n, var = sq / n - mean * mean;
-  /* mean within 4 standard errors; variance bound^2/3 within 5% (its
-   * standard error is about 0.9/sqrt(n) relative, < 1% here) */
-  assert_true(fabs(mean) < 4.0 * bound / sqrt(3.0 * n));
-  assert_true(fabs(var / (bound * bound / 3.0) - 1.0) < 0.05);
-  assert_true(peak > 0.99 * bound); /* the full range is used */
 }
 
 static void test_default_init(void **state) {
@@ -239,7 +210,7 @@ static void test_layer_forward(void **state) {
   pg_rng_seed(&rng, 2);
   pg_patchify l;
   assert_int_equal(pg_patchify_init(&l, &ps, "pe", 3, 8, 2, 2, 2, true, &rng), PG_OK);
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *x = pg_normal(ctx, PG_SHAPE(2, 8, 6, 3), 0.0f, 1.0f, &rng);
   pg_tensor *y = pg_patchify_forward(ctx, &l, x);
   pg_tensor *y2 = pg_patchify_op(ctx, x, l.weight, l.bias, 2, 2, 2);
@@ -260,7 +231,7 @@ static void test_layer_forward(void **state) {
 
 static void test_errors(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *x = pg_zeros(ctx, PG_SHAPE(2, 8, 8, 3));
   pg_tensor *w = pg_zeros(ctx, PG_SHAPE(5, 3, 2, 2));
   pg_tensor *b = pg_zeros(ctx, PG_SHAPE(5));

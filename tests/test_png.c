@@ -13,27 +13,9 @@
 #include "plot.h"
 #include "png_image.h"
 
-static char dir[256];
-
-static const char *tmp(const char *name) {
-  static char buf[2][512];
-  static int k;
-  k ^= 1;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-  return buf[k];
-}
-
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/pg_test_png_XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
+  return pg_test_tmpdir_make("png");
 }
 
 static void test_gray_and_rgb_round_trip(void **state) {
@@ -42,9 +24,9 @@ static void test_gray_and_rgb_round_trip(void **state) {
     pg_image *im = pg_image_new(7, 5, channels);
     assert_non_null(im);
     for (int i = 0; i < 7 * 5 * channels; i++) im->pixels[i] = (uint8_t)(i * 37 + 11);
-    assert_int_equal(pg_png_write(tmp("a.png"), im), PG_OK);
-    assert_int_not_equal(access(tmp("a.png.tmp"), F_OK), 0);
-    pg_image *back = pg_png_read(tmp("a.png"));
+    assert_int_equal(pg_png_write(pg_test_tmp("a.png"), im), PG_OK);
+    assert_int_not_equal(access(pg_test_tmp("a.png.tmp"), F_OK), 0);
+    pg_image *back = pg_png_read(pg_test_tmp("a.png"));
     assert_non_null(back);
     assert_int_equal(back->width, 7);
     assert_int_equal(back->height, 5);
@@ -58,31 +40,31 @@ static void test_gray_and_rgb_round_trip(void **state) {
 static void test_failures(void **state) {
   (void)state;
   pg_image *im = pg_image_new(2, 2, 1);
-  assert_int_not_equal(pg_png_write(tmp("no/such/folder/a.png"), im), PG_OK);
+  assert_int_not_equal(pg_png_write(pg_test_tmp("no/such/folder/a.png"), im), PG_OK);
   assert_error_contains("cannot create");
   pg_image_free(im);
   assert_null(pg_image_new(0, 3, 1));
   assert_error_contains("0 x 3");
   assert_null(pg_image_new(3, 3, 2));
   assert_error_contains("2 channels");
-  FILE *f = fopen(tmp("text.png"), "w");
+  FILE *f = fopen(pg_test_tmp("text.png"), "w");
   fputs("not a png at all", f);
   fclose(f);
-  assert_null(pg_png_read(tmp("text.png")));
+  assert_null(pg_png_read(pg_test_tmp("text.png")));
   assert_error_contains("not a PNG file");
   /* a PNG cut in half */
   pg_image *big = pg_image_new(64, 64, 3);
   for (int i = 0; i < 64 * 64 * 3; i++) big->pixels[i] = (uint8_t)(i * 7919 % 251);
-  pg_png_write(tmp("whole.png"), big);
+  pg_png_write(pg_test_tmp("whole.png"), big);
   pg_image_free(big);
-  f = fopen(tmp("whole.png"), "rb");
+  f = fopen(pg_test_tmp("whole.png"), "rb");
   char bytes[20000];
   size_t n = fread(bytes, 1, sizeof bytes, f);
   fclose(f);
-  f = fopen(tmp("half.png"), "wb");
+  f = fopen(pg_test_tmp("half.png"), "wb");
   fwrite(bytes, 1, n / 2, f);
   fclose(f);
-  assert_null(pg_png_read(tmp("half.png")));
+  assert_null(pg_png_read(pg_test_tmp("half.png")));
   assert_error_contains("half.png");
 }
 
@@ -104,8 +86,8 @@ static void test_grid(void **state) {
   assert_int_equal(g->pixels[4 * g->width + 1], 30); /* tile 2, second row */
   assert_int_equal(g->pixels[7 * g->width + 1], 50); /* tile 4 */
   assert_int_equal(g->pixels[7 * g->width + 5], 200); /* no tile 5 */
-  assert_int_equal(pg_png_write(tmp("grid.png"), g), PG_OK);
-  pg_image *back = pg_png_read(tmp("grid.png"));
+  assert_int_equal(pg_png_write(pg_test_tmp("grid.png"), g), PG_OK);
+  pg_image *back = pg_png_read(pg_test_tmp("grid.png"));
   assert_memory_equal(back->pixels, g->pixels, (size_t)(g->width * g->height));
   pg_image_free(back);
   pg_image_free(g);
@@ -161,7 +143,7 @@ static void test_plot(void **state) {
         found = p[0] == 31 && p[1] == 119 && p[2] == 180;
       }
     assert_true(found);
-    assert_int_equal(pg_png_write(tmp(log_y ? "loss_log.png" : "loss.png"), im), PG_OK);
+    assert_int_equal(pg_png_write(pg_test_tmp(log_y ? "loss_log.png" : "loss.png"), im), PG_OK);
     pg_image_free(im);
   }
   float bad[3] = {NAN, -1, 0};
@@ -206,7 +188,7 @@ static void test_latent_sheet(void **state) {
       int k = ((y / 2) * 2 + x / 2) * 4 + 2 * (y % 2) + x % 2;
       assert_int_equal(g->pixels[(1 + y) * g->width + 1 + x], (int)lround(k / 15.0 * 255));
     }
-  assert_int_equal(pg_png_write(tmp("sheet.png"), g), PG_OK);
+  assert_int_equal(pg_png_write(pg_test_tmp("sheet.png"), g), PG_OK);
   pg_image_free(g);
 }
 
@@ -219,5 +201,5 @@ int main(void) {
       cmocka_unit_test(test_digit_font),
       cmocka_unit_test(test_latent_sheet),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, setup, pg_test_tmpdir_remove);
 }

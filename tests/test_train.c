@@ -18,46 +18,28 @@
 #include "synthetic.h"
 #include "trainer.h"
 
-static char dir[256];
-
-static const char *path_in(const char *name) {
-  static char p[4][512];
-  static int k;
-  char *buf = p[k++ & 3];
-  snprintf(buf, 512, "%s/%s", dir, name);
-  return buf;
-}
-
 static int setup_dir(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/pg_test_train_XXXXXX");
-  if (!mkdtemp(dir)) return -1;
+  if (pg_test_tmpdir_make("train")) return -1;
   pg_synthetic_opts so;
   pg_synthetic_opts_init(&so);
   so.count = 96;
   so.size = 8;
   so.classes = 4;
-  if (pg_make_synthetic(&so, path_in("train.h5"))) return -1;
+  if (pg_make_synthetic(&so, pg_test_tmp("train.h5"))) return -1;
   so.seed = 1;
   so.count = 32;
-  if (pg_make_synthetic(&so, path_in("val.h5"))) return -1;
+  if (pg_make_synthetic(&so, pg_test_tmp("val.h5"))) return -1;
   so.size = 6; /* 6x6 latents do not fit patch 4 */
-  if (pg_make_synthetic(&so, path_in("six.h5"))) return -1;
+  if (pg_make_synthetic(&so, pg_test_tmp("six.h5"))) return -1;
   return 0;
-}
-
-static int remove_dir(void **state) {
-  (void)state;
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  return system(cmd) == 0 ? 0 : -1;
 }
 
 static pg_train_opts small_run(const char *out) {
   pg_train_opts o;
   pg_train_opts_init(&o);
-  o.data_path = path_in("train.h5");
-  o.val_path = path_in("val.h5");
+  o.data_path = pg_test_tmp("train.h5");
+  o.val_path = pg_test_tmp("val.h5");
   o.val_count = 16;
   o.model.hidden = 16;
   o.model.depth = 1;
@@ -135,25 +117,25 @@ static void test_resume_is_exact(void **state) {
   (void)state;
   pg_train_result r;
   /* one run of 8 steps */
-  pg_train_opts o = small_run(path_in("full"));
+  pg_train_opts o = small_run(pg_test_tmp("full"));
   o.steps = 8;
   assert_int_equal(pg_train(&o, &r), PG_OK);
   assert_int_equal(r.step, 8);
   /* 5 steps, then resumed to 8 */
-  pg_train_opts a = small_run(path_in("part"));
+  pg_train_opts a = small_run(pg_test_tmp("part"));
   a.steps = 5;
   assert_int_equal(pg_train(&a, &r), PG_OK);
-  pg_train_opts b = small_run(path_in("part"));
+  pg_train_opts b = small_run(pg_test_tmp("part"));
   b.steps = 8;
   char resume[512];
-  snprintf(resume, sizeof resume, "%s", path_in("part/ckpt.h5"));
+  snprintf(resume, sizeof resume, "%s", pg_test_tmp("part/ckpt.h5"));
   b.resume = resume;
   assert_int_equal(pg_train(&b, &r), PG_OK);
   assert_int_equal(r.step, 8);
 
   pg_params p1, e1, p2, e2;
-  load_params(path_in("full/ckpt.h5"), &p1, &e1);
-  load_params(path_in("part/ckpt.h5"), &p2, &e2);
+  load_params(pg_test_tmp("full/ckpt.h5"), &p1, &e1);
+  load_params(pg_test_tmp("part/ckpt.h5"), &p2, &e2);
   assert_params_identical(&p1, &p2);
   assert_params_identical(&e1, &e2);
   pg_params_free(&p1);
@@ -161,7 +143,7 @@ static void test_resume_is_exact(void **state) {
   pg_params_free(&p2);
   pg_params_free(&e2);
   /* the same losses, step by step */
-  char *c1 = read_all(path_in("full/loss.csv")), *c2 = read_all(path_in("part/loss.csv"));
+  char *c1 = read_all(pg_test_tmp("full/loss.csv")), *c2 = read_all(pg_test_tmp("part/loss.csv"));
   assert_non_null(c1);
   assert_non_null(c2);
   static char l1[8192], l2[8192];
@@ -173,17 +155,17 @@ static void test_resume_is_exact(void **state) {
   free(c2);
   /* a run leaves its files behind */
   struct stat st;
-  assert_int_equal(stat(path_in("full/init.h5"), &st), 0);
-  assert_int_equal(stat(path_in("full/loss.png"), &st), 0);
-  assert_int_equal(stat(path_in("full/val_draws.h5"), &st), 0);
-  assert_int_not_equal(stat(path_in("full/ckpt.h5.tmp"), &st), 0);
+  assert_int_equal(stat(pg_test_tmp("full/init.h5"), &st), 0);
+  assert_int_equal(stat(pg_test_tmp("full/loss.png"), &st), 0);
+  assert_int_equal(stat(pg_test_tmp("full/val_draws.h5"), &st), 0);
+  assert_int_not_equal(stat(pg_test_tmp("full/ckpt.h5.tmp"), &st), 0);
 }
 
 static void test_rejects_unfit_data(void **state) {
   (void)state;
   pg_train_result r;
-  pg_train_opts o = small_run(path_in("unfit"));
-  o.data_path = path_in("six.h5");
+  pg_train_opts o = small_run(pg_test_tmp("unfit"));
+  o.data_path = pg_test_tmp("six.h5");
   o.val_path = NULL;
   o.model.patch_size = 4;
   o.steps = 1;
@@ -192,14 +174,14 @@ static void test_rejects_unfit_data(void **state) {
   /* the command says the same and exits non-zero */
   char cmd[1200];
   snprintf(cmd, sizeof cmd, "%s/patchgrad train --data %s --patch 4 --batch 8 --steps 1 --out %s --quiet 2>%s",
-           PG_BUILD_DIR, path_in("six.h5"), path_in("unfit"), path_in("err.txt"));
+           PG_BUILD_DIR, pg_test_tmp("six.h5"), pg_test_tmp("unfit"), pg_test_tmp("err.txt"));
   int rc = system(cmd);
   assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
-  char *err = read_all(path_in("err.txt"));
+  char *err = read_all(pg_test_tmp("err.txt"));
   assert_non_null(strstr(err, "patch size 4 does not divide"));
   free(err);
   /* a missing file names itself */
-  o.data_path = path_in("nothere.h5");
+  o.data_path = pg_test_tmp("nothere.h5");
   assert_int_not_equal(pg_train(&o, &r), PG_OK);
   assert_error_contains("nothere.h5");
 }
@@ -207,7 +189,7 @@ static void test_rejects_unfit_data(void **state) {
 static void test_nan_stops_without_saving(void **state) {
   (void)state;
   pg_train_result r;
-  pg_train_opts o = small_run(path_in("nan"));
+  pg_train_opts o = small_run(pg_test_tmp("nan"));
   o.optim = pg_optim_sgd(1e30); /* diverges at once */
   o.steps = 50;
   o.ckpt_every = 1;             /* would save after every good step */
@@ -219,9 +201,9 @@ static void test_nan_stops_without_saving(void **state) {
   /* the checkpoint on disk, if any, is from a step with a finite loss: it
    * loads, and holds only finite numbers */
   struct stat sb;
-  if (stat(path_in("nan/ckpt.h5"), &sb) == 0) {
+  if (stat(pg_test_tmp("nan/ckpt.h5"), &sb) == 0) {
     pg_params p, e;
-    load_params(path_in("nan/ckpt.h5"), &p, &e);
+    load_params(pg_test_tmp("nan/ckpt.h5"), &p, &e);
     for (int i = 0; i < p.count; i++)
       for (int64_t j = 0; j < p.items[i].tensor->numel; j++) assert_true(isfinite(p.items[i].tensor->data[j]));
     pg_params_free(&p);
@@ -232,10 +214,10 @@ static void test_nan_stops_without_saving(void **state) {
 static void test_sigint_saves(void **state) {
   (void)state;
   char out[512];
-  snprintf(out, sizeof out, "%s", path_in("sigint"));
+  snprintf(out, sizeof out, "%s", pg_test_tmp("sigint"));
   pid_t pid = fork();
   if (pid == 0) {
-    char *argv[] = {"patchgrad", "train", "--data", (char *)path_in("train.h5"), "--hidden", "16",
+    char *argv[] = {"patchgrad", "train", "--data", (char *)pg_test_tmp("train.h5"), "--hidden", "16",
                     "--depth", "1", "--batch", "16", "--steps", "1000000", "--out", out,
                     "--quiet", "--samples", "0", NULL};
     char exe[512];
@@ -270,5 +252,5 @@ int main(void) {
       cmocka_unit_test(test_nan_stops_without_saving),
       cmocka_unit_test(test_sigint_saves),
   };
-  return cmocka_run_group_tests(tests, setup_dir, remove_dir);
+  return cmocka_run_group_tests(tests, setup_dir, pg_test_tmpdir_remove);
 }

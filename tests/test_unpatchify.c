@@ -4,10 +4,6 @@
  * of output_spatial_shape, the three init schemes, and every error. */
 #include "testutil.h"
 
-/* Small arena chunks (bigger requests get their own): a test makes many
- * contexts, and a 64 MiB default chunk is slow to map under MALLOC_PERTURB_. */
-#define TEST_ARENA_CHUNK ((size_t)1 << 20)
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,7 +98,7 @@ static void round_trip(int d, const int64_t *spatial, int64_t c, int64_t patch, 
   pg_tensor *x = pg_test_randn(d + 2, xs, 1.0f, 7);
   pg_tensor *w = pg_tensor_new(d + 2, ws, true);
   orthonormal_columns(w->data, c_embed, k, 8);
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *tokens = pg_patchify_op(ctx, x, w, NULL, d, patch, patch);
   pg_tensor *back = pg_unpatchify_op(ctx, tokens, w, NULL, d, patch, patch, NULL);
   assert_non_null(back);
@@ -134,7 +130,7 @@ static void adjoint(int d, const int64_t *spatial, int64_t patch, int64_t stride
   xs[d + 1] = c_in;
   pg_tensor *x = pg_test_randn(d + 2, xs, 1.0f, seed);
   pg_tensor *w = pg_test_randn(d + 2, ws, 1.0f, seed + 1);
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *cx = pg_patchify_op(ctx, x, w, NULL, d, patch, stride);
   assert_non_null(cx);
   pg_rng rng;
@@ -175,24 +171,14 @@ static void test_large_against_reference(void **state) {
     pg_tensor *x = pg_test_randn(4, (int64_t[]){B, GH, GW, E}, 1.0f, 10 + (uint64_t)k);
     pg_tensor *w = pg_test_randn(4, (int64_t[]){E, C, P, P}, 0.2f, 20 + (uint64_t)k);
     pg_tensor *b = pg_test_randn(1, &C, 0.2f, 30 + (uint64_t)k);
-    pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+    pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
     pg_tensor *y = pg_unpatchify_op(ctx, x, w, b, 2, P, S, (int64_t[]){H, W});
     assert_non_null(y);
     assert_int_equal(y->shape[1], H);
     assert_int_equal(y->shape[2], W);
     double *want = calloc((size_t)y->numel, sizeof *want);
     for (int64_t i = 0; i < y->numel; i++) want[i] = b->data[i % C];
-    for (int64_t n = 0; n < B; n++)
-      for (int64_t i = 0; i < GH; i++)
-        for (int64_t j = 0; j < GW; j++)
-          for (int64_t e = 0; e < E; e++) {
-            double xv = x->data[((n * GH + i) * GW + j) * E + e];
-            for (int64_t c = 0; c < C; c++)
-              for (int64_t ki = 0; ki < P; ki++)
-                for (int64_t kj = 0; kj < P; kj++)
-                  want[((n * H + i * S + ki) * W + j * S + kj) * C + c] +=
-                      xv * w->data[((e * C + c) * P + ki) * P + kj];
-          }
+    pg_test_unpatchify_reference(x, w, S, H, W, want);
     float *want_f = malloc((size_t)y->numel * sizeof *want_f);
     for (int64_t i = 0; i < y->numel; i++) want_f[i] = (float)want[i];
     assert_close(y->data, want_f, y->numel, 1e-4, 1e-4);
@@ -204,7 +190,7 @@ static void test_large_against_reference(void **state) {
 
 static void test_output_shapes(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   int checked = 0;
   for (int d = 1; d <= 3; d++)
     for (int64_t P = 1; P <= 4; P++)
@@ -246,7 +232,7 @@ static void test_output_shapes(void **state) {
  * gaps of stride > patch. */
 static void test_uncovered_cells_get_bias(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *x = pg_full(ctx, PG_SHAPE(1, 3, 2), 1.0f);      /* 3 tokens, C_embed 2 */
   pg_tensor *w = pg_full(ctx, PG_SHAPE(2, 1, 2), 1.0f);      /* C_out 1, patch 2 */
   pg_tensor *b = pg_full(ctx, PG_SHAPE(1), 0.5f);
@@ -259,19 +245,6 @@ static void test_uncovered_cells_get_bias(void **state) {
   float want2[4] = {2.5f, 4.5f, 4.5f, 2.5f};
   assert_close(y->data, want2, 4, 0, 0);
   pg_ctx_free(ctx);
-}
-
-static void check_uniform(const pg_tensor *t, double bound) {
-  double sum = 0, sq = 0, peak = 0;
-  for (int64_t i = 0; i < t->numel; i++) {
-    double v = t->data[i];
-    assert_true(fabs(v) <= bound);
-    sum += v, sq += v * v, peak = fmax(peak, fabs(v));
-  }
-  double n = (double)t->numel, mean = sum / n, var = sq / n - mean * mean;
-  assert_true(fabs(mean) < 4.0 * bound / sqrt(3.0 * n));
-  assert_true(fabs(var / (bound * bound / 3.0) - 1.0) < 0.05);
-  assert_true(peak > 0.99 * bound);
 }
 
 static bool all_zero(const pg_tensor *t) {
@@ -295,7 +268,7 @@ static void test_init_schemes(void **state) {
   assert_int_equal(l.bias->shape[0], C);
   assert_int_equal(pg_params_find(&ps, "def.weight")->kind, PG_PARAM_WEIGHT);
   assert_int_equal(pg_params_find(&ps, "def.bias")->kind, PG_PARAM_BIAS);
-  check_uniform(l.weight, 1.0 / sqrt((double)(C * P * P)));
+  assert_uniform(l.weight, 1.0 / sqrt((double)(C * P * P)));
   for (int i = 0; i < C; i++) assert_true(fabs(l.bias->data[i]) <= 1.0 / sqrt((double)(C * P * P)));
   assert_false(all_zero(l.bias));
   pg_tensor *w_default = l.weight;
@@ -305,21 +278,21 @@ static void test_init_schemes(void **state) {
   assert_true(l.weight->requires_grad);
   /* fan_in: Kaiming uniform over C_embed * P^d, bias 0 */
   assert_int_equal(pg_unpatchify_init(&l, &ps, "fan", E, C, 2, P, P, true, PG_UNPATCH_INIT_FAN_IN, &rng), PG_OK);
-  check_uniform(l.weight, sqrt(6.0 / (double)(E * P * P)));
+  assert_uniform(l.weight, sqrt(6.0 / (double)(E * P * P)));
   assert_true(all_zero(l.bias));
   pg_tensor *w_fan = l.weight;
   /* 1-D and 3-D fans */
   assert_int_equal(pg_unpatchify_init(&l, &ps, "f1", 100, 3, 1, 7, 7, false, PG_UNPATCH_INIT_FAN_IN, &rng), PG_OK);
   assert_null(l.bias);
-  check_uniform(l.weight, sqrt(6.0 / 700.0));
+  assert_uniform(l.weight, sqrt(6.0 / 700.0));
   assert_int_equal(pg_unpatchify_init(&l, &ps, "d3", 64, 5, 3, 3, 2, true, PG_UNPATCH_INIT_DEFAULT, &rng), PG_OK);
-  check_uniform(l.weight, 1.0 / sqrt(5.0 * 27));
+  assert_uniform(l.weight, 1.0 / sqrt(5.0 * 27));
 
   /* Why fan_in exists: with stride == patch each output pixel sums C_embed
    * terms, so for unit-variance tokens the output variance is
    *   fan_in:  C_embed * 2/(C_embed P^d)        = 2 / P^d      (0.5 here)
    *   default: C_embed * 1/(3 C_out P^d)        = C_embed / (3 C_out P^d)  (4 here) */
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *x = pg_normal(ctx, PG_SHAPE(8, 16, 16, E), 0.0f, 1.0f, &rng);
   const pg_tensor *ws[2] = {w_fan, w_default};
   const double expect[2] = {2.0 / (P * P), (double)E / (3.0 * C * P * P)};
@@ -363,7 +336,7 @@ static void test_layer_forward(void **state) {
   pg_unpatchify l;
   assert_int_equal(pg_unpatchify_init(&l, &ps, "final_layer.linear", 16, 4, 2, 2, 2, true,
                                       PG_UNPATCH_INIT_DEFAULT, &rng), PG_OK);
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *x = pg_normal(ctx, PG_SHAPE(2, 3, 5, 16), 0.0f, 1.0f, &rng);
   pg_tensor *y = pg_unpatchify_forward(ctx, &l, x, NULL);
   assert_non_null(y);
@@ -385,7 +358,7 @@ static void test_layer_forward(void **state) {
 
 static void test_errors(void **state) {
   (void)state;
-  pg_ctx *ctx = pg_ctx_new(TEST_ARENA_CHUNK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *x = pg_zeros(ctx, PG_SHAPE(2, 4, 4, 6));
   pg_tensor *w = pg_zeros(ctx, PG_SHAPE(6, 3, 2, 2));
   pg_tensor *b = pg_zeros(ctx, PG_SHAPE(3));

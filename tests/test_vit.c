@@ -198,6 +198,14 @@ static void test_parameter_names(void **state) {
   pg_vit_free(&m);
 }
 
+/* m: the model of config c with single-head or multi-head attention, its
+ * weights drawn from rng seeded with seed (the test draws on from rng). */
+static void init_vit(pg_vit *m, pg_vit_config c, bool single_head, pg_rng *rng, uint64_t seed) {
+  c.single_head = single_head;
+  pg_rng_seed(rng, seed);
+  assert_int_equal(pg_vit_init(m, &c, rng), PG_OK);
+}
+
 typedef struct {
   pg_vit *m;
   const int64_t *labels;
@@ -211,12 +219,9 @@ static pg_tensor *vit_loss_fn(pg_ctx *ctx, pg_tensor *const *in, void *user) {
 static void test_gradcheck_whole_model(void **state) {
   (void)state;
   for (int single = 0; single < 2; single++) {
-    pg_vit_config c = tiny;
-    c.single_head = single;
     pg_vit m;
     pg_rng rng;
-    pg_rng_seed(&rng, 4);
-    assert_int_equal(pg_vit_init(&m, &c, &rng), PG_OK);
+    init_vit(&m, tiny, single, &rng, 4);
     /* larger weights than the init, so that every path carries signal */
     for (int i = 0; i < m.params.count; i++) pg_fill_normal(m.params.items[i].tensor, 0.0f, 0.4f, &rng);
     pg_tensor *x = pg_test_randn(PG_SHAPE(2, 4, 6, 2), 1.0f, 5);
@@ -239,12 +244,9 @@ static void test_gradcheck_whole_model(void **state) {
 static void test_class_token_gradient(void **state) {
   (void)state;
   for (int single = 0; single < 2; single++) {
-    pg_vit_config c = tiny;
-    c.single_head = single;
     pg_vit m;
     pg_rng rng;
-    pg_rng_seed(&rng, 9);
-    assert_int_equal(pg_vit_init(&m, &c, &rng), PG_OK);
+    init_vit(&m, tiny, single, &rng, 9);
     pg_ctx *ctx = pg_ctx_new(0);
     pg_tensor *x = pg_normal(ctx, PG_SHAPE(3, 4, 6, 2), 0.0f, 1.0f, &rng);
     pg_tensor *loss = pg_cross_entropy(ctx, pg_vit_forward(ctx, &m, x), (int64_t[]){0, 1, 2});
@@ -256,7 +258,7 @@ static void test_class_token_gradient(void **state) {
     printf("%s: |grad cls_token| = %.3e\n", single ? "single head" : "multi-head", sqrt(norm));
     assert_true(sqrt(norm) > 1e-6);
     /* the class token and position row 0 meet only in their sum: equal gradients */
-    assert_close(pe->grad, cls->grad, c.hidden, 1e-7, 1e-5);
+    assert_close(pe->grad, cls->grad, m.cfg.hidden, 1e-7, 1e-5);
     pg_ctx_free(ctx);
     pg_vit_free(&m);
   }
@@ -266,12 +268,11 @@ static void test_class_token_gradient(void **state) {
 static void test_overfit_small_batch(void **state) {
   (void)state;
   for (int single = 0; single < 2; single++) {
-    pg_vit_config c = {.height = 4, .width = 4, .in_channels = 3, .patch_size = 2, .hidden = 16,
-                       .depth = 1, .heads = 2, .mlp_ratio = 2, .num_classes = 4, .single_head = single};
+    const pg_vit_config c = {.height = 4, .width = 4, .in_channels = 3, .patch_size = 2, .hidden = 16,
+                             .depth = 1, .heads = 2, .mlp_ratio = 2, .num_classes = 4};
     pg_vit m;
     pg_rng rng;
-    pg_rng_seed(&rng, 11);
-    assert_int_equal(pg_vit_init(&m, &c, &rng), PG_OK);
+    init_vit(&m, c, single, &rng, 11);
     pg_optimizer opt;
     pg_optim_config oc = pg_optim_adamw(3e-3);
     assert_int_equal(pg_optimizer_init(&opt, &m.params, &oc), PG_OK);
@@ -323,11 +324,9 @@ static void test_steps_allocate_nothing(void **state) {
     c.height = c.width = 16;
     c.in_channels = 4;
     c.num_classes = 10;
-    c.single_head = single;
     pg_vit m;
     pg_rng rng;
-    pg_rng_seed(&rng, 13);
-    assert_int_equal(pg_vit_init(&m, &c, &rng), PG_OK);
+    init_vit(&m, c, single, &rng, 13);
     pg_optimizer opt;
     pg_optim_config oc = pg_optim_adamw(1e-3);
     assert_int_equal(pg_optimizer_init(&opt, &m.params, &oc), PG_OK);

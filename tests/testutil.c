@@ -1,10 +1,15 @@
 #include "testutil.h"
 
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "error.h"
+#include "h5util.h"
 
 void pg_test_assert_close(const float *got, const float *want, int64_t n, double atol,
                           double rtol, const char *file, int line) {
@@ -59,4 +64,122 @@ const char *pg_test_data(const char *name) {
   static char path[1024];
   snprintf(path, sizeof path, "%s/%s", PG_TEST_DATA, name);
   return path;
+}
+
+void pg_test_assert_uniform(const pg_tensor *t, double bound, const char *file, int line) {
+  double sum = 0, sq = 0, peak = 0;
+  for (int64_t i = 0; i < t->numel; i++) {
+    double v = t->data[i];
+    if (!(fabs(v) <= bound)) {
+      print_error("element %lld = %.9g is outside [-%g, %g]\n", (long long)i, v, bound, bound);
+      _fail(file, line);
+    }
+    sum += v, sq += v * v;
+    peak = fmax(peak, fabs(v));
+  }
+  double n = (double)t->numel, mean = sum / n, var = sq / n - mean * mean;
+  /* mean within 4 standard errors; variance bound^2/3 within 5% (its
+   * standard error is about 0.9/sqrt(n) relative, < 1% at the sizes tested) */
+  bool mean_ok = fabs(mean) < 4.0 * bound / sqrt(3.0 * n);
+  bool var_ok = fabs(var / (bound * bound / 3.0) - 1.0) < 0.05;
+  bool range_ok = peak > 0.99 * bound; /* the full range is used */
+  if (!mean_ok || !var_ok || !range_ok) {
+    print_error("not uniform(-%g, %g): mean %.4g, variance %.4g (want %.4g), largest |value| %.4g\n",
+                bound, bound, mean, var, bound * bound / 3.0, peak);
+    _fail(file, line);
+  }
+}
+
+void pg_test_unpatchify_reference(const pg_tensor *tokens, const pg_tensor *w, int64_t stride,
+                                  int64_t H, int64_t W, double *out) {
+  const int64_t B = tokens->shape[0], GH = tokens->shape[1], GW = tokens->shape[2];
+  const int64_t E = tokens->shape[3], C = w->shape[1], P = w->shape[2], S = stride;
+  for (int64_t n = 0; n < B; n++)
+    for (int64_t i = 0; i < GH; i++)
+      for (int64_t j = 0; j < GW; j++)
+        for (int64_t e = 0; e < E; e++) {
+          double v = tokens->data[((n * GH + i) * GW + j) * E + e];
+          for (int64_t c = 0; c < C; c++)
+            for (int64_t ki = 0; ki < P; ki++)
+              for (int64_t kj = 0; kj < P; kj++)
+                out[((n * H + i * S + ki) * W + j * S + kj) * C + c] +=
+                    v * w->data[((e * C + c) * P + ki) * P + kj];
+        }
+}
+
+static char tmpdir[256];
+
+int pg_test_tmpdir_make(const char *name) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/pg_test_%s_XXXXXX", name);
+  return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+int pg_test_tmpdir_remove(void **state) {
+  (void)state;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+const char *pg_test_tmpdir(void) { return tmpdir; }
+
+const char *pg_test_tmp(const char *name) {
+  static char buf[4][512];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+  return buf[k];
+}
+
+bool pg_test_exists(const char *path) { return access(path, F_OK) == 0; }
+
+int pg_test_run_check(const char *file, int *passed, int *failed) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "%s/patchgrad check '%s' 2>&1", PG_BUILD_DIR, file);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  char line[1024];
+  *passed = *failed = -1;
+  while (fgets(line, sizeof line, p)) {
+    fputs(line, stdout);
+    sscanf(line, "%d passed, %d failed", passed, failed);
+  }
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+typedef struct {
+  hid_t dst;
+  int n;
+  const char *const *ops;
+  int copied;
+} copy_state;
+
+static herr_t copy_case_if_listed(hid_t root, const char *name, const H5L_info_t *info, void *data) {
+  (void)info;
+  copy_state *s = data;
+  hid_t g = H5Gopen2(root, name, H5P_DEFAULT);
+  if (g < 0) return 0;
+  char op[64] = "";
+  pg_h5_attr_string(g, "op", op, sizeof op);
+  H5Gclose(g);
+  for (int i = 0; i < s->n; i++)
+    if (!strcmp(op, s->ops[i])) {
+      if (H5Ocopy(root, name, s->dst, name, H5P_DEFAULT, H5P_DEFAULT) < 0) return -1;
+      s->copied++;
+    }
+  return 0;
+}
+
+int pg_test_copy_cases(const char *src, const char *dst, int n, const char *const *ops) {
+  hid_t in = pg_h5_open(src, false);
+  if (in < 0) fail_msg("%s", pg_last_error());
+  hid_t out = H5Fcreate(dst, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(out >= 0);
+  copy_state s = {out, n, ops, 0};
+  hsize_t idx = 0;
+  assert_true(H5Literate(in, H5_INDEX_NAME, H5_ITER_INC, &idx, copy_case_if_listed, &s) >= 0);
+  H5Fclose(out);
+  H5Fclose(in);
+  return s.copied;
 }

@@ -3,6 +3,7 @@
 #define PG_TESTUTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -33,5 +34,42 @@ void pg_test_assert_error_contains(const char *needle, const char *file, int lin
 
 /* Path of a committed test fixture (tests/data/NAME). */
 const char *pg_test_data(const char *name);
+
+/* Small arena chunks for tests that make many contexts (bigger requests get
+ * their own): a 64 MiB default chunk is slow to map under MALLOC_PERTURB_. */
+#define PG_TEST_ARENA_CHUNK ((size_t)1 << 20)
+
+/* Fails the test unless t's values look drawn from uniform(-bound, bound):
+ * all within it, the mean within 4 standard errors of 0, the variance
+ * bound^2 / 3 within 5%, and the range used to > 99% of the bound. */
+#define assert_uniform(t, bound) pg_test_assert_uniform((t), (bound), __FILE__, __LINE__)
+void pg_test_assert_uniform(const pg_tensor *t, double bound, const char *file, int line);
+
+/* Unpatchify's definition in double, loop by loop, for the 2-D patch tests:
+ * adds into out [B, H, W, C] every token of tokens [B, GH, GW, E] times its
+ * patch of w [E, C, P, P], placed at the given stride. The same loops are
+ * Patchify's input gradient (tokens: its output gradient, w: its weight). */
+void pg_test_unpatchify_reference(const pg_tensor *tokens, const pg_tensor *w, int64_t stride,
+                                  int64_t H, int64_t W, double *out);
+
+/* A scratch folder for the whole test program: make it in the group setup
+ * (pg_test_tmpdir_make("png") makes /tmp/pg_test_png_XXXXXX; 0 or -1), and
+ * pass pg_test_tmpdir_remove as the group teardown (it deletes the folder
+ * with everything in it). */
+int pg_test_tmpdir_make(const char *name);
+int pg_test_tmpdir_remove(void **state);
+/* The folder, and the path of NAME in it (a ring of 4 buffers: copy a path
+ * that must outlive 4 more calls). */
+const char *pg_test_tmpdir(void);
+const char *pg_test_tmp(const char *name);
+bool pg_test_exists(const char *path);
+
+/* Runs the built `patchgrad check FILE`, its report copied to stdout (the
+ * test log); returns its exit status, and the counts of its "N passed, M
+ * failed" line (-1 when it printed none). */
+int pg_test_run_check(const char *file, int *passed, int *failed);
+/* Writes a new case file dst holding the cases of src whose op is one of
+ * ops[0..n); returns how many were copied. */
+int pg_test_copy_cases(const char *src, const char *dst, int n, const char *const *ops);
 
 #endif
