@@ -30,13 +30,6 @@ typedef struct {
 #define VMAX(a, b) _mm512_max_ps(a, b)
 #define VMIN(a, b) _mm512_min_ps(a, b)
 #include "attention_fused_body.h"
-#undef W
-#undef RB
-#undef NV
-#undef ISA
-#undef FMADD
-#undef VMAX
-#undef VMIN
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -49,13 +42,6 @@ typedef struct {
 #define VMAX(a, b) _mm256_max_ps(a, b)
 #define VMIN(a, b) _mm256_min_ps(a, b)
 #include "attention_fused_body.h"
-#undef W
-#undef RB
-#undef NV
-#undef ISA
-#undef FMADD
-#undef VMAX
-#undef VMIN
 #pragma GCC pop_options
 #endif
 
@@ -74,13 +60,6 @@ typedef struct {
 #define VMIN(a, b) ISA(select)((a) < (b), (a), (b))
 #endif
 #include "attention_fused_body.h"
-#undef W
-#undef RB
-#undef NV
-#undef ISA
-#undef FMADD
-#undef VMAX
-#undef VMIN
 
 static const pg_attn_kernels *kernels;
 static const char *kernels_isa;

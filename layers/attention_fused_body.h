@@ -1,6 +1,7 @@
 /* The kernels of attention_fused.c for one instruction set. That file
  * includes this one three times, inside a matching `#pragma GCC target`,
- * with these defined:
+ * with these defined (this file undefines them at its end, ready for the
+ * next set):
  *   W          floats per vector (16 AVX-512, 8 AVX2, 4 SSE2)
  *   RB         rows of a register tile
  *   NV         vectors across a register tile (RB * NV accumulators)
@@ -271,3 +272,10 @@ static const pg_attn_kernels ISA(kernels) = {ISA(forward_pair), ISA(backward_pai
 
 #undef VEC
 #undef IVEC
+#undef W
+#undef RB
+#undef NV
+#undef ISA
+#undef FMADD
+#undef VMAX
+#undef VMIN

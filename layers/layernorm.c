@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "broadcast.h"
+#include "vector_clones.h"
 
 typedef struct {
   double *mean; /* [rows]; double so that x - mean stays exact for large offsets */
@@ -185,12 +186,6 @@ pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tens
 }
 
 /* ---- LayerNorm fused with modulate ---- */
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PG_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PG_VECTOR_CLONES
-#endif
 
 typedef struct {
   layernorm_saved stats;

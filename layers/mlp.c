@@ -6,15 +6,7 @@
 
 #include "broadcast.h"
 #include "fastmath.h"
-
-/* Function multiversioning: the hot loops below are compiled for AVX-512,
- * AVX2 and the baseline, the loader picks the widest the CPU runs; the
- * build itself stays generic. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PG_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PG_VECTOR_CLONES
-#endif
+#include "vector_clones.h"
 
 /* GELU, tanh form, in place on z[0..n), and its slope gelu'(z) when slope is
  * non-NULL. With u = c (z + a z^3) and s = sigmoid(2u):

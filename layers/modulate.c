@@ -23,11 +23,23 @@ static pg_status check_per_sample(const char *who, const pg_tensor *x, const cha
   return PG_OK;
 }
 
+/* The geometry travels to the backward in the node's integer arguments. */
+static void save_per_sample(pg_node *node, per_sample d) {
+  if (!node) return;
+  node->iarg[0] = d.batch;
+  node->iarg[1] = d.tokens;
+  node->iarg[2] = d.hidden;
+}
+
+static per_sample saved_per_sample(const pg_node *node) {
+  return (per_sample){node->iarg[0], node->iarg[1], node->iarg[2]};
+}
+
 /* ---- modulate ---- */
 
 static void modulate_backward(pg_ctx *ctx, pg_node *node) {
   pg_tensor *x = node->in[0], *shift = node->in[1], *scale = node->in[2];
-  per_sample d = {node->iarg[0], node->iarg[1], node->iarg[2]};
+  const per_sample d = saved_per_sample(node);
   const float *g = node->out->grad;
   bool fx, fsh, fsc;
   float *dx = pg_grad_dest(ctx, x, &fx);
@@ -73,12 +85,7 @@ pg_tensor *pg_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor
     for (int64_t j = 0; j < d.hidden; j++) o[j] = xr[j] * (1.0f + sc[j]) + sh[j];
   });
   pg_tensor *inputs[3] = {x, shift, scale};
-  pg_node *node = pg_tape_record(ctx, "modulate", modulate_backward, out, 3, inputs);
-  if (node) {
-    node->iarg[0] = d.batch;
-    node->iarg[1] = d.tokens;
-    node->iarg[2] = d.hidden;
-  }
+  save_per_sample(pg_tape_record(ctx, "modulate", modulate_backward, out, 3, inputs), d);
   return out;
 }
 
@@ -86,7 +93,7 @@ pg_tensor *pg_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor
 
 static void gated_residual_backward(pg_ctx *ctx, pg_node *node) {
   pg_tensor *x = node->in[0], *gate = node->in[1], *y = node->in[2];
-  per_sample d = {node->iarg[0], node->iarg[1], node->iarg[2]};
+  const per_sample d = saved_per_sample(node);
   float *g = node->out->grad;
   /* dx = g: an intermediate x without a gradient yet adopts the output's
    * buffer (as a reshape does) instead of receiving a copy; only after g has
@@ -140,11 +147,6 @@ pg_tensor *pg_gated_residual_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *gate, pg_t
     for (int64_t j = 0; j < d.hidden; j++) o[j] = xr[j] + ga[j] * yr[j];
   });
   pg_tensor *inputs[3] = {x, gate, y};
-  pg_node *node = pg_tape_record(ctx, "gated_residual", gated_residual_backward, out, 3, inputs);
-  if (node) {
-    node->iarg[0] = d.batch;
-    node->iarg[1] = d.tokens;
-    node->iarg[2] = d.hidden;
-  }
+  save_per_sample(pg_tape_record(ctx, "gated_residual", gated_residual_backward, out, 3, inputs), d);
   return out;
 }

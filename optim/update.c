@@ -3,6 +3,8 @@
 #include <math.h>
 #include <omp.h>
 
+#include "vector_clones.h"
+
 bool pg_optim_use_threads(int64_t n) {
   return n >= PG_OPTIM_PARALLEL_MIN && omp_get_max_threads() > 1 && !omp_in_parallel();
 }
@@ -28,14 +30,9 @@ void pg_optim_parallel(int64_t n, void (*range)(void *user, int64_t lo, int64_t 
  * without hardware FMA. */
 static inline float fused(float a, float b, float c) { return (float)((double)a * b + c); }
 
-/* The update loops are compiled for AVX-512, AVX2 and the baseline; the
- * loader picks the widest this CPU runs. Without contraction (ISO C:
- * fp-contract off) every variant computes the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PG_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PG_VECTOR_CLONES
-#endif
+/* The update loops are compiled for AVX-512, AVX2 and the baseline
+ * (PG_VECTOR_CLONES); the loader picks the widest this CPU runs. Without
+ * contraction (ISO C: fp-contract off) every variant computes the same bits. */
 
 /* ---- SGD ---- */
 
