@@ -1,48 +1,78 @@
 /* patchgrad: one include for the whole public API.
  *
- *   #include <patchgrad.h>        cc prog.c $(pkg-config --cflags --libs patchgrad)
+ *   #include <patchgrad/patchgrad.h>     cc prog.c $(pkg-config --cflags --libs patchgrad)
  *
- * Floors, each using only those above it in this list:
- *   autograd  tensors, the step arena, the tape, ops, gradient checking
- *   layers    Linear, Patchify/Unpatchify, position embeddings, LayerNorm,
- *             attention, MLP, embeddings, adaLN pieces
- *   optim     SGD, Adam, AdamW, clipping, schedules, EMA
- *   io        HDF5 latent datasets, loader, checkpoints, case files, PNG
- *   dit       the DiT denoiser, diffusion objective, samplers, trainer */
+ * Floors, each using only those above it in this list (the build enforces
+ * it; docs/architecture.md draws them):
+ *   autograd  autograd/ tensors, the step arena, the tape, ops, gradient checking
+ *   layers    layers/ Linear, Patchify/Unpatchify, position embeddings, LayerNorm,
+ *                     attention, MLP, embeddings, adaLN pieces
+ *   optim     optim/  SGD, Adam, AdamW, clipping, schedules, EMA
+ *   io        io/     HDF5 helpers, latent files and their loader, checkpoints,
+ *                     case files
+ *   io        render/ PNG images and loss plots
+ *   io        data/   dataset makers: IDX, Fashion-MNIST, synthetic shapes, the
+ *                     image <-> latent transform
+ *   models    dit/    the DiT denoiser, diffusion objective, samplers, trainer,
+ *                     sample sheet
+ *   models    vit/    the ViT classifier, its training, the sample score
+ */
 #ifndef PATCHGRAD_H
 #define PATCHGRAD_H
 
-#include "blas.h"
-#include "error.h"
-#include "gradcheck.h"
-#include "ops.h"
-#include "params.h"
-#include "rng.h"
-#include "tape.h"
-#include "tensor.h"
+#include "patchgrad/autograd/api.h"
+#include "patchgrad/autograd/arena.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/error.h"
+#include "patchgrad/autograd/gradcheck.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/autograd/rng.h"
+#include "patchgrad/autograd/tape.h"
+#include "patchgrad/autograd/tensor.h"
 
-#include "attention.h"
-#include "embedding_layer.h"
-#include "layernorm.h"
-#include "linear.h"
-#include "mlp.h"
-#include "modulate.h"
-#include "patchify.h"
-#include "pos_embed.h"
-#include "unpatchify.h"
+#include "patchgrad/layers/attention.h"
+#include "patchgrad/layers/embedding_layer.h"
+#include "patchgrad/layers/layernorm.h"
+#include "patchgrad/layers/linear.h"
+#include "patchgrad/layers/mlp.h"
+#include "patchgrad/layers/modulate.h"
+#include "patchgrad/layers/patch_geometry.h"
+#include "patchgrad/layers/patchify.h"
+#include "patchgrad/layers/pos_embed.h"
+#include "patchgrad/layers/unpatchify.h"
 
-#include "clip.h"
-#include "ema.h"
-#include "optimizer.h"
-#include "schedule.h"
+#include "patchgrad/optim/clip.h"
+#include "patchgrad/optim/ema.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/optim/schedule.h"
+#include "patchgrad/optim/update.h"
 
-#include "checkpoint.h"
-#include "latents.h"
-#include "loader.h"
-#include "png_image.h"
+#include "patchgrad/io/atomic.h"
+#include "patchgrad/io/casefile.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/io/kv.h"
+#include "patchgrad/io/latents.h"
+#include "patchgrad/io/loader.h"
+#include "patchgrad/io/optim_kv.h"
+#include "patchgrad/io/training_run.h"
 
-#include "diffusion.h"
-#include "dit.h"
-#include "trainer.h"
+#include "patchgrad/render/plot.h"
+#include "patchgrad/render/png_image.h"
+
+#include "patchgrad/data/fashion_mnist.h"
+#include "patchgrad/data/idx.h"
+#include "patchgrad/data/latent_image.h"
+#include "patchgrad/data/synthetic.h"
+
+#include "patchgrad/dit/diffusion.h"
+#include "patchgrad/dit/dit.h"
+#include "patchgrad/dit/sample_sheet.h"
+#include "patchgrad/dit/trainer.h"
+
+#include "patchgrad/vit/classify.h"
+#include "patchgrad/vit/score.h"
+#include "patchgrad/vit/vit.h"
 
 #endif

@@ -5,9 +5,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "fastmath.h"
-#include "op_util.h"
-#include "ops.h"
+#include "patchgrad/autograd/fastmath.h"
+#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/ops.h"
 
 #define SQRT1_2 0.70710678118654752440f     /* 1/sqrt(2) */
 #define INV_SQRT_2PI 0.39894228040143267794f /* 1/sqrt(2 pi) */

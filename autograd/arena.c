@@ -1,9 +1,9 @@
-#include "arena.h"
+#include "patchgrad/autograd/arena.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "error.h"
+#include "patchgrad/autograd/error.h"
 
 #define PG_ALIGN 64
 

@@ -5,6 +5,8 @@
 #ifndef PG_ARENA_H
 #define PG_ARENA_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stddef.h>
 
 typedef struct pg_arena_chunk pg_arena_chunk;
@@ -19,10 +21,10 @@ typedef struct {
   long mallocs;            /* chunks allocated so far */
 } pg_arena;
 
-void pg_arena_init(pg_arena *arena, size_t chunk_bytes);
+PG_API void pg_arena_init(pg_arena *arena, size_t chunk_bytes);
 /* 64-byte aligned, uninitialised; NULL (with an error) when out of memory. */
-void *pg_arena_alloc(pg_arena *arena, size_t bytes);
-void pg_arena_reset(pg_arena *arena);
-void pg_arena_free(pg_arena *arena);
+PG_API void *pg_arena_alloc(pg_arena *arena, size_t bytes);
+PG_API void pg_arena_reset(pg_arena *arena);
+PG_API void pg_arena_free(pg_arena *arena);
 
 #endif

@@ -1,4 +1,4 @@
-#include "blas.h"
+#include "patchgrad/autograd/blas.h"
 
 #include <blis.h>
 #include <omp.h>

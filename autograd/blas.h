@@ -5,22 +5,24 @@
 #ifndef PG_BLAS_H
 #define PG_BLAS_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
-void pg_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+PG_API void pg_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
              float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
              float beta, float *c, int64_t ldc);
 
 /* The same product on the calling thread only: for loops that already run in
  * parallel (OpenMP over batch x heads), where BLIS's own threads would fight. */
-void pg_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+PG_API void pg_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                     float beta, float *c, int64_t ldc);
 
 /* Sets the thread count for BLIS and OpenMP (n < 1: the number of cores).
  * Call it once at start-up; BLIS otherwise reads BLIS_NUM_THREADS. */
-void pg_set_threads(int n);
-int pg_get_threads(void);
+PG_API void pg_set_threads(int n);
+PG_API int pg_get_threads(void);
 
 #endif

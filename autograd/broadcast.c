@@ -1,4 +1,4 @@
-#include "broadcast.h"
+#include "patchgrad/autograd/broadcast.h"
 
 #include <omp.h>
 #include <string.h>

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "tensor.h"
+#include "patchgrad/autograd/tensor.h"
 
 /* Loops touching more elements than this run on all OpenMP threads. */
 #define PG_PARALLEL_MIN ((int64_t)1 << 15)

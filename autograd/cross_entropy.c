@@ -12,8 +12,8 @@
  * one pass, no log or exp: the stable, fused form of softmax + log + nll. */
 #include <math.h>
 
-#include "op_util.h"
-#include "ops.h"
+#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/ops.h"
 
 /* One row: writes p (the softmax) and returns the row's loss, in double. */
 static double cross_entropy_row(const float *restrict x, float *restrict p, int64_t K,

@@ -7,9 +7,9 @@
  * summed over the axes along which that input was broadcast. */
 #include <math.h>
 
-#include "fastmath.h"
-#include "op_util.h"
-#include "ops.h"
+#include "patchgrad/autograd/fastmath.h"
+#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/ops.h"
 
 /* ---- Row kernels of the binary ops (x: a's element, y: b's) ---- */
 PG_ROW_KERNEL(, pg_kernel_add, x + y)

@@ -3,8 +3,8 @@
  * picked twice receives both). */
 #include <string.h>
 
-#include "op_util.h"
-#include "ops.h"
+#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/ops.h"
 
 /* saved: a copy of the indices (the caller's array may change before backward) */
 static void embedding_backward(pg_ctx *ctx, pg_node *node) {

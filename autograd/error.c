@@ -1,4 +1,4 @@
-#include "error.h"
+#include "patchgrad/autograd/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

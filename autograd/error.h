@@ -7,6 +7,8 @@
 #ifndef PG_ERROR_H
 #define PG_ERROR_H
 
+#include "patchgrad/autograd/api.h"
+
 typedef enum {
   PG_OK = 0,
   PG_ERR_ARG,    /* a bad argument: shape, rank, range */
@@ -17,16 +19,16 @@ typedef enum {
 } pg_status;
 
 /* The last error's message of this thread ("" when none). */
-const char *pg_last_error(void);
-pg_status pg_last_status(void);
-void pg_clear_error(void);
+PG_API const char *pg_last_error(void);
+PG_API pg_status pg_last_status(void);
+PG_API void pg_clear_error(void);
 
 /* Sets the message (printf format) and returns status, so that
  * `return pg_fail(PG_ERR_ARG, "...")` reads as one step. */
-pg_status pg_fail(pg_status status, const char *fmt, ...)
+PG_API pg_status pg_fail(pg_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Writes "[2, 3, 4]" into buf; for messages. Returns buf. */
-char *pg_shape_str(char *buf, int cap, int ndim, const long long *shape);
+PG_API char *pg_shape_str(char *buf, int cap, int ndim, const long long *shape);
 
 #endif

@@ -1,10 +1,10 @@
-#include "gradcheck.h"
+#include "patchgrad/autograd/gradcheck.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tape.h"
+#include "patchgrad/autograd/tape.h"
 
 /* <f(inputs), r> in double; the context is reset first. */
 static pg_status eval_dot(pg_ctx *ctx, pg_fn f, void *user, pg_tensor *const *inputs,

@@ -10,7 +10,9 @@
 #ifndef PG_GRADCHECK_H
 #define PG_GRADCHECK_H
 
-#include "tensor.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/autograd/tensor.h"
 
 typedef pg_tensor *(*pg_fn)(pg_ctx *ctx, pg_tensor *const *inputs, void *user);
 
@@ -34,7 +36,7 @@ typedef struct {
 /* opts may be NULL for the defaults. Returns PG_OK when the check ran (read
  * res->ok for the verdict) and an error when f fails or an input is not a
  * heap tensor requiring a gradient. */
-pg_status pg_gradcheck(pg_fn f, void *user, int n_inputs, pg_tensor *const *inputs,
+PG_API pg_status pg_gradcheck(pg_fn f, void *user, int n_inputs, pg_tensor *const *inputs,
                        const pg_gradcheck_opts *opts, pg_gradcheck_result *res);
 
 #endif

@@ -1,7 +1,7 @@
 /* Losses. mse = mean((x - target)^2), a 0-d scalar; both sides get
  * gradients: dx = 2 (x - target) / N * g, dtarget = -dx. */
-#include "op_util.h"
-#include "ops.h"
+#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/ops.h"
 
 #define BLOCK ((int64_t)8192)
 

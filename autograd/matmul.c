@@ -14,9 +14,9 @@
  * each one GEMM. */
 #include <string.h>
 
-#include "blas.h"
-#include "op_util.h"
-#include "ops.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/ops.h"
 
 /* C_i = op(A_i) op(B_i) + beta C_i for i < batch; sa, sb, sc are the element
  * distances between batch entries (0: the same matrix for every entry; for C

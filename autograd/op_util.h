@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "broadcast.h"
-#include "tape.h"
+#include "patchgrad/autograd/broadcast.h"
+#include "patchgrad/autograd/tape.h"
 
 /* ---- Elementwise unary ops ----
  * An op is a forward kernel y = f(x) and a backward kernel gx (+)= g * f'(x)

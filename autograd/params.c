@@ -1,4 +1,4 @@
-#include "params.h"
+#include "patchgrad/autograd/params.h"
 
 #include <stdarg.h>
 #include <stdio.h>

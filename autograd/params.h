@@ -7,7 +7,9 @@
 #ifndef PG_PARAMS_H
 #define PG_PARAMS_H
 
-#include "tensor.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/autograd/tensor.h"
 
 #define PG_PARAM_NAME_MAX 96
 
@@ -30,19 +32,19 @@ typedef struct {
   int count, cap;
 } pg_params;
 
-void pg_params_init(pg_params *ps);
-void pg_params_free(pg_params *ps);
+PG_API void pg_params_init(pg_params *ps);
+PG_API void pg_params_free(pg_params *ps);
 
 /* Allocates a zeroed heap tensor and registers it under the printf-formatted
  * name. NULL (with an error) when the name is taken or too long. */
-pg_tensor *pg_params_add(pg_params *ps, pg_param_kind kind, int ndim, const int64_t *shape,
+PG_API pg_tensor *pg_params_add(pg_params *ps, pg_param_kind kind, int ndim, const int64_t *shape,
                          const char *name_fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* The entry with that name, or NULL. */
-pg_param *pg_params_find(const pg_params *ps, const char *name);
-void pg_params_zero_grad(pg_params *ps);
+PG_API pg_param *pg_params_find(const pg_params *ps, const char *name);
+PG_API void pg_params_zero_grad(pg_params *ps);
 /* Elements over all entries (trainable_only: skip buffers). */
-int64_t pg_params_numel(const pg_params *ps, bool trainable_only);
-bool pg_param_trainable(const pg_param *p);
+PG_API int64_t pg_params_numel(const pg_params *ps, bool trainable_only);
+PG_API bool pg_param_trainable(const pg_param *p);
 
 #endif

@@ -1,8 +1,8 @@
 /* Reductions: sum and mean over any set of axes, with keepdims. The sums
  * accumulate in double (pg_reduce_to). Backward spreads the output's
  * gradient back over the reduced axes (times 1/count for mean). */
-#include "op_util.h"
-#include "ops.h"
+#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/ops.h"
 
 /* x's shape with the reduced axes (bits of `mask`) set to 1. */
 static void kept_shape(const pg_tensor *x, int64_t mask, int64_t *shape) {

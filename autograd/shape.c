@@ -4,8 +4,8 @@
  * from. */
 #include <string.h>
 
-#include "op_util.h"
-#include "ops.h"
+#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/ops.h"
 
 /* ---- reshape ---- */
 

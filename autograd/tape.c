@@ -1,4 +1,4 @@
-#include "tape.h"
+#include "patchgrad/autograd/tape.h"
 
 #include <string.h>
 

@@ -9,7 +9,9 @@
 #ifndef PG_TAPE_H
 #define PG_TAPE_H
 
-#include "tensor.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/autograd/tensor.h"
 
 typedef void (*pg_backward_fn)(pg_ctx *ctx, pg_node *node);
 
@@ -30,21 +32,21 @@ struct pg_node {
  * (to fill saved/iarg/farg) or NULL when nothing was recorded. On arena
  * exhaustion it also returns NULL, with the error set and ctx marked so the
  * next pg_backward fails. */
-pg_node *pg_tape_record(pg_ctx *ctx, const char *op, pg_backward_fn backward,
+PG_API pg_node *pg_tape_record(pg_ctx *ctx, const char *op, pg_backward_fn backward,
                         pg_tensor *out, int n_in, pg_tensor *const *in);
 
 /* Backward from a scalar (numel 1) tensor, seeded with 1. */
-pg_status pg_backward(pg_ctx *ctx, pg_tensor *t);
+PG_API pg_status pg_backward(pg_ctx *ctx, pg_tensor *t);
 /* Backward from any tensor with the given upstream gradient (t->numel values). */
-pg_status pg_backward_with(pg_ctx *ctx, pg_tensor *t, const float *grad_out);
+PG_API pg_status pg_backward_with(pg_ctx *ctx, pg_tensor *t, const float *grad_out);
 
 /* For backward functions: the buffer that receives t's gradient, allocated in
  * the arena and zeroed on first use; NULL when t needs no gradient.
  * Contributions are added to it. */
-float *pg_grad_accum(pg_ctx *ctx, pg_tensor *t);
+PG_API float *pg_grad_accum(pg_ctx *ctx, pg_tensor *t);
 /* As pg_grad_accum, but a fresh buffer is left uninitialised and *fresh is set
  * true: the caller must then write every element instead of adding (BLIS's
  * beta = 0). Saves a memset in hot kernels. */
-float *pg_grad_dest(pg_ctx *ctx, pg_tensor *t, bool *fresh);
+PG_API float *pg_grad_dest(pg_ctx *ctx, pg_tensor *t, bool *fresh);
 
 #endif

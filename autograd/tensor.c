@@ -1,4 +1,4 @@
-#include "tensor.h"
+#include "patchgrad/autograd/tensor.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -16,13 +16,15 @@
 #ifndef PG_TENSOR_H
 #define PG_TENSOR_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
-#include "error.h"
-#include "rng.h"
+#include "patchgrad/autograd/arena.h"
+#include "patchgrad/autograd/error.h"
+#include "patchgrad/autograd/rng.h"
 
 #define PG_MAX_DIMS 8
 
@@ -59,51 +61,51 @@ typedef struct pg_ctx {
 
 /* ---- Context: one per training loop (or thread). ---- */
 /* chunk_bytes: arena chunk size, 0 for 64 MiB. NULL on failure. */
-pg_ctx *pg_ctx_new(size_t chunk_bytes);
-void pg_ctx_free(pg_ctx *ctx);
+PG_API pg_ctx *pg_ctx_new(size_t chunk_bytes);
+PG_API void pg_ctx_free(pg_ctx *ctx);
 /* Ends a step: forgets the tape and every step tensor, keeps the memory. */
-void pg_ctx_reset(pg_ctx *ctx);
+PG_API void pg_ctx_reset(pg_ctx *ctx);
 /* No-grad mode: returns the previous setting, to restore it afterwards. */
-bool pg_set_grad_enabled(pg_ctx *ctx, bool enabled);
-bool pg_set_training(pg_ctx *ctx, bool training);
+PG_API bool pg_set_grad_enabled(pg_ctx *ctx, bool enabled);
+PG_API bool pg_set_training(pg_ctx *ctx, bool training);
 
 /* ---- Heap tensors (caller frees). Zero-filled. ---- */
-pg_tensor *pg_tensor_new(int ndim, const int64_t *shape, bool requires_grad);
-void pg_tensor_free(pg_tensor *t);
+PG_API pg_tensor *pg_tensor_new(int ndim, const int64_t *shape, bool requires_grad);
+PG_API void pg_tensor_free(pg_tensor *t);
 /* Sets requires_grad; a heap tensor gets its own zeroed gradient buffer. */
-pg_status pg_tensor_set_requires_grad(pg_tensor *t, bool requires_grad);
-void pg_tensor_zero_grad(pg_tensor *t);
+PG_API pg_status pg_tensor_set_requires_grad(pg_tensor *t, bool requires_grad);
+PG_API void pg_tensor_zero_grad(pg_tensor *t);
 
 /* ---- Step tensors (live until pg_ctx_reset). ---- */
-pg_tensor *pg_empty(pg_ctx *ctx, int ndim, const int64_t *shape); /* uninitialised */
-pg_tensor *pg_zeros(pg_ctx *ctx, int ndim, const int64_t *shape);
-pg_tensor *pg_ones(pg_ctx *ctx, int ndim, const int64_t *shape);
-pg_tensor *pg_full(pg_ctx *ctx, int ndim, const int64_t *shape, float value);
-pg_tensor *pg_from_array(pg_ctx *ctx, int ndim, const int64_t *shape, const float *values);
-pg_tensor *pg_uniform(pg_ctx *ctx, int ndim, const int64_t *shape, float low, float high, pg_rng *rng);
-pg_tensor *pg_normal(pg_ctx *ctx, int ndim, const int64_t *shape, float mean, float std, pg_rng *rng);
+PG_API pg_tensor *pg_empty(pg_ctx *ctx, int ndim, const int64_t *shape); /* uninitialised */
+PG_API pg_tensor *pg_zeros(pg_ctx *ctx, int ndim, const int64_t *shape);
+PG_API pg_tensor *pg_ones(pg_ctx *ctx, int ndim, const int64_t *shape);
+PG_API pg_tensor *pg_full(pg_ctx *ctx, int ndim, const int64_t *shape, float value);
+PG_API pg_tensor *pg_from_array(pg_ctx *ctx, int ndim, const int64_t *shape, const float *values);
+PG_API pg_tensor *pg_uniform(pg_ctx *ctx, int ndim, const int64_t *shape, float low, float high, pg_rng *rng);
+PG_API pg_tensor *pg_normal(pg_ctx *ctx, int ndim, const int64_t *shape, float mean, float std, pg_rng *rng);
 /* [n] tensor start, start + step, ... */
-pg_tensor *pg_arange(pg_ctx *ctx, int64_t n, float start, float step);
+PG_API pg_tensor *pg_arange(pg_ctx *ctx, int64_t n, float start, float step);
 /* A step tensor that shares data with t (no copy, no tape record). */
-pg_tensor *pg_view(pg_ctx *ctx, pg_tensor *t, int ndim, const int64_t *shape);
+PG_API pg_tensor *pg_view(pg_ctx *ctx, pg_tensor *t, int ndim, const int64_t *shape);
 
 /* ---- Filling any tensor in place (no tape record). ---- */
-void pg_fill(pg_tensor *t, float value);
-void pg_fill_uniform(pg_tensor *t, float low, float high, pg_rng *rng);
-void pg_fill_normal(pg_tensor *t, float mean, float std, pg_rng *rng);
+PG_API void pg_fill(pg_tensor *t, float value);
+PG_API void pg_fill_uniform(pg_tensor *t, float low, float high, pg_rng *rng);
+PG_API void pg_fill_normal(pg_tensor *t, float mean, float std, pg_rng *rng);
 /* Normal(mean, std) redrawn until it lies in [low, high] (PyTorch's
  * trunc_normal_ cuts at absolute values, as here). */
-void pg_fill_trunc_normal(pg_tensor *t, float mean, float std, float low, float high, pg_rng *rng);
+PG_API void pg_fill_trunc_normal(pg_tensor *t, float mean, float std, float low, float high, pg_rng *rng);
 
 /* ---- Shapes ---- */
-bool pg_same_shape(const pg_tensor *a, const pg_tensor *b);
+PG_API bool pg_same_shape(const pg_tensor *a, const pg_tensor *b);
 /* "[2, 3, 4]" in a per-thread ring of buffers, for messages. */
-const char *pg_shape_of(const pg_tensor *t);
-int64_t pg_shape_numel(int ndim, const int64_t *shape);
+PG_API const char *pg_shape_of(const pg_tensor *t);
+PG_API int64_t pg_shape_numel(int ndim, const int64_t *shape);
 /* Validates a shape for creation; on error sets the message for `who`. */
-pg_status pg_check_shape(const char *who, int ndim, const int64_t *shape);
+PG_API pg_status pg_check_shape(const char *who, int ndim, const int64_t *shape);
 
 /* Memory of the step arena (for tests and the benchmark). */
-void *pg_ctx_alloc(pg_ctx *ctx, size_t bytes);
+PG_API void *pg_ctx_alloc(pg_ctx *ctx, size_t bytes);
 
 #endif

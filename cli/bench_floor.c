@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "blas.h"
+#include "patchgrad/autograd/blas.h"
 
 /* Where one operand of a per-head product starts for pair (b, n): token-major
  * operands (q, k, v, out and their gradients) at b*T*ld + n*hd, square ones

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "dit.h"
+#include "patchgrad/dit/dit.h"
 
 typedef struct {
   double total_ms;      /* every GEMM of one step */

@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "check_ops.h"
-#include "h5util.h"
-#include "ops.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/autograd/ops.h"
 
 /* Ends a handler of a one-input op. */
 static void check_unary(pg_case *c, pg_tensor *x, pg_tensor *out) {

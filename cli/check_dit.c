@@ -4,8 +4,8 @@
  * grad/x and grad/params/<name> for every trained parameter. */
 #include "check_model.h"
 #include "check_ops.h"
-#include "dit.h"
-#include "tape.h"
+#include "patchgrad/dit/dit.h"
+#include "patchgrad/autograd/tape.h"
 
 void pg_check_dit(pg_case *c) {
   pg_dit_config cfg = {

@@ -4,8 +4,8 @@
 #ifndef PG_CHECK_MODEL_H
 #define PG_CHECK_MODEL_H
 
-#include "casefile.h"
-#include "params.h"
+#include "patchgrad/io/casefile.h"
+#include "patchgrad/autograd/params.h"
 
 /* Copies params/<name> into each parameter of ps; a missing array or one of
  * another shape marks the case. A buffer (PG_PARAM_BUFFER, e.g. a fixed

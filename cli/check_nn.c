@@ -6,10 +6,10 @@
  *   attention_head: causal (a single seed-style head, dropout off; our own
  *                   fixtures); x [B, T, n_embed], params/key.weight,
  *                   query.weight, value.weight */
-#include "attention.h"
+#include "patchgrad/layers/attention.h"
 #include "check_ops.h"
-#include "layernorm.h"
-#include "linear.h"
+#include "patchgrad/layers/layernorm.h"
+#include "patchgrad/layers/linear.h"
 
 void pg_check_linear(pg_case *c) {
   int64_t bias = pg_case_attr_int(c, "bias", 1);

@@ -6,7 +6,7 @@
 #ifndef PG_CHECK_OPS_H
 #define PG_CHECK_OPS_H
 
-#include "casefile.h"
+#include "patchgrad/io/casefile.h"
 
 typedef void (*pg_case_handler)(pg_case *c);
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check_ops.h"
-#include "optimizer.h"
+#include "patchgrad/optim/optimizer.h"
 
 static void read_config(pg_case *c, pg_optim_kind kind, pg_optim_config *cfg) {
   *cfg = kind == PG_OPTIM_SGD ? pg_optim_sgd(NAN)

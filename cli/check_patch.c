@@ -2,8 +2,8 @@
  *   patchify:   data_dim, patch_size, stride, bias; x, params/weight, params/bias
  *   unpatchify: the same, and an optional int array output_spatial_shape */
 #include "check_ops.h"
-#include "patchify.h"
-#include "unpatchify.h"
+#include "patchgrad/layers/patchify.h"
+#include "patchgrad/layers/unpatchify.h"
 
 /* Settings shared by both ops; false (case marked) when one is missing. */
 typedef struct {

@@ -7,8 +7,8 @@
  *                  logits [B, K]; grad/x and grad/params/<name> */
 #include "check_model.h"
 #include "check_ops.h"
-#include "ops.h"
-#include "vit.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/vit/vit.h"
 
 void pg_check_cross_entropy(pg_case *c) {
   const double smoothing = pg_case_attr_double(c, "label_smoothing", 0.0);

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check_ops.h"
-#include "h5util.h"
+#include "patchgrad/io/h5util.h"
 
 static const struct {
   const char *op;

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "args.h"
-#include "blas.h"
-#include "classify.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/vit/classify.h"
 
 static int usage(FILE *f) {
   pg_classify_opts d;

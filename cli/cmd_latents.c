@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fashion_mnist.h"
-#include "latent_image.h"
-#include "latents.h"
-#include "png_image.h"
-#include "synthetic.h"
+#include "patchgrad/data/fashion_mnist.h"
+#include "patchgrad/data/latent_image.h"
+#include "patchgrad/io/latents.h"
+#include "patchgrad/render/png_image.h"
+#include "patchgrad/data/synthetic.h"
 
 static int usage(FILE *f) {
   fprintf(f,

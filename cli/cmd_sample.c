@@ -4,10 +4,10 @@
 #include <string.h>
 
 #include "args.h"
-#include "blas.h"
-#include "checkpoint.h"
-#include "sample_sheet.h"
-#include "trainer.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/dit/sample_sheet.h"
+#include "patchgrad/dit/trainer.h"
 
 static int usage(FILE *f) {
   fprintf(f,

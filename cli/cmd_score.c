@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "args.h"
-#include "blas.h"
-#include "score.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/vit/score.h"
 
 static int usage(FILE *f) {
   fprintf(f,

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "args.h"
-#include "blas.h"
-#include "trainer.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/dit/trainer.h"
 
 static int usage(FILE *f) {
   fprintf(f,

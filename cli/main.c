@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "blas.h"
+#include "patchgrad/autograd/blas.h"
 #include "commands.h"
 
 int pg_cmd_check(int argc, char **argv);

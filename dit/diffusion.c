@@ -1,9 +1,9 @@
-#include "diffusion.h"
+#include "patchgrad/dit/diffusion.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "ops.h"
+#include "patchgrad/autograd/ops.h"
 
 void pg_diffusion_init(pg_diffusion *d) {
   double abar = 1.0;

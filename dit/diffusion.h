@@ -5,7 +5,9 @@
 #ifndef PG_DIFFUSION_H
 #define PG_DIFFUSION_H
 
-#include "dit.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/dit/dit.h"
 
 #define PG_DIFFUSION_T 1000
 
@@ -14,17 +16,17 @@ typedef struct {
   double alpha_bar[PG_DIFFUSION_T]; /* prod_{s<=t} (1 - beta_s) */
 } pg_diffusion;
 
-void pg_diffusion_init(pg_diffusion *d);
+PG_API void pg_diffusion_init(pg_diffusion *d);
 
 /* x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, per sample (n values each). */
-void pg_diffusion_q_sample(const pg_diffusion *d, const float *x0, const float *eps,
+PG_API void pg_diffusion_q_sample(const pg_diffusion *d, const float *x0, const float *eps,
                            const float *t, int64_t batch, int64_t n, float *xt);
 
 /* One training loss on the tape: draws t uniform in {0..T-1} and eps ~ N(0, I)
  * from rng (or takes them when t_given / eps_given are non-NULL), replaces each
  * label by the null class with probability cfg.class_dropout when `training`,
  * and returns mean((eps - model(x_t, t, y))^2). */
-pg_tensor *pg_diffusion_loss(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d, pg_tensor *x0,
+PG_API pg_tensor *pg_diffusion_loss(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d, pg_tensor *x0,
                              const int64_t *y, bool training, pg_rng *rng,
                              const float *t_given, const float *eps_given);
 
@@ -42,13 +44,13 @@ typedef struct {
  * and the null class as one batch of 2 * batch and returns
  * eps_null + cfg_scale * (eps_cond - eps_null); at scale 1 that is the
  * conditional prediction, computed in one pass. No tape is recorded. */
-pg_status pg_diffusion_eps(pg_ctx *ctx, pg_dit *m, const float *x, int64_t batch, float t,
+PG_API pg_status pg_diffusion_eps(pg_ctx *ctx, pg_dit *m, const float *x, int64_t batch, float t,
                            const int64_t *y, float cfg_scale, float *eps);
 
 /* Draws `batch` samples into out [batch, H, W, C]; y may be NULL for an
  * unconditional model. Uses ctx as scratch (reset between steps). Calls
  * progress(step, total, user) after each step when non-NULL. */
-pg_status pg_diffusion_sample(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
+PG_API pg_status pg_diffusion_sample(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
                               const pg_sampler_opts *opts, int64_t batch, const int64_t *y,
                               float *out, void (*progress)(int, int, void *), void *user);
 

@@ -1,13 +1,13 @@
 /* The DiT forward pass, module by module in the order of spec/dit.md. */
-#include "dit.h"
+#include "patchgrad/dit/dit.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "modulate.h"
-#include "ops.h"
-#include "pos_embed.h"
+#include "patchgrad/layers/modulate.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/layers/pos_embed.h"
 
 pg_status pg_dit_config_check(const pg_dit_config *c) {
   if (c->input_size < 1) return pg_fail(PG_ERR_ARG, "dit: input_size must be >= 1, got %lld", (long long)c->input_size);

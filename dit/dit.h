@@ -7,13 +7,15 @@
 #ifndef PG_DIT_H
 #define PG_DIT_H
 
-#include "attention.h"
-#include "layernorm.h"
-#include "linear.h"
-#include "mlp.h"
-#include "params.h"
-#include "patchify.h"
-#include "unpatchify.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/layers/attention.h"
+#include "patchgrad/layers/layernorm.h"
+#include "patchgrad/layers/linear.h"
+#include "patchgrad/layers/mlp.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/layers/patchify.h"
+#include "patchgrad/layers/unpatchify.h"
 
 #define PG_DIT_FREQ_DIM 256
 #define PG_DIT_MAX_DEPTH 64
@@ -49,19 +51,19 @@ typedef struct {
 } pg_dit;
 
 /* Checks a config; the message names the first bad field and its value. */
-pg_status pg_dit_config_check(const pg_dit_config *cfg);
+PG_API pg_status pg_dit_config_check(const pg_dit_config *cfg);
 /* Builds the model with DiT's initialisation (spec) from rng. */
-pg_status pg_dit_init(pg_dit *m, const pg_dit_config *cfg, pg_rng *rng);
-void pg_dit_free(pg_dit *m);
+PG_API pg_status pg_dit_init(pg_dit *m, const pg_dit_config *cfg, pg_rng *rng);
+PG_API void pg_dit_free(pg_dit *m);
 
 /* eps prediction [B, H, W, C] for x [B, H, W, C], timesteps t [B] (floats),
  * labels y [B] (NULL when unconditional; the null class is num_classes). */
-pg_tensor *pg_dit_forward(pg_ctx *ctx, pg_dit *m, pg_tensor *x, const float *t, const int64_t *y);
+PG_API pg_tensor *pg_dit_forward(pg_ctx *ctx, pg_dit *m, pg_tensor *x, const float *t, const int64_t *y);
 
 /* The frequency embedding of the spec into out [B, 256] (cosines first). */
-void pg_dit_timestep_embedding(const float *t, int64_t batch, float *out);
+PG_API void pg_dit_timestep_embedding(const float *t, int64_t batch, float *out);
 
 /* FLOPs of one forward pass's matrix products for a batch (for the benchmark). */
-double pg_dit_forward_gemm_flops(const pg_dit_config *cfg, int64_t batch);
+PG_API double pg_dit_forward_gemm_flops(const pg_dit_config *cfg, int64_t batch);
 
 #endif

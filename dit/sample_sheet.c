@@ -1,13 +1,13 @@
-#include "sample_sheet.h"
+#include "patchgrad/dit/sample_sheet.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "atomic.h"
-#include "h5util.h"
-#include "png_image.h"
+#include "patchgrad/io/atomic.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/render/png_image.h"
 
 /* A line redrawn in place on a terminal; plain lines otherwise. */
 static void show_progress(int step, int total, void *user) {

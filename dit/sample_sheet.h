@@ -6,8 +6,10 @@
 #ifndef PG_SAMPLE_SHEET_H
 #define PG_SAMPLE_SHEET_H
 
-#include "diffusion.h"
-#include "latent_image.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/dit/diffusion.h"
+#include "patchgrad/data/latent_image.h"
 
 typedef struct {
   pg_sampler_opts sampler;
@@ -16,7 +18,7 @@ typedef struct {
   int rows;        /* unconditional models: rows of per_class samples (default 4) */
 } pg_sample_sheet_opts;
 
-pg_status pg_sample_sheet(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
+PG_API pg_status pg_sample_sheet(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
                           const pg_latent_transform *tf, const pg_sample_sheet_opts *o,
                           const char *png_path, bool quiet);
 

@@ -1,4 +1,4 @@
-#include "trainer.h"
+#include "patchgrad/dit/trainer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -8,17 +8,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "ema.h"
-#include "h5util.h"
-#include "kv.h"
-#include "latent_image.h"
-#include "latents.h"
-#include "loader.h"
-#include "optim_kv.h"
-#include "plot.h"
-#include "sample_sheet.h"
-#include "training_run.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/optim/ema.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/io/kv.h"
+#include "patchgrad/data/latent_image.h"
+#include "patchgrad/io/latents.h"
+#include "patchgrad/io/loader.h"
+#include "patchgrad/io/optim_kv.h"
+#include "patchgrad/render/plot.h"
+#include "patchgrad/dit/sample_sheet.h"
+#include "patchgrad/io/training_run.h"
 
 void pg_train_opts_init(pg_train_opts *o) {
   *o = (pg_train_opts){

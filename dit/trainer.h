@@ -6,12 +6,14 @@
 #ifndef PG_TRAINER_H
 #define PG_TRAINER_H
 
-#include "clip.h"
-#include "diffusion.h"
-#include "dit.h"
-#include "kv.h"
-#include "optimizer.h"
-#include "schedule.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/optim/clip.h"
+#include "patchgrad/dit/diffusion.h"
+#include "patchgrad/dit/dit.h"
+#include "patchgrad/io/kv.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/optim/schedule.h"
 
 typedef struct {
   /* data */
@@ -49,14 +51,14 @@ typedef struct {
 } pg_train_result;
 
 /* Defaults of `patchgrad train` (small model, AdamW 1e-4, batch 64, ...). */
-void pg_train_opts_init(pg_train_opts *o);
+PG_API void pg_train_opts_init(pg_train_opts *o);
 
 /* Runs the whole training. Errors (bad data, a NaN loss, a failed save) come
  * back as a status with the message set; a NaN loss saves nothing. */
-pg_status pg_train(const pg_train_opts *o, pg_train_result *res);
+PG_API pg_status pg_train(const pg_train_opts *o, pg_train_result *res);
 
 /* Model config <-> checkpoint key/value list (shared with the sampler). */
-pg_status pg_dit_config_to_kv(const pg_dit_config *c, pg_kv *kv);
-pg_status pg_dit_config_from_kv(const pg_kv *kv, pg_dit_config *c);
+PG_API pg_status pg_dit_config_to_kv(const pg_dit_config *c, pg_kv *kv);
+PG_API pg_status pg_dit_config_from_kv(const pg_kv *kv, pg_dit_config *c);
 
 #endif

@@ -8,9 +8,9 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "params.h"
-#include "patchify.h"
-#include "unpatchify.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/layers/patchify.h"
+#include "patchgrad/layers/unpatchify.h"
 
 int main(void) {
   const int64_t H = 32, W = 32, C = 3, P = 4, K = C * P * P; /* 48 */

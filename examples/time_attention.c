@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "attention.h"
-#include "blas.h"
+#include "patchgrad/layers/attention.h"
+#include "patchgrad/autograd/blas.h"
 
 static double now(void) {
   struct timespec ts;

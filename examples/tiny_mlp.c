@@ -9,7 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "ops.h"
+#include <patchgrad/patchgrad.h>
 
 enum { N = 64, HIDDEN = 32, STEPS = 800 };
 static const float LEARNING_RATE = 0.05f;

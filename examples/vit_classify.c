@@ -19,14 +19,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "classify.h"
-#include "clip.h"
-#include "loader.h"
-#include "ops.h"
-#include "optimizer.h"
-#include "schedule.h"
-#include "synthetic.h"
-#include "vit.h"
+#include "patchgrad/vit/classify.h"
+#include "patchgrad/optim/clip.h"
+#include "patchgrad/io/loader.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/optim/schedule.h"
+#include "patchgrad/data/synthetic.h"
+#include "patchgrad/vit/vit.h"
 
 /* Accuracy on a whole labelled file, in batches, without gradients. */
 static double test_accuracy(pg_ctx *ctx, pg_vit *model, const char *path) {

@@ -1,4 +1,4 @@
-#include "atomic.h"
+#include "patchgrad/io/atomic.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,16 +6,18 @@
 #ifndef PG_ATOMIC_H
 #define PG_ATOMIC_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stddef.h>
 
-#include "error.h"
+#include "patchgrad/autograd/error.h"
 
 /* Writes "PATH.tmp" into buf; an error when it does not fit. */
-pg_status pg_atomic_tmp_path(const char *path, char *buf, size_t cap);
+PG_API pg_status pg_atomic_tmp_path(const char *path, char *buf, size_t cap);
 /* fsync(tmp), rename(tmp, path), fsync of the directory. On failure tmp is
  * removed and the message names both paths. */
-pg_status pg_atomic_commit(const char *tmp, const char *path);
+PG_API pg_status pg_atomic_commit(const char *tmp, const char *path);
 /* Removes a temporary file after a failed write (no error if it is gone). */
-void pg_atomic_discard(const char *tmp);
+PG_API void pg_atomic_discard(const char *tmp);
 
 #endif

@@ -1,4 +1,4 @@
-#include "casefile.h"
+#include "patchgrad/io/casefile.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5util.h"
-#include "tape.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/autograd/tape.h"
 
 void pg_case_begin(pg_case *c, hid_t group, const char *name, double atol, double rtol,
                    bool atol_forced, bool rtol_forced) {

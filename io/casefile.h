@@ -6,10 +6,12 @@
 #ifndef PG_CASEFILE_H
 #define PG_CASEFILE_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <hdf5.h>
 #include <stdbool.h>
 
-#include "tensor.h"
+#include "patchgrad/autograd/tensor.h"
 
 #define PG_CASE_MAX_OWNED 512
 
@@ -38,43 +40,43 @@ typedef struct pg_case {
 
 /* Tolerances from the case's attributes (falling back to the given ones, which
  * the caller resolved from flag / root attribute / default). */
-void pg_case_begin(pg_case *c, hid_t group, const char *name, double atol, double rtol,
+PG_API void pg_case_begin(pg_case *c, hid_t group, const char *name, double atol, double rtol,
                    bool atol_forced, bool rtol_forced);
-void pg_case_end(pg_case *c);
-bool pg_case_passed(const pg_case *c);
+PG_API void pg_case_end(pg_case *c);
+PG_API bool pg_case_passed(const pg_case *c);
 
 /* Marks the case as not runnable, with a message (printf format). */
-void pg_case_fail(pg_case *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+PG_API void pg_case_fail(pg_case *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A required input array (e.g. "x", "params/weight") as a heap float32 tensor
  * with requires_grad set, owned by the case. NULL (and the case marked) when
  * missing or unreadable. */
-pg_tensor *pg_case_array(pg_case *c, const char *path);
+PG_API pg_tensor *pg_case_array(pg_case *c, const char *path);
 /* The same, but NULL without error when absent. */
-pg_tensor *pg_case_array_opt(pg_case *c, const char *path);
+PG_API pg_tensor *pg_case_array_opt(pg_case *c, const char *path);
 /* An integer array (labels); *count receives its length. Owned by the case. */
-int64_t *pg_case_ints(pg_case *c, const char *path, int64_t *count);
+PG_API int64_t *pg_case_ints(pg_case *c, const char *path, int64_t *count);
 
 /* Settings. A wrongly typed attribute marks the case. */
-int64_t pg_case_attr_int(pg_case *c, const char *name, int64_t fallback);
-double pg_case_attr_double(pg_case *c, const char *name, double fallback);
+PG_API int64_t pg_case_attr_int(pg_case *c, const char *name, int64_t fallback);
+PG_API double pg_case_attr_double(pg_case *c, const char *name, double fallback);
 /* Fills buf; returns buf (fallback copied when absent). */
-const char *pg_case_attr_string(pg_case *c, const char *name, const char *fallback, char *buf, size_t cap);
+PG_API const char *pg_case_attr_string(pg_case *c, const char *name, const char *fallback, char *buf, size_t cap);
 /* A 1-D integer attribute; returns its length (0 when absent). */
-int pg_case_attr_ints(pg_case *c, const char *name, int64_t *values, int cap);
+PG_API int pg_case_attr_ints(pg_case *c, const char *name, int64_t *values, int cap);
 
 /* Compares `got` with the expected array at `path` when the file has it (an
  * absent expectation is not checked). A shape mismatch marks the case. */
-void pg_case_compare(pg_case *c, const char *path, const pg_tensor *got);
-void pg_case_compare_raw(pg_case *c, const char *path, const float *got, int ndim, const int64_t *shape);
+PG_API void pg_case_compare(pg_case *c, const char *path, const pg_tensor *got);
+PG_API void pg_case_compare_raw(pg_case *c, const char *path, const float *got, int ndim, const int64_t *shape);
 
 /* True when the case has expected gradients (a grad/ group). */
-bool pg_case_wants_grads(pg_case *c);
+PG_API bool pg_case_wants_grads(pg_case *c);
 
 /* The usual tail of an op handler: compares `out`; when gradients are
  * expected, reads `grad_out`, runs backward and compares grad/<names[i]> with
  * inputs[i]->grad (a NULL gradient counts as zeros). */
-void pg_case_check_op(pg_case *c, pg_tensor *out, int n, const char *const *names,
+PG_API void pg_case_check_op(pg_case *c, pg_tensor *out, int n, const char *const *names,
                       pg_tensor *const *inputs);
 
 #endif

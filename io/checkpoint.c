@@ -1,11 +1,11 @@
-#include "checkpoint.h"
+#include "patchgrad/io/checkpoint.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5util.h"
+#include "patchgrad/io/h5util.h"
 
 #define FORMAT_NAME "patchgrad checkpoint"
 #define FORMAT_VERSION 1

@@ -21,13 +21,15 @@
 #ifndef PG_CHECKPOINT_H
 #define PG_CHECKPOINT_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <hdf5.h>
 #include <stdint.h>
 
-#include "kv.h"
-#include "loader.h"
-#include "params.h"
-#include "rng.h"
+#include "patchgrad/io/kv.h"
+#include "patchgrad/io/loader.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/autograd/rng.h"
 
 typedef struct {
   pg_kv *config;             /* model config (load: replaced by the file's) */
@@ -41,17 +43,17 @@ typedef struct {
   pg_loader_state *loader;   /* data loader position */
 } pg_checkpoint;
 
-pg_status pg_checkpoint_save(const char *path, const pg_checkpoint *ck);
-pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck);
+PG_API pg_status pg_checkpoint_save(const char *path, const pg_checkpoint *ck);
+PG_API pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck);
 
 /* Each tensor of ps as a float32 dataset group/<name> (attribute `kind`:
  * weight, bias, norm, embedding or buffer). The group is created. */
-pg_status pg_params_save_group(hid_t file, const char *group, const pg_params *ps);
+PG_API pg_status pg_params_save_group(hid_t file, const char *group, const pg_params *ps);
 /* Checks that group holds exactly the entries of ps (names, shapes, dtype
  * float32) and reports EVERY mismatch by name in one message (missing,
  * unexpected, wrong shape, wrong dtype); nothing is read then. */
-pg_status pg_params_check_group(hid_t file, const char *group, const pg_params *ps);
+PG_API pg_status pg_params_check_group(hid_t file, const char *group, const pg_params *ps);
 /* pg_params_check_group, then reads every tensor's data in place. */
-pg_status pg_params_load_group(hid_t file, const char *group, pg_params *ps);
+PG_API pg_status pg_params_load_group(hid_t file, const char *group, pg_params *ps);
 
 #endif

@@ -1,6 +1,6 @@
-#include "h5util.h"
+#include "patchgrad/io/h5util.h"
 
-#include "atomic.h"
+#include "patchgrad/io/atomic.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -6,50 +6,52 @@
 #ifndef PG_H5UTIL_H
 #define PG_H5UTIL_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <hdf5.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "tensor.h"
+#include "patchgrad/autograd/tensor.h"
 
 /* Turns off HDF5's automatic error printing (once per process). */
-void pg_h5_quiet(void);
+PG_API void pg_h5_quiet(void);
 
 /* Opens an existing file read-only (or read-write); a missing file, or one
  * that is not HDF5, is a clear error. Returns a negative id on failure. */
-hid_t pg_h5_open(const char *path, bool writable);
+PG_API hid_t pg_h5_open(const char *path, bool writable);
 
 /* True when `path` (relative to loc, may contain '/') names an object. */
-bool pg_h5_exists(hid_t loc, const char *path);
+PG_API bool pg_h5_exists(hid_t loc, const char *path);
 
 /* Reads a float or integer dataset of any shape into a new heap tensor
  * (float32; converted by HDF5). `what` names it in messages. */
-pg_status pg_h5_read_tensor(hid_t loc, const char *path, const char *what, pg_tensor **out);
+PG_API pg_status pg_h5_read_tensor(hid_t loc, const char *path, const char *what, pg_tensor **out);
 /* Reads an integer (or integral float) dataset into a malloc'd int64 array. */
-pg_status pg_h5_read_int64(hid_t loc, const char *path, const char *what, int64_t **out,
+PG_API pg_status pg_h5_read_int64(hid_t loc, const char *path, const char *what, int64_t **out,
                            int *ndim, int64_t shape[PG_MAX_DIMS]);
 /* Shape of a dataset without reading it. */
-pg_status pg_h5_dataset_shape(hid_t loc, const char *path, const char *what, int *ndim,
+PG_API pg_status pg_h5_dataset_shape(hid_t loc, const char *path, const char *what, int *ndim,
                               int64_t shape[PG_MAX_DIMS]);
 
 /* Attributes of obj. Getters return 1 when found (value set), 0 when absent,
  * and -1 on a type error (message set). */
-int pg_h5_attr_int(hid_t obj, const char *name, int64_t *value);
-int pg_h5_attr_double(hid_t obj, const char *name, double *value);
-int pg_h5_attr_string(hid_t obj, const char *name, char *buf, size_t cap);
+PG_API int pg_h5_attr_int(hid_t obj, const char *name, int64_t *value);
+PG_API int pg_h5_attr_double(hid_t obj, const char *name, double *value);
+PG_API int pg_h5_attr_string(hid_t obj, const char *name, char *buf, size_t cap);
 /* A scalar or 1-D integer attribute; *count receives its length (<= cap). */
-int pg_h5_attr_int_array(hid_t obj, const char *name, int64_t *values, int cap, int *count);
+PG_API int pg_h5_attr_int_array(hid_t obj, const char *name, int64_t *values, int cap, int *count);
 
-pg_status pg_h5_set_attr_int(hid_t obj, const char *name, int64_t value);
-pg_status pg_h5_set_attr_double(hid_t obj, const char *name, double value);
-pg_status pg_h5_set_attr_string(hid_t obj, const char *name, const char *value);
-pg_status pg_h5_set_attr_int_array(hid_t obj, const char *name, const int64_t *values, int n);
+PG_API pg_status pg_h5_set_attr_int(hid_t obj, const char *name, int64_t value);
+PG_API pg_status pg_h5_set_attr_double(hid_t obj, const char *name, double value);
+PG_API pg_status pg_h5_set_attr_string(hid_t obj, const char *name, const char *value);
+PG_API pg_status pg_h5_set_attr_int_array(hid_t obj, const char *name, const int64_t *values, int n);
 
 /* Writes a float32 dataset (chunk_rows > 0: chunked by that many rows of the
  * first axis and deflate-compressed). Intermediate groups are created. */
-pg_status pg_h5_write_floats(hid_t loc, const char *path, int ndim, const int64_t *shape,
+PG_API pg_status pg_h5_write_floats(hid_t loc, const char *path, int ndim, const int64_t *shape,
                              const float *data, int64_t chunk_rows);
-pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t *shape,
+PG_API pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t *shape,
                             const int64_t *data);
 
 /* ---- Added for latent datasets and checkpoints ---- */
@@ -59,15 +61,15 @@ pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t
  * trace: HDF5 1.10 cannot abandon a disk file whose writes failed (disk
  * full): the failed H5Fclose leaves a dangling id that crashes the library
  * at exit. `name` only labels the file in messages. */
-hid_t pg_h5_create_in_memory(const char *name);
+PG_API hid_t pg_h5_create_in_memory(const char *name);
 /* Writes the in-memory file to PATH.tmp (checked write, fsync), closes it,
  * and renames PATH.tmp over path. On any failure PATH.tmp is removed and the
  * previous path is intact; file is closed in every case. */
-pg_status pg_h5_commit_image(hid_t file, const char *path);
+PG_API pg_status pg_h5_commit_image(hid_t file, const char *path);
 
 /* Creates a group (and missing intermediate groups) that remembers the
  * creation order of its members and attributes; negative on failure. */
-hid_t pg_h5_create_group(hid_t loc, const char *path);
+PG_API hid_t pg_h5_create_group(hid_t loc, const char *path);
 
 /* The element type of a dataset: HDF5 class, size in bytes, and a short name
  * for messages ("float32", "float64", "int64", "uint8", "string", ...). */
@@ -76,27 +78,27 @@ typedef struct {
   size_t size;
   char name[16];
 } pg_h5_dtype;
-pg_status pg_h5_dataset_dtype(hid_t loc, const char *path, const char *what, pg_h5_dtype *out);
-void pg_h5_describe_type(hid_t type, pg_h5_dtype *out);
+PG_API pg_status pg_h5_dataset_dtype(hid_t loc, const char *path, const char *what, pg_h5_dtype *out);
+PG_API void pg_h5_describe_type(hid_t type, pg_h5_dtype *out);
 
 /* Reads rows [start, start + count) of the first axis of an open dataset as
  * float32 into dst (a hyperslab: only those rows are read from disk). */
-pg_status pg_h5_read_rows(hid_t dset, int64_t start, int64_t count, float *dst);
+PG_API pg_status pg_h5_read_rows(hid_t dset, int64_t start, int64_t count, float *dst);
 
 /* uint64 datasets (random generator states): write any shape; read one that
  * must hold exactly n integers. */
-pg_status pg_h5_write_uint64(hid_t loc, const char *path, int ndim, const int64_t *shape,
+PG_API pg_status pg_h5_write_uint64(hid_t loc, const char *path, int ndim, const int64_t *shape,
                              const uint64_t *data);
-pg_status pg_h5_read_uint64(hid_t loc, const char *path, const char *what, int64_t n,
+PG_API pg_status pg_h5_read_uint64(hid_t loc, const char *path, const char *what, int64_t n,
                             uint64_t *out);
 
 /* Re-raises the current error with "prefix: " in front (keeps its status). */
-pg_status pg_error_prefix(const char *prefix);
+PG_API pg_status pg_error_prefix(const char *prefix);
 /* "[2, 3, 4]" into buf, for messages; returns buf. */
-char *pg_h5_shape_str(char *buf, int cap, int ndim, const int64_t *shape);
+PG_API char *pg_h5_shape_str(char *buf, int cap, int ndim, const int64_t *shape);
 
 /* Unsigned 64-bit attributes (seeds): 1 found, 0 absent, -1 wrong type. */
-pg_status pg_h5_set_attr_uint64(hid_t obj, const char *name, uint64_t value);
-int pg_h5_attr_uint64(hid_t obj, const char *name, uint64_t *value);
+PG_API pg_status pg_h5_set_attr_uint64(hid_t obj, const char *name, uint64_t value);
+PG_API int pg_h5_attr_uint64(hid_t obj, const char *name, uint64_t *value);
 
 #endif

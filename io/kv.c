@@ -1,10 +1,10 @@
-#include "kv.h"
+#include "patchgrad/io/kv.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5util.h"
+#include "patchgrad/io/h5util.h"
 
 void pg_kv_init(pg_kv *kv) { *kv = (pg_kv){0}; }
 

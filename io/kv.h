@@ -5,11 +5,13 @@
 #ifndef PG_KV_H
 #define PG_KV_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <hdf5.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
+#include "patchgrad/autograd/error.h"
 
 #define PG_KV_KEY_MAX 64
 #define PG_KV_STRING_MAX 256
@@ -29,21 +31,21 @@ typedef struct {
   int count, cap;
 } pg_kv;
 
-void pg_kv_init(pg_kv *kv);
-void pg_kv_free(pg_kv *kv);
-void pg_kv_clear(pg_kv *kv);
+PG_API void pg_kv_init(pg_kv *kv);
+PG_API void pg_kv_free(pg_kv *kv);
+PG_API void pg_kv_clear(pg_kv *kv);
 
 /* Errors: a key empty, too long or holding '/', a string too long. */
-pg_status pg_kv_set_int(pg_kv *kv, const char *key, int64_t value);
-pg_status pg_kv_set_double(pg_kv *kv, const char *key, double value);
-pg_status pg_kv_set_string(pg_kv *kv, const char *key, const char *value);
+PG_API pg_status pg_kv_set_int(pg_kv *kv, const char *key, int64_t value);
+PG_API pg_status pg_kv_set_double(pg_kv *kv, const char *key, double value);
+PG_API pg_status pg_kv_set_string(pg_kv *kv, const char *key, const char *value);
 
-const pg_kv_entry *pg_kv_find(const pg_kv *kv, const char *key);
+PG_API const pg_kv_entry *pg_kv_find(const pg_kv *kv, const char *key);
 /* 1: found (value set); 0: absent; -1: present with another type (message
  * names the key and both types). get_double accepts an int entry. */
-int pg_kv_get_int(const pg_kv *kv, const char *key, int64_t *value);
-int pg_kv_get_double(const pg_kv *kv, const char *key, double *value);
-int pg_kv_get_string(const pg_kv *kv, const char *key, const char **value);
+PG_API int pg_kv_get_int(const pg_kv *kv, const char *key, int64_t *value);
+PG_API int pg_kv_get_double(const pg_kv *kv, const char *key, double *value);
+PG_API int pg_kv_get_string(const pg_kv *kv, const char *key, const char **value);
 
 /* A config struct's integer fields as a table, so that one list of keys
  * serves both directions: {"hidden", offsetof(my_config, hidden)}, ...
@@ -54,16 +56,16 @@ typedef struct {
 } pg_kv_int_field;
 
 /* Sets each field of config under its key, in table order. */
-pg_status pg_kv_set_int_fields(pg_kv *kv, const void *config, int n, const pg_kv_int_field *fields);
+PG_API pg_status pg_kv_set_int_fields(pg_kv *kv, const void *config, int n, const pg_kv_int_field *fields);
 /* Reads each key into its field of config; an error names the first key
  * that is absent or not an integer ("checkpoint config: missing integer"). */
-pg_status pg_kv_get_int_fields(const pg_kv *kv, void *config, int n, const pg_kv_int_field *fields);
+PG_API pg_status pg_kv_get_int_fields(const pg_kv *kv, void *config, int n, const pg_kv_int_field *fields);
 
 /* Every entry as a scalar attribute of obj (int64, float64, UTF-8 string). */
-pg_status pg_kv_write_attrs(const pg_kv *kv, hid_t obj);
+PG_API pg_status pg_kv_write_attrs(const pg_kv *kv, hid_t obj);
 /* Every scalar attribute of obj appended to kv (integers as ints, floats as
  * doubles, strings as strings), in creation order; `skip` (may be NULL) names
  * one attribute to leave out. Other attributes (arrays) are an error. */
-pg_status pg_kv_read_attrs(pg_kv *kv, hid_t obj, const char *skip);
+PG_API pg_status pg_kv_read_attrs(pg_kv *kv, hid_t obj, const char *skip);
 
 #endif

@@ -1,4 +1,4 @@
-#include "latents.h"
+#include "patchgrad/io/latents.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -6,8 +6,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "h5util.h"
-#include "tensor.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/autograd/tensor.h"
 
 #define FORMAT_NAME "patchgrad latent dataset"
 #define FORMAT_VERSION 1

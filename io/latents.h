@@ -17,11 +17,13 @@
 #ifndef PG_LATENTS_H
 #define PG_LATENTS_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <hdf5.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "error.h"
+#include "patchgrad/autograd/error.h"
 
 typedef struct {
   int64_t n, height, width, channels;
@@ -39,7 +41,7 @@ typedef struct {
 } pg_latents_info;
 
 /* Defaults: mean 0, std 1, pad 0, space_to_depth 1, empty strings. */
-void pg_latents_info_init(pg_latents_info *info);
+PG_API void pg_latents_info_init(pg_latents_info *info);
 
 /* ---- Writing ----
  * Samples are appended in order and compressed as they come; the file is
@@ -51,21 +53,21 @@ typedef struct pg_latents_writer pg_latents_writer;
 /* Starts a dataset of info->n samples of [height, width, channels] (labels
  * when info->has_labels; with num_classes > 0 they are checked against it).
  * NULL with a message on error. */
-pg_latents_writer *pg_latents_create(const char *path, const pg_latents_info *info);
+PG_API pg_latents_writer *pg_latents_create(const char *path, const pg_latents_info *info);
 /* Appends count samples (count * H * W * C floats) and, with labels, their
  * labels. A non-finite value or a label out of range is an error naming the
  * sample; the writer is then unusable (call pg_latents_abort). */
-pg_status pg_latents_append(pg_latents_writer *w, int64_t count, const float *latents,
+PG_API pg_status pg_latents_append(pg_latents_writer *w, int64_t count, const float *latents,
                             const int64_t *labels);
 /* Checks that all n samples came, writes labels and attributes, and writes
  * the file to PATH (atomically). Frees w, also on failure. */
-pg_status pg_latents_finish(pg_latents_writer *w);
+PG_API pg_status pg_latents_finish(pg_latents_writer *w);
 /* Drops an unfinished dataset (nothing is on disk yet) and frees w. NULL is
  * a no-op. */
-void pg_latents_abort(pg_latents_writer *w);
+PG_API void pg_latents_abort(pg_latents_writer *w);
 
 /* The whole dataset at once: latents [n, H, W, C], labels [n] or NULL. */
-pg_status pg_latents_save(const char *path, const pg_latents_info *info, const float *latents,
+PG_API pg_status pg_latents_save(const char *path, const pg_latents_info *info, const float *latents,
                           const int64_t *labels);
 
 /* ---- Reading ---- */
@@ -81,14 +83,14 @@ typedef struct {
 /* Opens and validates: `latents` present, rank 4, float, N > 0, every value
  * finite; `labels` (when present) rank 1, integer, N of them, each in
  * [0, num_classes). NULL with a message naming file, dataset and value. */
-pg_latents *pg_latents_open(const char *path);
+PG_API pg_latents *pg_latents_open(const char *path);
 /* pg_latents_open, then the whole of `latents` read into memory once (and
  * checked there): reads are then copies from RAM. */
-pg_latents *pg_latents_load(const char *path);
-void pg_latents_close(pg_latents *ds);
+PG_API pg_latents *pg_latents_load(const char *path);
+PG_API void pg_latents_close(pg_latents *ds);
 /* Samples [start, start + count) into dst (count * sample_numel floats),
  * read by hyperslab: only those samples are read from disk (or copied from
  * memory after pg_latents_load). */
-pg_status pg_latents_read(const pg_latents *ds, int64_t start, int64_t count, float *dst);
+PG_API pg_status pg_latents_read(const pg_latents *ds, int64_t start, int64_t count, float *dst);
 
 #endif

@@ -1,8 +1,8 @@
-#include "loader.h"
+#include "patchgrad/io/loader.h"
 
 #include <stdlib.h>
 
-#include "rng.h"
+#include "patchgrad/autograd/rng.h"
 
 struct pg_loader {
   pg_latents *ds;

@@ -18,11 +18,13 @@
 #ifndef PG_LOADER_H
 #define PG_LOADER_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "error.h"
-#include "latents.h"
+#include "patchgrad/autograd/error.h"
+#include "patchgrad/io/latents.h"
 
 typedef struct {
   int64_t batch_size; /* >= 1 */
@@ -33,7 +35,7 @@ typedef struct {
 } pg_loader_opts;
 
 /* Defaults: batch 64, shuffle, keep the last batch, read from disk, seed 0. */
-void pg_loader_opts_init(pg_loader_opts *o);
+PG_API void pg_loader_opts_init(pg_loader_opts *o);
 
 typedef struct {
   uint64_t seed;
@@ -44,24 +46,24 @@ typedef struct {
 typedef struct pg_loader pg_loader;
 
 /* Opens and validates the dataset (pg_latents_open). NULL with a message. */
-pg_loader *pg_loader_open(const char *path, const pg_loader_opts *opts);
-void pg_loader_close(pg_loader *l);
+PG_API pg_loader *pg_loader_open(const char *path, const pg_loader_opts *opts);
+PG_API void pg_loader_close(pg_loader *l);
 
 /* The dataset's shape, scaling and labels. */
-const pg_latents_info *pg_loader_info(const pg_loader *l);
+PG_API const pg_latents_info *pg_loader_info(const pg_loader *l);
 
 /* Fills x [count, H, W, C] and, when not NULL, labels [count] (the dataset
  * must have labels) with the next batch; count is batch_size except for an
  * epoch's last batch without drop_last. `indices` (optional) receives the
  * sample numbers. */
-pg_status pg_loader_next(pg_loader *l, float *x, int64_t *labels, int64_t *indices,
+PG_API pg_status pg_loader_next(pg_loader *l, float *x, int64_t *labels, int64_t *indices,
                          int64_t *count);
 
-pg_loader_state pg_loader_get_state(const pg_loader *l);
+PG_API pg_loader_state pg_loader_get_state(const pg_loader *l);
 /* Continues from a saved state; position must lie in [0, N]. */
-pg_status pg_loader_set_state(pg_loader *l, const pg_loader_state *s);
+PG_API pg_status pg_loader_set_state(pg_loader *l, const pg_loader_state *s);
 
 /* Batches per epoch with the loader's batch size and drop_last. */
-int64_t pg_loader_batches_per_epoch(const pg_loader *l);
+PG_API int64_t pg_loader_batches_per_epoch(const pg_loader *l);
 
 #endif

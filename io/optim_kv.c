@@ -1,4 +1,4 @@
-#include "optim_kv.h"
+#include "patchgrad/io/optim_kv.h"
 
 #include <string.h>
 

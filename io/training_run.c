@@ -1,4 +1,4 @@
-#include "training_run.h"
+#include "patchgrad/io/training_run.h"
 
 #include <errno.h>
 #include <signal.h>

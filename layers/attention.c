@@ -1,12 +1,12 @@
-#include "attention.h"
+#include "patchgrad/layers/attention.h"
 
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "attention_fused.h"
-#include "blas.h"
+#include "patchgrad/layers/attention_fused.h"
+#include "patchgrad/autograd/blas.h"
 
 /* One attention call, described once for forward and backward: where each
  * head's q, k, v (and their gradients) sit, and what was saved. Head n of

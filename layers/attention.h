@@ -15,27 +15,29 @@
 #ifndef PG_ATTENTION_H
 #define PG_ATTENTION_H
 
-#include "linear.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/layers/linear.h"
 
 /* ---- the core: softmax(q k^T * scale + masks) v, per head ---- */
 
 /* qkv [B, T, 3h] as a qkv Linear leaves it: q, k, v are its first, second
  * and third h channels, head n uses channels n*hd..(n+1)*hd-1 of each
  * (hd = h / heads), scale 1/sqrt(hd). Returns the heads side by side [B, T, h]. */
-pg_tensor *pg_sdpa_packed_op(pg_ctx *ctx, pg_tensor *qkv, int heads, bool causal,
+PG_API pg_tensor *pg_sdpa_packed_op(pg_ctx *ctx, pg_tensor *qkv, int heads, bool causal,
                              const uint8_t *key_padding_mask);
 
 /* Separate q, k [B, T, heads*dk] and v [B, T, heads*dv] -> [B, T, heads*dv],
  * scale 1/sqrt(dk). Dropout with probability `dropout` on the attention
  * weights when ctx->training (rng is then required; NULL otherwise is fine). */
-pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int heads,
+PG_API pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int heads,
                       bool causal, const uint8_t *key_padding_mask, float dropout, pg_rng *rng);
 
 /* ---- multi-head self-attention (dit.md) ---- */
 
 /* x [B, T, h], qkv_weight [3h, h], qkv_bias [3h] or NULL, proj_weight [h, h],
  * proj_bias [h] or NULL -> [B, T, h]: proj(heads(sdpa(qkv(x)))). */
-pg_tensor *pg_attention_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *qkv_weight, pg_tensor *qkv_bias,
+PG_API pg_tensor *pg_attention_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *qkv_weight, pg_tensor *qkv_bias,
                            pg_tensor *proj_weight, pg_tensor *proj_bias, int heads, bool causal,
                            const uint8_t *key_padding_mask);
 
@@ -47,10 +49,10 @@ typedef struct {
 } pg_attention;
 
 /* Both Linears get the init scheme (DiT: xavier_uniform, bias 0). */
-pg_status pg_attention_init(pg_attention *a, pg_params *ps, const char *prefix, int64_t hidden,
+PG_API pg_status pg_attention_init(pg_attention *a, pg_params *ps, const char *prefix, int64_t hidden,
                             int heads, bool qkv_bias, pg_linear_init_kind init, float std,
                             pg_rng *rng);
-pg_tensor *pg_attention_forward(pg_ctx *ctx, const pg_attention *a, pg_tensor *x, bool causal,
+PG_API pg_tensor *pg_attention_forward(pg_ctx *ctx, const pg_attention *a, pg_tensor *x, bool causal,
                                 const uint8_t *key_padding_mask);
 
 /* ---- a single head (seed style) ---- */
@@ -58,7 +60,7 @@ pg_tensor *pg_attention_forward(pg_ctx *ctx, const pg_attention *a, pg_tensor *x
 /* x [B, T, n_embed], key/query/value weights [head_size, n_embed] (no
  * biases) -> [B, T, head_size], scale 1/sqrt(head_size), dropout on the
  * attention weights in training. */
-pg_tensor *pg_attention_head_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *key_weight,
+PG_API pg_tensor *pg_attention_head_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *key_weight,
                                 pg_tensor *query_weight, pg_tensor *value_weight, bool causal,
                                 float dropout, pg_rng *rng);
 
@@ -70,10 +72,10 @@ typedef struct {
 
 /* PyTorch's default Linear init (uniform +-1/sqrt(n_embed)), registered in
  * the order key, query, value. dropout in [0, 1). */
-pg_status pg_attention_head_init(pg_attention_head *h, pg_params *ps, const char *prefix,
+PG_API pg_status pg_attention_head_init(pg_attention_head *h, pg_params *ps, const char *prefix,
                                  int64_t n_embed, int64_t head_size, float dropout, pg_rng *rng);
 /* rng draws the dropout masks (needed only in training with dropout > 0). */
-pg_tensor *pg_attention_head_forward(pg_ctx *ctx, const pg_attention_head *h, pg_tensor *x,
+PG_API pg_tensor *pg_attention_head_forward(pg_ctx *ctx, const pg_attention_head *h, pg_tensor *x,
                                      bool causal, pg_rng *rng);
 
 #endif

@@ -3,7 +3,7 @@
  * times: for AVX-512, for AVX2 and for the x86-64 baseline (SSE2), each
  * under its own `#pragma GCC target`; the first call picks the widest the
  * CPU runs. The build itself stays generic. */
-#include "attention_fused.h"
+#include "patchgrad/layers/attention_fused.h"
 
 #include <math.h>
 #include <omp.h>
@@ -29,7 +29,7 @@ typedef struct {
 #define FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VMAX(a, b) _mm512_max_ps(a, b)
 #define VMIN(a, b) _mm512_min_ps(a, b)
-#include "attention_fused_body.h"
+#include "patchgrad/layers/attention_fused_body.h"
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -41,7 +41,7 @@ typedef struct {
 #define FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VMAX(a, b) _mm256_max_ps(a, b)
 #define VMIN(a, b) _mm256_min_ps(a, b)
-#include "attention_fused_body.h"
+#include "patchgrad/layers/attention_fused_body.h"
 #pragma GCC pop_options
 #endif
 
@@ -59,7 +59,7 @@ typedef struct {
 #define VMAX(a, b) ISA(select)((a) > (b), (a), (b))
 #define VMIN(a, b) ISA(select)((a) < (b), (a), (b))
 #endif
-#include "attention_fused_body.h"
+#include "patchgrad/layers/attention_fused_body.h"
 
 static const pg_attn_kernels *kernels;
 static const char *kernels_isa;

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "attention.h"
+#include "patchgrad/layers/attention.h"
 
 pg_tensor *pg_attention_head_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *key_weight,
                                 pg_tensor *query_weight, pg_tensor *value_weight, bool causal,

@@ -1,9 +1,9 @@
-#include "embedding_layer.h"
+#include "patchgrad/layers/embedding_layer.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "ops.h"
+#include "patchgrad/autograd/ops.h"
 
 pg_status pg_embedding_layer_init(pg_embedding_layer *e, pg_params *ps, const char *prefix,
                                   int64_t n, int64_t d, float std, pg_rng *rng) {

@@ -4,8 +4,10 @@
 #ifndef PG_EMBEDDING_LAYER_H
 #define PG_EMBEDDING_LAYER_H
 
-#include "params.h"
-#include "tape.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/autograd/tape.h"
 
 typedef struct {
   pg_tensor *weight; /* `<prefix>.weight` [n, d] */
@@ -14,11 +16,11 @@ typedef struct {
 
 /* Registers `<prefix>.weight` [n, d], filled with normal(0, std) (PyTorch's
  * default is std 1; DiT's label table uses 0.02). */
-pg_status pg_embedding_layer_init(pg_embedding_layer *e, pg_params *ps, const char *prefix,
+PG_API pg_status pg_embedding_layer_init(pg_embedding_layer *e, pg_params *ps, const char *prefix,
                                   int64_t n, int64_t d, float std, pg_rng *rng);
 /* Rows picked by the prod(idx_shape) indices -> idx_shape + [d]; an index
  * outside [0, n) is an error naming it. */
-pg_tensor *pg_embedding_layer_forward(pg_ctx *ctx, const pg_embedding_layer *e, int idx_ndim,
+PG_API pg_tensor *pg_embedding_layer_forward(pg_ctx *ctx, const pg_embedding_layer *e, int idx_ndim,
                                       const int64_t *idx_shape, const int64_t *idx);
 
 #endif

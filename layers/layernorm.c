@@ -1,11 +1,11 @@
-#include "layernorm.h"
+#include "patchgrad/layers/layernorm.h"
 
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 
-#include "broadcast.h"
-#include "vector_clones.h"
+#include "patchgrad/autograd/broadcast.h"
+#include "patchgrad/autograd/vector_clones.h"
 
 typedef struct {
   double *mean; /* [rows]; double so that x - mean stays exact for large offsets */

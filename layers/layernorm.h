@@ -4,12 +4,14 @@
 #ifndef PG_LAYERNORM_H
 #define PG_LAYERNORM_H
 
-#include "params.h"
-#include "tape.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/autograd/tape.h"
 
 /* x [..., d]; weight and bias [d], both NULL for no affine (or bias alone
  * NULL). Backward saves mean and 1/sqrt(var + eps) per row ([rows] each). */
-pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias, float eps);
+PG_API pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias, float eps);
 
 /* DiT's adaLN normalisation in one op: LayerNorm without affine followed by
  * modulate, LN(x) * (1 + scale) + shift, with x [B, ..., d] and shift,
@@ -17,7 +19,7 @@ pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tens
  * as pg_modulate_op(pg_layernorm_op(x, NULL, NULL, eps), shift, scale) with
  * one pass over x each way and no normalised copy kept (backward recomputes
  * it from the saved mean and 1/sqrt(var + eps) per row). */
-pg_tensor *pg_layernorm_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor *scale,
+PG_API pg_tensor *pg_layernorm_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor *scale,
                                     float eps);
 
 typedef struct {
@@ -27,8 +29,8 @@ typedef struct {
 } pg_layernorm;
 
 /* With affine, registers `<prefix>.weight` (1) and `<prefix>.bias` (0), kind PG_PARAM_NORM. */
-pg_status pg_layernorm_init(pg_layernorm *l, pg_params *ps, const char *prefix, int64_t dim,
+PG_API pg_status pg_layernorm_init(pg_layernorm *l, pg_params *ps, const char *prefix, int64_t dim,
                             float eps, bool affine);
-pg_tensor *pg_layernorm_forward(pg_ctx *ctx, const pg_layernorm *l, pg_tensor *x);
+PG_API pg_tensor *pg_layernorm_forward(pg_ctx *ctx, const pg_layernorm *l, pg_tensor *x);
 
 #endif

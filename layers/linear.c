@@ -1,10 +1,10 @@
-#include "linear.h"
+#include "patchgrad/layers/linear.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "blas.h"
-#include "broadcast.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/broadcast.h"
 
 pg_status pg_linear_check_args(const char *who, const pg_tensor *x, const pg_tensor *weight,
                                    const pg_tensor *bias) {

@@ -1,12 +1,12 @@
-#include "mlp.h"
+#include "patchgrad/layers/mlp.h"
 
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "broadcast.h"
-#include "fastmath.h"
-#include "vector_clones.h"
+#include "patchgrad/autograd/broadcast.h"
+#include "patchgrad/autograd/fastmath.h"
+#include "patchgrad/autograd/vector_clones.h"
 
 /* GELU, tanh form, in place on z[0..n), and its slope gelu'(z) when slope is
  * non-NULL. With u = c (z + a z^3) and s = sigmoid(2u):

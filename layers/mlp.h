@@ -3,14 +3,16 @@
 #ifndef PG_MLP_H
 #define PG_MLP_H
 
-#include "linear.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/layers/linear.h"
 
 /* gelu_tanh(x W^T + b) for x [..., in], weight [out, in], bias [out] or NULL,
  * gelu_tanh(z) = 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) (PyTorch's
  * approximate="tanh"). The forward computes GELU's derivative at z while it
  * has tanh at hand and saves that ([..., out]) instead of z, so backward needs
  * no transcendental function. */
-pg_tensor *pg_linear_gelu_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias);
+PG_API pg_tensor *pg_linear_gelu_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias);
 
 typedef struct {
   pg_linear fc1; /* `<prefix>.fc1.weight` [hidden, in], `.fc1.bias` [hidden] */
@@ -19,9 +21,9 @@ typedef struct {
 } pg_mlp;
 
 /* Both Linears with biases and the given init scheme (DiT: xavier_uniform). */
-pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in, int64_t hidden,
+PG_API pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in, int64_t hidden,
                       int64_t out, pg_linear_init_kind init, float std, pg_rng *rng);
 /* x [..., in] -> [..., out]. */
-pg_tensor *pg_mlp_forward(pg_ctx *ctx, const pg_mlp *m, pg_tensor *x);
+PG_API pg_tensor *pg_mlp_forward(pg_ctx *ctx, const pg_mlp *m, pg_tensor *x);
 
 #endif

@@ -1,8 +1,8 @@
-#include "modulate.h"
+#include "patchgrad/layers/modulate.h"
 
 #include <string.h>
 
-#include "broadcast.h"
+#include "patchgrad/autograd/broadcast.h"
 
 /* x is [B, ..., h]: B samples of `tokens` rows of h values each. */
 typedef struct {

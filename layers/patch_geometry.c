@@ -1,9 +1,9 @@
-#include "patch_geometry.h"
+#include "patchgrad/layers/patch_geometry.h"
 
 #include <string.h>
 
-#include "blas.h"
-#include "broadcast.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/broadcast.h"
 
 /* Below this many multiply-adds, one thread multiplies faster than several. */
 #define PG_PATCH_GEMM_PARALLEL_MIN (1 << 18)

@@ -17,12 +17,14 @@
 #ifndef PG_PATCH_GEOMETRY_H
 #define PG_PATCH_GEOMETRY_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "error.h"
-#include "params.h"
-#include "tensor.h"
+#include "patchgrad/autograd/error.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/autograd/tensor.h"
 
 typedef struct {
   int data_dim;
@@ -38,20 +40,20 @@ typedef struct {
 
 /* Patchify's grid along one axis of size s: floor((s - patch) / stride) + 1
  * (0 when s < patch). Pixels past the last full patch are not covered. */
-int64_t pg_patch_grid_size(int64_t s, int64_t patch, int64_t stride);
+PG_API int64_t pg_patch_grid_size(int64_t s, int64_t patch, int64_t stride);
 /* Unpatchify's default output size along an axis of g patches:
  * (g - 1) * stride + patch. */
-int64_t pg_unpatch_output_size(int64_t g, int64_t patch, int64_t stride);
+PG_API int64_t pg_unpatch_output_size(int64_t g, int64_t patch, int64_t stride);
 
 /* Validates the settings common to both layers; `who` names the caller in
  * the message ("pg_patchify_init", ...). */
-pg_status pg_patch_check_settings(const char *who, int data_dim, int64_t patch, int64_t stride);
+PG_API pg_status pg_patch_check_settings(const char *who, int data_dim, int64_t patch, int64_t stride);
 /* The settings, then in_features and out_features >= 1: what both inits check. */
-pg_status pg_patch_check_init(const char *who, int data_dim, int64_t patch, int64_t stride,
+PG_API pg_status pg_patch_check_init(const char *who, int data_dim, int64_t patch, int64_t stride,
                               int64_t in_features, int64_t out_features);
 /* Adds "<prefix>.weight" of weight_shape (data_dim + 2 axes) and, when
  * bias_len > 0, "<prefix>.bias" [bias_len] (*b NULL otherwise), zeroed. */
-pg_status pg_patch_add_params(pg_params *ps, const char *prefix, int data_dim,
+PG_API pg_status pg_patch_add_params(pg_params *ps, const char *prefix, int data_dim,
                               const int64_t *weight_shape, int64_t bias_len, pg_tensor **w,
                               pg_tensor **b);
 
@@ -69,35 +71,35 @@ typedef struct {
  * [w0, w1, P x data_dim] (w0, w1 >= 1); the bias [weight axis out_axis]; x
  * of rank data_dim + 2 with as many channels as weight axis in_axis. The
  * spatial sizes are left to the caller (the layers want different ones). */
-pg_status pg_patch_check_tensors(const pg_patch_layout *l, const pg_tensor *x, const pg_tensor *w,
+PG_API pg_status pg_patch_check_tensors(const pg_patch_layout *l, const pg_tensor *x, const pg_tensor *w,
                                  const pg_tensor *b, int data_dim, int64_t patch, int64_t stride);
 
 /* Fills g for a signal [batch, *spatial, channels] cut into `grid` patches
  * per axis (data_dim entries each). */
-void pg_patch_geom_init(pg_patch_geom *g, int data_dim, int64_t batch, const int64_t *spatial,
+PG_API void pg_patch_geom_init(pg_patch_geom *g, int data_dim, int64_t batch, const int64_t *spatial,
                         const int64_t *grid, int64_t channels, int64_t patch, int64_t stride);
 
 /* cols[r, :] = the patch of row r = (b, token); every row is written. */
-void pg_im2col(const pg_patch_geom *g, const float *signal, float *cols);
+PG_API void pg_im2col(const pg_patch_geom *g, const float *signal, float *cols);
 /* signal += each row of cols at its patch; overlapping patches sum. */
-void pg_col2im_add(const pg_patch_geom *g, const float *cols, float *signal);
+PG_API void pg_col2im_add(const pg_patch_geom *g, const float *cols, float *signal);
 
 /* Kernel reordering, so that a channels-last column row meets the weight in
  * its own order: src [outer, n1, n2] -> dst [outer, n2, n1] (a small tensor:
  * the weight). accumulate: add into dst instead of writing it. */
-void pg_swap_inner_axes(const float *src, float *dst, int64_t outer, int64_t n1, int64_t n2,
+PG_API void pg_swap_inner_axes(const float *src, float *dst, int64_t outer, int64_t n1, int64_t n2,
                         bool accumulate);
 
 /* pg_gemm (same arguments), kept on the calling thread when the product is
  * too small for threads to pay: tiny products, as in gradient checks or
  * small models, would otherwise spend their time in BLIS's thread barriers. */
-void pg_patch_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+PG_API void pg_patch_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                    float *c, int64_t ldc);
 
 /* grad_bias[c] += sum over rows of grad[r, c] (grad is [rows, channels]). */
-void pg_bias_grad_add(float *grad_bias, const float *grad, int64_t rows, int64_t channels);
+PG_API void pg_bias_grad_add(float *grad_bias, const float *grad, int64_t rows, int64_t channels);
 /* signal[r, :] = bias for every row (bias NULL: zeros). */
-void pg_fill_rows(float *signal, const float *bias, int64_t rows, int64_t channels);
+PG_API void pg_fill_rows(float *signal, const float *bias, int64_t rows, int64_t channels);
 
 #endif

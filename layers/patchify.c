@@ -8,12 +8,12 @@
  * w_rows is the weight reordered from [C_out, C_in, P^d] to
  * [C_out, P^d, C_in], the order of a channels-last column row: reordering
  * the small weight spares transposing the large signal. */
-#include "patchify.h"
+#include "patchgrad/layers/patchify.h"
 
 #include <math.h>
 
-#include "patch_geometry.h"
-#include "tape.h"
+#include "patchgrad/layers/patch_geometry.h"
+#include "patchgrad/autograd/tape.h"
 
 typedef struct {
   pg_patch_geom geom;

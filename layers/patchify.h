@@ -12,15 +12,17 @@
 #ifndef PG_PATCHIFY_H
 #define PG_PATCHIFY_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "params.h"
-#include "tensor.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/autograd/tensor.h"
 
 /* The op on explicit tensors, recorded on the tape with the gradients of x,
  * weight and bias (bias may be NULL). NULL with a message on bad input. */
-pg_tensor *pg_patchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias,
+PG_API pg_tensor *pg_patchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias,
                           int data_dim, int64_t patch, int64_t stride);
 
 /* The layer: its parameters live in a pg_params list, the struct only points
@@ -35,10 +37,10 @@ typedef struct {
  * [C_out] in ps and initialises them as PyTorch's Conv does: uniform in
  * (-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in * P^data_dim.
  * (DiT's patch embedding uses the prefix "x_embedder.conv".) */
-pg_status pg_patchify_init(pg_patchify *l, pg_params *ps, const char *prefix,
+PG_API pg_status pg_patchify_init(pg_patchify *l, pg_params *ps, const char *prefix,
                            int64_t in_features, int64_t out_features, int data_dim,
                            int64_t patch, int64_t stride, bool bias, pg_rng *rng);
 
-pg_tensor *pg_patchify_forward(pg_ctx *ctx, const pg_patchify *l, pg_tensor *x);
+PG_API pg_tensor *pg_patchify_forward(pg_ctx *ctx, const pg_patchify *l, pg_tensor *x);
 
 #endif

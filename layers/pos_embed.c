@@ -1,4 +1,4 @@
-#include "pos_embed.h"
+#include "patchgrad/layers/pos_embed.h"
 
 #include <math.h>
 

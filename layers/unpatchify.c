@@ -8,13 +8,13 @@
  *
  * w_rows is the weight reordered from [C_embed, C_out, P^d] to
  * [C_embed, P^d, C_out] so that a product row is a channels-last patch. */
-#include "unpatchify.h"
+#include "patchgrad/layers/unpatchify.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "patch_geometry.h"
-#include "tape.h"
+#include "patchgrad/layers/patch_geometry.h"
+#include "patchgrad/autograd/tape.h"
 
 typedef struct {
   pg_patch_geom geom; /* of the output signal */

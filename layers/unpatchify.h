@@ -12,16 +12,18 @@
 #ifndef PG_UNPATCHIFY_H
 #define PG_UNPATCHIFY_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "params.h"
-#include "tensor.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/autograd/tensor.h"
 
 /* The op on explicit tensors, recorded on the tape with the gradients of x,
  * weight and bias (bias may be NULL). output_spatial_shape: data_dim sizes,
  * or NULL for the default. NULL with a message on bad input. */
-pg_tensor *pg_unpatchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias,
+PG_API pg_tensor *pg_unpatchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias,
                             int data_dim, int64_t patch, int64_t stride,
                             const int64_t *output_spatial_shape);
 
@@ -38,8 +40,8 @@ typedef enum {
 } pg_unpatch_init;
 
 /* "default", "zeros" or "fan_in"; anything else is an error naming it. */
-pg_status pg_unpatch_init_parse(const char *name, pg_unpatch_init *out);
-const char *pg_unpatch_init_name(pg_unpatch_init scheme);
+PG_API pg_status pg_unpatch_init_parse(const char *name, pg_unpatch_init *out);
+PG_API const char *pg_unpatch_init_name(pg_unpatch_init scheme);
 
 typedef struct {
   pg_tensor *weight, *bias; /* owned by the pg_params list; bias may be NULL */
@@ -49,12 +51,12 @@ typedef struct {
 
 /* Registers `<prefix>.weight` [C_embed, C_out, P, ...] and `<prefix>.bias`
  * [C_out] in ps and initialises them with weight_init. */
-pg_status pg_unpatchify_init(pg_unpatchify *l, pg_params *ps, const char *prefix,
+PG_API pg_status pg_unpatchify_init(pg_unpatchify *l, pg_params *ps, const char *prefix,
                              int64_t in_features, int64_t out_features, int data_dim,
                              int64_t patch, int64_t stride, bool bias,
                              pg_unpatch_init weight_init, pg_rng *rng);
 
-pg_tensor *pg_unpatchify_forward(pg_ctx *ctx, const pg_unpatchify *l, pg_tensor *x,
+PG_API pg_tensor *pg_unpatchify_forward(pg_ctx *ctx, const pg_unpatchify *l, pg_tensor *x,
                                  const int64_t *output_spatial_shape);
 
 #endif

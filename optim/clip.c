@@ -1,8 +1,8 @@
-#include "clip.h"
+#include "patchgrad/optim/clip.h"
 
 #include <math.h>
 
-#include "update.h"
+#include "patchgrad/optim/update.h"
 
 /* sum |g|^p over n elements in double (max |g| for p = inf); p = 2 first
  * because it is the case that matters for speed. OpenMP only for large

@@ -4,7 +4,9 @@
 #ifndef PG_CLIP_H
 #define PG_CLIP_H
 
-#include "params.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/autograd/params.h"
 
 /* torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type): the total
  * norm is the norm of the per-parameter gradient norms (norm_type p > 0, or
@@ -15,10 +17,10 @@
  * norm is returned as is, gradients then scaled like PyTorch's
  * error_if_nonfinite=False; check the result with isfinite() to skip a step.
  * A bad argument returns -1 with a message (max_norm < 0, norm_type <= 0). */
-double pg_clip_grad_norm(pg_params *ps, double max_norm, double norm_type);
+PG_API double pg_clip_grad_norm(pg_params *ps, double max_norm, double norm_type);
 
 /* torch.nn.utils.clip_grad_value_: every gradient element clamped to
  * [-clip_value, clip_value] (NaN stays NaN). clip_value < 0 is an error. */
-pg_status pg_clip_grad_value(pg_params *ps, double clip_value);
+PG_API pg_status pg_clip_grad_value(pg_params *ps, double clip_value);
 
 #endif

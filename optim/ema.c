@@ -1,8 +1,8 @@
-#include "ema.h"
+#include "patchgrad/optim/ema.h"
 
 #include <string.h>
 
-#include "update.h"
+#include "patchgrad/optim/update.h"
 
 /* The model's list must still be the one the EMA copied: same length, same
  * names and shapes in order. */

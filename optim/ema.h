@@ -14,9 +14,11 @@
 #ifndef PG_EMA_H
 #define PG_EMA_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 
-#include "params.h"
+#include "patchgrad/autograd/params.h"
 
 typedef struct {
   double decay;
@@ -26,16 +28,16 @@ typedef struct {
 } pg_ema;
 
 /* Copies every entry of model (0 <= decay <= 1). On error the EMA holds nothing. */
-pg_status pg_ema_init(pg_ema *ema, pg_params *model, double decay);
-void pg_ema_free(pg_ema *ema);
+PG_API pg_status pg_ema_init(pg_ema *ema, pg_params *model, double decay);
+PG_API void pg_ema_free(pg_ema *ema);
 
 /* For every trainable entry: ema = decay * ema + (1 - decay) * param, in
  * float32 as DiT's update_ema (ema.mul_(decay).add_(param, alpha=1-decay)).
  * Buffers are not averaged (they are fixed). Refused while swapped. */
-pg_status pg_ema_update(pg_ema *ema);
+PG_API pg_status pg_ema_update(pg_ema *ema);
 
 /* Exchanges model and shadow values in place (no allocation); call once to
  * evaluate with the EMA weights, once more to go back. */
-pg_status pg_ema_swap(pg_ema *ema);
+PG_API pg_status pg_ema_swap(pg_ema *ema);
 
 #endif

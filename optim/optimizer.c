@@ -1,10 +1,10 @@
-#include "optimizer.h"
+#include "patchgrad/optim/optimizer.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "update.h"
+#include "patchgrad/optim/update.h"
 
 pg_optim_config pg_optim_sgd(double lr) {
   return (pg_optim_config){.kind = PG_OPTIM_SGD, .lr = lr};

@@ -33,10 +33,12 @@
 #ifndef PG_OPTIMIZER_H
 #define PG_OPTIMIZER_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "params.h"
+#include "patchgrad/autograd/params.h"
 
 typedef enum { PG_OPTIM_SGD, PG_OPTIM_ADAM, PG_OPTIM_ADAMW } pg_optim_kind;
 
@@ -65,18 +67,18 @@ typedef struct {
  * SGD: momentum 0, dampening 0, nesterov off, weight_decay 0.
  * Adam: betas (0.9, 0.999), eps 1e-8, weight_decay 0, amsgrad off.
  * AdamW: the same with weight_decay 0.01. */
-pg_optim_config pg_optim_sgd(double lr);
-pg_optim_config pg_optim_adam(double lr);
-pg_optim_config pg_optim_adamw(double lr);
+PG_API pg_optim_config pg_optim_sgd(double lr);
+PG_API pg_optim_config pg_optim_adam(double lr);
+PG_API pg_optim_config pg_optim_adamw(double lr);
 
 /* "sgd", "adam", "adamw" <-> kind; parsing an unknown name is an error
  * listing the known ones. */
-const char *pg_optim_kind_name(pg_optim_kind kind);
-pg_status pg_optim_kind_parse(const char *name, pg_optim_kind *kind);
+PG_API const char *pg_optim_kind_name(pg_optim_kind kind);
+PG_API pg_status pg_optim_kind_parse(const char *name, pg_optim_kind *kind);
 
 /* Checks every hyper-parameter as torch.optim does (lr >= 0, 0 <= beta < 1,
  * ...); the message names the field and its value. */
-pg_status pg_optim_config_check(const pg_optim_config *cfg);
+PG_API pg_status pg_optim_config_check(const pg_optim_config *cfg);
 
 /* One trained parameter and its state tensors (NULL when not used). */
 typedef struct {
@@ -97,18 +99,18 @@ typedef struct {
 
 /* Checks the config, creates the state for every trainable entry of params
  * (which must outlive the optimizer). On error the optimizer holds nothing. */
-pg_status pg_optimizer_init(pg_optimizer *opt, pg_params *params, const pg_optim_config *cfg);
-void pg_optimizer_free(pg_optimizer *opt);
+PG_API pg_status pg_optimizer_init(pg_optimizer *opt, pg_params *params, const pg_optim_config *cfg);
+PG_API void pg_optimizer_free(pg_optimizer *opt);
 
 /* One update of every trainable parameter with config.lr, then step += 1.
  * Errors (bad config, a parameter list changed since init, a parameter
  * without a gradient buffer) leave every parameter and the state untouched. */
-pg_status pg_optimizer_step(pg_optimizer *opt);
+PG_API pg_status pg_optimizer_step(pg_optimizer *opt);
 
 /* Zeroes the gradients of the parameters (set_to_none=False in PyTorch). */
-void pg_optimizer_zero_grad(pg_optimizer *opt);
+PG_API void pg_optimizer_zero_grad(pg_optimizer *opt);
 
 /* The weight decay a parameter of that kind receives under cfg. */
-double pg_optim_decay_for(const pg_optim_config *cfg, pg_param_kind kind);
+PG_API double pg_optim_decay_for(const pg_optim_config *cfg, pg_param_kind kind);
 
 #endif

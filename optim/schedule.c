@@ -1,4 +1,4 @@
-#include "schedule.h"
+#include "patchgrad/optim/schedule.h"
 
 #include <math.h>
 #include <string.h>

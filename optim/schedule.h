@@ -16,9 +16,11 @@
 #ifndef PG_SCHEDULE_H
 #define PG_SCHEDULE_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdint.h>
 
-#include "optimizer.h"
+#include "patchgrad/optim/optimizer.h"
 
 typedef enum {
   PG_SCHEDULE_CONSTANT,
@@ -39,22 +41,22 @@ typedef struct {
 
 /* A schedule of that kind with base_lr, everything else 0 except gamma 0.1
  * (torch StepLR's default); set the fields the kind uses. */
-pg_schedule pg_schedule_make(pg_schedule_kind kind, double base_lr);
+PG_API pg_schedule pg_schedule_make(pg_schedule_kind kind, double base_lr);
 
 /* The fields must fit the kind: base_lr >= 0, warmup_steps >= 0 (0 for
  * constant), cosine total_steps > warmup_steps and 0 <= min_lr <= base_lr,
  * step step_size > 0 and gamma > 0. The message names the field and value. */
-pg_status pg_schedule_check(const pg_schedule *s);
+PG_API pg_status pg_schedule_check(const pg_schedule *s);
 
 /* The lr for the update after `step` updates (step < 0 counts as 0). */
-double pg_schedule_lr(const pg_schedule *s, int64_t step);
+PG_API double pg_schedule_lr(const pg_schedule *s, int64_t step);
 
 /* opt->config.lr = pg_schedule_lr(s, opt->step). */
-void pg_schedule_apply(const pg_schedule *s, pg_optimizer *opt);
+PG_API void pg_schedule_apply(const pg_schedule *s, pg_optimizer *opt);
 
 /* "constant", "warmup", "cosine", "step" (for a --schedule flag). An unknown
  * name is an error listing the known ones. */
-pg_status pg_schedule_parse(const char *name, pg_schedule_kind *kind);
-const char *pg_schedule_name(pg_schedule_kind kind);
+PG_API pg_status pg_schedule_parse(const char *name, pg_schedule_kind *kind);
+PG_API const char *pg_schedule_name(pg_schedule_kind kind);
 
 #endif

@@ -1,9 +1,9 @@
-#include "update.h"
+#include "patchgrad/optim/update.h"
 
 #include <math.h>
 #include <omp.h>
 
-#include "vector_clones.h"
+#include "patchgrad/autograd/vector_clones.h"
 
 bool pg_optim_use_threads(int64_t n) {
   return n >= PG_OPTIM_PARALLEL_MIN && omp_get_max_threads() > 1 && !omp_in_parallel();

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cli/alloc_count.h"
-#include "blas.h"
-#include "ops.h"
+#include "alloc_count.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/ops.h"
 
 /* The allocation counter (cli/alloc_count.c, linked into this program)
  * replaces malloc and friends for the whole process. Under AddressSanitizer,

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attention.h"
+#include "patchgrad/layers/attention.h"
 
 /* ---- the naive reference ---- */
 

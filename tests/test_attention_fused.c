@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attention_fused.h"
-#include "blas.h"
+#include "patchgrad/layers/attention_fused.h"
+#include "patchgrad/autograd/blas.h"
 
 typedef struct {
   int64_t B, T, H, d;

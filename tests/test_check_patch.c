@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "h5util.h"
+#include "patchgrad/io/h5util.h"
 
 static char output[1 << 16];
 

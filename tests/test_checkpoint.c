@@ -16,15 +16,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "ema.h"
-#include "h5util.h"
-#include "latents.h"
-#include "loader.h"
-#include "ops.h"
-#include "optim_kv.h"
-#include "optimizer.h"
-#include "synthetic.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/optim/ema.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/io/latents.h"
+#include "patchgrad/io/loader.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/io/optim_kv.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/data/synthetic.h"
 
 static int setup(void **state) {
   (void)state;

@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
-#include "diffusion.h"
-#include "dit.h"
-#include "optimizer.h"
-#include "tape.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/dit/diffusion.h"
+#include "patchgrad/dit/dit.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/autograd/tape.h"
 
 static const pg_dit_config tiny = {.input_size = 4, .in_channels = 2, .patch_size = 2,
                                    .hidden = 8, .depth = 1, .heads = 2, .mlp_ratio = 2,

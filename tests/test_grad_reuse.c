@@ -11,8 +11,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "modulate.h"
-#include "ops.h"
+#include "patchgrad/layers/modulate.h"
+#include "patchgrad/autograd/ops.h"
 
 #define N 1024
 #define DEPTH 24

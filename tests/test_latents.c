@@ -16,12 +16,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "fashion_mnist.h"
-#include "h5util.h"
-#include "idx.h"
-#include "latent_image.h"
-#include "latents.h"
-#include "synthetic.h"
+#include "patchgrad/data/fashion_mnist.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/data/idx.h"
+#include "patchgrad/data/latent_image.h"
+#include "patchgrad/io/latents.h"
+#include "patchgrad/data/synthetic.h"
 
 static int setup(void **state) {
   (void)state;

@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
-#include "layernorm.h"
-#include "modulate.h"
-#include "ops.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/layers/layernorm.h"
+#include "patchgrad/layers/modulate.h"
+#include "patchgrad/autograd/ops.h"
 
 static pg_tensor *fused_fn(pg_ctx *ctx, pg_tensor *const *in, void *user) {
   (void)user;

@@ -6,11 +6,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "embedding_layer.h"
-#include "layernorm.h"
-#include "linear.h"
-#include "mlp.h"
-#include "modulate.h"
+#include "patchgrad/layers/embedding_layer.h"
+#include "patchgrad/layers/layernorm.h"
+#include "patchgrad/layers/linear.h"
+#include "patchgrad/layers/mlp.h"
+#include "patchgrad/layers/modulate.h"
 
 /* ---- Linear ---- */
 

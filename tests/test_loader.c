@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "latents.h"
-#include "loader.h"
+#include "patchgrad/io/latents.h"
+#include "patchgrad/io/loader.h"
 
 static char data_path[300], unlabelled_path[300];
 

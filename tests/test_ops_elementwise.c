@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ops.h"
+#include "patchgrad/autograd/ops.h"
 
 typedef pg_tensor *(*binary_fn)(pg_ctx *, pg_tensor *, pg_tensor *);
 typedef struct {

@@ -6,8 +6,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "fastmath.h"
-#include "ops.h"
+#include "patchgrad/autograd/fastmath.h"
+#include "patchgrad/autograd/ops.h"
 
 static const pg_gradcheck_opts tight = {.eps = 1e-3, .atol = 1e-3, .rtol = 1e-2};
 

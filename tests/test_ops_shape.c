@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "ops.h"
+#include "patchgrad/autograd/ops.h"
 
 static const pg_gradcheck_opts tight = {.eps = 1e-3, .atol = 1e-3, .rtol = 1e-2};
 

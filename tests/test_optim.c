@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "blas.h"
-#include "h5util.h"
-#include "optimizer.h"
-#include "update.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/optim/update.h"
 
 /* ---- Trajectories ---- */
 

@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cli/alloc_count.h"
-#include "blas.h"
-#include "clip.h"
-#include "ema.h"
-#include "optimizer.h"
-#include "schedule.h"
-#include "update.h"
+#include "alloc_count.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/optim/clip.h"
+#include "patchgrad/optim/ema.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/optim/schedule.h"
+#include "patchgrad/optim/update.h"
 
 /* cli/alloc_count.c, linked into this program, counts every heap allocation
  * of the process (0 under AddressSanitizer, where it is compiled out). */

@@ -5,10 +5,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "blas.h"
-#include "clip.h"
-#include "ema.h"
-#include "schedule.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/optim/clip.h"
+#include "patchgrad/optim/ema.h"
+#include "patchgrad/optim/schedule.h"
 
 /* ---- Clipping ---- */
 

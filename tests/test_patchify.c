@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "params.h"
-#include "patchify.h"
-#include "tape.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/layers/patchify.h"
+#include "patchgrad/autograd/tape.h"
 
 typedef struct {
   int d;

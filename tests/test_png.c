@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "latent_image.h"
-#include "plot.h"
-#include "png_image.h"
+#include "patchgrad/data/latent_image.h"
+#include "patchgrad/render/plot.h"
+#include "patchgrad/render/png_image.h"
 
 static int setup(void **state) {
   (void)state;

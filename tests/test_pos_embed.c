@@ -5,9 +5,9 @@
 
 #include <math.h>
 
-#include "h5util.h"
-#include "params.h"
-#include "pos_embed.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/layers/pos_embed.h"
 
 static void test_tables_match_numpy(void **state) {
   (void)state;

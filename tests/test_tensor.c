@@ -6,8 +6,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "blas.h"
-#include "tape.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/tape.h"
 
 /* square(x) = x * x, elementwise: the smallest op that uses the tape. */
 static void square_backward(pg_ctx *ctx, pg_node *n) {

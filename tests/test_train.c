@@ -13,10 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "blas.h"
-#include "checkpoint.h"
-#include "synthetic.h"
-#include "trainer.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/data/synthetic.h"
+#include "patchgrad/dit/trainer.h"
 
 static int setup_dir(void **state) {
   (void)state;

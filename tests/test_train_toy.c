@@ -7,12 +7,12 @@
 #include <math.h>
 #include <string.h>
 
-#include "blas.h"
-#include "clip.h"
-#include "ema.h"
-#include "ops.h"
-#include "optimizer.h"
-#include "schedule.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/optim/clip.h"
+#include "patchgrad/optim/ema.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/optim/schedule.h"
 
 #define N 128    /* samples */
 #define HIDDEN 16

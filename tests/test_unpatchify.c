@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "params.h"
-#include "patchify.h"
-#include "tape.h"
-#include "unpatchify.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/layers/patchify.h"
+#include "patchgrad/autograd/tape.h"
+#include "patchgrad/layers/unpatchify.h"
 
 typedef struct {
   int d;

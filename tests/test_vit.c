@@ -14,16 +14,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../cli/alloc_count.h"
-#include "blas.h"
-#include "classify.h"
-#include "clip.h"
-#include "h5util.h"
-#include "ops.h"
-#include "optimizer.h"
-#include "score.h"
-#include "synthetic.h"
-#include "vit.h"
+#include "alloc_count.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/vit/classify.h"
+#include "patchgrad/optim/clip.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/vit/score.h"
+#include "patchgrad/data/synthetic.h"
+#include "patchgrad/vit/vit.h"
 
 /* ---- cross-entropy ---- */
 

@@ -8,8 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "h5util.h"
+#include "patchgrad/autograd/error.h"
+#include "patchgrad/io/h5util.h"
 
 void pg_test_assert_close(const float *got, const float *want, int64_t n, double atol,
                           double rtol, const char *file, int line) {

@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "gradcheck.h"
-#include "tensor.h"
+#include "patchgrad/autograd/gradcheck.h"
+#include "patchgrad/autograd/tensor.h"
 
 /* Fails the test, naming the first element where |got - want| > atol + rtol |want|. */
 #define assert_close(got, want, n, atol, rtol) \

@@ -11,16 +11,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} BLIS_NUM_THREADS=${BLIS_NUM_THREADS
 meson compile -C build
 meson test -C build --print-errorlogs
 
-# The installed library: headers, pkg-config file, and a program built
-# against them alone.
-stage=$(mktemp -d)
-DESTDIR="$stage" meson install -C build --quiet
-pc=$(find "$stage" -name patchgrad.pc)
-prefix="$stage$(sed -n 's/^prefix=//p' "$pc")"
-flags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --define-variable=prefix="$prefix" --cflags --libs patchgrad)
-cc -std=c11 -o "$stage/tiny_mlp" examples/tiny_mlp.c $flags -lm -Wl,-rpath,"$(dirname "$(find "$stage" -name 'libpatchgrad.so' | head -1)")"
-"$stage/tiny_mlp" > /dev/null && echo "install check: a program built against the installed library runs"
-rm -rf "$stage"
+# The installed library as a user meets it (headers, pkg-config, exports).
+tools/check_install.sh build
 
 [ -d build-sanitize ] || meson setup build-sanitize -Db_sanitize=address,undefined \
   -Db_lundef=false -Dbuildtype=debugoptimized

@@ -1,4 +1,4 @@
-#include "classify.h"
+#include "patchgrad/vit/classify.h"
 
 #include <errno.h>
 #include <math.h>
@@ -7,13 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "clip.h"
-#include "h5util.h"
-#include "loader.h"
-#include "ops.h"
-#include "schedule.h"
-#include "training_run.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/optim/clip.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/io/loader.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/optim/schedule.h"
+#include "patchgrad/io/training_run.h"
 
 /* ---- prediction ---- */
 

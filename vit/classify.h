@@ -5,16 +5,18 @@
 #ifndef PG_CLASSIFY_H
 #define PG_CLASSIFY_H
 
-#include "latents.h"
-#include "optimizer.h"
-#include "vit.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/io/latents.h"
+#include "patchgrad/optim/optimizer.h"
+#include "patchgrad/vit/vit.h"
 
 /* ---- prediction and its scores ---- */
 
 /* Softmax probabilities probs [n, K] of the model for x [n, H, W, C], in
  * batches of `batch`, without gradients and in evaluation mode (ctx is reset
  * before each batch). */
-pg_status pg_vit_predict(pg_ctx *ctx, pg_vit *m, const float *x, int64_t n, int64_t batch,
+PG_API pg_status pg_vit_predict(pg_ctx *ctx, pg_vit *m, const float *x, int64_t n, int64_t batch,
                          float *probs);
 
 typedef struct {
@@ -28,11 +30,11 @@ typedef struct {
 
 /* Scores probs [n, K] against labels [n] (each in [0, K), else an error
  * naming the sample). */
-pg_status pg_classify_stats_of(const float *probs, const int64_t *labels, int64_t n, int64_t K,
+PG_API pg_status pg_classify_stats_of(const float *probs, const int64_t *labels, int64_t n, int64_t K,
                                pg_classify_stats *out);
 
 /* The most probable class of one row (the first one on ties). */
-int64_t pg_argmax(const float *row, int64_t K);
+PG_API int64_t pg_argmax(const float *row, int64_t K);
 
 /* ---- checkpoints (io/checkpoint.h format) ----
  * /config: the model config (pg_vit_config_to_kv) plus what the training
@@ -43,19 +45,19 @@ typedef struct {
   char source[64];   /* "fashion-mnist", "synthetic", ... */
 } pg_vit_data_info;
 
-pg_status pg_vit_save(const char *path, pg_vit *m, const pg_vit_data_info *data, int64_t step);
+PG_API pg_status pg_vit_save(const char *path, pg_vit *m, const pg_vit_data_info *data, int64_t step);
 /* Builds m from the file's config and reads its weights; data (may be NULL)
  * receives what the training latents were. On error m holds nothing. */
-pg_status pg_vit_load(const char *path, pg_vit *m, pg_vit_data_info *data);
+PG_API pg_status pg_vit_load(const char *path, pg_vit *m, pg_vit_data_info *data);
 /* An error naming both when a latent file's normalisation (mean, std) is
  * not the one the classifier was trained with (a difference beyond 5% of
  * the trained std): its inputs would be off-scale. */
-pg_status pg_vit_check_data(const pg_vit_data_info *trained, const pg_latents_info *info,
+PG_API pg_status pg_vit_check_data(const pg_vit_data_info *trained, const pg_latents_info *info,
                             const char *path);
 
 /* Reads a whole labelled latent file (its first `limit` samples, 0: all)
  * into malloc'd x [n, H, W, C] and labels [n]; the caller frees both. */
-pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_latents_info *info, float **x,
+PG_API pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_latents_info *info, float **x,
                               int64_t **labels, int64_t *n);
 
 /* ---- training ---- */
@@ -82,7 +84,7 @@ typedef struct {
 } pg_classify_opts;
 
 /* The defaults of `patchgrad classify train` (README: the ViT example). */
-void pg_classify_opts_init(pg_classify_opts *o);
+PG_API void pg_classify_opts_init(pg_classify_opts *o);
 
 typedef struct {
   int64_t step;
@@ -95,6 +97,6 @@ typedef struct {
 } pg_classify_result;
 
 /* Trains, evaluates on the test data, saves out_dir/ckpt.h5 at the end. */
-pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res);
+PG_API pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res);
 
 #endif

@@ -1,11 +1,11 @@
-#include "score.h"
+#include "patchgrad/vit/score.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5util.h"
+#include "patchgrad/io/h5util.h"
 
 /* The samples and their labels, checked against the classifier. */
 static pg_status read_samples(hid_t f, const char *path, const pg_vit_config *c, pg_tensor **x,

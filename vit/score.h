@@ -13,7 +13,9 @@
 #ifndef PG_SCORE_H
 #define PG_SCORE_H
 
-#include "classify.h"
+#include "patchgrad/autograd/api.h"
+
+#include "patchgrad/vit/classify.h"
 
 typedef struct {
   pg_classify_stats all;
@@ -30,8 +32,8 @@ typedef struct {
  * Errors (each naming the file and the value): no `samples`/`latents`, no
  * `labels`, a shape other than the classifier's input, a label outside its
  * classes, a non-finite sample. Free the result with pg_score_result_free. */
-pg_status pg_score_samples(pg_ctx *ctx, pg_vit *m, const char *samples_path, int64_t batch,
+PG_API pg_status pg_score_samples(pg_ctx *ctx, pg_vit *m, const char *samples_path, int64_t batch,
                            pg_score_result *out);
-void pg_score_result_free(pg_score_result *r);
+PG_API void pg_score_result_free(pg_score_result *r);
 
 #endif

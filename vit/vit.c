@@ -1,13 +1,13 @@
 /* The ViT forward pass, module by module in the order of vit.h. */
-#include "vit.h"
+#include "patchgrad/vit/vit.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "ops.h"
-#include "pos_embed.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/layers/pos_embed.h"
 
 #define VIT_LN_EPS 1e-6f
 

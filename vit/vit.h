@@ -25,15 +25,17 @@
 #ifndef PG_VIT_H
 #define PG_VIT_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 
-#include "attention.h"
-#include "kv.h"
-#include "layernorm.h"
-#include "linear.h"
-#include "mlp.h"
-#include "params.h"
-#include "patchify.h"
+#include "patchgrad/layers/attention.h"
+#include "patchgrad/io/kv.h"
+#include "patchgrad/layers/layernorm.h"
+#include "patchgrad/layers/linear.h"
+#include "patchgrad/layers/mlp.h"
+#include "patchgrad/autograd/params.h"
+#include "patchgrad/layers/patchify.h"
 
 #define PG_VIT_MAX_DEPTH 64
 
@@ -68,20 +70,20 @@ typedef struct {
 } pg_vit;
 
 /* Checks a config; the message names the first bad field and its value. */
-pg_status pg_vit_config_check(const pg_vit_config *cfg);
+PG_API pg_status pg_vit_config_check(const pg_vit_config *cfg);
 /* Builds the model, initialised from rng. On error m holds nothing. */
-pg_status pg_vit_init(pg_vit *m, const pg_vit_config *cfg, pg_rng *rng);
-void pg_vit_free(pg_vit *m);
+PG_API pg_status pg_vit_init(pg_vit *m, const pg_vit_config *cfg, pg_rng *rng);
+PG_API void pg_vit_free(pg_vit *m);
 
 /* Logits [B, num_classes] for x [B, H, W, C]. Records on ctx's tape. */
-pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x);
+PG_API pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x);
 
 /* Config <-> a checkpoint's key/value list ("model" = "vit" marks it). */
-pg_status pg_vit_config_to_kv(const pg_vit_config *c, pg_kv *kv);
-pg_status pg_vit_config_from_kv(const pg_kv *kv, pg_vit_config *c);
+PG_API pg_status pg_vit_config_to_kv(const pg_vit_config *c, pg_kv *kv);
+PG_API pg_status pg_vit_config_from_kv(const pg_kv *kv, pg_vit_config *c);
 
 /* FLOPs of one forward pass's matrix products for a batch (for steps/s
  * estimates and the README). */
-double pg_vit_forward_gemm_flops(const pg_vit_config *c, int64_t batch);
+PG_API double pg_vit_forward_gemm_flops(const pg_vit_config *c, int64_t batch);
 
 #endif

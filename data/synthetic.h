@@ -15,9 +15,11 @@
 #ifndef PG_SYNTHETIC_H
 #define PG_SYNTHETIC_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdint.h>
 
-#include "error.h"
+#include "patchgrad/autograd/error.h"
 
 #define PG_SYNTHETIC_MAX_CLASSES 40
 
@@ -29,13 +31,13 @@ typedef struct {
   uint64_t seed;    /* default 0 */
 } pg_synthetic_opts;
 
-void pg_synthetic_opts_init(pg_synthetic_opts *o);
-pg_status pg_make_synthetic(const pg_synthetic_opts *o, const char *out_path);
+PG_API void pg_synthetic_opts_init(pg_synthetic_opts *o);
+PG_API pg_status pg_make_synthetic(const pg_synthetic_opts *o, const char *out_path);
 
 /* Sample `index` before normalization ([size, size, channels] floats in
  * [0, 1]); returns its label. `scratch` holds 4 * size * size * channels
  * floats. Options must have passed pg_make_synthetic's checks. */
-int64_t pg_synthetic_sample(const pg_synthetic_opts *o, int64_t index, float *latent,
+PG_API int64_t pg_synthetic_sample(const pg_synthetic_opts *o, int64_t index, float *latent,
                             float *scratch);
 
 #endif

@@ -1,12 +1,12 @@
-#include "synthetic.h"
+#include "patchgrad/data/synthetic.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "latent_image.h"
-#include "latents.h"
-#include "rng.h"
+#include "patchgrad/data/latent_image.h"
+#include "patchgrad/io/latents.h"
+#include "patchgrad/autograd/rng.h"
 
 void pg_synthetic_opts_init(pg_synthetic_opts *o) {
   *o = (pg_synthetic_opts){.count = 10000, .size = 16, .channels = 4, .classes = 10, .seed = 0};

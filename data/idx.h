@@ -7,9 +7,11 @@
 #ifndef PG_IDX_H
 #define PG_IDX_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdint.h>
 
-#include "error.h"
+#include "patchgrad/autograd/error.h"
 
 #define PG_IDX_MAX_DIMS 4
 
@@ -21,7 +23,7 @@ typedef struct {
 } pg_idx;
 
 /* Reads the whole file. `expect_ndim` > 0 makes another rank an error. */
-pg_status pg_idx_read(const char *path, int expect_ndim, pg_idx *out);
-void pg_idx_free(pg_idx *idx);
+PG_API pg_status pg_idx_read(const char *path, int expect_ndim, pg_idx *out);
+PG_API void pg_idx_free(pg_idx *idx);
 
 #endif

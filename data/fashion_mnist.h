@@ -10,9 +10,11 @@
 #ifndef PG_FASHION_MNIST_H
 #define PG_FASHION_MNIST_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdint.h>
 
-#include "error.h"
+#include "patchgrad/autograd/error.h"
 
 #define PG_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 #define PG_FASHION_MNIST_PACKAGE "dataset-fashion-mnist"
@@ -20,11 +22,11 @@
 /* split: "train" or "test"; count: the first `count` images (0: all).
  * dir NULL: PG_FASHION_MNIST_DIR. A missing file is an error naming the
  * Debian package to install. */
-pg_status pg_make_fashion_mnist(const char *dir, const char *split, int64_t count,
+PG_API pg_status pg_make_fashion_mnist(const char *dir, const char *split, int64_t count,
                                 const char *out_path);
 
 /* The train split's pixel mean and std (population, over padded [0, 1]
  * images), computed exactly from a histogram of the 8-bit pixels. */
-pg_status pg_fashion_mnist_stats(const char *dir, double *mean, double *std);
+PG_API pg_status pg_fashion_mnist_stats(const char *dir, double *mean, double *std);
 
 #endif

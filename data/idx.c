@@ -1,4 +1,4 @@
-#include "idx.h"
+#include "patchgrad/data/idx.h"
 
 #include <stdio.h>
 #include <stdlib.h>

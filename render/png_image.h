@@ -4,9 +4,11 @@
 #ifndef PG_PNG_IMAGE_H
 #define PG_PNG_IMAGE_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdint.h>
 
-#include "error.h"
+#include "patchgrad/autograd/error.h"
 
 typedef struct {
   int width, height;
@@ -15,16 +17,16 @@ typedef struct {
 } pg_image;
 
 /* A black image; NULL with a message on bad sizes or no memory. */
-pg_image *pg_image_new(int width, int height, int channels);
-void pg_image_free(pg_image *im);
+PG_API pg_image *pg_image_new(int width, int height, int channels);
+PG_API void pg_image_free(pg_image *im);
 
 /* Tiles of one size and channel count, `cols` per row, `pad` background
  * pixels around and between them. */
-pg_image *pg_image_grid(int n, const pg_image *const *tiles, int cols, int pad,
+PG_API pg_image *pg_image_grid(int n, const pg_image *const *tiles, int cols, int pad,
                         uint8_t background);
 
-pg_status pg_png_write(const char *path, const pg_image *im);
+PG_API pg_status pg_png_write(const char *path, const pg_image *im);
 /* Any PNG, converted to 8-bit gray or RGB (alpha dropped, palettes expanded). */
-pg_image *pg_png_read(const char *path);
+PG_API pg_image *pg_png_read(const char *path);
 
 #endif

@@ -1,4 +1,4 @@
-#include "latent_image.h"
+#include "patchgrad/data/latent_image.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -6,10 +6,12 @@
 #ifndef PG_PLOT_H
 #define PG_PLOT_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "png_image.h"
+#include "patchgrad/render/png_image.h"
 
 typedef struct {
   const float *x; /* NULL: 0, 1, ..., n - 1 */
@@ -22,14 +24,14 @@ typedef struct {
   bool log_y;        /* logarithmic y axis (losses) */
 } pg_plot_opts;
 
-void pg_plot_opts_init(pg_plot_opts *o);
+PG_API void pg_plot_opts_init(pg_plot_opts *o);
 
 /* Curves 0, 1, ... are drawn in blue, orange, green, red, purple. NULL with
  * a message when no curve has a drawable point. */
-pg_image *pg_plot_lines(const pg_plot_opts *o, int n_curves, const pg_plot_curve *curves);
+PG_API pg_image *pg_plot_lines(const pg_plot_opts *o, int n_curves, const pg_plot_curve *curves);
 
 /* Draws text made of digits and ". - + e" at (x, y) (top left), each font
  * pixel `scale` pixels wide; other characters leave a blank. */
-void pg_draw_text(pg_image *im, int x, int y, const char *text, int scale, const uint8_t rgb[3]);
+PG_API void pg_draw_text(pg_image *im, int x, int y, const char *text, int scale, const uint8_t rgb[3]);
 
 #endif

@@ -1,11 +1,11 @@
-#include "png_image.h"
+#include "patchgrad/render/png_image.h"
 
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "atomic.h"
+#include "patchgrad/io/atomic.h"
 
 pg_image *pg_image_new(int width, int height, int channels) {
   if (width < 1 || height < 1 || width > 65536 || height > 65536 ||

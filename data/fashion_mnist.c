@@ -1,4 +1,4 @@
-#include "fashion_mnist.h"
+#include "patchgrad/data/fashion_mnist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -6,9 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "idx.h"
-#include "latent_image.h"
-#include "latents.h"
+#include "patchgrad/data/idx.h"
+#include "patchgrad/data/latent_image.h"
+#include "patchgrad/io/latents.h"
 
 #define PAD 2
 #define FACTOR 2

@@ -1,4 +1,4 @@
-#include "plot.h"
+#include "patchgrad/render/plot.h"
 
 #include <math.h>
 #include <stdio.h>

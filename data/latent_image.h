@@ -10,11 +10,13 @@
 #ifndef PG_LATENT_IMAGE_H
 #define PG_LATENT_IMAGE_H
 
+#include "patchgrad/autograd/api.h"
+
 #include <stdint.h>
 
-#include "error.h"
-#include "latents.h"
-#include "png_image.h"
+#include "patchgrad/autograd/error.h"
+#include "patchgrad/io/latents.h"
+#include "patchgrad/render/png_image.h"
 
 typedef struct {
   int64_t pad;    /* zero pixels on every side */
@@ -23,31 +25,31 @@ typedef struct {
 } pg_latent_transform;
 
 /* The transform a dataset was made with (from its attributes). */
-pg_latent_transform pg_latent_transform_of(const pg_latents_info *info);
+PG_API pg_latent_transform pg_latent_transform_of(const pg_latents_info *info);
 
 /* Channels-last space-to-depth: src [h, w, c] -> dst [h/f, w/f, c f f];
  * depth-to-space is its exact inverse. h and w must divide by f. */
-pg_status pg_space_to_depth(const float *src, int64_t h, int64_t w, int64_t c, int64_t f,
+PG_API pg_status pg_space_to_depth(const float *src, int64_t h, int64_t w, int64_t c, int64_t f,
                             float *dst);
-pg_status pg_depth_to_space(const float *src, int64_t h, int64_t w, int64_t c, int64_t f,
+PG_API pg_status pg_depth_to_space(const float *src, int64_t h, int64_t w, int64_t c, int64_t f,
                             float *dst);
 
 /* One image [h, w, c] (uint8) -> one latent [(h+2p)/f, (w+2p)/f, c f f]. */
-pg_status pg_image_to_latent(const pg_latent_transform *tf, const uint8_t *img, int64_t h,
+PG_API pg_status pg_image_to_latent(const pg_latent_transform *tf, const uint8_t *img, int64_t h,
                              int64_t w, int64_t c, float *latent);
 /* The dimensions pg_latent_to_image gives for a latent [lh, lw, lc]. */
-pg_status pg_latent_image_size(const pg_latent_transform *tf, int64_t lh, int64_t lw, int64_t lc,
+PG_API pg_status pg_latent_image_size(const pg_latent_transform *tf, int64_t lh, int64_t lw, int64_t lc,
                                int64_t *h, int64_t *w, int64_t *c);
 /* One latent [lh, lw, lc] -> image uint8 [h, w, c] (sizes from
  * pg_latent_image_size). `scratch` holds lh * lw * lc floats. */
-pg_status pg_latent_to_image(const pg_latent_transform *tf, const float *latent, int64_t lh,
+PG_API pg_status pg_latent_to_image(const pg_latent_transform *tf, const float *latent, int64_t lh,
                              int64_t lw, int64_t lc, float *scratch, uint8_t *img);
 
 /* A sheet of n latents [n, lh, lw, lc] turned back into images, `cols` per
  * row with `pad` gray pixels between them (for pg_png_write). Images with 1
  * or 3 channels are shown as they are; any other count shows channel 0 in
  * gray. NULL with a message on error. */
-pg_image *pg_latents_to_grid(const pg_latent_transform *tf, int64_t n, const float *latents,
+PG_API pg_image *pg_latents_to_grid(const pg_latent_transform *tf, int64_t n, const float *latents,
                              int64_t lh, int64_t lw, int64_t lc, int cols, int pad);
 
 #endif
