@@ -1,5 +1,7 @@
 #include "patchgrad/autograd/blas.h"
 
+#include "patchgrad/autograd/autocast_gemm.h"
+
 #include <blis.h>
 #include <omp.h>
 #include <pthread.h>
@@ -63,6 +65,8 @@ static void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
 void pg_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
              int64_t ldc) {
+  /* under bf16 autocast (autocast.h) large products go to oneDNN */
+  if (pg_autocast_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
   gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
 }
 
