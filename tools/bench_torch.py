@@ -4,6 +4,11 @@ loss forward, backward, AdamW lr 1e-4 update) on random latents, timed the
 same way, with the same thread count. Run with Debian's /usr/bin/python3.
 
     /usr/bin/python3 tools/bench_torch.py --config M --threads 2 [--steps K] [--warmup W] [--json]
+                                          [--autocast bf16]
+
+--autocast bf16 runs the forward pass (and so the matching backward) under
+torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's mixed precision on
+CPU, against which `patchgrad bench --precision bf16` is compared.
 
 Debian's torch does its matrix products through the system BLAS, which is
 BLIS once libblis-dev is installed. BLIS 0.9 runs its slow generic kernels on
@@ -47,6 +52,8 @@ def main():
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line of every number")
     ap.add_argument("--blas-as-installed", action="store_true",
                     help="do not set BLIS_ARCH_TYPE (BLIS's own CPU detection)")
@@ -75,7 +82,8 @@ def main():
 
     def step():
         t0 = time.perf_counter()
-        loss = diff.loss(model, x0, y, training=True, generator=gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+            loss = diff.loss(model, x0, y, training=True, generator=gen)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -102,9 +110,9 @@ def main():
     gflop = 3 * forward_gemm_flops(inp, 4, 2, hidden, depth, heads, 4, batch) * 1e-9
     step_med = med(phases[3])
     print("torch bench: config %s (input %dx%d, hidden %d, depth %d, heads %d, batch %d), %d threads, "
-          "%d steps after %d warm-up, torch %s, BLIS_ARCH_TYPE=%s"
+          "%d steps after %d warm-up, torch %s, autocast %s, BLIS_ARCH_TYPE=%s"
           % (args.config, inp, inp, hidden, depth, heads, batch, args.threads, steps, args.warmup,
-             torch.__version__, os.environ.get("BLIS_ARCH_TYPE", "(BLIS detects)")))
+             torch.__version__, args.autocast, os.environ.get("BLIS_ARCH_TYPE", "(BLIS detects)")))
     print("%-10s %10s %10s %10s" % ("phase", "median ms", "min ms", "max ms"))
     for name, v in zip(("forward", "backward", "optimizer", "step"), phases):
         print("%-10s %10.3f %10.3f %10.3f" % (name, med(v), min(v), max(v)))
@@ -113,6 +121,7 @@ def main():
     print("peak RSS   %.1f MiB" % rss)
     if args.json:
         print(json.dumps({"tool": "torch", "config": args.config, "threads": args.threads, "steps": steps,
+                          "precision": "bf16" if args.autocast == "bf16" else "fp32",
                           "forward_ms": med(phases[0]), "backward_ms": med(phases[1]),
                           "optimizer_ms": med(phases[2]), "step_median_ms": step_med,
                           "step_min_ms": min(phases[3]), "step_max_ms": max(phases[3]), "gflop": gflop,
