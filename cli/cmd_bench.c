@@ -14,6 +14,7 @@
 
 #include "args.h"
 #include "bench_floor.h"
+#include "patchgrad/autograd/autocast.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/dit/diffusion.h"
 #include "patchgrad/optim/optimizer.h"
@@ -41,6 +42,7 @@ static const bench_config configs[] = {
 static int usage(FILE *f) {
   fprintf(f,
 "usage: patchgrad bench [--config S|M|L] [--threads N] [--steps K] [--warmup W] [--floor] [--json]\n"
+"                       [--precision fp32|bf16]\n"
 "\n"
 "Times full DiT training steps (diffusion loss forward, backward, AdamW lr 1e-4)\n"
 "on random latents. Configs (conditional, 10 classes, mlp_ratio 4, patch 2, C 4):\n"
@@ -50,6 +52,8 @@ static int usage(FILE *f) {
 "  --threads N   BLIS and OpenMP threads (all cores)\n"
 "  --steps K     timed steps (S 50, M 20, L 8)   --warmup W  untimed steps first (3)\n"
 "  --floor       also measure the GEMM floor: BLIS's time for every product of a step\n"
+"  --precision P fp32 (default) or bf16: bf16 mixed precision as torch.autocast on CPU\n"
+"                (large products' inputs rounded to bf16 and multiplied by oneDNN)\n"
 "  --json        end with one JSON line of every number (for tools/bench_compare.py)\n"
 "  --seed X      model and data seed (0)\n");
   return f == stdout ? 0 : 2;
@@ -135,6 +139,7 @@ int pg_cmd_bench(int argc, char **argv) {
   const char *name = "M";
   int64_t threads = 0, steps = 0, warmup = 3, seed = 0;
   bool floor = false, json = false;
+  const char *precision_name = "fp32";
   pg_args a = pg_args_begin("bench", argc, argv);
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage(stdout);
@@ -145,9 +150,13 @@ int pg_cmd_bench(int argc, char **argv) {
     if (pg_arg_int(&a, "--seed", 0, INT64_MAX, &seed)) continue;
     if (pg_arg_switch(&a, "--floor", &floor)) continue;
     if (pg_arg_switch(&a, "--json", &json)) continue;
+    if (pg_arg_string(&a, "--precision", &precision_name)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
+  pg_precision precision;
+  if (pg_precision_parse(precision_name, &precision) || pg_autocast_set(precision, NULL))
+    return pg_args_error(&a, "--precision: %s", pg_last_error());
   const bench_config *bc = NULL;
   for (size_t i = 0; i < sizeof configs / sizeof *configs; i++)
     if (!strcmp(configs[i].name, name)) bc = &configs[i];
@@ -185,12 +194,15 @@ int pg_cmd_bench(int argc, char **argv) {
   long faults0, faults1;
   cpu_usage(&cpu0, &faults0);
   const long allocs_before = allocs_so_far();
+  const pg_autocast_stats ac_before = pg_autocast_get_stats();
   for (int64_t i = 0; i < steps && !st; i++) {
     st = train_step(&s, t);
     for (int p = 0; p < 3; p++) times[p * steps + i] = t[p];
     times[3 * steps + i] = t[0] + t[1] + t[2];
   }
   const long allocs = allocs_so_far() - allocs_before;
+  const pg_autocast_stats ac_after = pg_autocast_get_stats();
+  const double bf16_per_step = (double)(ac_after.bf16_products - ac_before.bf16_products) / (double)steps;
   cpu_usage(&cpu1, &faults1);
   const double cpu_per_step = (cpu1 - cpu0) / (double)steps;
   const double rss = peak_rss_mib();
@@ -206,10 +218,10 @@ int pg_cmd_bench(int argc, char **argv) {
   const double gflops = gflop / (ph[3].median * 1e-3);
 
   printf("patchgrad bench: config %s (input %lldx%lld, hidden %lld, depth %lld, heads %lld, batch %lld), "
-         "%d threads, %lld steps after %lld warm-up, %lld parameters\n",
+         "%d threads, %lld steps after %lld warm-up, %lld parameters, precision %s\n",
          bc->name, (long long)cfg.input_size, (long long)cfg.input_size, (long long)cfg.hidden,
          (long long)cfg.depth, (long long)cfg.heads, (long long)B, pg_get_threads(), (long long)steps,
-         (long long)warmup, (long long)pg_params_numel(&s.model.params, true));
+         (long long)warmup, (long long)pg_params_numel(&s.model.params, true), pg_precision_name(precision));
   printf("%-10s %10s %10s %10s\n", "phase", "median ms", "min ms", "max ms");
   const char *phase[4] = {"forward", "backward", "optimizer", "step"};
   for (int p = 0; p < 4; p++)
@@ -218,9 +230,14 @@ int pg_cmd_bench(int argc, char **argv) {
   printf("CPU time   %.3f ms per step (all threads), %.1f page faults per step\n", cpu_per_step,
          (double)(faults1 - faults0) / (double)steps);
   printf("peak RSS   %.1f MiB (arena %.1f MiB)\n", rss, (double)s.ctx->arena.reserved / (1024.0 * 1024.0));
+  if (precision == PG_PRECISION_BF16)
+    printf("bf16       %.1f products per step through oneDNN, %lld primitives created, %lld fell back to fp32\n",
+           bf16_per_step, (long long)ac_after.primitives_created, (long long)ac_after.fallbacks);
   if (allocs_counted())
     printf("heap allocations during the timed steps: %ld%s\n", allocs,
-           allocs && pg_get_threads() == 1
+           allocs && precision == PG_PRECISION_BF16
+               ? " (oneDNN allocates its argument map inside every execute call)"
+           : allocs && pg_get_threads() == 1
                ? " (BLIS's OpenMP build: libgomp allocates a one-thread team on every BLIS call)"
                : "");
   else
@@ -242,12 +259,12 @@ int pg_cmd_bench(int argc, char **argv) {
            ph[3].median / fl.total_ms, gflops, 100.0 * gflops / fl.blis_gflops, fl.blis_gflops);
   }
   if (json) {
-    printf("{\"tool\": \"patchgrad\", \"config\": \"%s\", \"threads\": %d, \"steps\": %lld, "
+    printf("{\"tool\": \"patchgrad\", \"config\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"steps\": %lld, "
            "\"forward_ms\": %.4f, \"backward_ms\": %.4f, \"optimizer_ms\": %.4f, "
            "\"step_median_ms\": %.4f, \"step_min_ms\": %.4f, \"step_max_ms\": %.4f, "
            "\"gflop\": %.6f, \"gflops\": %.3f, \"cpu_ms_per_step\": %.4f, \"peak_rss_mib\": %.2f, "
            "\"allocations\": %ld",
-           bc->name, pg_get_threads(), (long long)steps, ph[0].median, ph[1].median, ph[2].median,
+           bc->name, pg_precision_name(precision), pg_get_threads(), (long long)steps, ph[0].median, ph[1].median, ph[2].median,
            ph[3].median, ph[3].min, ph[3].max, gflop, gflops, cpu_per_step, rss,
            allocs_counted() ? allocs : -1L);
     if (floor)
@@ -259,7 +276,7 @@ int pg_cmd_bench(int argc, char **argv) {
   free_state(&s);
   /* With one thread every BLIS call allocates (above), which the library
    * cannot avoid; with more, a step must allocate nothing. */
-  if (allocs && allocs_counted() && pg_get_threads() > 1) {
+  if (allocs && allocs_counted() && pg_get_threads() > 1 && precision == PG_PRECISION_FP32) {
     fprintf(stderr, "patchgrad bench: %ld heap allocations during the timed steps (a training step must make none)\n",
             allocs);
     return 1;
