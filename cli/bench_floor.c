@@ -78,7 +78,7 @@ static void step_shapes(const pg_dit_config *c, int64_t batch, shape_list *l) {
   add(l, (gemm_shape){"unpatchify", true, false, h, cpp, rows, h, cpp, cpp, 1, false, 0, 0, 0});
 }
 
-static double now_ms(void) {
+double pg_bench_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
@@ -142,9 +142,9 @@ static double best_ms(const gemm_job *j, bool spread, double budget_ms) {
   run(j, spread); /* warm caches and BLIS's packing buffers */
   double best = INFINITY, spent = 0;
   for (int rep = 0; rep < 3 || (spent < budget_ms && rep < 200); rep++) {
-    double t0 = now_ms();
+    double t0 = pg_bench_now_ms();
     run(j, spread);
-    double dt = now_ms() - t0;
+    double dt = pg_bench_now_ms() - t0;
     spent += dt;
     if (dt < best) best = dt;
   }

@@ -50,6 +50,8 @@ const pg_config_field pg_dit_config_fields[] = {
      .flag = "--class-dropout", .metavar = "P", .min = 0, .max = 0.999,
      .help = "label dropout for classifier-free guidance"},
 };
+_Static_assert(sizeof pg_dit_config_fields / sizeof *pg_dit_config_fields == PG_DIT_CONFIG_FIELDS,
+               "PG_DIT_CONFIG_FIELDS counts the rows of pg_dit_config_fields");
 
 pg_status pg_dit_config_to_kv(const pg_dit_config *c, pg_kv *kv) {
   return pg_kv_set_fields(kv, c, PG_DIT_CONFIG_FIELDS, pg_dit_config_fields);

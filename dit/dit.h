@@ -60,7 +60,7 @@ PG_API pg_status pg_dit_config_check(const pg_dit_config *cfg);
  * model flags of `patchgrad train` (input_size, in_channels and num_classes
  * come from the data and have no flag). */
 #define PG_DIT_CONFIG_FIELDS 9
-PG_API extern const pg_config_field pg_dit_config_fields[PG_DIT_CONFIG_FIELDS];
+PG_API extern const pg_config_field pg_dit_config_fields[];
 
 /* Config <-> a checkpoint's key/value list (the trainer writes it, the
  * sampler and `train --resume` read it back; the config is checked). */

@@ -139,6 +139,8 @@ const pg_config_field pg_vit_config_fields[] = {
      .help = "one seed-style attention head (key/query/value Linears, no projection) per block "
              "instead of multi-head attention"},
 };
+_Static_assert(sizeof pg_vit_config_fields / sizeof *pg_vit_config_fields == PG_VIT_CONFIG_FIELDS,
+               "PG_VIT_CONFIG_FIELDS counts the rows of pg_vit_config_fields");
 
 pg_status pg_vit_config_to_kv(const pg_vit_config *c, pg_kv *kv) {
   pg_status st = pg_kv_set_string(kv, "model", "vit");

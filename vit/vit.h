@@ -84,7 +84,7 @@ PG_API pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x);
  * and the model flags of `patchgrad classify train` (the input shape and
  * the classes come from the data and have no flag). */
 #define PG_VIT_CONFIG_FIELDS 10
-PG_API extern const pg_config_field pg_vit_config_fields[PG_VIT_CONFIG_FIELDS];
+PG_API extern const pg_config_field pg_vit_config_fields[];
 
 /* Config <-> a checkpoint's key/value list: "model" = "vit" (which marks
  * it), the integer settings, and "attention" = "multi_head" or
