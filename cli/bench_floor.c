@@ -105,35 +105,33 @@ typedef struct {
   float *a, *b, *c;
 } gemm_job;
 
+/* The product of pair pr (batch entry, head) of a per-head shape. */
+static void pair_product(const gemm_job *j, int64_t pr,
+                         void (*gemm)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                                      const float *, int64_t, float, float *, int64_t)) {
+  const gemm_shape *s = j->s;
+  const int64_t b = pr / j->heads, n = pr % j->heads;
+  gemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f,
+       j->a + offset(s->a_at, b, n, j->tokens, s->lda, j->hd, j->heads), s->lda,
+       j->b + offset(s->b_at, b, n, j->tokens, s->ldb, j->hd, j->heads), s->ldb, 0.0f,
+       j->c + offset(s->c_at, b, n, j->tokens, s->ldc, j->hd, j->heads), s->ldc);
+}
+
 /* One run of the shape (all pairs for a per-head shape); `spread`: one
  * thread per product, products spread over the threads. */
 static void run(const gemm_job *j, bool spread) {
   const gemm_shape *s = j->s;
   if (!s->per_head) {
-    if (spread)
-      pg_gemm_serial(s->ta, s->tb, s->m, s->n, s->k, 1.0f, j->a, s->lda, j->b, s->ldb, 0.0f, j->c, s->ldc);
-    else
-      pg_gemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f, j->a, s->lda, j->b, s->ldb, 0.0f, j->c, s->ldc);
+    (spread ? pg_gemm_serial : pg_gemm)(s->ta, s->tb, s->m, s->n, s->k, 1.0f, j->a, s->lda, j->b, s->ldb,
+                                        0.0f, j->c, s->ldc);
     return;
   }
   const int64_t pairs = j->batch * j->heads;
   if (spread) {
 #pragma omp parallel for schedule(static)
-    for (int64_t pr = 0; pr < pairs; pr++) {
-      int64_t b = pr / j->heads, n = pr % j->heads;
-      pg_gemm_serial(s->ta, s->tb, s->m, s->n, s->k, 1.0f,
-                     j->a + offset(s->a_at, b, n, j->tokens, s->lda, j->hd, j->heads), s->lda,
-                     j->b + offset(s->b_at, b, n, j->tokens, s->ldb, j->hd, j->heads), s->ldb, 0.0f,
-                     j->c + offset(s->c_at, b, n, j->tokens, s->ldc, j->hd, j->heads), s->ldc);
-    }
+    for (int64_t pr = 0; pr < pairs; pr++) pair_product(j, pr, pg_gemm_serial);
   } else {
-    for (int64_t pr = 0; pr < pairs; pr++) {
-      int64_t b = pr / j->heads, n = pr % j->heads;
-      pg_gemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f,
-              j->a + offset(s->a_at, b, n, j->tokens, s->lda, j->hd, j->heads), s->lda,
-              j->b + offset(s->b_at, b, n, j->tokens, s->ldb, j->hd, j->heads), s->ldb, 0.0f,
-              j->c + offset(s->c_at, b, n, j->tokens, s->ldc, j->hd, j->heads), s->ldc);
-    }
+    for (int64_t pr = 0; pr < pairs; pr++) pair_product(j, pr, pg_gemm);
   }
 }
 

@@ -156,16 +156,17 @@ static pg_run_opts opts_of(const char *out, int64_t steps) {
   };
 }
 
-/* The checkpoint's a and b, and its step. */
-static void load_line(const char *path, float *a, float *b, int64_t *step) {
+/* The checkpoint at path holds m's a and b (bit for bit) at `step`. */
+static void assert_checkpoint_holds(const char *path, const line_model *m, int64_t step) {
   pg_params ps;
   pg_params_init(&ps);
-  pg_tensor *ta = pg_params_add(&ps, PG_PARAM_WEIGHT, PG_SHAPE(1), "a");
-  pg_tensor *tb = pg_params_add(&ps, PG_PARAM_BIAS, PG_SHAPE(1), "b");
-  pg_checkpoint ck = {.params = &ps, .step = step};
+  pg_tensor *a = pg_params_add(&ps, PG_PARAM_WEIGHT, PG_SHAPE(1), "a");
+  pg_tensor *b = pg_params_add(&ps, PG_PARAM_BIAS, PG_SHAPE(1), "b");
+  int64_t saved_step = -1;
+  pg_checkpoint ck = {.params = &ps, .step = &saved_step};
   if (pg_checkpoint_load(path, &ck)) fail_msg("%s", pg_last_error());
-  *a = ta->data[0];
-  *b = tb->data[0];
+  assert_int_equal(saved_step, step);
+  assert_true(a->data[0] == m->a->data[0] && b->data[0] == m->b->data[0]);
   pg_params_free(&ps);
 }
 
@@ -210,11 +211,7 @@ static void test_line_fits_through_callbacks(void **state) {
   assert_int_equal(count_lines(pg_test_tmp("fit/loss.csv"), &with_val), 1 + 200 / 2);
   assert_int_equal(with_val, 200 / 4);
   /* the checkpoint holds the fitted line at step 200 */
-  float a, b;
-  int64_t step = 0;
-  load_line(pg_test_tmp("fit/ckpt.h5"), &a, &b, &step);
-  assert_int_equal(step, 200);
-  assert_true(a == m.a->data[0] && b == m.b->data[0]);
+  assert_checkpoint_holds(pg_test_tmp("fit/ckpt.h5"), &m, 200);
   pg_params_free(&m.params);
 
   /* with an EMA, the closing callback sees the EMA weights, and the model
@@ -245,11 +242,7 @@ static void test_stop_flag_saves_after_the_step(void **state) {
   assert_int_equal(m.finish_calls, 0);
   assert_int_equal(m.events[PG_RUN_STOPPED], 1);
   assert_int_equal(m.events[PG_RUN_DONE], 0);
-  float a, b;
-  int64_t step = 0;
-  load_line(pg_test_tmp("stopped/ckpt.h5"), &a, &b, &step);
-  assert_int_equal(step, 7);
-  assert_true(a == m.a->data[0] && b == m.b->data[0]);
+  assert_checkpoint_holds(pg_test_tmp("stopped/ckpt.h5"), &m, 7);
   pg_params_free(&m.params);
 
   /* resumed to step 20, it is the run that was never stopped */
