@@ -13,6 +13,7 @@
  *   io        render/ PNG images and loss plots
  *   io        data/   dataset makers: IDX, Fashion-MNIST, synthetic shapes, the
  *                     image <-> latent transform
+ *   models    train/  the training loop every model runs through (callbacks)
  *   models    dit/    the DiT denoiser, diffusion objective, samplers, trainer,
  *                     sample sheet
  *   models    vit/    the ViT classifier, its training, the sample score
@@ -56,7 +57,6 @@
 #include "patchgrad/io/latents.h"
 #include "patchgrad/io/loader.h"
 #include "patchgrad/io/optim_kv.h"
-#include "patchgrad/io/training_run.h"
 
 #include "patchgrad/render/plot.h"
 #include "patchgrad/render/png_image.h"
@@ -65,6 +65,8 @@
 #include "patchgrad/data/idx.h"
 #include "patchgrad/data/latent_image.h"
 #include "patchgrad/data/synthetic.h"
+
+#include "patchgrad/train/run.h"
 
 #include "patchgrad/dit/diffusion.h"
 #include "patchgrad/dit/dit.h"

@@ -16,6 +16,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "patchgrad/io/kv.h"
 
 typedef struct {
   const char *cmd;
@@ -36,6 +39,15 @@ bool pg_arg_double(pg_args *a, const char *flag, double min, double max, double 
 bool pg_arg_string(pg_args *a, const char *flag, const char **out);
 /* A flag without a value. */
 bool pg_arg_switch(pg_args *a, const char *flag, bool *out);
+/* A flag of a model's config table (io/kv.h): true when the current
+ * argument is one of the table's flags, whose value (in the field's range)
+ * is then stored in its member of config. */
+bool pg_arg_field(pg_args *a, int n, const pg_config_field *fields, void *config);
+/* Usage lines of a config table's flags, with the values of `defaults` (a
+ * config struct): when `grouped`, one line "  --patch P (4)  --hidden H (64)
+ * ..." of the flags without help; then a line "  --flag V    help (default)"
+ * for each flag with help, wrapped at 80 columns. */
+void pg_args_usage_fields(FILE *f, int n, const pg_config_field *fields, const void *defaults, bool grouped);
 /* Prints "unknown option" and returns 2 (the usage exit status). */
 int pg_args_unknown(pg_args *a);
 /* True when the current argument asks for the usage (--help or -h). */

@@ -78,7 +78,7 @@ static void step_shapes(const pg_dit_config *c, int64_t batch, shape_list *l) {
   add(l, (gemm_shape){"unpatchify", true, false, h, cpp, rows, h, cpp, cpp, 1, false, 0, 0, 0});
 }
 
-static double now_ms(void) {
+double pg_bench_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
@@ -105,35 +105,33 @@ typedef struct {
   float *a, *b, *c;
 } gemm_job;
 
+/* The product of pair pr (batch entry, head) of a per-head shape. */
+static void pair_product(const gemm_job *j, int64_t pr,
+                         void (*gemm)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                                      const float *, int64_t, float, float *, int64_t)) {
+  const gemm_shape *s = j->s;
+  const int64_t b = pr / j->heads, n = pr % j->heads;
+  gemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f,
+       j->a + offset(s->a_at, b, n, j->tokens, s->lda, j->hd, j->heads), s->lda,
+       j->b + offset(s->b_at, b, n, j->tokens, s->ldb, j->hd, j->heads), s->ldb, 0.0f,
+       j->c + offset(s->c_at, b, n, j->tokens, s->ldc, j->hd, j->heads), s->ldc);
+}
+
 /* One run of the shape (all pairs for a per-head shape); `spread`: one
  * thread per product, products spread over the threads. */
 static void run(const gemm_job *j, bool spread) {
   const gemm_shape *s = j->s;
   if (!s->per_head) {
-    if (spread)
-      pg_gemm_serial(s->ta, s->tb, s->m, s->n, s->k, 1.0f, j->a, s->lda, j->b, s->ldb, 0.0f, j->c, s->ldc);
-    else
-      pg_gemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f, j->a, s->lda, j->b, s->ldb, 0.0f, j->c, s->ldc);
+    (spread ? pg_gemm_serial : pg_gemm)(s->ta, s->tb, s->m, s->n, s->k, 1.0f, j->a, s->lda, j->b, s->ldb,
+                                        0.0f, j->c, s->ldc);
     return;
   }
   const int64_t pairs = j->batch * j->heads;
   if (spread) {
 #pragma omp parallel for schedule(static)
-    for (int64_t pr = 0; pr < pairs; pr++) {
-      int64_t b = pr / j->heads, n = pr % j->heads;
-      pg_gemm_serial(s->ta, s->tb, s->m, s->n, s->k, 1.0f,
-                     j->a + offset(s->a_at, b, n, j->tokens, s->lda, j->hd, j->heads), s->lda,
-                     j->b + offset(s->b_at, b, n, j->tokens, s->ldb, j->hd, j->heads), s->ldb, 0.0f,
-                     j->c + offset(s->c_at, b, n, j->tokens, s->ldc, j->hd, j->heads), s->ldc);
-    }
+    for (int64_t pr = 0; pr < pairs; pr++) pair_product(j, pr, pg_gemm_serial);
   } else {
-    for (int64_t pr = 0; pr < pairs; pr++) {
-      int64_t b = pr / j->heads, n = pr % j->heads;
-      pg_gemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f,
-              j->a + offset(s->a_at, b, n, j->tokens, s->lda, j->hd, j->heads), s->lda,
-              j->b + offset(s->b_at, b, n, j->tokens, s->ldb, j->hd, j->heads), s->ldb, 0.0f,
-              j->c + offset(s->c_at, b, n, j->tokens, s->ldc, j->hd, j->heads), s->ldc);
-    }
+    for (int64_t pr = 0; pr < pairs; pr++) pair_product(j, pr, pg_gemm);
   }
 }
 
@@ -142,9 +140,9 @@ static double best_ms(const gemm_job *j, bool spread, double budget_ms) {
   run(j, spread); /* warm caches and BLIS's packing buffers */
   double best = INFINITY, spent = 0;
   for (int rep = 0; rep < 3 || (spent < budget_ms && rep < 200); rep++) {
-    double t0 = now_ms();
+    double t0 = pg_bench_now_ms();
     run(j, spread);
-    double dt = now_ms() - t0;
+    double dt = pg_bench_now_ms() - t0;
     spent += dt;
     if (dt < best) best = dt;
   }

@@ -18,6 +18,9 @@ typedef struct {
   double blis_gflops;   /* BLIS's rate on a large product (4096 x 1536 x 384) */
 } pg_gemm_floor;
 
+/* A monotonic clock in milliseconds, for the benchmark's timings. */
+double pg_bench_now_ms(void);
+
 /* Times every product of one training step of cfg at `batch` with the
  * current thread count (pg_set_threads). Each shape runs until it has taken
  * ~budget_ms (at least 3 times); its time is the fastest run, with the

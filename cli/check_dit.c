@@ -8,16 +8,8 @@
 #include "patchgrad/autograd/tape.h"
 
 void pg_check_dit(pg_case *c) {
-  pg_dit_config cfg = {
-      .input_size = pg_case_attr_int(c, "input_size", 0),
-      .in_channels = pg_case_attr_int(c, "in_channels", 0),
-      .patch_size = pg_case_attr_int(c, "patch_size", 0),
-      .hidden = pg_case_attr_int(c, "hidden", 0),
-      .depth = pg_case_attr_int(c, "depth", 0),
-      .heads = pg_case_attr_int(c, "heads", 0),
-      .mlp_ratio = pg_case_attr_int(c, "mlp_ratio", 4),
-      .num_classes = pg_case_attr_int(c, "num_classes", 0),
-  };
+  pg_dit_config cfg = {0};
+  pg_case_read_fields(c, PG_DIT_CONFIG_FIELDS, pg_dit_config_fields, &cfg);
   if (c->error) return;
   pg_dit m;
   pg_rng rng;

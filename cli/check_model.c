@@ -3,6 +3,18 @@
 #include <stdio.h>
 #include <string.h>
 
+void pg_case_read_fields(pg_case *c, int n, const pg_config_field *fields, void *config) {
+  for (int i = 0; i < n; i++) {
+    const pg_config_field *f = &fields[i];
+    if (!(f->where & PG_FIELD_CASE)) continue;
+    void *member = (char *)config + f->offset;
+    const double fallback = f->required ? 0 : f->def;
+    if (f->type == PG_FIELD_FLOAT) *(float *)member = (float)pg_case_attr_double(c, f->key, fallback);
+    else if (f->type == PG_FIELD_INT) *(int64_t *)member = pg_case_attr_int(c, f->key, (int64_t)fallback);
+    else *(bool *)member = pg_case_attr_int(c, f->key, (int64_t)fallback) != 0;
+  }
+}
+
 void pg_case_load_params(pg_case *c, pg_params *ps) {
   for (int i = 0; i < ps->count && !c->error; i++) {
     pg_param *p = &ps->items[i];

@@ -1,8 +1,9 @@
 /* `patchgrad check` handlers of the ViT example (vit/, tests/data/vit_cases.h5):
  *   cross_entropy  label_smoothing (float, default 0)       logits [N, K], labels [N] (integers)
  *                  `out` is the 0-d mean loss of torch.nn.functional.cross_entropy
- *   vit            height, width, in_channels, patch_size, hidden, depth, heads,
- *                  mlp_ratio, num_classes, single_head (0/1)
+ *   vit            the settings of pg_vit_config_fields (vit/vit.h): height, width,
+ *                  in_channels, patch_size, hidden, depth, heads (1), mlp_ratio (4),
+ *                  num_classes, single_head (0/1, default 0)
  *                  x [B, H, W, C], params/<every name of vit/vit.h>; `out` the
  *                  logits [B, K]; grad/x and grad/params/<name> */
 #include "check_model.h"
@@ -27,18 +28,8 @@ void pg_check_cross_entropy(pg_case *c) {
 }
 
 void pg_check_vit(pg_case *c) {
-  pg_vit_config cfg = {
-      .height = pg_case_attr_int(c, "height", 0),
-      .width = pg_case_attr_int(c, "width", 0),
-      .in_channels = pg_case_attr_int(c, "in_channels", 0),
-      .patch_size = pg_case_attr_int(c, "patch_size", 0),
-      .hidden = pg_case_attr_int(c, "hidden", 0),
-      .depth = pg_case_attr_int(c, "depth", 0),
-      .heads = pg_case_attr_int(c, "heads", 1),
-      .mlp_ratio = pg_case_attr_int(c, "mlp_ratio", 4),
-      .num_classes = pg_case_attr_int(c, "num_classes", 0),
-      .single_head = pg_case_attr_int(c, "single_head", 0) != 0,
-  };
+  pg_vit_config cfg = {0};
+  pg_case_read_fields(c, PG_VIT_CONFIG_FIELDS, pg_vit_config_fields, &cfg);
   if (c->error) return;
   pg_vit m;
   pg_rng rng;

@@ -1,4 +1,4 @@
-/* patchgrad bench: times full training steps of the DiT of spec/dit.md on
+/* patchgrad bench: times full training steps of the DiT of docs/dit.md on
  * random latents (diffusion loss forward, backward, AdamW update) for the
  * configs S, M, L of the performance issue, and reports the phases, the
  * step's median/min/max, GFLOP/s, peak RSS and the heap allocations made
@@ -59,12 +59,6 @@ static int usage(FILE *f) {
   return f == stdout ? 0 : 2;
 }
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -110,17 +104,17 @@ typedef struct {
 
 /* One training step; adds the phases' times to t[0..2] (ms). */
 static pg_status train_step(bench_state *s, double t[3]) {
-  double t0 = now_ms();
+  double t0 = pg_bench_now_ms();
   pg_ctx_reset(s->ctx);
   pg_tensor *loss = pg_diffusion_loss(s->ctx, &s->model, &s->diff, s->x0, s->y, true, &s->rng, NULL, NULL);
   if (!loss) return pg_last_status();
-  double t1 = now_ms();
+  double t1 = pg_bench_now_ms();
   pg_status st = pg_backward(s->ctx, loss);
   if (st) return st;
-  double t2 = now_ms();
+  double t2 = pg_bench_now_ms();
   if ((st = pg_optimizer_step(&s->opt))) return st;
   pg_optimizer_zero_grad(&s->opt);
-  double t3 = now_ms();
+  double t3 = pg_bench_now_ms();
   if (!isfinite(loss->data[0]))
     return pg_fail(PG_ERR_STATE, "bench: the loss is not finite (%g)", (double)loss->data[0]);
   t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;

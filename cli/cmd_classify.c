@@ -8,6 +8,7 @@
 #include "args.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/vit/classify.h"
+#include "stop.h"
 
 static int usage(FILE *f) {
   pg_classify_opts d;
@@ -22,10 +23,9 @@ static int usage(FILE *f) {
 "  --data F.h5           training latents with labels\n"
 "  --test-data F.h5      test latents for the accuracy (none: no evaluation)\n"
 "  --test-count N        use the first N test samples (all)\n"
-"model (input shape and classes come from the data)\n"
-"  --patch P (%lld)  --hidden H (%lld)  --depth D (%lld)  --heads N (%lld)  --mlp-ratio R (%lld)\n"
-"  --single-head         one seed-style attention head (key/query/value Linears,\n"
-"                        no projection) per block instead of multi-head attention\n"
+"model (input shape and classes come from the data)\n");
+  pg_args_usage_fields(f, PG_VIT_CONFIG_FIELDS, pg_vit_config_fields, &d.model, true);
+  fprintf(f,
 "optimisation (AdamW, linear warmup then cosine decay to 0)\n"
 "  --lr LR (%g)  --weight-decay W (%g, weights only)  --warmup N (%lld)\n"
 "  --clip MAX (%g; 0: off)  --label-smoothing S (%g)\n"
@@ -37,10 +37,8 @@ static int usage(FILE *f) {
 "  --log-every N (%lld)  --quiet\n"
 "\n"
 "eval: accuracy, mean confidence and loss of a checkpoint on labelled latents.\n",
-          (long long)d.model.patch_size, (long long)d.model.hidden, (long long)d.model.depth,
-          (long long)d.model.heads, (long long)d.model.mlp_ratio, d.optim.lr, d.optim.weight_decay,
-          (long long)d.warmup, d.clip, d.label_smoothing, (long long)d.batch, (long long)d.epochs,
-          d.out_dir, (long long)d.log_every);
+          d.optim.lr, d.optim.weight_decay, (long long)d.warmup, d.clip, d.label_smoothing,
+          (long long)d.batch, (long long)d.epochs, d.out_dir, (long long)d.log_every);
   return f == stdout ? 0 : 2;
 }
 
@@ -58,14 +56,9 @@ static int run_train(int argc, char **argv) {
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage(stdout);
     if (pg_arg_string(&a, "--data", &o.data_path)) continue;
-    if (pg_arg_string(&a, "--test-data", &o.test_path)) continue;
-    if (pg_arg_int(&a, "--test-count", 1, INT64_MAX, &o.test_count)) continue;
-    if (pg_arg_int(&a, "--patch", 1, 1 << 10, &o.model.patch_size)) continue;
-    if (pg_arg_int(&a, "--hidden", 1, 1 << 16, &o.model.hidden)) continue;
-    if (pg_arg_int(&a, "--depth", 1, PG_VIT_MAX_DEPTH, &o.model.depth)) continue;
-    if (pg_arg_int(&a, "--heads", 1, 1 << 10, &o.model.heads)) continue;
-    if (pg_arg_int(&a, "--mlp-ratio", 1, 64, &o.model.mlp_ratio)) continue;
-    if (pg_arg_switch(&a, "--single-head", &o.model.single_head)) continue;
+    if (pg_arg_string(&a, "--test-data", &o.val_path)) continue;
+    if (pg_arg_int(&a, "--test-count", 1, INT64_MAX, &o.val_count)) continue;
+    if (pg_arg_field(&a, PG_VIT_CONFIG_FIELDS, pg_vit_config_fields, &o.model)) continue;
     if (pg_arg_double(&a, "--lr", 0, 1e3, &lr)) continue;
     if (pg_arg_double(&a, "--weight-decay", 0, 1e3, &wd)) continue;
     if (pg_arg_int(&a, "--warmup", 0, INT64_MAX, &o.warmup)) continue;
@@ -77,7 +70,7 @@ static int run_train(int argc, char **argv) {
     if (pg_arg_int(&a, "--seed", 0, INT64_MAX, (int64_t *)&o.seed)) continue;
     if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
     if (pg_arg_string(&a, "--out", &o.out_dir)) continue;
-    if (pg_arg_int(&a, "--eval-every", 1, INT64_MAX, &o.eval_every)) continue;
+    if (pg_arg_int(&a, "--eval-every", 1, INT64_MAX, &o.val_every)) continue;
     if (pg_arg_int(&a, "--log-every", 1, INT64_MAX, &o.log_every)) continue;
     if (pg_arg_switch(&a, "--quiet", &o.quiet)) continue;
     return pg_args_unknown(&a);
@@ -89,7 +82,10 @@ static int run_train(int argc, char **argv) {
   o.optim.weight_decay = wd;
   pg_set_threads((int)threads);
   pg_classify_result r;
-  if (pg_classify_train(&o, &r)) {
+  o.stop = pg_cli_catch_sigint();
+  const pg_status st = pg_classify_train(&o, &r);
+  pg_cli_release_sigint();
+  if (st) {
     fprintf(stderr, "patchgrad classify train: %s\n", pg_last_error());
     return 1;
   }

@@ -1,5 +1,6 @@
-/* patchgrad train: trains the DiT of spec/dit.md on HDF5 latents
- * (dit/trainer.h does the work; this file turns flags into options). */
+/* patchgrad train: trains the DiT of docs/dit.md on HDF5 latents
+ * (dit/trainer.h does the work; this file turns flags into options and
+ * Ctrl-C into the trainer's stop flag). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,8 +8,11 @@
 #include "args.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/dit/trainer.h"
+#include "stop.h"
 
 static int usage(FILE *f) {
+  pg_train_opts d;
+  pg_train_opts_init(&d);
   fprintf(f,
 "usage: patchgrad train --data F.h5 [options]\n"
 "\n"
@@ -20,8 +24,9 @@ static int usage(FILE *f) {
 "  --size tiny|small|medium   presets = the benchmark configs S, M, L:\n"
 "                        hidden 64/128/384, depth 2/4/6, heads 4/4/6, patch 2, batch 32/64/16\n"
 "  --hidden H --depth D --heads N --patch P --mlp-ratio R   override the preset (small)\n"
-"  --unconditional       ignore the labels (num_classes 0)\n"
-"  --class-dropout P     label dropout for classifier-free guidance (0.1)\n"
+"  --unconditional       ignore the labels (num_classes 0)\n");
+  pg_args_usage_fields(f, PG_DIT_CONFIG_FIELDS, pg_dit_config_fields, &d.model, false);
+  fprintf(f,
 "optimisation\n"
 "  --optim sgd|adam|adamw  (adamw)\n"
 "  --lr LR (1e-4)  --momentum M (sgd, 0.9)  --nesterov  --weight-decay W (0)\n"
@@ -76,7 +81,7 @@ int pg_cmd_train(int argc, char **argv) {
   o.batch = p->batch;
 
   const char *optim = "adamw", *schedule = NULL;
-  double lr = 1e-4, momentum = 0.9, wd = 0, beta1 = 0.9, beta2 = 0.999, dropout = 0.1, gamma = 0.1;
+  double lr = 1e-4, momentum = 0.9, wd = 0, beta1 = 0.9, beta2 = 0.999, gamma = 0.1;
   int64_t warmup = 0, step_size = 0, threads = 0, samples = 8, sample_steps = 50;
   double cfg = 4.0;
   bool nesterov = false;
@@ -87,13 +92,8 @@ int pg_cmd_train(int argc, char **argv) {
     if (pg_arg_string(&a, "--data", &o.data_path)) continue;
     if (pg_arg_string(&a, "--val-data", &o.val_path)) continue;
     if (pg_arg_int(&a, "--val-count", 1, INT64_MAX, &o.val_count)) continue;
-    if (pg_arg_int(&a, "--hidden", 4, 1 << 16, &o.model.hidden)) continue;
-    if (pg_arg_int(&a, "--depth", 1, PG_DIT_MAX_DEPTH, &o.model.depth)) continue;
-    if (pg_arg_int(&a, "--heads", 1, 1 << 10, &o.model.heads)) continue;
-    if (pg_arg_int(&a, "--patch", 1, 1 << 10, &o.model.patch_size)) continue;
-    if (pg_arg_int(&a, "--mlp-ratio", 1, 64, &o.model.mlp_ratio)) continue;
+    if (pg_arg_field(&a, PG_DIT_CONFIG_FIELDS, pg_dit_config_fields, &o.model)) continue;
     if (pg_arg_switch(&a, "--unconditional", &o.unconditional)) continue;
-    if (pg_arg_double(&a, "--class-dropout", 0, 0.999, &dropout)) continue;
     if (pg_arg_string(&a, "--optim", &optim)) continue;
     if (pg_arg_double(&a, "--lr", 0, 1e3, &lr)) continue;
     if (pg_arg_double(&a, "--momentum", 0, 1, &momentum)) continue;
@@ -143,14 +143,16 @@ int pg_cmd_train(int argc, char **argv) {
   o.schedule.warmup_steps = warmup;
   o.schedule.step_size = step_size;
   o.schedule.gamma = gamma;
-  o.model.class_dropout = (float)dropout;
   o.sample_cols = (int)samples;
   o.sample_steps = (int)sample_steps;
   o.sample_cfg = (float)cfg;
   pg_set_threads((int)threads);
 
   pg_train_result r;
-  if (pg_train(&o, &r)) {
+  o.stop = pg_cli_catch_sigint();
+  const pg_status st = pg_train(&o, &r);
+  pg_cli_release_sigint();
+  if (st) {
     /* the trainer's own messages start with "train: " already */
     const char *msg = pg_last_error();
     fprintf(stderr, "patchgrad %s%s\n", strncmp(msg, "train: ", 7) ? "train: " : "", msg);

@@ -3,8 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "patchgrad/autograd/blas.h"
 #include "commands.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/io/h5util.h"
 
 int pg_cmd_check(int argc, char **argv);
 int pg_cmd_latents(int argc, char **argv);
@@ -39,6 +40,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* the commands report HDF5 failures in their own words */
+  pg_h5_quiet();
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -1,4 +1,4 @@
-/* The diffusion objective and samplers of spec/dit.md: T = 1000, betas
+/* The diffusion objective and samplers of docs/dit.md: T = 1000, betas
  * linear from 1e-4 to 0.02 (computed in double, as DiT does), epsilon
  * prediction trained with MSE; DDPM ancestral sampling over all T steps and
  * DDIM (eta 0) over K steps, with classifier-free guidance. */

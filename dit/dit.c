@@ -1,7 +1,8 @@
-/* The DiT forward pass, module by module in the order of spec/dit.md. */
+/* The DiT forward pass, module by module in the order of docs/dit.md. */
 #include "patchgrad/dit/dit.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,38 @@ pg_status pg_dit_config_check(const pg_dit_config *c) {
   if (!(c->class_dropout >= 0 && c->class_dropout < 1))
     return pg_fail(PG_ERR_ARG, "dit: class_dropout must be in [0, 1), got %g", c->class_dropout);
   return PG_OK;
+}
+
+#define CKPT_CASE (PG_FIELD_CKPT | PG_FIELD_CASE)
+const pg_config_field pg_dit_config_fields[] = {
+    {"input_size", PG_FIELD_INT, offsetof(pg_dit_config, input_size), CKPT_CASE, .required = true},
+    {"in_channels", PG_FIELD_INT, offsetof(pg_dit_config, in_channels), CKPT_CASE, .required = true},
+    {"patch_size", PG_FIELD_INT, offsetof(pg_dit_config, patch_size), CKPT_CASE, .required = true,
+     .flag = "--patch", .metavar = "P", .min = 1, .max = 1 << 10},
+    {"hidden", PG_FIELD_INT, offsetof(pg_dit_config, hidden), CKPT_CASE, .required = true,
+     .flag = "--hidden", .metavar = "H", .min = 4, .max = 1 << 16},
+    {"depth", PG_FIELD_INT, offsetof(pg_dit_config, depth), CKPT_CASE, .required = true,
+     .flag = "--depth", .metavar = "D", .min = 1, .max = PG_DIT_MAX_DEPTH},
+    {"heads", PG_FIELD_INT, offsetof(pg_dit_config, heads), CKPT_CASE, .required = true,
+     .flag = "--heads", .metavar = "N", .min = 1, .max = 1 << 10},
+    {"mlp_ratio", PG_FIELD_INT, offsetof(pg_dit_config, mlp_ratio), CKPT_CASE, .def = 4,
+     .flag = "--mlp-ratio", .metavar = "R", .min = 1, .max = 64},
+    {"num_classes", PG_FIELD_INT, offsetof(pg_dit_config, num_classes), CKPT_CASE, .required = true},
+    /* a training setting: not in case files (the forward does not use it) */
+    {"class_dropout", PG_FIELD_FLOAT, offsetof(pg_dit_config, class_dropout), PG_FIELD_CKPT, .def = 0.1,
+     .flag = "--class-dropout", .metavar = "P", .min = 0, .max = 0.999,
+     .help = "label dropout for classifier-free guidance"},
+};
+_Static_assert(sizeof pg_dit_config_fields / sizeof *pg_dit_config_fields == PG_DIT_CONFIG_FIELDS,
+               "PG_DIT_CONFIG_FIELDS counts the rows of pg_dit_config_fields");
+
+pg_status pg_dit_config_to_kv(const pg_dit_config *c, pg_kv *kv) {
+  return pg_kv_set_fields(kv, c, PG_DIT_CONFIG_FIELDS, pg_dit_config_fields);
+}
+
+pg_status pg_dit_config_from_kv(const pg_kv *kv, pg_dit_config *c) {
+  pg_status st = pg_kv_get_fields(kv, c, PG_DIT_CONFIG_FIELDS, pg_dit_config_fields);
+  return st ? st : pg_dit_config_check(c);
 }
 
 static void xavier_uniform(pg_tensor *w, int64_t fan_out, int64_t fan_in, pg_rng *rng) {

@@ -1,7 +1,8 @@
-/* The toy DiT denoiser of spec/dit.md, built from the library's layers.
+/* The toy DiT denoiser defined in docs/dit.md, built from the library's
+ * layers.
  *
  * Parameters live in the model's own pg_params list under the checkpoint
- * names of the spec (x_embedder.conv.weight, blocks.0.attn.qkv.weight, ...);
+ * names of docs/dit.md (x_embedder.conv.weight, blocks.0.attn.qkv.weight, ...);
  * pos_embed is a PG_PARAM_BUFFER (saved, never trained). A forward pass
  * records on ctx's tape like any op; its activations live in ctx's arena. */
 #ifndef PG_DIT_H
@@ -9,6 +10,7 @@
 
 #include "patchgrad/autograd/api.h"
 
+#include "patchgrad/io/kv.h"
 #include "patchgrad/layers/attention.h"
 #include "patchgrad/layers/layernorm.h"
 #include "patchgrad/layers/linear.h"
@@ -52,7 +54,19 @@ typedef struct {
 
 /* Checks a config; the message names the first bad field and its value. */
 PG_API pg_status pg_dit_config_check(const pg_dit_config *cfg);
-/* Builds the model with DiT's initialisation (spec) from rng. */
+
+/* The config's settings, one row each (io/kv.h): the checkpoint's keys in
+ * this order, the attributes of a `dit` case of `patchgrad check`, and the
+ * model flags of `patchgrad train` (input_size, in_channels and num_classes
+ * come from the data and have no flag). */
+#define PG_DIT_CONFIG_FIELDS 9
+PG_API extern const pg_config_field pg_dit_config_fields[];
+
+/* Config <-> a checkpoint's key/value list (the trainer writes it, the
+ * sampler and `train --resume` read it back; the config is checked). */
+PG_API pg_status pg_dit_config_to_kv(const pg_dit_config *c, pg_kv *kv);
+PG_API pg_status pg_dit_config_from_kv(const pg_kv *kv, pg_dit_config *c);
+/* Builds the model with DiT's initialisation (docs/dit.md) from rng. */
 PG_API pg_status pg_dit_init(pg_dit *m, const pg_dit_config *cfg, pg_rng *rng);
 PG_API void pg_dit_free(pg_dit *m);
 
@@ -60,7 +74,8 @@ PG_API void pg_dit_free(pg_dit *m);
  * labels y [B] (NULL when unconditional; the null class is num_classes). */
 PG_API pg_tensor *pg_dit_forward(pg_ctx *ctx, pg_dit *m, pg_tensor *x, const float *t, const int64_t *y);
 
-/* The frequency embedding of the spec into out [B, 256] (cosines first). */
+/* DiT's sinusoidal frequency embedding of the timesteps (docs/dit.md) into
+ * out [B, 256], cosines first. */
 PG_API void pg_dit_timestep_embedding(const float *t, int64_t batch, float *out);
 
 /* FLOPs of one forward pass's matrix products for a batch (for the benchmark). */

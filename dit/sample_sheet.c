@@ -26,7 +26,6 @@ static pg_status write_raw(const char *png_path, const float *x, const int64_t *
   if (len + 4 >= sizeof path) return pg_fail(PG_ERR_ARG, "sample: output path too long");
   snprintf(path, sizeof path, "%.*s.h5", (int)len, png_path);
   if (pg_atomic_tmp_path(path, tmp, sizeof tmp)) return pg_last_status();
-  pg_h5_quiet();
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0) return pg_fail(PG_ERR_IO, "sample: cannot create %s", tmp);
   int64_t shape[4] = {n, c->input_size, c->input_size, c->in_channels};

@@ -1,17 +1,20 @@
-/* The DiT training loop behind `patchgrad train`: data, model, optimizer,
- * schedule, clipping, EMA, validation at fixed draws, checkpoints (atomic,
- * resumable), loss.csv and its curve, progress, SIGINT and NaN handling,
- * and a sample sheet at the end. A library function so that tests can run
- * it too. */
+/* The DiT's training behind `patchgrad train`: the loop of train/run.h
+ * (data, optimizer, schedule, clipping, EMA, checkpoints that resume
+ * exactly, loss.csv and loss.png, progress, the stop flag, NaN handling)
+ * with the DiT's parts: the model built to fit the data, the diffusion
+ * loss, a validation loss at fixed draws (val_draws.h5), the weights
+ * before the first step (init.h5), and a sample sheet at the end. A library
+ * function so that tests can run it too. */
 #ifndef PG_TRAINER_H
 #define PG_TRAINER_H
 
 #include "patchgrad/autograd/api.h"
 
+#include <signal.h>
+
 #include "patchgrad/optim/clip.h"
 #include "patchgrad/dit/diffusion.h"
 #include "patchgrad/dit/dit.h"
-#include "patchgrad/io/kv.h"
 #include "patchgrad/optim/optimizer.h"
 #include "patchgrad/optim/schedule.h"
 
@@ -35,8 +38,11 @@ typedef struct {
   /* bookkeeping */
   const char *out_dir;    /* ckpt.h5, loss.csv, loss.png, samples.png, val_draws.h5 */
   const char *resume;     /* a checkpoint to continue from, or NULL */
-  int64_t val_every, ckpt_every, log_every;
+  int64_t val_every;      /* validation every N steps and at the end (0: never) */
+  int64_t ckpt_every;     /* a checkpoint every N steps (0: at the end only) */
+  int64_t log_every;      /* a loss.csv row every N steps and at the end */
   bool quiet;             /* no progress output (tests) */
+  volatile sig_atomic_t *stop; /* when non-NULL and set: checkpoint after the current step, return */
   /* the sample sheet at the end (0 columns: none) */
   int sample_cols, sample_steps;
   float sample_cfg;
@@ -47,7 +53,7 @@ typedef struct {
   double train_loss;      /* mean over the last logging interval */
   double val_loss;        /* the last validation loss (NaN when none) */
   double steps_per_second;
-  bool interrupted;       /* stopped by SIGINT (a checkpoint was saved) */
+  bool interrupted;       /* stopped by *stop (a checkpoint was saved) */
 } pg_train_result;
 
 /* Defaults of `patchgrad train` (small model, AdamW 1e-4, batch 64, ...). */
@@ -56,9 +62,5 @@ PG_API void pg_train_opts_init(pg_train_opts *o);
 /* Runs the whole training. Errors (bad data, a NaN loss, a failed save) come
  * back as a status with the message set; a NaN loss saves nothing. */
 PG_API pg_status pg_train(const pg_train_opts *o, pg_train_result *res);
-
-/* Model config <-> checkpoint key/value list (shared with the sampler). */
-PG_API pg_status pg_dit_config_to_kv(const pg_dit_config *c, pg_kv *kv);
-PG_API pg_status pg_dit_config_from_kv(const pg_kv *kv, pg_dit_config *c);
 
 #endif

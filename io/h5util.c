@@ -10,7 +10,6 @@
 void pg_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 hid_t pg_h5_open(const char *path, bool writable) {
-  pg_h5_quiet();
   FILE *f = fopen(path, "rb");
   if (!f) {
     pg_fail(PG_ERR_IO, "%s: cannot open (no such file, or not readable)", path);
@@ -294,7 +293,6 @@ pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t
 /* ---- Files written atomically ---- */
 
 hid_t pg_h5_create_in_memory(const char *name) {
-  pg_h5_quiet();
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fapl_core(fapl, (size_t)16 << 20, false); /* grow by 16 MB, never touch the disk */
   hid_t file = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);

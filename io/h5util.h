@@ -1,8 +1,10 @@
 /* Small HDF5 helpers shared by every file format of patchgrad (case files,
  * latent datasets, checkpoints): typed reads that convert to float32 or
  * int64, attribute getters and setters, and error messages that name the
- * file's object. HDF5's own error printing is switched off; failures come
- * back as pg_status with pg_last_error() set. */
+ * file's object. Failures come back as pg_status with pg_last_error() set.
+ * The library leaves HDF5's error-stack settings as the program has them:
+ * unless the program turns HDF5's own error printing off (pg_h5_quiet, which
+ * the patchgrad command calls at start), HDF5 also prints its stack. */
 #ifndef PG_H5UTIL_H
 #define PG_H5UTIL_H
 
@@ -14,7 +16,8 @@
 
 #include "patchgrad/autograd/tensor.h"
 
-/* Turns off HDF5's automatic error printing (once per process). */
+/* Turns off HDF5's automatic error printing for the calling thread (the
+ * default error stack). For programs; the library never calls it. */
 PG_API void pg_h5_quiet(void);
 
 /* Opens an existing file read-only (or read-write); a missing file, or one

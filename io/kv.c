@@ -112,20 +112,38 @@ int pg_kv_get_string(const pg_kv *kv, const char *key, const char **value) {
   return rc;
 }
 
-pg_status pg_kv_set_int_fields(pg_kv *kv, const void *config, int n, const pg_kv_int_field *fields) {
+pg_status pg_kv_set_fields(pg_kv *kv, const void *config, int n, const pg_config_field *fields) {
   for (int i = 0; i < n; i++) {
-    const int64_t *field = (const int64_t *)((const char *)config + fields[i].offset);
-    pg_status st = pg_kv_set_int(kv, fields[i].key, *field);
+    const pg_config_field *f = &fields[i];
+    if (!(f->where & PG_FIELD_CKPT)) continue;
+    const void *member = (const char *)config + f->offset;
+    pg_status st = f->type == PG_FIELD_INT     ? pg_kv_set_int(kv, f->key, *(const int64_t *)member)
+                   : f->type == PG_FIELD_FLOAT ? pg_kv_set_double(kv, f->key, *(const float *)member)
+                                               : pg_kv_set_int(kv, f->key, *(const bool *)member);
     if (st) return st;
   }
   return PG_OK;
 }
 
-pg_status pg_kv_get_int_fields(const pg_kv *kv, void *config, int n, const pg_kv_int_field *fields) {
+pg_status pg_kv_get_fields(const pg_kv *kv, void *config, int n, const pg_config_field *fields) {
   for (int i = 0; i < n; i++) {
-    int64_t *field = (int64_t *)((char *)config + fields[i].offset);
-    if (pg_kv_get_int(kv, fields[i].key, field) != 1)
-      return pg_fail(PG_ERR_FORMAT, "checkpoint config: missing integer '%s'", fields[i].key);
+    const pg_config_field *f = &fields[i];
+    if (!(f->where & PG_FIELD_CKPT)) continue;
+    void *member = (char *)config + f->offset;
+    if (f->type == PG_FIELD_FLOAT) {
+      double d = f->def;
+      int rc = pg_kv_get_double(kv, f->key, &d);
+      if (rc < 0 || (rc == 0 && f->required))
+        return pg_fail(PG_ERR_FORMAT, "checkpoint config: missing number '%s'", f->key);
+      *(float *)member = (float)d;
+    } else {
+      int64_t v = (int64_t)f->def;
+      int rc = pg_kv_get_int(kv, f->key, &v);
+      if (rc < 0 || (rc == 0 && f->required))
+        return pg_fail(PG_ERR_FORMAT, "checkpoint config: missing integer '%s'", f->key);
+      if (f->type == PG_FIELD_INT) *(int64_t *)member = v;
+      else *(bool *)member = v != 0;
+    }
   }
   return PG_OK;
 }

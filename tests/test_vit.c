@@ -417,7 +417,7 @@ static void test_train_and_score(void **state) {
   pg_classify_opts o;
   pg_classify_opts_init(&o);
   o.data_path = f.train;
-  o.test_path = f.test;
+  o.val_path = f.test;
   o.model = (pg_vit_config){.patch_size = 2, .hidden = 32, .depth = 2, .heads = 2, .mlp_ratio = 2};
   o.optim.lr = 2e-3;
   o.warmup = 20;

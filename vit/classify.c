@@ -1,19 +1,15 @@
 #include "patchgrad/vit/classify.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "patchgrad/io/checkpoint.h"
-#include "patchgrad/optim/clip.h"
-#include "patchgrad/io/h5util.h"
-#include "patchgrad/io/loader.h"
 #include "patchgrad/autograd/ops.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/io/h5util.h"
 #include "patchgrad/optim/schedule.h"
-#include "patchgrad/io/training_run.h"
+#include "patchgrad/train/run.h"
 
 /* ---- prediction ---- */
 
@@ -74,15 +70,22 @@ pg_status pg_classify_stats_of(const float *probs, const int64_t *labels, int64_
 
 /* ---- checkpoints ---- */
 
+/* /config of a classifier checkpoint: the model's config and what its
+ * training latents were. */
+static pg_status vit_config_kv(const pg_vit *m, const pg_vit_data_info *data, pg_kv *config) {
+  pg_status st = pg_vit_config_to_kv(&m->cfg, config);
+  if (data) {
+    st = st ? st : pg_kv_set_double(config, "data_mean", data->mean);
+    st = st ? st : pg_kv_set_double(config, "data_std", data->std);
+    st = st ? st : pg_kv_set_string(config, "data_source", data->source);
+  }
+  return st;
+}
+
 pg_status pg_vit_save(const char *path, pg_vit *m, const pg_vit_data_info *data, int64_t step) {
   pg_kv config;
   pg_kv_init(&config);
-  pg_status st = pg_vit_config_to_kv(&m->cfg, &config);
-  if (data) {
-    st = st ? st : pg_kv_set_double(&config, "data_mean", data->mean);
-    st = st ? st : pg_kv_set_double(&config, "data_std", data->std);
-    st = st ? st : pg_kv_set_string(&config, "data_source", data->source);
-  }
+  pg_status st = vit_config_kv(m, data, &config);
   pg_checkpoint ck = {.config = &config, .params = &m->params, .step = &step};
   st = st ? st : pg_checkpoint_save(path, &ck);
   pg_kv_free(&config);
@@ -161,7 +164,7 @@ pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_latents_i
   return st;
 }
 
-/* ---- training ---- */
+/* ---- training: the ViT as a model of the training loop (train/run.h) ---- */
 
 void pg_classify_opts_init(pg_classify_opts *o) {
   *o = (pg_classify_opts){
@@ -180,49 +183,30 @@ void pg_classify_opts_init(pg_classify_opts *o) {
   o->optim.decay_weights_only = true; /* no decay on biases, norms, cls_token, pos_embed */
 }
 
+/* The classifier's side of a run. */
 typedef struct {
   const pg_classify_opts *o;
-  pg_loader *loader;
-  pg_latents_info info;
+  pg_latents_info info;          /* the training data */
   pg_vit model;
   bool model_ready;
-  pg_optimizer opt;
-  bool opt_ready;
-  pg_schedule sched;
-  pg_ctx *ctx;
-  pg_rng rng;
-  int64_t total, batches_per_epoch;
-  float *x;        /* a training batch [batch, H, W, C] */
-  int64_t *y;
-  float *test_x, *test_probs; /* the test set, in memory, and its predictions */
-  int64_t *test_y, test_n;
-  FILE *log;
-  char path[PG_RUN_PATH_MAX];
-} trainer;
+  float *val_x, *val_probs;      /* the held-out set, in memory, and its predictions */
+  int64_t *val_y, val_n;
+  pg_classify_stats val;         /* the last evaluation */
+} vit_run;
 
-static const char *out_file(trainer *tr, const char *name) {
-  return pg_run_file(tr->path, tr->o->out_dir, name);
-}
-
-static void trainer_free(trainer *tr) {
-  if (tr->opt_ready) pg_optimizer_free(&tr->opt);
-  if (tr->model_ready) pg_vit_free(&tr->model);
-  pg_loader_close(tr->loader);
-  pg_ctx_free(tr->ctx);
-  if (tr->log) fclose(tr->log);
-  free(tr->x);
-  free(tr->y);
-  free(tr->test_x);
-  free(tr->test_y);
-  free(tr->test_probs);
+/* What the training latents were, for the checkpoint and pg_vit_check_data. */
+static pg_vit_data_info data_info(const pg_latents_info *info) {
+  pg_vit_data_info d = {.mean = info->mean, .std = info->std};
+  snprintf(d.source, sizeof d.source, "%s", info->source);
+  return d;
 }
 
 /* The model's config: the options, with the input shape and the classes
  * taken from the data. */
-static pg_status model_config(trainer *tr, pg_vit_config *c) {
-  const pg_latents_info *info = &tr->info;
-  const char *data = tr->o->data_path;
-  *c = tr->o->model;
+static pg_status model_config(const vit_run *v, pg_vit_config *c) {
+  const pg_latents_info *info = &v->info;
+  const char *data = v->o->data_path;
+  *c = v->o->model;
   if ((c->height && c->height != info->height) || (c->width && c->width != info->width) ||
       (c->in_channels && c->in_channels != info->channels))
     return pg_fail(PG_ERR_ARG, "classify: %s holds [%lld, %lld, %lld] latents, the model was asked for [%lld, %lld, %lld]",
@@ -241,27 +225,136 @@ static pg_status model_config(trainer *tr, pg_vit_config *c) {
   return pg_vit_config_check(c);
 }
 
-static pg_status setup_test(trainer *tr) {
-  const pg_classify_opts *o = tr->o;
-  if (!o->test_path) return PG_OK;
+static pg_status vit_build(void *self, const pg_latents_info *info, pg_rng *rng, pg_params **params) {
+  vit_run *v = self;
+  const pg_classify_opts *o = v->o;
+  v->info = *info;
+  if (!info->has_labels) return pg_fail(PG_ERR_ARG, "classify: %s has no labels", o->data_path);
+  if (info->n / o->batch < 1)
+    return pg_fail(PG_ERR_ARG, "classify: %s has fewer samples than one batch of %lld", o->data_path,
+                   (long long)o->batch);
+  pg_vit_config cfg;
+  pg_status st = model_config(v, &cfg);
+  if (st || (st = pg_vit_init(&v->model, &cfg, rng))) return st;
+  v->model_ready = true;
+  *params = &v->model.params;
+  return PG_OK;
+}
+
+/* The held-out set (the first val_count samples of val_path), in memory. */
+static pg_status vit_prepare(void *self, pg_run *run) {
+  (void)run;
+  vit_run *v = self;
+  const pg_classify_opts *o = v->o;
+  if (!o->val_path) return PG_OK;
   pg_latents_info ti;
-  pg_status st = pg_classify_read_latents(o->test_path, o->test_count, &ti, &tr->test_x, &tr->test_y, &tr->test_n);
+  pg_status st = pg_classify_read_latents(o->val_path, o->val_count, &ti, &v->val_x, &v->val_y, &v->val_n);
   if (st) return st;
-  const pg_vit_config *c = &tr->model.cfg;
+  const pg_vit_config *c = &v->model.cfg;
   if (ti.height != c->height || ti.width != c->width || ti.channels != c->in_channels)
     return pg_fail(PG_ERR_ARG, "classify: test file %s holds [%lld, %lld, %lld] latents, the training data [%lld, %lld, %lld]",
-                   o->test_path, (long long)ti.height, (long long)ti.width, (long long)ti.channels,
+                   o->val_path, (long long)ti.height, (long long)ti.width, (long long)ti.channels,
                    (long long)c->height, (long long)c->width, (long long)c->in_channels);
-  pg_vit_data_info trained = {.mean = tr->info.mean, .std = tr->info.std};
-  snprintf(trained.source, sizeof trained.source, "%s", tr->info.source);
-  if (pg_vit_check_data(&trained, &ti, o->test_path)) return pg_last_status();
-  if (!(tr->test_probs = malloc((size_t)(tr->test_n * c->num_classes) * sizeof(float))))
+  pg_vit_data_info trained = data_info(&v->info);
+  if ((st = pg_vit_check_data(&trained, &ti, o->val_path))) return st;
+  if (!(v->val_probs = malloc((size_t)(v->val_n * c->num_classes) * sizeof(float))))
     return pg_fail(PG_ERR_MEMORY, "classify: out of memory for the test predictions");
   return PG_OK;
 }
 
-static pg_status setup(trainer *tr) {
-  const pg_classify_opts *o = tr->o;
+/* Cross-entropy of the logits; metrics[0] counts the right answers. */
+static pg_tensor *vit_loss(void *self, pg_ctx *ctx, const pg_batch *b, pg_rng *rng, double *metrics) {
+  (void)rng;
+  vit_run *v = self;
+  const int64_t K = v->model.cfg.num_classes;
+  pg_tensor *logits = pg_vit_forward(ctx, &v->model, b->x);
+  pg_tensor *loss = pg_cross_entropy_smoothed(ctx, logits, b->labels, (float)v->o->label_smoothing);
+  if (!loss) return NULL;
+  for (int64_t i = 0; i < b->count; i++) metrics[0] += pg_argmax(logits->data + i * K, K) == b->labels[i];
+  return loss;
+}
+
+/* values: the held-out loss and accuracy. */
+static pg_status vit_validate(void *self, pg_ctx *ctx, double *values) {
+  vit_run *v = self;
+  pg_status st = pg_vit_predict(ctx, &v->model, v->val_x, v->val_n, 256, v->val_probs);
+  st = st ? st : pg_classify_stats_of(v->val_probs, v->val_y, v->val_n, v->model.cfg.num_classes, &v->val);
+  values[0] = v->val.loss;
+  values[1] = v->val.accuracy;
+  return st;
+}
+
+static pg_status vit_config(void *self, pg_kv *config) {
+  const vit_run *v = self;
+  const pg_vit_data_info data = data_info(&v->info);
+  return vit_config_kv(&v->model, &data, config);
+}
+
+static void report_done(const pg_run *run) {
+  if (run->opts->out_dir)
+    fprintf(stderr, "classify: %lld steps in %.0f s (%.1f steps/s); wrote %s/ckpt.h5 and log.csv\n",
+            (long long)run->step, run->train_seconds, pg_run_rate(run, true), run->opts->out_dir);
+}
+
+/* Progress: the step, epoch, training loss and accuracy since the last row,
+ * and the held-out loss and accuracy when measured. */
+static void vit_report(void *self, const pg_run *run, pg_run_event event) {
+  const vit_run *v = self;
+  const pg_run_opts *o = run->opts;
+  const double epoch = (double)run->step / (double)run->batches_per_epoch, rate = pg_run_rate(run, true);
+  switch (event) {
+  case PG_RUN_START:
+    fprintf(stderr, "classify: ViT (%s attention) with %lld parameters, %lld steps of batch %lld (%lld per epoch), "
+                    "AdamW lr %.2e, %lld training samples, %lld test samples\n",
+            v->model.cfg.single_head ? "single-head" : "multi-head", (long long)pg_params_numel(run->params, true),
+            (long long)run->total, (long long)o->batch, (long long)run->batches_per_epoch, o->optim.lr,
+            (long long)(run->batches_per_epoch * o->batch), (long long)v->val_n);
+    break;
+  case PG_RUN_TICK:
+    fprintf(stderr, "\r\033[Kstep %lld/%lld  epoch %.2f  loss %.4f  acc %.3f  lr %.2e  %.1f steps/s  ETA %.0fs",
+            (long long)run->step, (long long)run->total, epoch, run->interval_loss / (double)run->interval_steps,
+            run->interval_metrics[0] / (double)run->interval_samples, run->lr, rate,
+            (double)(run->total - run->step) / rate);
+    break;
+  case PG_RUN_ROW:
+    if (run->tty && !run->validated) break;
+    fprintf(stderr, "%sstep %lld/%lld epoch %.2f train loss %.4f acc %.4f lr %.2e %.1f steps/s",
+            run->tty ? "\n" : "", (long long)run->step, (long long)run->total, epoch, run->train_loss,
+            run->metrics[0], run->lr, rate);
+    if (run->validated) fprintf(stderr, " | test loss %.4f accuracy %.4f", run->val[0], run->val[1]);
+    fputc('\n', stderr);
+    break;
+  case PG_RUN_STOPPED:
+    fprintf(stderr, "\nclassify: interrupted at step %lld\n", (long long)run->step);
+    report_done(run);
+    break;
+  case PG_RUN_DONE:
+    report_done(run);
+    break;
+  }
+  fflush(stderr);
+}
+
+static void vit_run_free(vit_run *v) {
+  if (v->model_ready) pg_vit_free(&v->model);
+  free(v->val_x);
+  free(v->val_y);
+  free(v->val_probs);
+}
+
+/* log.csv's columns after the step. */
+static const pg_run_column vit_columns[] = {
+    {"epoch", PG_COL_EPOCH, 0, "%.4f"},
+    {"lr", PG_COL_LR, 0, "%.6g"},
+    {"train_loss", PG_COL_TRAIN_LOSS, 0, "%.6g"},
+    {"train_accuracy", PG_COL_METRIC, 0, "%.6g"},
+    {"test_loss", PG_COL_VAL, 0, "%.6g"},
+    {"test_accuracy", PG_COL_VAL, 1, "%.6g"},
+    {"seconds", PG_COL_TRAIN_SECONDS, 0, "%.2f"},
+};
+
+pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) {
+  memset(res, 0, sizeof *res);
   if (!o->data_path) return pg_fail(PG_ERR_ARG, "classify: the training data (--data F.h5) is required");
   if (o->batch < 1) return pg_fail(PG_ERR_ARG, "classify: batch must be >= 1, got %lld", (long long)o->batch);
   if (o->steps < 1 && o->epochs < 1)
@@ -270,165 +363,53 @@ static pg_status setup(trainer *tr) {
   if (o->clip < 0) return pg_fail(PG_ERR_ARG, "classify: clip must be >= 0, got %g", o->clip);
   if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
     return pg_fail(PG_ERR_ARG, "classify: label smoothing must be in [0, 1], got %g", o->label_smoothing);
-  if (o->out_dir && pg_run_make_dir("classify", o->out_dir)) return pg_last_status();
 
-  /* The training set is read once into memory, then shuffled each epoch. */
-  if (!(tr->loader = pg_run_open_loader(o->data_path, o->batch, o->seed))) return pg_last_status();
-  tr->info = *pg_loader_info(tr->loader);
-  if (!tr->info.has_labels) return pg_fail(PG_ERR_ARG, "classify: %s has no labels", o->data_path);
-  tr->batches_per_epoch = pg_loader_batches_per_epoch(tr->loader);
-  if (tr->batches_per_epoch < 1)
-    return pg_fail(PG_ERR_ARG, "classify: %s has fewer samples than one batch of %lld", o->data_path,
-                   (long long)o->batch);
-  pg_vit_config cfg;
-  if (model_config(tr, &cfg)) return pg_last_status();
-  pg_rng_seed(&tr->rng, o->seed);
-  if (pg_vit_init(&tr->model, &cfg, &tr->rng)) return pg_last_status();
-  tr->model_ready = true;
-  if (pg_optimizer_init(&tr->opt, &tr->model.params, &o->optim)) return pg_last_status();
-  tr->opt_ready = true;
-  tr->total = o->steps > 0 ? o->steps : o->epochs * tr->batches_per_epoch;
-  tr->sched = pg_schedule_make(PG_SCHEDULE_COSINE, o->optim.lr);
-  tr->sched.warmup_steps = o->warmup < tr->total ? o->warmup : tr->total - 1;
-  tr->sched.total_steps = tr->total;
-  if (pg_schedule_check(&tr->sched)) return pg_last_status();
-  const int64_t per = cfg.height * cfg.width * cfg.in_channels;
-  if (pg_run_alloc_batch("classify", o->batch, per, &tr->x, &tr->y)) return pg_last_status();
-  if (!(tr->ctx = pg_ctx_new(0))) return pg_last_status();
-  if (setup_test(tr)) return pg_last_status();
-  if (o->out_dir) {
-    if (!(tr->log = fopen(out_file(tr, "log.csv"), "w")))
-      return pg_fail(PG_ERR_IO, "classify: cannot write %s: %s", tr->path, strerror(errno));
-    fprintf(tr->log, "step,epoch,lr,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n");
-  }
-  return PG_OK;
-}
-
-static pg_status evaluate(trainer *tr, pg_classify_stats *st) {
-  pg_status s = pg_vit_predict(tr->ctx, &tr->model, tr->test_x, tr->test_n, 256, tr->test_probs);
-  return s ? s : pg_classify_stats_of(tr->test_probs, tr->test_y, tr->test_n, tr->model.cfg.num_classes, st);
-}
-
-static pg_status save(trainer *tr, int64_t step) {
-  if (!tr->o->out_dir) return PG_OK;
-  pg_vit_data_info data = {.mean = tr->info.mean, .std = tr->info.std};
-  snprintf(data.source, sizeof data.source, "%s", tr->info.source);
-  return pg_vit_save(out_file(tr, "ckpt.h5"), &tr->model, &data, step);
-}
-
-/* One update on the next batch; *correct receives the batch's right answers. */
-static pg_status train_step(trainer *tr, double *loss_value, int64_t *correct) {
-  const pg_classify_opts *o = tr->o;
-  const pg_vit_config *c = &tr->model.cfg;
-  pg_ctx_reset(tr->ctx);
-  int64_t count;
-  pg_status st = pg_loader_next(tr->loader, tr->x, tr->y, NULL, &count);
-  if (st) return st;
-  pg_tensor *x = pg_from_array(tr->ctx, 4, (int64_t[]){count, c->height, c->width, c->in_channels}, tr->x);
-  pg_tensor *logits = pg_vit_forward(tr->ctx, &tr->model, x);
-  pg_tensor *loss = pg_cross_entropy_smoothed(tr->ctx, logits, tr->y, (float)o->label_smoothing);
-  if (!loss) return pg_last_status();
-  *loss_value = loss->data[0];
-  if (!isfinite(*loss_value))
-    return pg_fail(PG_ERR_STATE, "classify: the loss is %s at step %lld; stopping (lower --lr?)",
-                   isnan(*loss_value) ? "NaN" : "Inf", (long long)tr->opt.step + 1);
-  *correct = 0;
-  for (int64_t i = 0; i < count; i++)
-    *correct += pg_argmax(logits->data + i * c->num_classes, c->num_classes) == tr->y[i];
-  if ((st = pg_backward(tr->ctx, loss))) return st;
-  if (o->clip > 0 && !isfinite(pg_clip_grad_norm(&tr->model.params, o->clip, 2.0)))
-    return pg_fail(PG_ERR_STATE, "classify: the gradient norm is not finite at step %lld",
-                   (long long)tr->opt.step + 1);
-  if ((st = pg_optimizer_step(&tr->opt))) return st;
-  pg_optimizer_zero_grad(&tr->opt);
-  return PG_OK;
-}
-
-pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) {
-  trainer tr = {.o = o};
-  memset(res, 0, sizeof *res);
-  pg_status st = setup(&tr);
-  if (st) {
-    trainer_free(&tr);
-    return st;
-  }
-  const bool tty = !o->quiet && isatty(STDERR_FILENO);
-  const int64_t log_every = o->log_every > 0 ? o->log_every : 50;
-  const int64_t eval_every = o->eval_every > 0 ? o->eval_every : tr.batches_per_epoch;
-  if (!o->quiet)
-    fprintf(stderr, "classify: ViT (%s attention) with %lld parameters, %lld steps of batch %lld (%lld per epoch), "
-                    "AdamW lr %.2e, %lld training samples, %lld test samples\n",
-            tr.model.cfg.single_head ? "single-head" : "multi-head",
-            (long long)pg_params_numel(&tr.model.params, true), (long long)tr.total, (long long)o->batch,
-            (long long)tr.batches_per_epoch, o->optim.lr, (long long)(tr.batches_per_epoch * o->batch),
-            (long long)tr.test_n);
-
-  pg_run_catch_sigint();
-
-  double train_seconds = 0, loss_sum = 0;
-  int64_t seen = 0, correct_sum = 0, n_steps = 0;
-  while (tr.opt.step < tr.total && !st) {
-    const int64_t step = tr.opt.step;
-    const double lr = pg_schedule_lr(&tr.sched, step);
-    tr.opt.config.lr = lr;
-    const double t0 = pg_run_seconds();
-    double loss = 0;
-    int64_t correct = 0;
-    if ((st = train_step(&tr, &loss, &correct))) break;
-    train_seconds += pg_run_seconds() - t0;
-    loss_sum += loss;
-    correct_sum += correct;
-    seen += o->batch;
-    n_steps++;
-    const int64_t done = tr.opt.step;
-    const bool log_now = done % log_every == 0 || done == tr.total;
-    const bool eval_now = tr.test_n && (done % eval_every == 0 || done == tr.total);
-    const double rate = (double)done / train_seconds;
-    if (tty)
-      fprintf(stderr, "\r\033[Kstep %lld/%lld  epoch %.2f  loss %.4f  acc %.3f  lr %.2e  %.1f steps/s  ETA %.0fs",
-              (long long)done, (long long)tr.total, (double)done / (double)tr.batches_per_epoch,
-              loss_sum / (double)n_steps, (double)correct_sum / (double)seen, lr, rate,
-              (double)(tr.total - done) / rate);
-    if (log_now || eval_now) {
-      res->train_loss = loss_sum / (double)n_steps;
-      res->train_accuracy = (double)correct_sum / (double)seen;
-      pg_classify_stats test = {0};
-      if (eval_now && (st = evaluate(&tr, &test))) break;
-      if (eval_now) res->test = test;
-      if (!o->quiet && (!tty || eval_now)) {
-        fprintf(stderr, "%sstep %lld/%lld epoch %.2f train loss %.4f acc %.4f lr %.2e %.1f steps/s",
-                tty ? "\n" : "", (long long)done, (long long)tr.total,
-                (double)done / (double)tr.batches_per_epoch, res->train_loss, res->train_accuracy, lr, rate);
-        if (eval_now) fprintf(stderr, " | test loss %.4f accuracy %.4f", test.loss, test.accuracy);
-        fputc('\n', stderr);
-      }
-      if (tr.log) {
-        fprintf(tr.log, "%lld,%.4f,%.6g,%.6g,%.6g,", (long long)done, (double)done / (double)tr.batches_per_epoch,
-                lr, res->train_loss, res->train_accuracy);
-        if (eval_now) fprintf(tr.log, "%.6g,%.6g", test.loss, test.accuracy);
-        else fprintf(tr.log, ",");
-        fprintf(tr.log, ",%.2f\n", train_seconds);
-        fflush(tr.log);
-      }
-      loss_sum = 0;
-      correct_sum = 0;
-      seen = 0;
-      n_steps = 0;
-    }
-    if (pg_run_interrupted()) {
-      res->interrupted = true;
-      if (!o->quiet) fprintf(stderr, "\nclassify: interrupted at step %lld\n", (long long)done);
-      break;
-    }
-  }
-  pg_run_release_sigint();
-  res->step = tr.opt.step;
-  res->seconds = train_seconds;
-  res->steps_per_second = train_seconds > 0 ? (double)res->step / train_seconds : 0;
-  if (!st) st = save(&tr, res->step);
-  if (!st && !o->quiet && o->out_dir)
-    fprintf(stderr, "classify: %lld steps in %.0f s (%.1f steps/s); wrote %s/ckpt.h5 and log.csv\n",
-            (long long)res->step, train_seconds, res->steps_per_second, o->out_dir);
-  trainer_free(&tr);
+  vit_run v = {.o = o};
+  const pg_run_model model = {
+      .name = "classify",
+      .self = &v,
+      .n_metrics = 1,
+      .n_val = 2,
+      .build = vit_build,
+      .prepare = vit_prepare,
+      .loss = vit_loss,
+      .validate = o->val_path ? vit_validate : NULL,
+      .config = vit_config,
+      .report = vit_report,
+      .log_name = "log.csv",
+      .columns = vit_columns,
+      .n_columns = (int)(sizeof vit_columns / sizeof *vit_columns),
+      .log_from_start = true,
+      .weights_only = true,
+      .loss_not_finite = "stopping (lower --lr?)",
+      .grad_not_finite = "",
+  };
+  pg_run_opts run = {
+      .data_path = o->data_path,
+      .out_dir = o->out_dir,
+      .batch = o->batch,
+      .steps = o->steps,
+      .epochs = o->epochs,
+      .seed = o->seed,
+      .optim = o->optim,
+      .schedule = pg_schedule_make(PG_SCHEDULE_COSINE, o->optim.lr), /* to 0 at the last step */
+      .warmup_within_run = true,
+      .clip = o->clip,
+      .log_every = o->log_every,
+      .val_every = o->val_every, /* 0: each epoch */
+      .quiet = o->quiet,
+      .stop = o->stop,
+  };
+  run.schedule.warmup_steps = o->warmup;
+  pg_run_result r;
+  pg_status st = pg_run_training(&run, &model, &r);
+  res->step = r.step;
+  res->train_loss = r.train_loss;
+  res->train_accuracy = r.metrics[0];
+  res->test = v.val;
+  res->seconds = r.train_seconds;
+  res->steps_per_second = r.train_seconds > 0 ? (double)r.step / r.train_seconds : 0;
+  res->interrupted = r.stopped;
+  vit_run_free(&v);
   return st;
 }

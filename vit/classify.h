@@ -1,11 +1,14 @@
 /* Classifying latents with the ViT (vit.h): batched prediction, accuracy and
- * confidence, classifier checkpoints, and the training loop behind
- * `patchgrad classify train`. A library so that the command, the example
+ * confidence, classifier checkpoints, and the ViT's training behind
+ * `patchgrad classify train` (the loop of train/run.h with a cross-entropy
+ * loss, the accuracy on held-out data, log.csv). A library so that the command, the example
  * and the tests share one implementation. */
 #ifndef PG_CLASSIFY_H
 #define PG_CLASSIFY_H
 
 #include "patchgrad/autograd/api.h"
+
+#include <signal.h>
 
 #include "patchgrad/io/latents.h"
 #include "patchgrad/optim/optimizer.h"
@@ -64,8 +67,8 @@ PG_API pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_la
 
 typedef struct {
   const char *data_path;   /* training latents, with labels */
-  const char *test_path;   /* test latents for the accuracy, or NULL */
-  int64_t test_count;      /* use the first N test samples (0: all) */
+  const char *val_path;    /* held-out (test) latents for the accuracy, or NULL */
+  int64_t val_count;       /* use the first N held-out samples (0: all) */
   /* model: height, width, in_channels and num_classes come from the data
    * (a non-zero value must match it) */
   pg_vit_config model;
@@ -78,9 +81,10 @@ typedef struct {
   int64_t steps;           /* ... unless steps > 0 */
   uint64_t seed;
   const char *out_dir;     /* ckpt.h5 and log.csv; NULL: write nothing */
-  int64_t eval_every;      /* test accuracy every N steps (0: each epoch's end) */
+  int64_t val_every;       /* held-out accuracy every N steps (0: each epoch's end) */
   int64_t log_every;       /* progress lines (non-terminal) and log.csv rows */
   bool quiet;              /* no progress output */
+  volatile sig_atomic_t *stop; /* when non-NULL and set: stop after the current step, save */
 } pg_classify_opts;
 
 /* The defaults of `patchgrad classify train` (README: the ViT example). */
@@ -90,10 +94,10 @@ typedef struct {
   int64_t step;
   double train_loss;       /* mean over the last logging interval */
   double train_accuracy;   /* on the training batches of that interval */
-  pg_classify_stats test;  /* at the end (n == 0 without test data) */
+  pg_classify_stats test;  /* the last evaluation on the held-out data (n == 0: none) */
   double seconds;          /* training time (evaluations excluded) */
   double steps_per_second;
-  bool interrupted;        /* SIGINT: stopped after the current step, saved */
+  bool interrupted;        /* *stop: stopped after the current step, saved */
 } pg_classify_result;
 
 /* Trains, evaluates on the test data, saves out_dir/ckpt.h5 at the end. */

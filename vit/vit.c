@@ -117,23 +117,34 @@ pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x) {
   return pg_linear_forward(ctx, &m->head, pg_layernorm_forward(ctx, &m->norm, cls_out));
 }
 
-/* The integer settings, in the order the checkpoint lists them. */
-static const pg_kv_int_field vit_int_fields[] = {
-    {"height", offsetof(pg_vit_config, height)},
-    {"width", offsetof(pg_vit_config, width)},
-    {"in_channels", offsetof(pg_vit_config, in_channels)},
-    {"patch_size", offsetof(pg_vit_config, patch_size)},
-    {"hidden", offsetof(pg_vit_config, hidden)},
-    {"depth", offsetof(pg_vit_config, depth)},
-    {"heads", offsetof(pg_vit_config, heads)},
-    {"mlp_ratio", offsetof(pg_vit_config, mlp_ratio)},
-    {"num_classes", offsetof(pg_vit_config, num_classes)},
+#define CKPT_CASE (PG_FIELD_CKPT | PG_FIELD_CASE)
+const pg_config_field pg_vit_config_fields[] = {
+    {"height", PG_FIELD_INT, offsetof(pg_vit_config, height), CKPT_CASE, .required = true},
+    {"width", PG_FIELD_INT, offsetof(pg_vit_config, width), CKPT_CASE, .required = true},
+    {"in_channels", PG_FIELD_INT, offsetof(pg_vit_config, in_channels), CKPT_CASE, .required = true},
+    {"patch_size", PG_FIELD_INT, offsetof(pg_vit_config, patch_size), CKPT_CASE, .required = true,
+     .flag = "--patch", .metavar = "P", .min = 1, .max = 1 << 10},
+    {"hidden", PG_FIELD_INT, offsetof(pg_vit_config, hidden), CKPT_CASE, .required = true,
+     .flag = "--hidden", .metavar = "H", .min = 1, .max = 1 << 16},
+    {"depth", PG_FIELD_INT, offsetof(pg_vit_config, depth), CKPT_CASE, .required = true,
+     .flag = "--depth", .metavar = "D", .min = 1, .max = PG_VIT_MAX_DEPTH},
+    {"heads", PG_FIELD_INT, offsetof(pg_vit_config, heads), CKPT_CASE, .def = 1,
+     .flag = "--heads", .metavar = "N", .min = 1, .max = 1 << 10},
+    {"mlp_ratio", PG_FIELD_INT, offsetof(pg_vit_config, mlp_ratio), CKPT_CASE, .def = 4,
+     .flag = "--mlp-ratio", .metavar = "R", .min = 1, .max = 64},
+    {"num_classes", PG_FIELD_INT, offsetof(pg_vit_config, num_classes), CKPT_CASE, .required = true},
+    /* 0/1 in case files; a checkpoint says "attention" = "single_head" or "multi_head" */
+    {"single_head", PG_FIELD_BOOL, offsetof(pg_vit_config, single_head), PG_FIELD_CASE,
+     .flag = "--single-head",
+     .help = "one seed-style attention head (key/query/value Linears, no projection) per block "
+             "instead of multi-head attention"},
 };
-#define VIT_INT_FIELDS ((int)(sizeof vit_int_fields / sizeof *vit_int_fields))
+_Static_assert(sizeof pg_vit_config_fields / sizeof *pg_vit_config_fields == PG_VIT_CONFIG_FIELDS,
+               "PG_VIT_CONFIG_FIELDS counts the rows of pg_vit_config_fields");
 
 pg_status pg_vit_config_to_kv(const pg_vit_config *c, pg_kv *kv) {
   pg_status st = pg_kv_set_string(kv, "model", "vit");
-  st = st ? st : pg_kv_set_int_fields(kv, c, VIT_INT_FIELDS, vit_int_fields);
+  st = st ? st : pg_kv_set_fields(kv, c, PG_VIT_CONFIG_FIELDS, pg_vit_config_fields);
   st = st ? st : pg_kv_set_string(kv, "attention", c->single_head ? "single_head" : "multi_head");
   return st;
 }
@@ -145,7 +156,7 @@ pg_status pg_vit_config_from_kv(const pg_kv *kv, pg_vit_config *c) {
                                   "(a DiT checkpoint?)");
   if (strcmp(model, "vit"))
     return pg_fail(PG_ERR_FORMAT, "checkpoint config: model is '%s', not a ViT classifier ('vit')", model);
-  if (pg_kv_get_int_fields(kv, c, VIT_INT_FIELDS, vit_int_fields)) return pg_last_status();
+  if (pg_kv_get_fields(kv, c, PG_VIT_CONFIG_FIELDS, pg_vit_config_fields)) return pg_last_status();
   if (pg_kv_get_string(kv, "attention", &attention) != 1 ||
       (strcmp(attention, "single_head") && strcmp(attention, "multi_head")))
     return pg_fail(PG_ERR_FORMAT, "checkpoint config: 'attention' must be \"multi_head\" or \"single_head\", got '%s'",

@@ -12,10 +12,11 @@
  *   norm (LayerNorm) of the class token, head Linear(h, num_classes) -> logits [B, K]
  *
  * LayerNorms use eps 1e-6 (timm's ViT). With single_head, each block's
- * attention is one seed-style Head (clarification 10: `attn.key.weight`,
- * `attn.query.weight`, `attn.value.weight` [h, h], no bias, no output
- * projection) instead of multi-head attention with its fused `attn.qkv` and
- * `attn.proj`, so the two can be compared on the same task.
+ * attention is one seed-style Head (the Head of the notebook this project
+ * grew from: `attn.key.weight`, `attn.query.weight`, `attn.value.weight`
+ * [h, h], no bias, no output projection) instead of multi-head attention
+ * with its fused `attn.qkv` and `attn.proj`, so the two can be compared on
+ * the same task.
  *
  * Initialisation: the patch embedding as PyTorch's Conv default; cls_token
  * and pos_embed truncated normal std 0.02 (timm); block Linears
@@ -78,7 +79,16 @@ PG_API void pg_vit_free(pg_vit *m);
 /* Logits [B, num_classes] for x [B, H, W, C]. Records on ctx's tape. */
 PG_API pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x);
 
-/* Config <-> a checkpoint's key/value list ("model" = "vit" marks it). */
+/* The config's settings, one row each (io/kv.h): the checkpoint's integer
+ * keys in this order, the attributes of a `vit` case of `patchgrad check`,
+ * and the model flags of `patchgrad classify train` (the input shape and
+ * the classes come from the data and have no flag). */
+#define PG_VIT_CONFIG_FIELDS 10
+PG_API extern const pg_config_field pg_vit_config_fields[];
+
+/* Config <-> a checkpoint's key/value list: "model" = "vit" (which marks
+ * it), the integer settings, and "attention" = "multi_head" or
+ * "single_head". */
 PG_API pg_status pg_vit_config_to_kv(const pg_vit_config *c, pg_kv *kv);
 PG_API pg_status pg_vit_config_from_kv(const pg_kv *kv, pg_vit_config *c);
 

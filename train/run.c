@@ -1,0 +1,508 @@
+/* The training loop of train/run.h. Read train_step() first: one update,
+ * in the order of a PyTorch loop. pg_run_training() is setup, then that
+ * step with the bookkeeping around it (log rows, validation, checkpoints,
+ * the stop flag), then the closing files. */
+#include "patchgrad/train/run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "patchgrad/autograd/tape.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/io/loader.h"
+#include "patchgrad/io/optim_kv.h"
+#include "patchgrad/optim/clip.h"
+#include "patchgrad/render/plot.h"
+
+/* The default log: loss.csv. */
+static const pg_run_column default_columns[] = {
+    {"train_loss", PG_COL_TRAIN_LOSS, 0, "%.6g"},
+    {"val_loss", PG_COL_VAL, 0, "%.6g"},
+    {"lr", PG_COL_LR, 0, "%.6g"},
+    {"seconds", PG_COL_SECONDS, 0, "%.2f"},
+};
+
+static const char *log_name(const pg_run_model *m) { return m->log_name ? m->log_name : "loss.csv"; }
+static const pg_run_column *columns(const pg_run_model *m, int *n) {
+  *n = m->log_name ? m->n_columns : (int)(sizeof default_columns / sizeof *default_columns);
+  return m->log_name ? m->columns : default_columns;
+}
+
+/* A monotonic clock, in seconds. */
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *pg_run_path(const pg_run *run, const char *name, char *buf) {
+  if (!run->opts->out_dir) return NULL;
+  snprintf(buf, PG_RUN_PATH_MAX, "%s/%s", run->opts->out_dir, name);
+  return buf;
+}
+
+double pg_run_rate(const pg_run *run, bool train_only) {
+  const double s = train_only ? run->train_seconds : run->wall_seconds;
+  return s > 0 ? (double)(run->step - run->first_step) / s : 0;
+}
+
+const char *pg_run_format_duration(double s, char *buf, size_t cap) {
+  if (!(s >= 0) || s > 1e7) snprintf(buf, cap, "?");
+  else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+  else if (s >= 60) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+  else snprintf(buf, cap, "%.0fs", s);
+  return buf;
+}
+
+/* ---- one step ---- */
+
+/* One update on the next batch: its loss (into *loss_value), the
+ * gradients, clipping, the optimizer's step, zeroed gradients, the EMA. */
+static pg_status train_step(pg_run *run, double *loss_value, int64_t *count) {
+  const pg_run_opts *o = run->opts;
+  const pg_run_model *m = run->model;
+  const pg_latents_info *info = run->info;
+
+  run->lr = pg_schedule_lr(&run->schedule, run->opt.step);
+  run->opt.config.lr = run->lr;
+  pg_ctx_reset(run->ctx);
+  int64_t *labels = info->has_labels ? run->y : NULL;
+  pg_status st = pg_loader_next(run->loader, run->x, labels, NULL, count);
+  if (st) return st;
+  pg_batch b = {.x = pg_from_array(run->ctx, 4, (int64_t[]){*count, info->height, info->width, info->channels}, run->x),
+                .labels = labels, .count = *count};
+  pg_tensor *loss = m->loss(m->self, run->ctx, &b, &run->rng, run->interval_metrics);
+  if (!loss) return pg_last_status();
+  *loss_value = loss->data[0];
+  if (!isfinite(*loss_value))
+    return pg_fail(PG_ERR_STATE, "%s: the loss is %s at step %lld; %s", m->name, isnan(*loss_value) ? "NaN" : "Inf",
+                   (long long)run->step + 1,
+                   m->loss_not_finite ? m->loss_not_finite : "stopping without saving (the last checkpoint, if any, is kept)");
+  if ((st = pg_backward(run->ctx, loss))) return st;
+  if (o->clip > 0 && !isfinite(pg_clip_grad_norm(run->params, o->clip, 2.0)))
+    return pg_fail(PG_ERR_STATE, "%s: the gradient norm is not finite at step %lld%s", m->name,
+                   (long long)run->step + 1, m->grad_not_finite ? m->grad_not_finite : "; stopping without saving");
+  if ((st = pg_optimizer_step(&run->opt))) return st;
+  pg_optimizer_zero_grad(&run->opt);
+  if (run->ema_ready && (st = pg_ema_update(&run->ema))) return st;
+  run->step++;
+  return PG_OK;
+}
+
+/* ---- the log ---- */
+
+static pg_status add_row(pg_run *run, const double *values) {
+  int nc;
+  columns(run->model, &nc);
+  const int width = 1 + nc;
+  if (run->n_rows == run->rows_cap) {
+    int64_t cap = run->rows_cap ? 2 * run->rows_cap : 256;
+    double *p = realloc(run->rows, (size_t)(cap * width) * sizeof *p);
+    if (!p) return pg_fail(PG_ERR_MEMORY, "%s: out of memory for the log", run->model->name);
+    run->rows = p;
+    run->rows_cap = cap;
+  }
+  memcpy(run->rows + run->n_rows * width, values, (size_t)width * sizeof *values);
+  run->n_rows++;
+  return PG_OK;
+}
+
+/* The log, rewritten whole (atomically) each time: it stays small. */
+static pg_status write_log(pg_run *run) {
+  char path[PG_RUN_PATH_MAX], tmp[PG_RUN_PATH_MAX + 8];
+  if (!pg_run_path(run, log_name(run->model), path)) return PG_OK;
+  const char *who = run->model->name;
+  int nc;
+  const pg_run_column *cols = columns(run->model, &nc);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return pg_fail(PG_ERR_IO, "%s: cannot write %s: %s", who, tmp, strerror(errno));
+  fprintf(f, "step");
+  for (int c = 0; c < nc; c++) fprintf(f, ",%s", cols[c].name);
+  fputc('\n', f);
+  for (int64_t r = 0; r < run->n_rows; r++) {
+    const double *row = run->rows + r * (1 + nc);
+    fprintf(f, "%lld", (long long)row[0]);
+    for (int c = 0; c < nc; c++) {
+      fputc(',', f);
+      if (!isnan(row[1 + c])) fprintf(f, cols[c].format, row[1 + c]);
+    }
+    fputc('\n', f);
+  }
+  bool ok = !ferror(f);
+  ok &= fclose(f) == 0;
+  if (!ok || rename(tmp, path)) {
+    remove(tmp);
+    return pg_fail(PG_ERR_IO, "%s: cannot write %s", who, path);
+  }
+  return PG_OK;
+}
+
+/* On resume: the rows of the earlier run up to the checkpoint's step. */
+static pg_status read_log(pg_run *run) {
+  char path[PG_RUN_PATH_MAX];
+  FILE *f = pg_run_path(run, log_name(run->model), path) ? fopen(path, "r") : NULL;
+  if (!f) return PG_OK;
+  int nc;
+  const pg_run_column *cols = columns(run->model, &nc);
+  double values[1 + PG_RUN_MAX_COLUMNS];
+  char line[1024];
+  pg_status st = PG_OK;
+  if (!fgets(line, sizeof line, f)) line[0] = 0; /* the header */
+  while (!st && fgets(line, sizeof line, f)) {
+    /* step, then nc fields; an empty field is a value not measured */
+    char *p = line, *end;
+    values[0] = (double)strtoll(p, &end, 10);
+    bool ok = end != p;
+    for (int c = 0; c < nc && ok; c++) {
+      p = end;
+      ok = *p == ',';
+      p++;
+      values[1 + c] = strtod(p, &end);
+      if (end == p) values[1 + c] = NAN;
+    }
+    if (!ok || (*end != '\n' && *end != 0)) continue; /* not a row of this log */
+    if (values[0] > (double)run->step) break;
+    st = add_row(run, values);
+    for (int c = 0; c < nc; c++)
+      if (cols[c].source == PG_COL_SECONDS) run->seconds_before = values[1 + c];
+  }
+  fclose(f);
+  return st;
+}
+
+/* The curve: the training loss (blue) at every row and validation value 0
+ * (orange) at the rows where it was measured, against the step. */
+static pg_status write_curve(pg_run *run) {
+  char path[PG_RUN_PATH_MAX];
+  if (!run->model->curve_name || !pg_run_path(run, run->model->curve_name, path)) return PG_OK;
+  int nc;
+  const pg_run_column *cols = columns(run->model, &nc);
+  int train_col = -1, val_col = -1;
+  for (int c = nc - 1; c >= 0; c--) {
+    if (cols[c].source == PG_COL_TRAIN_LOSS) train_col = c;
+    if (cols[c].source == PG_COL_VAL && cols[c].index == 0) val_col = c;
+  }
+  const int64_t n = run->n_rows;
+  float *buf = malloc((size_t)(n ? n : 1) * 4 * sizeof *buf);
+  if (!buf) return pg_fail(PG_ERR_MEMORY, "%s: out of memory for the loss curve", run->model->name);
+  float *xs = buf, *train = buf + n, *val_x = buf + 2 * n, *val = buf + 3 * n;
+  int64_t n_val = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double *row = run->rows + i * (1 + nc);
+    xs[i] = (float)row[0];
+    train[i] = train_col >= 0 ? (float)row[1 + train_col] : NAN;
+    if (val_col >= 0 && !isnan(row[1 + val_col])) {
+      val_x[n_val] = xs[i];
+      val[n_val++] = (float)row[1 + val_col];
+    }
+  }
+  pg_plot_opts po;
+  pg_plot_opts_init(&po);
+  po.log_y = true;
+  pg_plot_curve curves[2] = {{xs, train, n}, {val_x, val, n_val}};
+  pg_image *im = pg_plot_lines(&po, 2, curves);
+  free(buf);
+  if (!im) return pg_last_status();
+  pg_status st = pg_png_write(path, im);
+  pg_image_free(im);
+  return st;
+}
+
+/* Validation (when due) and a log row, then the progress line and the file. */
+static pg_status log_row(pg_run *run, bool val_now) {
+  const pg_run_model *m = run->model;
+  run->validated = val_now;
+  if (val_now) {
+    const bool grad_was = pg_set_grad_enabled(run->ctx, false);
+    const bool training_was = pg_set_training(run->ctx, false);
+    pg_status st = m->validate(m->self, run->ctx, run->val);
+    pg_ctx_reset(run->ctx);
+    pg_set_grad_enabled(run->ctx, grad_was);
+    pg_set_training(run->ctx, training_was);
+    if (st) return st;
+  }
+  run->train_loss = run->interval_loss / (double)run->interval_steps;
+  for (int k = 0; k < m->n_metrics; k++)
+    run->metrics[k] = run->interval_metrics[k] / (double)run->interval_samples;
+  int nc;
+  const pg_run_column *cols = columns(m, &nc);
+  double values[1 + PG_RUN_MAX_COLUMNS] = {(double)run->step};
+  for (int c = 0; c < nc; c++) {
+    double *v = &values[1 + c];
+    switch (cols[c].source) {
+    case PG_COL_EPOCH: *v = (double)run->step / (double)run->batches_per_epoch; break;
+    case PG_COL_LR: *v = run->lr; break;
+    case PG_COL_TRAIN_LOSS: *v = run->train_loss; break;
+    case PG_COL_METRIC: *v = run->metrics[cols[c].index]; break;
+    case PG_COL_VAL: *v = val_now ? run->val[cols[c].index] : NAN; break;
+    case PG_COL_SECONDS: *v = run->seconds_before + run->wall_seconds; break;
+    case PG_COL_TRAIN_SECONDS: *v = run->train_seconds; break;
+    }
+  }
+  pg_status st = add_row(run, values);
+  run->interval_loss = 0;
+  memset(run->interval_metrics, 0, sizeof run->interval_metrics);
+  run->interval_steps = run->interval_samples = 0;
+  if (st) return st;
+  if (!run->opts->quiet) m->report(m->self, run, PG_RUN_ROW);
+  return write_log(run);
+}
+
+/* ---- checkpoints ---- */
+
+/* The run's state in a checkpoint (the parts that save and load share):
+ * the loader's position and the optimizer's step go through ls and
+ * optim_step, which the caller copies out before a save or in after a load. */
+static pg_checkpoint run_state(pg_run *run, pg_loader_state *ls, int64_t *optim_step) {
+  return (pg_checkpoint){
+      .params = run->params,
+      .ema = run->ema_ready ? &run->ema.shadow : NULL,
+      .optim_state = &run->opt.state,
+      .optim_step = optim_step,
+      .step = &run->step,
+      .rng = &run->rng,
+      .loader = ls,
+  };
+}
+
+static pg_status save_checkpoint(pg_run *run) {
+  char path[PG_RUN_PATH_MAX];
+  if (!pg_run_path(run, "ckpt.h5", path)) return PG_OK;
+  const pg_run_model *m = run->model;
+  pg_kv config, optim_cfg;
+  pg_kv_init(&config);
+  pg_kv_init(&optim_cfg);
+  pg_status st = m->config ? m->config(m->self, &config) : PG_OK;
+  pg_loader_state ls = pg_loader_get_state(run->loader);
+  int64_t optim_step = run->opt.step;
+  pg_checkpoint ck = {.config = &config, .params = run->params, .step = &run->step};
+  if (!m->weights_only) {
+    ck = run_state(run, &ls, &optim_step);
+    ck.config = &config;
+    ck.optim_config = &optim_cfg;
+    st = st ? st : pg_optim_config_to_kv(&run->opt.config, &optim_cfg);
+  }
+  st = st ? st : pg_checkpoint_save(path, &ck);
+  pg_kv_free(&config);
+  pg_kv_free(&optim_cfg);
+  return st;
+}
+
+static pg_status resume(pg_run *run, const char *path) {
+  const pg_run_model *m = run->model;
+  if (!m->check_resume)
+    return pg_fail(PG_ERR_ARG, "%s: this model's runs cannot resume (from %s)", m->name, path);
+  pg_kv config;
+  pg_kv_init(&config);
+  /* the config first: the model must match it before its tensors are read */
+  pg_checkpoint ck = {.config = &config};
+  pg_status st = pg_checkpoint_load(path, &ck);
+  if (!st) st = m->check_resume(m->self, &config, path);
+  pg_kv_free(&config);
+  if (st) return st;
+  pg_loader_state ls;
+  int64_t optim_step = 0;
+  pg_checkpoint full = run_state(run, &ls, &optim_step);
+  if ((st = pg_checkpoint_load(path, &full))) return st;
+  run->opt.step = optim_step;
+  run->resumed = true;
+  if ((st = pg_loader_set_state(run->loader, &ls))) return st;
+  return read_log(run);
+}
+
+/* ---- setup and the loop ---- */
+
+static pg_status setup(pg_run *run) {
+  const pg_run_opts *o = run->opts;
+  const pg_run_model *m = run->model;
+  const char *who = m->name;
+  if (m->n_metrics > PG_RUN_MAX_METRICS || m->n_val > PG_RUN_MAX_VAL ||
+      (m->log_name && m->n_columns > PG_RUN_MAX_COLUMNS))
+    return pg_fail(PG_ERR_ARG, "%s: at most %d metrics, %d validation values and %d log columns", who,
+                   PG_RUN_MAX_METRICS, PG_RUN_MAX_VAL, PG_RUN_MAX_COLUMNS);
+  if (o->batch < 1) return pg_fail(PG_ERR_ARG, "%s: batch must be >= 1, got %lld", who, (long long)o->batch);
+  if (o->out_dir && mkdir(o->out_dir, 0755) && errno != EEXIST)
+    return pg_fail(PG_ERR_IO, "%s: cannot create the output folder %s: %s", who, o->out_dir, strerror(errno));
+
+  /* The training set is read once into memory, then shuffled each epoch. */
+  pg_loader_opts lo;
+  pg_loader_opts_init(&lo);
+  lo.batch_size = o->batch;
+  lo.drop_last = true;
+  lo.in_memory = true;
+  lo.seed = o->seed;
+  if (!(run->loader = pg_loader_open(o->data_path, &lo))) return pg_last_status();
+  run->info = pg_loader_info(run->loader);
+  run->batches_per_epoch = pg_loader_batches_per_epoch(run->loader);
+
+  pg_rng_seed(&run->rng, o->seed);
+  pg_status st = m->build(m->self, run->info, &run->rng, &run->params);
+  if (st) return st;
+  if ((st = pg_optimizer_init(&run->opt, run->params, &o->optim))) return st;
+  run->opt_ready = true;
+  if (o->ema_decay > 0) {
+    if ((st = pg_ema_init(&run->ema, run->params, o->ema_decay))) return st;
+    run->ema_ready = true;
+  }
+  run->total = o->steps > 0 ? o->steps : o->epochs * run->batches_per_epoch;
+  run->schedule = o->schedule;
+  run->schedule.base_lr = o->optim.lr;
+  if (run->schedule.kind == PG_SCHEDULE_COSINE && run->schedule.total_steps <= 0)
+    run->schedule.total_steps = run->total;
+  if (o->warmup_within_run && run->schedule.warmup_steps >= run->total)
+    run->schedule.warmup_steps = run->total - 1;
+  if ((st = pg_schedule_check(&run->schedule))) return st;
+
+  const int64_t per = run->info->height * run->info->width * run->info->channels;
+  run->x = malloc((size_t)(o->batch * per) * sizeof *run->x);
+  run->y = malloc((size_t)o->batch * sizeof *run->y);
+  if (!run->x || !run->y) return pg_fail(PG_ERR_MEMORY, "%s: out of memory for a batch", who);
+  if (!(run->ctx = pg_ctx_new(0))) return pg_last_status();
+  if (o->resume && (st = resume(run, o->resume))) return st;
+  run->first_step = run->step;
+  if (m->prepare && (st = m->prepare(m->self, run))) return st;
+  if (m->log_from_start && (st = write_log(run))) return st;
+  return PG_OK;
+}
+
+static void run_free(pg_run *run) {
+  if (run->ema_ready) pg_ema_free(&run->ema);
+  if (run->opt_ready) pg_optimizer_free(&run->opt);
+  pg_loader_close(run->loader);
+  pg_ctx_free(run->ctx);
+  free(run->x);
+  free(run->y);
+  free(run->rows);
+}
+
+/* After the last step: the checkpoint, the log and its curve, the model's
+ * closing products with the EMA weights in place. */
+static pg_status finish(pg_run *run) {
+  const pg_run_model *m = run->model;
+  if (run->tty) fputc('\n', stderr);
+  pg_status st = save_checkpoint(run);
+  if (!st && run->n_rows) st = write_log(run);
+  if (!st && run->n_rows) st = write_curve(run);
+  if (!st && m->finish) {
+    if (run->ema_ready) pg_ema_swap(&run->ema);
+    st = m->finish(m->self, run);
+    if (run->ema_ready) pg_ema_swap(&run->ema);
+  }
+  if (!st && !run->opts->quiet) m->report(m->self, run, PG_RUN_DONE);
+  return st;
+}
+
+pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_run_result *res) {
+  pg_run_model m = *model;
+  if (!m.report) m.report = pg_run_report_default;
+  pg_run run = {.opts = o, .model = &m, .smoothed_loss = NAN};
+  for (int k = 0; k < PG_RUN_MAX_VAL; k++) run.val[k] = NAN;
+  memset(res, 0, sizeof *res);
+  pg_status st = setup(&run);
+  if (st) {
+    run_free(&run);
+    return st;
+  }
+  run.tty = !o->quiet && isatty(STDERR_FILENO);
+  const int64_t log_every = o->log_every > 0 ? o->log_every : 50;
+  const int64_t val_every = o->val_every > 0 ? o->val_every : run.batches_per_epoch;
+  const bool validation = m.validate && o->val_every >= 0 && val_every > 0;
+  if (!o->quiet) m.report(m.self, &run, PG_RUN_START);
+
+  run.t0 = run.t_tick = now();
+  while (run.step < run.total) {
+    const double t_step = now();
+    double loss = 0;
+    int64_t count = 0;
+    if ((st = train_step(&run, &loss, &count))) break;
+    const double t = now();
+    run.train_seconds += t - t_step;
+    run.wall_seconds = t - run.t0;
+    run.smoothed_loss = isnan(run.smoothed_loss) ? loss : 0.98 * run.smoothed_loss + 0.02 * loss;
+    run.interval_loss += loss;
+    run.interval_steps++;
+    run.interval_samples += count;
+
+    const bool last = run.step == run.total;
+    const bool row_now = run.step % log_every == 0 || last;
+    const bool val_now = validation && (run.step % val_every == 0 || last);
+    if (run.tty && (t - run.t_tick > 0.25 || row_now)) {
+      m.report(m.self, &run, PG_RUN_TICK);
+      run.t_tick = t;
+    }
+    if ((row_now || val_now) && (st = log_row(&run, val_now))) break;
+    const bool stop = o->stop && *o->stop;
+    if (((o->ckpt_every > 0 && run.step % o->ckpt_every == 0) || stop) && (st = save_checkpoint(&run))) break;
+    if (stop) {
+      res->stopped = true;
+      if (!o->quiet) m.report(m.self, &run, PG_RUN_STOPPED);
+      break;
+    }
+  }
+  run.wall_seconds = now() - run.t0;
+  if (!st && !res->stopped && run.step > run.first_step) st = finish(&run);
+  res->step = run.step;
+  res->train_loss = run.train_loss;
+  memcpy(res->metrics, run.metrics, sizeof res->metrics);
+  memcpy(res->val, run.val, sizeof res->val);
+  res->seconds = run.wall_seconds;
+  res->train_seconds = run.train_seconds;
+  res->steps_done = run.step - run.first_step;
+  run_free(&run);
+  return st;
+}
+
+/* ---- the default progress lines ---- */
+
+static void progress_line(const pg_run *run, bool tty) {
+  char eta[32];
+  const double rate = pg_run_rate(run, false);
+  pg_run_format_duration((double)(run->total - run->step) / rate, eta, sizeof eta);
+  if (tty)
+    fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.1f steps/s  ETA %s", (long long)run->step,
+            (long long)run->total, run->smoothed_loss, run->lr, rate, eta);
+  else
+    fprintf(stderr, "step %lld/%lld loss %.4f lr %.2e steps/s %.1f eta %s\n", (long long)run->step,
+            (long long)run->total, run->smoothed_loss, run->lr, rate, eta);
+}
+
+void pg_run_report_default(void *self, const pg_run *run, pg_run_event event) {
+  (void)self;
+  const pg_run_model *m = run->model;
+  const pg_run_opts *o = run->opts;
+  char path[PG_RUN_PATH_MAX];
+  switch (event) {
+  case PG_RUN_START:
+    fprintf(stderr, "%s: %lld parameters, %lld steps from step %lld, batch %lld, %s lr %.2e\n", m->name,
+            (long long)pg_params_numel(run->params, true), (long long)run->total, (long long)run->step,
+            (long long)o->batch, pg_optim_kind_name(o->optim.kind), o->optim.lr);
+    break;
+  case PG_RUN_TICK:
+    progress_line(run, true);
+    break;
+  case PG_RUN_ROW:
+    progress_line(run, run->tty);
+    if (run->validated)
+      fprintf(stderr, "%sstep %lld: validation loss %.5f\n", run->tty ? "\n" : "", (long long)run->step, run->val[0]);
+    break;
+  case PG_RUN_STOPPED:
+    fprintf(stderr, "\n%s: interrupted at step %lld; checkpoint saved to %s\n", m->name, (long long)run->step,
+            pg_run_path(run, "ckpt.h5", path) ? path : "(nowhere: no output folder)");
+    break;
+  case PG_RUN_DONE:
+    fprintf(stderr, "%s: %lld steps at %.1f steps/s; wrote %s/ckpt.h5, %s", m->name, (long long)run->step,
+            pg_run_rate(run, false), o->out_dir, log_name(m));
+    if (m->curve_name) fprintf(stderr, ", %s", m->curve_name);
+    if (m->extra_files) fprintf(stderr, ", %s", m->extra_files);
+    fputc('\n', stderr);
+    break;
+  }
+  fflush(stderr);
+}
