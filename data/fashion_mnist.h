@@ -1,4 +1,4 @@
-/* Fashion-MNIST as a latent dataset (clarification 8): each 28 x 28 image is
+/* Fashion-MNIST as a latent dataset (docs/latents.md): each 28 x 28 image is
  * padded with 2 zero pixels on every side (32 x 32), scaled to [0, 1],
  * pixel-unshuffled by 2 (channel = 2 di + dj) into 16 x 16 x 4, and
  * normalized by one scalar mean and std of the whole train split (also for

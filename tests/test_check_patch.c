@@ -154,7 +154,7 @@ static void test_wrong_values_fail(void **state) {
   remove(path);
 }
 
-/* Flag > case attribute > root attribute > default (clarification 4). */
+/* Flag > case attribute > root attribute > default (docs/casefile.md, "Tolerance"). */
 static void test_tolerance_precedence(void **state) {
   (void)state;
   const char *path = scratch("tol");

@@ -538,7 +538,7 @@ static void test_fashion_pipeline_on_fake_idx(void **state) {
   for (int i = 0; i < FAKE_TEST; i++) assert_int_equal(ds->labels[i], (i * 3 + 1) % 10);
   float lat[FAKE_TEST * 1024];
   pg_latents_read(ds, 0, FAKE_TEST, lat);
-  /* every pixel lands where clarification 8 says, with the train scale */
+  /* every pixel lands where docs/latents.md ("Fashion-MNIST") says, with the train scale */
   for (int i = 0; i < FAKE_TEST; i++)
     for (int y = 0; y < 28; y++)
       for (int x = 0; x < 28; x++) {

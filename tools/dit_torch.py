@@ -1,11 +1,11 @@
-"""The DiT of spec/dit.md as a PyTorch nn.Module, parameter for parameter.
+"""The DiT of docs/dit.md as a PyTorch nn.Module, parameter for parameter.
 
 Imported by tools/bench_torch.py (the benchmark's PyTorch side) and by the
 PyTorch twin of the demo. Run it with Debian's /usr/bin/python3 (torch 1.13).
 
-Layout follows the spec: latents x are [B, H, W, C] (channels last), the
+Layout follows docs/dit.md: latents x are [B, H, W, C] (channels last), the
 output is the predicted noise in the same layout. The state_dict keys are the
-checkpoint names of the spec (x_embedder.conv.weight, pos_embed,
+checkpoint names of docs/checkpoint.md (x_embedder.conv.weight, pos_embed,
 blocks.0.attn.qkv.weight, final_layer.unpatchify.deconv.weight, ...).
 """
 import math
@@ -142,7 +142,7 @@ class DiT(nn.Module):
         self.initialize_weights()
 
     def initialize_weights(self):
-        """DiT's initialisation (spec/dit.md)."""
+        """DiT's initialisation (docs/dit.md)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -213,7 +213,7 @@ def forward_gemm_flops(input_size, in_channels, patch_size, hidden, depth, heads
 
 
 def check_cases(path):
-    """Replays the 'dit' cases of a case file (casefile.md) through this module."""
+    """Replays the 'dit' cases of a case file (docs/casefile.md) through this module."""
     import h5py
     worst = 0.0
     with h5py.File(path, "r") as f:

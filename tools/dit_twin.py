@@ -1,4 +1,4 @@
-"""The PyTorch twin of a `patchgrad train` run (clarification 13).
+"""The PyTorch twin of a `patchgrad train` run (docs/dit.md, "Training objective").
 
 Starts from the C run's initial weights (DIR/init.h5), trains the same model
 (tools/dit_torch.py) on the same latents with the same optimizer settings,
