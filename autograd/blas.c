@@ -1,6 +1,7 @@
 #include "patchgrad/autograd/blas.h"
 
 #include "patchgrad/autograd/autocast_gemm.h"
+#include "patchgrad/autograd/parallel.h"
 
 #include <blis.h>
 #include <omp.h>
@@ -76,4 +77,13 @@ void pg_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
   bli_rntm_set_num_threads(1, &rntm);
   gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, &rntm);
+}
+
+void pg_gemm_auto(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                  int64_t ldc) {
+  if (pg_parallel_gemm_worth(m, n, k))
+    pg_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else
+    pg_gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -1,6 +1,5 @@
 #include "patchgrad/autograd/broadcast.h"
 
-#include <omp.h>
 #include <string.h>
 
 /* A single long row is cut into blocks of this many elements so that the
@@ -9,10 +8,6 @@
 /* Columns summed at once by the row-wise reduction (a double accumulator on
  * the stack). */
 #define COL_BLOCK 256
-
-bool pg_use_threads(int64_t work) {
-  return work > PG_PARALLEL_MIN && omp_get_max_threads() > 1 && !omp_in_parallel();
-}
 
 int pg_bcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb, int *n_out,
                    int64_t *out) {

@@ -7,11 +7,13 @@
  * query of its batch entry. A query row that sees no key at all gives a zero
  * output and zero gradients (PyTorch gives NaN there).
  *
- * The core runs one (batch, head) pair per OpenMP iteration with
- * single-threaded BLIS GEMMs on strided views of q, k and v (no copies), and
- * a fused, max-subtracted softmax between them. Backward saves the attention
- * probabilities [B, heads, T, T] (and the dropout keep-mask, one byte per
- * weight, when dropout is active). */
+ * The core reads strided views of q, k and v (no copies). Heads of up to
+ * 1024 tokens and 256 channels run through the fused kernel
+ * (attention_fused.h: one (batch, head) pair per thread, masks and dropout
+ * included); larger ones go pair by pair through BLIS's threaded products.
+ * Either way the softmax is max-subtracted, so scores of any magnitude are
+ * safe. Backward saves the attention probabilities [B, heads, T, T] (and the
+ * dropout keep-mask, one byte per weight, when dropout is active). */
 #ifndef PG_ATTENTION_H
 #define PG_ATTENTION_H
 

@@ -90,9 +90,8 @@ static void layernorm_backward(pg_ctx *ctx, pg_node *node) {
   const ln_backward_args a = {s, x->data, node->out->grad, weight ? weight->data : NULL,
                               dx, dx_fresh, d};
   /* dw and db sum over rows: each thread sums its rows into its own slice of
-   * scratch, and the slices are added at the end. Small inputs stay on this
-   * thread without entering OpenMP (a team of one is allocated each time). */
-  int threads = pg_use_threads(rows * d) ? omp_get_max_threads() : 1;
+   * scratch, and the slices are added at the end, in thread order. */
+  int threads = pg_parallel_threads(rows * d);
   float *partial = NULL;
   if (dw || db) {
     partial = pg_ctx_alloc(ctx, (size_t)threads * 2 * (size_t)d * sizeof(float));

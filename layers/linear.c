@@ -46,23 +46,14 @@ static void column_sums(const float *restrict dy, int64_t m, int64_t n, float *r
                            db, fresh));
 }
 
-/* Products too small to pay for waking BLIS's threads run on this one. */
-static void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float *a,
-                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-  if ((double)m * (double)n * (double)k < 32768.0)
-    pg_gemm_serial(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-  else
-    pg_gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-}
-
 void pg_linear_backward_from(pg_ctx *ctx, const float *dy, int64_t m, pg_tensor *x,
                              pg_tensor *weight, pg_tensor *bias) {
   int64_t in = weight->shape[1], out = weight->shape[0];
   bool fresh;
   float *dx = pg_grad_dest(ctx, x, &fresh);
-  if (dx) gemm(false, false, m, in, out, dy, out, weight->data, in, fresh ? 0.0f : 1.0f, dx, in);
+  if (dx) pg_gemm_auto(false, false, m, in, out, 1.0f, dy, out, weight->data, in, fresh ? 0.0f : 1.0f, dx, in);
   float *dw = pg_grad_dest(ctx, weight, &fresh);
-  if (dw) gemm(true, false, out, in, m, dy, out, x->data, in, fresh ? 0.0f : 1.0f, dw, in);
+  if (dw) pg_gemm_auto(true, false, out, in, m, 1.0f, dy, out, x->data, in, fresh ? 0.0f : 1.0f, dw, in);
   float *db = bias ? pg_grad_dest(ctx, bias, &fresh) : NULL;
   if (db) column_sums(dy, m, out, db, fresh);
 }
@@ -87,7 +78,7 @@ pg_tensor *pg_linear_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor 
   if (bias)
     PG_FOR(y->numel, i, m, memcpy(y->data + i * out_features, bias->data, (size_t)out_features * sizeof(float)));
   if (in == 0 && !bias) memset(y->data, 0, (size_t)y->numel * sizeof(float));
-  if (in > 0) gemm(false, true, m, out_features, in, x->data, in, weight->data, in,
+  if (in > 0) pg_gemm_auto(false, true, m, out_features, in, 1.0f, x->data, in, weight->data, in,
                    bias ? 1.0f : 0.0f, y->data, out_features);
   pg_tensor *inputs[3] = {x, weight, bias};
   pg_node *node = pg_tape_record(ctx, "linear", linear_backward, y, bias ? 3 : 2, inputs);

@@ -13,6 +13,7 @@
 #include <math.h>
 
 #include "patchgrad/layers/patch_geometry.h"
+#include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/tape.h"
 
 typedef struct {
@@ -53,7 +54,7 @@ static void patchify_backward(pg_ctx *ctx, pg_node *n) {
       ctx->tape_broken = true;
       return;
     }
-    pg_patch_gemm(true, false, c_out, k, rows, 1.0f, grad_out, c_out, s->cols, k, 0.0f,
+    pg_gemm_auto(true, false, c_out, k, rows, 1.0f, grad_out, c_out, s->cols, k, 0.0f,
                   grad_w_rows, k);
     /* [C_out, P^d, C_in] back to [C_out, C_in, P^d] */
     pg_swap_inner_axes(grad_w_rows, grad_w, c_out, k / w->shape[1], w->shape[1], !fresh);
@@ -66,7 +67,7 @@ static void patchify_backward(pg_ctx *ctx, pg_node *n) {
       ctx->tape_broken = true;
       return;
     }
-    pg_patch_gemm(false, false, rows, k, c_out, 1.0f, grad_out, c_out, s->w_rows, k, 0.0f,
+    pg_gemm_auto(false, false, rows, k, c_out, 1.0f, grad_out, c_out, s->w_rows, k, 0.0f,
                   grad_cols, k);
     pg_col2im_add(&s->geom, grad_cols, grad_x);
   }
@@ -98,7 +99,7 @@ pg_tensor *pg_patchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tenso
   pg_im2col(&s->geom, x->data, s->cols);
   pg_swap_inner_axes(weight->data, s->w_rows, c_out, c_in, k / c_in, false);
   if (bias) pg_fill_rows(out->data, bias->data, rows, c_out);
-  pg_patch_gemm(false, true, rows, c_out, k, 1.0f, s->cols, k, s->w_rows, k,
+  pg_gemm_auto(false, true, rows, c_out, k, 1.0f, s->cols, k, s->w_rows, k,
                 bias ? 1.0f : 0.0f, out->data, c_out);
 
   pg_tensor *in[3] = {x, weight, bias};

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "patchgrad/layers/patch_geometry.h"
+#include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/tape.h"
 
 typedef struct {
@@ -66,10 +67,10 @@ static void unpatchify_backward(pg_ctx *ctx, pg_node *n) {
   }
   pg_im2col(&s->geom, grad_out, grad_cols);
   if (grad_x)
-    pg_patch_gemm(false, true, rows, c_embed, k, 1.0f, grad_cols, k, s->w_rows, k,
+    pg_gemm_auto(false, true, rows, c_embed, k, 1.0f, grad_cols, k, s->w_rows, k,
                   x_fresh ? 0.0f : 1.0f, grad_x, c_embed);
   if (grad_w) {
-    pg_patch_gemm(true, false, c_embed, k, rows, 1.0f, x->data, c_embed, grad_cols, k, 0.0f,
+    pg_gemm_auto(true, false, c_embed, k, rows, 1.0f, x->data, c_embed, grad_cols, k, 0.0f,
                   grad_w_rows, k);
     /* [C_embed, P^d, C_out] back to [C_embed, C_out, P^d] */
     pg_swap_inner_axes(grad_w_rows, grad_w, c_embed, k / c_out, c_out, !w_fresh);
@@ -101,7 +102,7 @@ pg_tensor *pg_unpatchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_ten
   if (!s->w_rows || !cols) return NULL;
 
   pg_swap_inner_axes(weight->data, s->w_rows, c_embed, c_out, k / c_out, false);
-  pg_patch_gemm(false, false, rows, k, c_embed, 1.0f, x->data, c_embed, s->w_rows, k, 0.0f,
+  pg_gemm_auto(false, false, rows, k, c_embed, 1.0f, x->data, c_embed, s->w_rows, k, 0.0f,
                 cols, k);
   /* Every pixel starts at the bias: cells no patch covers (past the last
    * patch, or in the gaps of stride > patch) keep only it. */

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "patchgrad/autograd/fastmath.h"
+#include "patchgrad/autograd/kernels.h"
 #include "patchgrad/autograd/ops.h"
 
 static const pg_gradcheck_opts tight = {.eps = 1e-3, .atol = 1e-3, .rtol = 1e-2};
