@@ -59,7 +59,7 @@ static void softmax_backward(pg_ctx *ctx, pg_node *node) {
   bool fresh;
   float *gx = pg_grad_dest(ctx, node->in[0], &fresh);
   if (!gx) return;
-  const int64_t n = node->iarg[0], rows = n ? y->numel / n : 0;
+  const int64_t n = y->ndim ? y->shape[y->ndim - 1] : 1, rows = n ? y->numel / n : 0;
   PG_FOR(y->numel, r, rows,
          pg_softmax_grad_row(y->data + r * n, y->grad + r * n, gx + r * n, n, !fresh));
 }
@@ -70,8 +70,7 @@ pg_tensor *pg_softmax(pg_ctx *ctx, pg_tensor *x) {
   if (!y) return NULL;
   const int64_t n = x->ndim ? x->shape[x->ndim - 1] : 1, rows = n ? x->numel / n : 0;
   PG_FOR(x->numel, r, rows, pg_softmax_row(x->data + r * n, y->data + r * n, n));
-  pg_node *node = pg_tape_record(ctx, "pg_softmax", softmax_backward, y, 1, &x);
-  if (node) node->iarg[0] = n;
+  pg_tape_record(ctx, "pg_softmax", softmax_backward, y, 1, &x);
   return y;
 }
 
@@ -80,10 +79,16 @@ pg_tensor *pg_softmax(pg_ctx *ctx, pg_tensor *x) {
  * expectation is unchanged; the keep mask (one byte per element, in the
  * arena) is saved for backward: gx = g * mask / (1 - p). */
 
+typedef struct {
+  const unsigned char *mask; /* [numel], 1 = kept */
+  float scale;               /* 1 / (1 - p) */
+} dropout_saved;
+
 static void dropout_backward(pg_ctx *ctx, pg_node *node) {
-  const unsigned char *mask = node->saved;
+  const dropout_saved *s = node->saved;
+  const unsigned char *mask = s->mask;
   const pg_tensor *y = node->out;
-  const float scale = node->farg[0];
+  const float scale = s->scale;
   bool fresh;
   float *gx = pg_grad_dest(ctx, node->in[0], &fresh);
   if (!gx) return;
@@ -106,7 +111,7 @@ pg_tensor *pg_dropout(pg_ctx *ctx, pg_tensor *x, float p, pg_rng *rng) {
     return NULL;
   }
   pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
-  unsigned char *mask = y ? pg_ctx_alloc(ctx, (size_t)x->numel) : NULL;
+  unsigned char *mask = y ? pg_scratch(ctx, (size_t)x->numel) : NULL;
   if (!mask) return NULL;
   const float scale = 1.0f / (1.0f - p);
   /* One draw per element in order, so a seed fixes the mask on any machine
@@ -116,9 +121,6 @@ pg_tensor *pg_dropout(pg_ctx *ctx, pg_tensor *x, float p, pg_rng *rng) {
     y->data[i] = mask[i] ? x->data[i] * scale : 0.0f;
   }
   pg_node *node = pg_tape_record(ctx, "pg_dropout", dropout_backward, y, 1, &x);
-  if (node) {
-    node->saved = mask;
-    node->farg[0] = scale;
-  }
+  PG_SAVE(ctx, node, dropout_saved, .mask = mask, .scale = scale);
   return y;
 }

@@ -77,12 +77,13 @@ static inline float pg_tanhf(float x) {
 #define PG_GELU_SQRT_2_OVER_PI 0.7978845608028654f
 #define PG_GELU_KAPPA 0.044715f
 
-/* gelu(x), and gelu'(x) into *slope: one exp for both. */
+/* gelu(x), and gelu'(x) into *slope: one exp for both. 1 - s is taken as
+ * e s (e = e^{-2u}) while e < 1, where 1 - s would cancel. */
 static inline float pg_gelu_tanh_and_slopef(float x, float *slope) {
   const float c = PG_GELU_SQRT_2_OVER_PI, a = PG_GELU_KAPPA;
-  const float d = 1.0f + pg_expf(-2.0f * c * (x + a * x * x * x));
-  const float s = 1.0f / d;
-  *slope = s + 2.0f * x * s * (1.0f - s) * c * (1.0f + 3.0f * a * (x * x));
+  const float e = pg_expf(-2.0f * c * (x + a * x * x * x)), d = 1.0f + e;
+  const float s = 1.0f / d, one_minus_s = e < 1.0f ? e * s : 1.0f - s;
+  *slope = s + 2.0f * x * s * one_minus_s * c * (1.0f + 3.0f * a * (x * x));
   return x / d;
 }
 

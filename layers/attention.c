@@ -7,7 +7,7 @@
 #include "patchgrad/layers/attention_fused.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/kernels.h"
-#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/op.h"
 
 /* One attention call, described once for forward and backward: where each
  * head's q, k, v (and their gradients) sit, and what was saved. Head n of
@@ -142,18 +142,18 @@ static bool sdpa_prepare(pg_ctx *ctx, sdpa_plan *pl, bool save, float dropout, p
   pl->scale = pl->dk > 0 ? (float)(1.0 / sqrt((double)pl->dk)) : 1.0f;
   pl->dropout = ctx->training ? dropout : 0.0f;
   if (save) {
-    pl->probs = pg_ctx_alloc(ctx, (size_t)(pairs * TT) * sizeof(float));
+    pl->probs = pg_scratch(ctx, (size_t)(pairs * TT) * sizeof(float));
     if (!pl->probs) return false;
   }
   if (pl->dropout > 0.0f) {
-    uint64_t *seeds = pg_ctx_alloc(ctx, (size_t)pairs * sizeof(uint64_t));
+    uint64_t *seeds = pg_scratch(ctx, (size_t)pairs * sizeof(uint64_t));
     if (!seeds) return false;
     /* One seed per (b, n), drawn in order: the masks do not depend on how
      * the pairs are spread over threads. */
     for (int64_t i = 0; i < pairs; i++) seeds[i] = pg_rng_next(rng);
     pl->seeds = seeds;
     if (save) {
-      pl->keep = pg_ctx_alloc(ctx, (size_t)(pairs * TT));
+      pl->keep = pg_scratch(ctx, (size_t)(pairs * TT));
       if (!pl->keep) return false;
     }
   }
@@ -214,13 +214,6 @@ static void run_backward(pg_ctx *ctx, const sdpa_plan *pl, const sdpa_grads *g, 
   }
 }
 
-static bool needs_grad(const pg_ctx *ctx, int n, pg_tensor *const *ts) {
-  if (!ctx->grad_enabled) return false;
-  for (int i = 0; i < n; i++)
-    if (ts[i]->requires_grad) return true;
-  return false;
-}
-
 static pg_status check_heads(const char *who, int heads, int64_t width, const char *what) {
   if (heads < 1) return pg_fail(PG_ERR_ARG, "%s: heads must be >= 1, got %d", who, heads);
   if (width % heads)
@@ -229,10 +222,15 @@ static pg_status check_heads(const char *who, int heads, int64_t width, const ch
   return PG_OK;
 }
 
+/* What both ops save: the plan of the call (in the arena). */
+typedef struct {
+  const sdpa_plan *plan;
+} sdpa_saved;
+
 /* ---- packed q, k, v (the multi-head path) ---- */
 
 static void sdpa_packed_backward(pg_ctx *ctx, pg_node *node) {
-  const sdpa_plan *pl = node->saved;
+  const sdpa_plan *pl = ((const sdpa_saved *)node->saved)->plan;
   pg_tensor *qkv = node->in[0];
   bool fresh;
   float *g = pg_grad_dest(ctx, qkv, &fresh);
@@ -252,7 +250,7 @@ pg_tensor *pg_sdpa_packed_op(pg_ctx *ctx, pg_tensor *qkv, int heads, bool causal
   }
   int64_t h = qkv->shape[2] / 3;
   if (check_heads("pg_sdpa_packed_op", heads, h, "hidden size h")) return NULL;
-  sdpa_plan *pl = pg_ctx_alloc(ctx, sizeof *pl);
+  sdpa_plan *pl = pg_scratch(ctx, sizeof *pl);
   pg_tensor *out = pg_empty(ctx, PG_SHAPE(qkv->shape[0], qkv->shape[1], h));
   if (!pl || !out) return NULL;
   int64_t ld = 3 * h;
@@ -261,18 +259,18 @@ pg_tensor *pg_sdpa_packed_op(pg_ctx *ctx, pg_tensor *qkv, int heads, bool causal
                     .q = qkv->data, .k = qkv->data + h, .v = qkv->data + 2 * h,
                     .q_ld = ld, .k_ld = ld, .v_ld = ld, .out = out->data,
                     .causal = causal, .pad = key_padding_mask};
-  bool save = needs_grad(ctx, 1, &qkv);
+  bool save = pg_needs_grad(ctx, 1, &qkv);
   if (!sdpa_prepare(ctx, pl, save, 0.0f, NULL) || !run_forward(ctx, pl)) return NULL;
   pl->pad = NULL; /* the caller's mask need not outlive the call */
-  pg_node *node = pg_tape_record(ctx, "sdpa", sdpa_packed_backward, out, 1, &qkv);
-  if (node) node->saved = pl;
+  pg_node *node = pg_tape_record(ctx, "pg_sdpa_packed_op", sdpa_packed_backward, out, 1, &qkv);
+  PG_SAVE(ctx, node, sdpa_saved, .plan = pl);
   return out;
 }
 
 /* ---- separate q, k, v ---- */
 
 static void sdpa_backward_separate(pg_ctx *ctx, pg_node *node) {
-  const sdpa_plan *pl = node->saved;
+  const sdpa_plan *pl = ((const sdpa_saved *)node->saved)->plan;
   bool fq, fk, fv;
   float *dq = pg_grad_dest(ctx, node->in[0], &fq);
   float *dk = pg_grad_dest(ctx, node->in[1], &fk);
@@ -308,7 +306,7 @@ pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int
     pg_fail(PG_ERR_ARG, "pg_sdpa_op: dropout %g in training needs a random generator (rng is NULL)", (double)dropout);
     return NULL;
   }
-  sdpa_plan *pl = pg_ctx_alloc(ctx, sizeof *pl);
+  sdpa_plan *pl = pg_scratch(ctx, sizeof *pl);
   pg_tensor *out = pg_empty(ctx, PG_SHAPE(q->shape[0], q->shape[1], v->shape[2]));
   if (!pl || !out) return NULL;
   *pl = (sdpa_plan){.batch = q->shape[0], .tokens = q->shape[1], .heads = heads,
@@ -316,12 +314,12 @@ pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int
                     .q = q->data, .k = k->data, .v = v->data,
                     .q_ld = q->shape[2], .k_ld = k->shape[2], .v_ld = v->shape[2],
                     .out = out->data, .causal = causal, .pad = key_padding_mask};
-  bool save = needs_grad(ctx, 3, qkv);
+  bool save = pg_needs_grad(ctx, 3, qkv);
   if (!sdpa_prepare(ctx, pl, save, dropout, rng) || !run_forward(ctx, pl)) return NULL;
   pl->pad = NULL;
   pl->seeds = NULL;
-  pg_node *node = pg_tape_record(ctx, "sdpa", sdpa_backward_separate, out, 3, qkv);
-  if (node) node->saved = pl;
+  pg_node *node = pg_tape_record(ctx, "pg_sdpa_op", sdpa_backward_separate, out, 3, qkv);
+  PG_SAVE(ctx, node, sdpa_saved, .plan = pl);
   return out;
 }
 

@@ -4,15 +4,29 @@
 #include <omp.h>
 #include <string.h>
 
-#include "patchgrad/autograd/broadcast.h"
+#include "patchgrad/autograd/op.h"
 #include "patchgrad/autograd/vector_clones.h"
 
+/* Per-row statistics, saved by both ops of this file. */
 typedef struct {
   double *mean; /* [rows]; double so that x - mean stays exact for large offsets */
   float *rstd;  /* [rows] 1 / sqrt(var + eps) */
+} row_stats_saved;
+
+/* Arena space for the statistics of `rows` rows. */
+static bool alloc_stats(pg_ctx *ctx, int64_t rows, row_stats_saved *st) {
+  st->mean = pg_scratch(ctx, (size_t)rows * sizeof(double));
+  st->rstd = pg_scratch(ctx, (size_t)rows * sizeof(float));
+  return st->mean && st->rstd;
+}
+
+typedef struct {
+  row_stats_saved stats;
+  int64_t rows;
+  int w_at, b_at; /* positions of weight and bias among the inputs, 0 when absent */
 } layernorm_saved;
 
-/* Two passes (clarification 2): the mean first, then the mean of squared
+/* Two passes: the mean first, then the mean of squared
  * deviations. The one-pass E[x^2] - E[x]^2 loses every digit when the mean is
  * large next to the spread. Sums in double; four partial sums for speed. */
 static inline __attribute__((always_inline)) void row_stats(const float *restrict x, int64_t d,
@@ -36,7 +50,7 @@ static inline __attribute__((always_inline)) void row_stats(const float *restric
 }
 
 typedef struct {
-  const layernorm_saved *s;
+  const row_stats_saved *s;
   const float *x, *dy, *w;
   float *dx;
   bool dx_fresh;
@@ -80,25 +94,22 @@ static void ln_backward_rows(const ln_backward_args *a, int64_t r0, int64_t r1, 
 static void layernorm_backward(pg_ctx *ctx, pg_node *node) {
   const layernorm_saved *s = node->saved;
   pg_tensor *x = node->in[0];
-  pg_tensor *weight = node->iarg[1] ? node->in[node->iarg[1]] : NULL;
-  pg_tensor *bias = node->iarg[2] ? node->in[node->iarg[2]] : NULL;
-  int64_t d = x->shape[x->ndim - 1], rows = node->iarg[0];
+  pg_tensor *weight = s->w_at ? node->in[s->w_at] : NULL;
+  pg_tensor *bias = s->b_at ? node->in[s->b_at] : NULL;
+  int64_t d = x->shape[x->ndim - 1], rows = s->rows;
   bool dx_fresh = false, dw_fresh = false, db_fresh = false;
   float *dx = pg_grad_dest(ctx, x, &dx_fresh);
   float *dw = weight ? pg_grad_dest(ctx, weight, &dw_fresh) : NULL;
   float *db = bias ? pg_grad_dest(ctx, bias, &db_fresh) : NULL;
-  const ln_backward_args a = {s, x->data, node->out->grad, weight ? weight->data : NULL,
+  const ln_backward_args a = {&s->stats, x->data, node->out->grad, weight ? weight->data : NULL,
                               dx, dx_fresh, d};
   /* dw and db sum over rows: each thread sums its rows into its own slice of
    * scratch, and the slices are added at the end, in thread order. */
   int threads = pg_parallel_threads(rows * d);
   float *partial = NULL;
   if (dw || db) {
-    partial = pg_ctx_alloc(ctx, (size_t)threads * 2 * (size_t)d * sizeof(float));
-    if (!partial) {
-      ctx->tape_broken = true;
-      return;
-    }
+    partial = pg_scratch(ctx, (size_t)threads * 2 * (size_t)d * sizeof(float));
+    if (!partial) return;
     memset(partial, 0, (size_t)threads * 2 * (size_t)d * sizeof(float));
   }
   if (threads == 1) {
@@ -146,20 +157,16 @@ pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tens
       return NULL;
     }
   pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
-  int64_t rows = x->numel / d;
-  layernorm_saved *s = pg_ctx_alloc(ctx, sizeof *s);
-  if (s) {
-    s->mean = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(double));
-    s->rstd = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(float));
-  }
-  if (!y || !s || !s->mean || !s->rstd) return NULL;
+  const int64_t rows = x->numel / d;
+  row_stats_saved st;
+  if (!y || !alloc_stats(ctx, rows, &st)) return NULL;
   const float *w = weight ? weight->data : NULL, *b = bias ? bias->data : NULL;
   PG_FOR(x->numel, r, rows, {
     const float *xr = x->data + r * d;
     float *yr = y->data + r * d;
-    row_stats(xr, d, eps, &s->mean[r], &s->rstd[r]);
-    double mean = s->mean[r];
-    float rstd = s->rstd[r];
+    row_stats(xr, d, eps, &st.mean[r], &st.rstd[r]);
+    double mean = st.mean[r];
+    float rstd = st.rstd[r];
     for (int64_t j = 0; j < d; j++) {
       float v = (float)(xr[j] - mean) * rstd;
       if (w) v *= w[j];
@@ -167,29 +174,21 @@ pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tens
       yr[j] = v;
     }
   });
-  /* Inputs are x, then weight and bias when present; iarg[1], iarg[2] hold
-   * their positions (0 when absent). */
+  /* Inputs are x, then weight and bias when present. */
   pg_tensor *inputs[3] = {x, NULL, NULL};
-  int n_in = 1;
-  int64_t w_at = 0, b_at = 0;
+  int n_in = 1, w_at = 0, b_at = 0;
   if (weight) w_at = n_in, inputs[n_in++] = weight;
   if (bias) b_at = n_in, inputs[n_in++] = bias;
-  pg_node *node = pg_tape_record(ctx, "layernorm", layernorm_backward, y, n_in, inputs);
-  if (node) {
-    node->saved = s;
-    node->iarg[0] = rows;
-    node->iarg[1] = w_at;
-    node->iarg[2] = b_at;
-  }
+  pg_node *node = pg_tape_record(ctx, "pg_layernorm_op", layernorm_backward, y, n_in, inputs);
+  PG_SAVE(ctx, node, layernorm_saved, .stats = st, .rows = rows, .w_at = w_at, .b_at = b_at);
   return y;
 }
 
 /* ---- LayerNorm fused with modulate ---- */
 
 typedef struct {
-  layernorm_saved stats;
+  row_stats_saved stats;
   int64_t batch, tokens, d;
-  float eps;
 } lnmod_saved;
 
 /* The rows of one sample: y = (x - mean) * rstd * (1 + scale) + shift, in the
@@ -289,20 +288,14 @@ pg_tensor *pg_layernorm_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift,
   }
   pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
   const int64_t rows = x->numel / d, T = B ? rows / B : 0;
-  lnmod_saved *s = pg_ctx_alloc(ctx, sizeof *s);
-  if (s) {
-    s->stats.mean = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(double));
-    s->stats.rstd = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(float));
-  }
-  if (!y || !s || !s->stats.mean || !s->stats.rstd) return NULL;
-  *s = (lnmod_saved){s->stats, B, T, d, eps};
+  row_stats_saved st;
+  if (!y || !alloc_stats(ctx, rows, &st)) return NULL;
   PG_FOR(x->numel, b, B,
          lnmod_forward_sample(x->data + b * T * d, shift->data + b * d, scale->data + b * d,
-                              y->data + b * T * d, T, d, eps, s->stats.mean + b * T,
-                              s->stats.rstd + b * T));
-  pg_node *node = pg_tape_record(ctx, "layernorm_modulate", lnmod_backward, y, 3,
+                              y->data + b * T * d, T, d, eps, st.mean + b * T, st.rstd + b * T));
+  pg_node *node = pg_tape_record(ctx, "pg_layernorm_modulate_op", lnmod_backward, y, 3,
                                  (pg_tensor *[]){x, shift, scale});
-  if (node) node->saved = s;
+  PG_SAVE(ctx, node, lnmod_saved, .stats = st, .batch = B, .tokens = T, .d = d);
   return y;
 }
 

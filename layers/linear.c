@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "patchgrad/autograd/blas.h"
-#include "patchgrad/autograd/broadcast.h"
+#include "patchgrad/autograd/op.h"
 
 pg_status pg_linear_check_args(const char *who, const pg_tensor *x, const pg_tensor *weight,
                                    const pg_tensor *bias) {
@@ -58,9 +58,14 @@ void pg_linear_backward_from(pg_ctx *ctx, const float *dy, int64_t m, pg_tensor 
   if (db) column_sums(dy, m, out, db, fresh);
 }
 
+typedef struct {
+  int64_t rows; /* m: the rows of x [..., in] seen as [m, in] */
+} linear_saved;
+
 static void linear_backward(pg_ctx *ctx, pg_node *node) {
+  const linear_saved *s = node->saved;
   pg_tensor *x = node->in[0], *weight = node->in[1], *bias = node->n_in > 2 ? node->in[2] : NULL;
-  pg_linear_backward_from(ctx, node->out->grad, node->iarg[0], x, weight, bias);
+  pg_linear_backward_from(ctx, node->out->grad, s->rows, x, weight, bias);
 }
 
 pg_tensor *pg_linear_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias) {
@@ -81,8 +86,8 @@ pg_tensor *pg_linear_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor 
   if (in > 0) pg_gemm_auto(false, true, m, out_features, in, 1.0f, x->data, in, weight->data, in,
                    bias ? 1.0f : 0.0f, y->data, out_features);
   pg_tensor *inputs[3] = {x, weight, bias};
-  pg_node *node = pg_tape_record(ctx, "linear", linear_backward, y, bias ? 3 : 2, inputs);
-  if (node) node->iarg[0] = m;
+  pg_node *node = pg_tape_record(ctx, "pg_linear_op", linear_backward, y, bias ? 3 : 2, inputs);
+  PG_SAVE(ctx, node, linear_saved, .rows = m);
   return y;
 }
 

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "patchgrad/autograd/broadcast.h"
+#include "patchgrad/autograd/op.h"
 #include "patchgrad/autograd/kernels.h"
 #include "patchgrad/autograd/vector_clones.h"
 
@@ -37,13 +37,17 @@ static void scale_slice(void *user, int64_t lo, int64_t hi) {
   scale_range(j->z + lo, j->slope + lo, hi - lo);
 }
 
+typedef struct {
+  float *slope; /* gelu'(z) [..., out], z = x W^T + b */
+  int64_t rows; /* of x seen as [rows, in] */
+} linear_gelu_saved;
+
 static void linear_gelu_backward(pg_ctx *ctx, pg_node *node) {
-  const float *slope = node->saved; /* gelu'(z) */
+  const linear_gelu_saved *s = node->saved;
   float *dy = node->out->grad;
-  int64_t n = node->out->numel;
   /* dz = dy * gelu'(z), in place: the output's gradient is not needed after */
-  pg_parallel_ranges(n, scale_slice, &(gelu_job){dy, (float *)slope});
-  pg_linear_backward_from(ctx, dy, node->iarg[0], node->in[0], node->in[1],
+  pg_parallel_ranges(node->out->numel, scale_slice, &(gelu_job){dy, s->slope});
+  pg_linear_backward_from(ctx, dy, s->rows, node->in[0], node->in[1],
                           node->n_in > 2 ? node->in[2] : NULL);
 }
 
@@ -57,17 +61,15 @@ pg_tensor *pg_linear_gelu_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_te
   pg_set_grad_enabled(ctx, was);
   if (!y) return NULL;
   pg_tensor *inputs[3] = {x, weight, bias};
-  bool record = was && (x->requires_grad || weight->requires_grad || (bias && bias->requires_grad));
-  float *slope = record ? pg_ctx_alloc(ctx, (size_t)y->numel * sizeof(float) + 1) : NULL;
+  const int n_in = bias ? 3 : 2;
+  const bool record = pg_needs_grad(ctx, n_in, inputs);
+  float *slope = record ? pg_scratch(ctx, (size_t)y->numel * sizeof(float)) : NULL;
   if (record && !slope) return NULL;
   pg_parallel_ranges(y->numel, gelu_slice, &(gelu_job){y->data, slope});
-  if (!record) return y;
-  int64_t in = weight->shape[1];
-  pg_node *node = pg_tape_record(ctx, "linear_gelu", linear_gelu_backward, y, bias ? 3 : 2, inputs);
-  if (node) {
-    node->saved = slope;
-    node->iarg[0] = in ? x->numel / in : pg_shape_numel(x->ndim - 1, x->shape);
-  }
+  const int64_t in = weight->shape[1];
+  pg_node *node = pg_tape_record(ctx, "pg_linear_gelu_op", linear_gelu_backward, y, n_in, inputs);
+  PG_SAVE(ctx, node, linear_gelu_saved, .slope = slope,
+          .rows = in ? x->numel / in : pg_shape_numel(x->ndim - 1, x->shape));
   return y;
 }
 

@@ -15,7 +15,7 @@
 
 #include "patchgrad/layers/patch_geometry.h"
 #include "patchgrad/autograd/blas.h"
-#include "patchgrad/autograd/tape.h"
+#include "patchgrad/autograd/op.h"
 
 typedef struct {
   pg_patch_geom geom; /* of the output signal */
@@ -59,12 +59,9 @@ static void unpatchify_backward(pg_ctx *ctx, pg_node *n) {
   float *grad_x = pg_grad_dest(ctx, x, &x_fresh);
   float *grad_w = pg_grad_dest(ctx, w, &w_fresh);
   if (!grad_x && !grad_w) return;
-  float *grad_cols = pg_ctx_alloc(ctx, (size_t)(rows * k) * sizeof(float));
-  float *grad_w_rows = grad_w ? pg_ctx_alloc(ctx, (size_t)(c_embed * k) * sizeof(float)) : NULL;
-  if (!grad_cols || (grad_w && !grad_w_rows)) {
-    ctx->tape_broken = true;
-    return;
-  }
+  float *grad_cols = pg_scratch(ctx, (size_t)(rows * k) * sizeof(float));
+  float *grad_w_rows = grad_w ? pg_scratch(ctx, (size_t)(c_embed * k) * sizeof(float)) : NULL;
+  if (!grad_cols || (grad_w && !grad_w_rows)) return;
   pg_im2col(&s->geom, grad_out, grad_cols);
   if (grad_x)
     pg_gemm_auto(false, true, rows, c_embed, k, 1.0f, grad_cols, k, s->w_rows, k,
@@ -92,26 +89,26 @@ pg_tensor *pg_unpatchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_ten
                            : pg_unpatch_output_size(x->shape[1 + a], patch, stride);
   out_shape[d + 1] = c_out;
 
-  unpatchify_saved *s = pg_ctx_alloc(ctx, sizeof *s);
-  pg_tensor *out = s ? pg_empty(ctx, d + 2, out_shape) : NULL;
+  pg_tensor *out = pg_empty(ctx, d + 2, out_shape);
   if (!out) return NULL;
-  pg_patch_geom_init(&s->geom, d, x->shape[0], out_shape + 1, x->shape + 1, c_out, patch, stride);
-  const int64_t rows = s->geom.batch * s->geom.tokens, k = s->geom.row_len;
-  s->w_rows = pg_ctx_alloc(ctx, (size_t)(c_embed * k) * sizeof(float));
-  float *cols = pg_ctx_alloc(ctx, (size_t)(rows * k) * sizeof(float));
-  if (!s->w_rows || !cols) return NULL;
+  unpatchify_saved s;
+  pg_patch_geom_init(&s.geom, d, x->shape[0], out_shape + 1, x->shape + 1, c_out, patch, stride);
+  const int64_t rows = s.geom.batch * s.geom.tokens, k = s.geom.row_len;
+  s.w_rows = pg_scratch(ctx, (size_t)(c_embed * k) * sizeof(float));
+  float *cols = pg_scratch(ctx, (size_t)(rows * k) * sizeof(float));
+  if (!s.w_rows || !cols) return NULL;
 
-  pg_swap_inner_axes(weight->data, s->w_rows, c_embed, c_out, k / c_out, false);
-  pg_gemm_auto(false, false, rows, k, c_embed, 1.0f, x->data, c_embed, s->w_rows, k, 0.0f,
-                cols, k);
+  pg_swap_inner_axes(weight->data, s.w_rows, c_embed, c_out, k / c_out, false);
+  pg_gemm_auto(false, false, rows, k, c_embed, 1.0f, x->data, c_embed, s.w_rows, k, 0.0f,
+               cols, k);
   /* Every pixel starts at the bias: cells no patch covers (past the last
    * patch, or in the gaps of stride > patch) keep only it. */
   pg_fill_rows(out->data, bias ? bias->data : NULL, out->numel / c_out, c_out);
-  pg_col2im_add(&s->geom, cols, out->data);
+  pg_col2im_add(&s.geom, cols, out->data);
 
   pg_tensor *in[3] = {x, weight, bias};
-  pg_node *node = pg_tape_record(ctx, "unpatchify", unpatchify_backward, out, 3, in);
-  if (node) node->saved = s;
+  pg_node *node = pg_tape_record(ctx, "pg_unpatchify_op", unpatchify_backward, out, 3, in);
+  pg_node_save(ctx, node, &s, sizeof s);
   return out;
 }
 

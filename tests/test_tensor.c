@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "patchgrad/autograd/blas.h"
-#include "patchgrad/autograd/tape.h"
+#include "patchgrad/autograd/op.h"
 
 /* square(x) = x * x, elementwise: the smallest op that uses the tape. */
 static void square_backward(pg_ctx *ctx, pg_node *n) {
