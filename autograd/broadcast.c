@@ -1,5 +1,7 @@
 #include "patchgrad/autograd/broadcast.h"
 
+#include "patchgrad/autograd/op.h"
+
 #include <string.h>
 
 /* A single long row is cut into blocks of this many elements so that the
@@ -228,4 +230,8 @@ void pg_reduce_to(int n_src, const int64_t *src_shape, const float *src, int nd,
     r.col_blocks = (r.n + COL_BLOCK - 1) / COL_BLOCK;
     PG_FOR(work, t, n_kept / r.n * r.col_blocks, reduce_columns(&r, t));
   }
+}
+
+void pg_column_sums(const float *src, int64_t rows, int64_t cols, float *dst, bool acc) {
+  pg_reduce_to(2, (int64_t[]){rows, cols}, src, 1, &cols, 1.0, dst, acc);
 }

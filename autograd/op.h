@@ -32,6 +32,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "patchgrad/autograd/parallel.h"
 #include "patchgrad/autograd/tape.h"
@@ -90,6 +91,17 @@ PG_API void *pg_node_save(pg_ctx *ctx, pg_node *node, const void *state, size_t 
  * tape marked broken: a forward returns NULL, a backward returns and
  * pg_backward reports it). */
 PG_API void *pg_scratch(pg_ctx *ctx, size_t bytes);
+
+/* ---- Kernels every op author needs ---- */
+
+/* dst[c] (+)= sum over r of src[r * cols + c] for src [rows, cols]: the
+ * gradient of a bias added to every row, the library's one kernel for it.
+ * Each column is summed in double, in row order, and rounded to float once:
+ * the result does not depend on the thread count, and stays within about
+ * half a float ulp of the exact sum however many rows there are (a float
+ * accumulator drifts with the row count). `acc` adds into dst instead of
+ * writing it. */
+PG_API void pg_column_sums(const float *src, int64_t rows, int64_t cols, float *dst, bool acc);
 
 /* ---- Gradient buffers, for backward functions ---- */
 

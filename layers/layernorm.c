@@ -57,10 +57,10 @@ typedef struct {
   int64_t d;
 } ln_backward_args;
 
-/* Rows r0..r1-1 of the backward; dw and db contributions summed into pdw,
- * pdb (this thread's slice of scratch, NULL when not wanted). */
-static void ln_backward_rows(const ln_backward_args *a, int64_t r0, int64_t r1, float *pdw,
-                             float *pdb) {
+/* Rows r0..r1-1 of the backward; the weight gradient's contributions
+ * summed into pdw (this thread's slice of scratch, in double; NULL when not
+ * wanted). */
+static void ln_backward_rows(const ln_backward_args *a, int64_t r0, int64_t r1, double *pdw) {
   const int64_t d = a->d;
   for (int64_t r = r0; r < r1; r++) {
     const float *xr = a->x + r * d, *gr = a->dy + r * d;
@@ -70,7 +70,6 @@ static void ln_backward_rows(const ln_backward_args *a, int64_t r0, int64_t r1, 
       for (int64_t j = 0; j < d; j++) {
         float xhat = (float)(xr[j] - mean) * rstd;
         pdw[j] += gr[j] * xhat;
-        pdb[j] += gr[j];
       }
     if (!a->dx) continue;
     /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight. */
@@ -103,33 +102,34 @@ static void layernorm_backward(pg_ctx *ctx, pg_node *node) {
   float *db = bias ? pg_grad_dest(ctx, bias, &db_fresh) : NULL;
   const ln_backward_args a = {&s->stats, x->data, node->out->grad, weight ? weight->data : NULL,
                               dx, dx_fresh, d};
-  /* dw and db sum over rows: each thread sums its rows into its own slice of
-   * scratch, and the slices are added at the end, in thread order. */
-  int threads = pg_parallel_threads(rows * d);
-  float *partial = NULL;
-  if (dw || db) {
-    partial = pg_scratch(ctx, (size_t)threads * 2 * (size_t)d * sizeof(float));
+  /* The bias gradient is the column sums of dy (the one kernel for them). */
+  if (db) pg_column_sums(node->out->grad, rows, d, db, !db_fresh);
+  /* dw sums over rows: each thread sums its rows into its own slice of
+   * scratch, in double, and the slices are added at the end, in thread
+   * order. */
+  const int threads = pg_parallel_threads(rows * d);
+  double *partial = NULL;
+  if (dw) {
+    partial = pg_scratch(ctx, (size_t)threads * (size_t)d * sizeof(double));
     if (!partial) return;
-    memset(partial, 0, (size_t)threads * 2 * (size_t)d * sizeof(float));
+    memset(partial, 0, (size_t)threads * (size_t)d * sizeof(double));
   }
   if (threads == 1) {
-    ln_backward_rows(&a, 0, rows, partial, partial ? partial + d : NULL);
+    ln_backward_rows(&a, 0, rows, partial);
   } else {
 #pragma omp parallel num_threads(threads)
     {
       int t = omp_get_thread_num(), n = omp_get_num_threads();
-      float *pdw = partial ? partial + (size_t)t * 2 * (size_t)d : NULL;
+      double *pdw = partial ? partial + (size_t)t * (size_t)d : NULL;
       int64_t per = (rows + n - 1) / n, r0 = t * per < rows ? t * per : rows;
-      ln_backward_rows(&a, r0, r0 + per < rows ? r0 + per : rows, pdw, pdw ? pdw + d : NULL);
+      ln_backward_rows(&a, r0, r0 + per < rows ? r0 + per : rows, pdw);
     }
   }
-  for (int t = 0; partial && t < threads; t++) {
-    const float *pdw = partial + (size_t)t * 2 * (size_t)d, *pdb = pdw + d;
-    for (int64_t j = 0; j < d; j++) {
-      bool first = t == 0;
-      if (dw) dw[j] = (first && dw_fresh ? 0.0f : dw[j]) + pdw[j];
-      if (db) db[j] = (first && db_fresh ? 0.0f : db[j]) + pdb[j];
-    }
+  if (!dw) return;
+  for (int64_t j = 0; j < d; j++) {
+    double sum = 0;
+    for (int t = 0; t < threads; t++) sum += partial[(size_t)t * (size_t)d + (size_t)j];
+    dw[j] = (dw_fresh ? 0.0f : dw[j]) + (float)sum;
   }
 }
 

@@ -22,40 +22,19 @@ pg_status pg_linear_check_args(const char *who, const pg_tensor *x, const pg_ten
   return PG_OK;
 }
 
-/* Columns j0..j0+width-1 (width <= 64) of db (+)= the column sums of dy. */
-static void column_block_sums(const float *restrict dy, int64_t m, int64_t n, int64_t j0,
-                              int64_t width, float *restrict db, bool fresh) {
-  float acc[64];
-  for (int64_t j = 0; j < width; j++) acc[j] = fresh ? 0.0f : db[j0 + j];
-  for (int64_t i = 0; i < m; i++) {
-    const float *row = dy + i * n + j0;
-    for (int64_t j = 0; j < width; j++) acc[j] += row[j];
-  }
-  for (int64_t j = 0; j < width; j++) db[j0 + j] = acc[j];
-}
-
-/* db (+)= column sums of dy [m, n]. Columns are split over threads so that
- * each thread owns its outputs and rows are still read contiguously (small
- * sums on this thread only: PG_FOR). */
-static void column_sums(const float *restrict dy, int64_t m, int64_t n, float *restrict db,
-                        bool fresh) {
-  const int64_t block = 64;
-  int64_t n_blocks = (n + block - 1) / block;
-  PG_FOR(m * n, jb, n_blocks,
-         column_block_sums(dy, m, n, jb * block, jb * block + block < n ? block : n - jb * block,
-                           db, fresh));
-}
-
 void pg_linear_backward_from(pg_ctx *ctx, const float *dy, int64_t m, pg_tensor *x,
                              pg_tensor *weight, pg_tensor *bias) {
   int64_t in = weight->shape[1], out = weight->shape[0];
   bool fresh;
   float *dx = pg_grad_dest(ctx, x, &fresh);
-  if (dx) pg_gemm_auto(false, false, m, in, out, 1.0f, dy, out, weight->data, in, fresh ? 0.0f : 1.0f, dx, in);
+  if (dx)
+    pg_gemm_auto(false, false, m, in, out, 1.0f, dy, out, weight->data, in, fresh ? 0.0f : 1.0f,
+                 dx, in);
   float *dw = pg_grad_dest(ctx, weight, &fresh);
-  if (dw) pg_gemm_auto(true, false, out, in, m, 1.0f, dy, out, x->data, in, fresh ? 0.0f : 1.0f, dw, in);
+  if (dw)
+    pg_gemm_auto(true, false, out, in, m, 1.0f, dy, out, x->data, in, fresh ? 0.0f : 1.0f, dw, in);
   float *db = bias ? pg_grad_dest(ctx, bias, &fresh) : NULL;
-  if (db) column_sums(dy, m, out, db, fresh);
+  if (db) pg_column_sums(dy, m, out, db, !fresh);
 }
 
 typedef struct {
@@ -83,8 +62,9 @@ pg_tensor *pg_linear_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor 
   if (bias)
     PG_FOR(y->numel, i, m, memcpy(y->data + i * out_features, bias->data, (size_t)out_features * sizeof(float)));
   if (in == 0 && !bias) memset(y->data, 0, (size_t)y->numel * sizeof(float));
-  if (in > 0) pg_gemm_auto(false, true, m, out_features, in, 1.0f, x->data, in, weight->data, in,
-                   bias ? 1.0f : 0.0f, y->data, out_features);
+  if (in > 0)
+    pg_gemm_auto(false, true, m, out_features, in, 1.0f, x->data, in, weight->data, in,
+                 bias ? 1.0f : 0.0f, y->data, out_features);
   pg_tensor *inputs[3] = {x, weight, bias};
   pg_node *node = pg_tape_record(ctx, "pg_linear_op", linear_backward, y, bias ? 3 : 2, inputs);
   PG_SAVE(ctx, node, linear_saved, .rows = m);

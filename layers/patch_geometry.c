@@ -163,16 +163,6 @@ void pg_swap_inner_axes(const float *src, float *dst, int64_t outer, int64_t n1,
   }
 }
 
-void pg_bias_grad_add(float *restrict grad_bias, const float *restrict grad, int64_t rows,
-                      int64_t channels) {
-  /* Blocks of 64 channels, each summed over all rows by one thread. */
-  const int64_t blocks = (channels + 63) / 64;
-  PG_FOR(rows * channels, blk, blocks, {
-    const int64_t c0 = blk * 64, n = channels - c0 < 64 ? channels - c0 : 64;
-    for (int64_t r = 0; r < rows; r++) add_run(grad_bias + c0, grad + r * channels + c0, n);
-  });
-}
-
 void pg_fill_rows(float *signal, const float *bias, int64_t rows, int64_t channels) {
   PG_FOR(rows * channels, r, rows, {
     if (bias) memcpy(signal + r * channels, bias, (size_t)channels * sizeof(float));

@@ -43,16 +43,16 @@ static void patchify_backward(pg_ctx *ctx, pg_node *n) {
   const float *grad_out = n->out->grad;
   const int64_t rows = s->geom.batch * s->geom.tokens, k = s->geom.row_len, c_out = w->shape[0];
 
-  float *grad_b = pg_grad_accum(ctx, b);
-  if (grad_b) pg_bias_grad_add(grad_b, grad_out, rows, c_out);
-
   bool fresh;
+  float *grad_b = pg_grad_dest(ctx, b, &fresh);
+  if (grad_b) pg_column_sums(grad_out, rows, c_out, grad_b, !fresh);
+
   float *grad_w = pg_grad_dest(ctx, w, &fresh);
   if (grad_w) {
     float *grad_w_rows = pg_scratch(ctx, (size_t)(c_out * k) * sizeof(float));
     if (!grad_w_rows) return;
     pg_gemm_auto(true, false, c_out, k, rows, 1.0f, grad_out, c_out, s->cols, k, 0.0f,
-                  grad_w_rows, k);
+                 grad_w_rows, k);
     /* [C_out, P^d, C_in] back to [C_out, C_in, P^d] */
     pg_swap_inner_axes(grad_w_rows, grad_w, c_out, k / w->shape[1], w->shape[1], !fresh);
   }
@@ -62,7 +62,7 @@ static void patchify_backward(pg_ctx *ctx, pg_node *n) {
     float *grad_cols = pg_scratch(ctx, (size_t)(rows * k) * sizeof(float));
     if (!grad_cols) return;
     pg_gemm_auto(false, false, rows, k, c_out, 1.0f, grad_out, c_out, s->w_rows, k, 0.0f,
-                  grad_cols, k);
+                 grad_cols, k);
     pg_col2im_add(&s->geom, grad_cols, grad_x);
   }
 }

@@ -52,8 +52,9 @@ static void unpatchify_backward(pg_ctx *ctx, pg_node *n) {
   const int64_t rows = s->geom.batch * s->geom.tokens, k = s->geom.row_len;
   const int64_t c_embed = w->shape[0], c_out = w->shape[1];
 
-  float *grad_b = pg_grad_accum(ctx, b);
-  if (grad_b) pg_bias_grad_add(grad_b, grad_out, n->out->numel / c_out, c_out);
+  bool b_fresh;
+  float *grad_b = pg_grad_dest(ctx, b, &b_fresh);
+  if (grad_b) pg_column_sums(grad_out, n->out->numel / c_out, c_out, grad_b, !b_fresh);
 
   bool x_fresh, w_fresh;
   float *grad_x = pg_grad_dest(ctx, x, &x_fresh);
@@ -65,10 +66,10 @@ static void unpatchify_backward(pg_ctx *ctx, pg_node *n) {
   pg_im2col(&s->geom, grad_out, grad_cols);
   if (grad_x)
     pg_gemm_auto(false, true, rows, c_embed, k, 1.0f, grad_cols, k, s->w_rows, k,
-                  x_fresh ? 0.0f : 1.0f, grad_x, c_embed);
+                 x_fresh ? 0.0f : 1.0f, grad_x, c_embed);
   if (grad_w) {
     pg_gemm_auto(true, false, c_embed, k, rows, 1.0f, x->data, c_embed, grad_cols, k, 0.0f,
-                  grad_w_rows, k);
+                 grad_w_rows, k);
     /* [C_embed, P^d, C_out] back to [C_embed, C_out, P^d] */
     pg_swap_inner_axes(grad_w_rows, grad_w, c_embed, k / c_out, c_out, !w_fresh);
   }
