@@ -12,23 +12,17 @@
  * one pass, no log or exp: the stable, fused form of softmax + log + nll. */
 #include <math.h>
 
+#include "patchgrad/autograd/kernels.h"
 #include "patchgrad/autograd/op_util.h"
 #include "patchgrad/autograd/ops.h"
 
-/* One row: writes p (the softmax) and returns the row's loss, in double. */
+/* One row: writes p (the softmax, kernels.h's row) and returns the row's
+ * loss, in double. */
 static double cross_entropy_row(const float *restrict x, float *restrict p, int64_t K,
                                 int64_t label, double smoothing) {
-  float m = x[0];
-  for (int64_t k = 1; k < K; k++) m = x[k] > m ? x[k] : m;
-  double sum = 0, sum_x = 0;
-  for (int64_t k = 0; k < K; k++) {
-    p[k] = expf(x[k] - m);
-    sum += p[k];
-    sum_x += x[k];
-  }
-  const float inv = (float)(1.0 / sum);
-  for (int64_t k = 0; k < K; k++) p[k] *= inv;
-  const double lse = (double)m + log(sum);
+  const double lse = pg_softmax_row(x, p, K);
+  double sum_x = 0;
+  for (int64_t k = 0; k < K; k++) sum_x += x[k];
   return lse - (1.0 - smoothing) * (double)x[label] - smoothing / (double)K * sum_x;
 }
 

@@ -104,8 +104,9 @@ static inline float pg_gelu_tanh_slopef(float x) {
  * double and each value multiplied by its float reciprocal. n >= 1. An entry
  * of -inf (a masked one) gets exactly 0; a NaN makes the row NaN; a row
  * whose every entry is -inf is NaN (the caller decides what a row that sees
- * nothing means). y may be x. */
-static inline void pg_softmax_row(const float *x, float *y, int64_t n) {
+ * nothing means). y may be x. Returns log sum exp(x) = max + log(sum), in
+ * double (the softmax cross-entropy's normaliser). */
+static inline double pg_softmax_row(const float *x, float *y, int64_t n) {
   float max = x[0];
 #pragma omp simd reduction(max : max)
   for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
@@ -117,6 +118,7 @@ static inline void pg_softmax_row(const float *x, float *y, int64_t n) {
   }
   const float inv = (float)(1.0 / sum);
   for (int64_t i = 0; i < n; i++) y[i] *= inv;
+  return (double)max + log(sum);
 }
 
 /* Softmax backward of one row: gx (+)= y * (g - sum(g * y)), the dot in
