@@ -114,9 +114,11 @@ pg_tensor *pg_unpatchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_ten
 }
 
 static const char *const init_names[] = {"default", "zeros", "fan_in"};
+_Static_assert(sizeof init_names / sizeof *init_names == PG_UNPATCH_INIT_COUNT,
+               "a name for every pg_unpatch_init scheme");
 
 pg_status pg_unpatch_init_parse(const char *name, pg_unpatch_init *out) {
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < PG_UNPATCH_INIT_COUNT; i++)
     if (name && !strcmp(name, init_names[i])) {
       *out = (pg_unpatch_init)i;
       return PG_OK;
@@ -126,7 +128,7 @@ pg_status pg_unpatch_init_parse(const char *name, pg_unpatch_init *out) {
 }
 
 const char *pg_unpatch_init_name(pg_unpatch_init scheme) {
-  return (unsigned)scheme < 3 ? init_names[scheme] : "unknown";
+  return (unsigned)scheme < PG_UNPATCH_INIT_COUNT ? init_names[scheme] : "unknown";
 }
 
 pg_status pg_unpatchify_init(pg_unpatchify *l, pg_params *ps, const char *prefix,
@@ -139,7 +141,7 @@ pg_status pg_unpatchify_init(pg_unpatchify *l, pg_params *ps, const char *prefix
   *l = (pg_unpatchify){0};
   if (pg_patch_check_init(who, data_dim, patch, stride, in_features, out_features))
     return pg_last_status();
-  if ((unsigned)weight_init > PG_UNPATCH_INIT_FAN_IN)
+  if ((unsigned)weight_init >= PG_UNPATCH_INIT_COUNT)
     return pg_fail(PG_ERR_ARG, "%s: unknown weight_init %d (expected PG_UNPATCH_INIT_DEFAULT, "
                    "_ZEROS or _FAN_IN)", who, (int)weight_init);
   int64_t shape[5] = {in_features, out_features, patch, patch, patch};

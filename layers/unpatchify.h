@@ -37,6 +37,7 @@ typedef enum {
   PG_UNPATCH_INIT_DEFAULT,
   PG_UNPATCH_INIT_ZEROS,
   PG_UNPATCH_INIT_FAN_IN,
+  PG_UNPATCH_INIT_COUNT, /* the number of schemes, not one */
 } pg_unpatch_init;
 
 /* "default", "zeros" or "fan_in"; anything else is an error naming it. */
