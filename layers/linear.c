@@ -108,8 +108,10 @@ pg_status pg_linear_fill(pg_tensor *weight, pg_tensor *bias, pg_linear_init_kind
   return PG_OK;
 }
 
-pg_status pg_linear_init(pg_linear *l, pg_params *ps, const char *prefix, int64_t in, int64_t out,
-                         bool bias, pg_linear_init_kind init, float std, pg_rng *rng) {
+pg_status pg_linear_init(pg_linear *l, pg_params *ps, const char *prefix, int64_t in_features,
+                         int64_t out_features, bool bias, pg_linear_init_kind init, float std,
+                         pg_rng *rng) {
+  const int64_t in = in_features, out = out_features;
   if (!l || !ps || !prefix) return pg_fail(PG_ERR_ARG, "pg_linear_init: layer, params and prefix must not be NULL");
   memset(l, 0, sizeof *l);
   if (in < 1 || out < 1)
@@ -121,8 +123,8 @@ pg_status pg_linear_init(pg_linear *l, pg_params *ps, const char *prefix, int64_
     return pg_fail(PG_ERR_ARG, "pg_linear_init '%s': init kind %d needs a random generator (rng is NULL)", prefix, (int)init);
   if (init == PG_LINEAR_INIT_NORMAL && (!(std >= 0.0f) || isinf(std)))
     return pg_fail(PG_ERR_ARG, "pg_linear_init '%s': normal init needs a finite std >= 0, got %g", prefix, (double)std);
-  l->in = in;
-  l->out = out;
+  l->in_features = in;
+  l->out_features = out;
   l->weight = pg_params_add(ps, PG_PARAM_WEIGHT, PG_SHAPE(out, in), "%s.weight", prefix);
   if (!l->weight) return pg_last_status();
   if (bias) {

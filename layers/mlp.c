@@ -73,8 +73,10 @@ pg_tensor *pg_linear_gelu_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_te
   return y;
 }
 
-pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in, int64_t hidden,
-                      int64_t out, pg_linear_init_kind init, float std, pg_rng *rng) {
+pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in_features,
+                      int64_t hidden_features, int64_t out_features, pg_linear_init_kind init,
+                      float std, pg_rng *rng) {
+  const int64_t in = in_features, hidden = hidden_features, out = out_features;
   if (!m || !ps || !prefix) return pg_fail(PG_ERR_ARG, "pg_mlp_init: layer, params and prefix must not be NULL");
   memset(m, 0, sizeof *m);
   char name[PG_PARAM_NAME_MAX];
@@ -84,9 +86,9 @@ pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in, 
   snprintf(name, sizeof name, "%s.fc2", prefix);
   st = pg_linear_init(&m->fc2, ps, name, hidden, out, true, init, std, rng);
   if (st) return st;
-  m->in = in;
-  m->hidden = hidden;
-  m->out = out;
+  m->in_features = in;
+  m->hidden_features = hidden;
+  m->out_features = out;
   return PG_OK;
 }
 

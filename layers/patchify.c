@@ -69,7 +69,7 @@ static void patchify_backward(pg_ctx *ctx, pg_node *n) {
 
 pg_tensor *pg_patchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias,
                           int data_dim, int64_t patch, int64_t stride) {
-  if (!ctx || !x || !weight) return NULL;
+  if (!x || !weight) return NULL;
   if (check_inputs(x, weight, bias, data_dim, patch, stride)) return NULL;
   const int d = data_dim;
   const int64_t c_in = weight->shape[1], c_out = weight->shape[0];
@@ -126,6 +126,7 @@ pg_status pg_patchify_init(pg_patchify *l, pg_params *ps, const char *prefix,
 }
 
 pg_tensor *pg_patchify_forward(pg_ctx *ctx, const pg_patchify *l, pg_tensor *x) {
+  if (!x) return NULL;
   if (!l || !l->weight) {
     pg_fail(PG_ERR_ARG, "pg_patchify_forward: the layer is NULL or was not initialised");
     return NULL;

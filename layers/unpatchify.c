@@ -78,7 +78,7 @@ static void unpatchify_backward(pg_ctx *ctx, pg_node *n) {
 pg_tensor *pg_unpatchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias,
                             int data_dim, int64_t patch, int64_t stride,
                             const int64_t *output_spatial_shape) {
-  if (!ctx || !x || !weight) return NULL;
+  if (!x || !weight) return NULL;
   if (check_inputs(x, weight, bias, data_dim, patch, stride, output_spatial_shape)) return NULL;
   const int d = data_dim;
   const int64_t c_embed = weight->shape[0], c_out = weight->shape[1];
@@ -167,6 +167,7 @@ pg_status pg_unpatchify_init(pg_unpatchify *l, pg_params *ps, const char *prefix
 
 pg_tensor *pg_unpatchify_forward(pg_ctx *ctx, const pg_unpatchify *l, pg_tensor *x,
                                  const int64_t *output_spatial_shape) {
+  if (!x) return NULL;
   if (!l || !l->weight) {
     pg_fail(PG_ERR_ARG, "pg_unpatchify_forward: the layer is NULL or was not initialised");
     return NULL;

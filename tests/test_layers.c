@@ -536,7 +536,7 @@ static void test_embedding(void **state) {
   pg_tensor *le = pg_embedding_layer_forward(ctx, &e, PG_SHAPE(3), labels);
   assert_close(le->data, e.weight->data + 1000 * 64, 64, 0, 0);
   assert_int_equal(pg_embedding_layer_init(&e, &ps, "bad", 0, 4, 1.0f, &rng), PG_ERR_ARG);
-  assert_error_contains("n and d must be >= 1, got n 0");
+  assert_error_contains("num_embeddings and embedding_dim must be >= 1, got 0");
   pg_params_free(&ps);
   pg_ctx_free(ctx);
   pg_tensor_free(table);
