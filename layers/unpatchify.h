@@ -1,6 +1,5 @@
 /* Unpatchify: turns tokens back into a channels-last signal, i.e. a
- * transposed convolution, the adjoint of Patchify's convolution (spec:
- * layers.md).
+ * transposed convolution, the adjoint of Patchify's convolution.
  *
  *   x [B, *grid, C_embed] -> out [B, *spatial, C_out]
  *   out_s = (g - 1) * stride + patch, or a given output_spatial_shape with
