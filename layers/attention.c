@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "patchgrad/layers/attention_fused.h"
-#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/blas_internal.h"
 #include "patchgrad/autograd/kernels.h"
 #include "patchgrad/autograd/op.h"
 
@@ -37,7 +37,8 @@ typedef struct {
 /* ---- The general path: heads too large for the fused kernel ----
  * One (batch, head) pair after the other, each product on all of BLIS's
  * threads (large at these sizes; and BLIS on one thread would allocate a
- * team per call), the softmax rows of kernels.h in parallel over the rows. */
+ * team per call) and in float32 under autocast too, as the fused kernel;
+ * the softmax rows of kernels.h in parallel over the rows. */
 
 /* Softmax of one row of scaled scores, in place, over the keys this query may
  * see (j < limit, not padded): kernels.h's pg_softmax_row; hidden keys get 0
@@ -74,7 +75,7 @@ static void general_forward(const sdpa_plan *pl, float *scratch) {
     const float *k = pl->k + b * T * pl->k_ld + n * pl->dk;
     const float *v = pl->v + b * T * pl->v_ld + n * pl->dv;
     /* scores = scale * q k^T, straight into the probabilities' storage */
-    pg_gemm(false, true, T, T, pl->dk, pl->scale, q, pl->q_ld, k, pl->k_ld, 0.0f, p, T);
+    pg_gemm_float32(false, true, T, T, pl->dk, pl->scale, q, pl->q_ld, k, pl->k_ld, 0.0f, p, T);
     const uint8_t *pad = pl->pad ? pl->pad + b * T : NULL;
     PG_FOR(TT, i, T, masked_softmax_row(p + i * T, T, pl->causal ? i + 1 : T, pad));
     const float *weights = p;
@@ -85,7 +86,7 @@ static void general_forward(const sdpa_plan *pl, float *scratch) {
       apply_dropout(dropped, p, pl->keep ? pl->keep + bn * TT : NULL, TT, pl->dropout, &rng);
       weights = dropped;
     }
-    pg_gemm(false, false, T, pl->dv, T, 1.0f, weights, T, v, pl->v_ld, 0.0f,
+    pg_gemm_float32(false, false, T, pl->dv, T, 1.0f, weights, T, v, pl->v_ld, 0.0f,
             pl->out + b * T * out_ld + n * pl->dv, out_ld);
   }
 }
@@ -111,14 +112,14 @@ static void general_backward(const sdpa_plan *pl, const sdpa_grads *g, const flo
         apply_dropout(dropped, p, (uint8_t *)keep, TT, pl->dropout, NULL);
         weights = dropped;
       }
-      pg_gemm(true, false, T, pl->dv, T, 1.0f, weights, T, go, out_ld, g->beta_v,
+      pg_gemm_float32(true, false, T, pl->dv, T, 1.0f, weights, T, go, out_ld, g->beta_v,
               g->dv + b * T * g->dv_ld + n * pl->dv, g->dv_ld);
     }
     if (!g->dq && !g->dk) continue;
     /* d(weights) = dout v^T, through dropout, then through the softmax
      * (kernels.h's row). Masked weights are 0 in p, so their scores get no
      * gradient. */
-    pg_gemm(false, true, T, T, pl->dv, 1.0f, go, out_ld, v, pl->v_ld, 0.0f, ds, T);
+    pg_gemm_float32(false, true, T, T, pl->dv, 1.0f, go, out_ld, v, pl->v_ld, 0.0f, ds, T);
     PG_FOR(TT, i, T, {
       float *dsr = ds + i * T;
       if (keep)
@@ -127,10 +128,10 @@ static void general_backward(const sdpa_plan *pl, const sdpa_grads *g, const flo
     });
     /* scores = scale * q k^T: dq = scale * ds k, dk = scale * ds^T q */
     if (g->dq)
-      pg_gemm(false, false, T, pl->dk, T, pl->scale, ds, T, k, pl->k_ld, g->beta_q,
+      pg_gemm_float32(false, false, T, pl->dk, T, pl->scale, ds, T, k, pl->k_ld, g->beta_q,
               g->dq + b * T * g->dq_ld + n * pl->dk, g->dq_ld);
     if (g->dk)
-      pg_gemm(true, false, T, pl->dk, T, pl->scale, ds, T, q, pl->q_ld, g->beta_k,
+      pg_gemm_float32(true, false, T, pl->dk, T, pl->scale, ds, T, q, pl->q_ld, g->beta_k,
               g->dk + b * T * g->dk_ld + n * pl->dk, g->dk_ld);
   }
 }
