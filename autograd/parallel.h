@@ -22,10 +22,14 @@
  *
  * The threshold is one value for the whole library: below 2^15 elements
  * (or multiply-adds) waking the other threads costs more than the loop.
- * The results never depend on the decision: every parallel loop of the
- * library gives each output to one thread, and reductions across threads
- * (pg_parallel_threads's callers) add their partial results in thread
- * order. */
+ *
+ * Results and the decision: a loop that gives each output to one thread
+ * (all of PG_FOR's, pg_parallel_ranges's, and BLIS's products, which split
+ * rows and columns, never the inner sum) computes the same bits on any
+ * number of threads. The few sums split across threads (the MSE loss, the
+ * gradient norm of clipping, LayerNorm's weight gradient) add per-thread
+ * partial sums kept in double, so the thread count moves them by double
+ * rounding only, below float resolution but for rare ties. */
 #ifndef PG_PARALLEL_H
 #define PG_PARALLEL_H
 
