@@ -26,9 +26,12 @@
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/error.h"
 #include "patchgrad/autograd/gradcheck.h"
+#include "patchgrad/autograd/op.h"
 #include "patchgrad/autograd/ops.h"
+#include "patchgrad/autograd/parallel.h"
 #include "patchgrad/autograd/params.h"
 #include "patchgrad/autograd/rng.h"
+#include "patchgrad/autograd/runtime.h"
 #include "patchgrad/autograd/tape.h"
 #include "patchgrad/autograd/tensor.h"
 

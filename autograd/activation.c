@@ -1,18 +1,17 @@
 /* Activations: relu, silu, gelu (erf and tanh forms), softmax over the last
  * axis, dropout. Forward and backward side by side; the formulas are
  * PyTorch's, so gradients match torch.nn.functional to float rounding.
- * exp and tanh come from fastmath.h, so these loops vectorise. */
+ * exp, GELU (tanh form) and the softmax rows are the library's one kernel
+ * of each (kernels.h), written so that these loops vectorise. */
 #include <math.h>
 #include <string.h>
 
-#include "patchgrad/autograd/fastmath.h"
+#include "patchgrad/autograd/kernels.h"
 #include "patchgrad/autograd/op_util.h"
 #include "patchgrad/autograd/ops.h"
 
 #define SQRT1_2 0.70710678118654752440f     /* 1/sqrt(2) */
 #define INV_SQRT_2PI 0.39894228040143267794f /* 1/sqrt(2 pi) */
-#define SQRT_2_OVER_PI 0.79788456080286535588f
-#define GELU_KAPPA 0.044715f
 
 /* ---- relu ---- */
 PG_UNARY_OP(relu, x > 0.0f ? x : 0.0f, x > 0.0f ? g : 0.0f)
@@ -33,26 +32,15 @@ pg_tensor *pg_silu(pg_ctx *ctx, pg_tensor *x) { return pg_unary(ctx, "pg_silu", 
 /* ---- gelu ----
  * erf form:  x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2; derivative
  *            Phi(x) + x phi(x) with phi the normal density.
- * tanh form: x (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3);
- *            derivative as PyTorch's GeluBackward (approximate='tanh'). */
+ * tanh form: kernels.h's pg_gelu_tanhf and its slope (the MLP's fused
+ *            Linear+GELU computes the same numbers). */
 static inline float gelu_erf_grad(float x) {
   const float cdf = 0.5f * (1.0f + erff(x * SQRT1_2));
   const float pdf = INV_SQRT_2PI * pg_expf(-0.5f * x * x);
   return cdf + x * pdf;
 }
-static inline float gelu_tanh(float x) {
-  const float inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x);
-  return 0.5f * x * (1.0f + pg_tanhf(inner));
-}
-static inline float gelu_tanh_grad(float x) {
-  const float inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x);
-  const float t = pg_tanhf(inner);
-  const float left = 0.5f * x, right = 1.0f + t;
-  const float inner_derivative = SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_KAPPA * x * x);
-  return 0.5f * right + left * (1.0f - t * t) * inner_derivative;
-}
 PG_UNARY_OP(gelu_erf, 0.5f * x * (1.0f + erff(x * SQRT1_2)), g * gelu_erf_grad(x))
-PG_UNARY_OP(gelu_tanh, gelu_tanh(x), g * gelu_tanh_grad(x))
+PG_UNARY_OP(gelu_tanh, pg_gelu_tanhf(x), g * pg_gelu_tanh_slopef(x))
 
 pg_tensor *pg_gelu(pg_ctx *ctx, pg_tensor *x, pg_gelu_kind kind) {
   if (!x) return NULL;
@@ -63,44 +51,17 @@ pg_tensor *pg_gelu(pg_ctx *ctx, pg_tensor *x, pg_gelu_kind kind) {
 }
 
 /* ---- softmax over the last axis ----
- * y = exp(x - max) / sum exp(x - max): subtracting the row's maximum keeps
- * every exponent <= 0, so no input magnitude overflows. Backward:
- * gx = y * (g - sum(g * y)) per row. */
-
-static void softmax_row(const float *restrict x, float *restrict y, int64_t n) {
-  float max = x[0];
-#pragma omp simd reduction(max : max)
-  for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
-  double sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < n; i++) {
-    y[i] = pg_expf(x[i] - max);
-    sum += y[i];
-  }
-  const float inv = (float)(1.0 / sum);
-  for (int64_t i = 0; i < n; i++) y[i] *= inv;
-}
-
-static void softmax_grad_row(const float *restrict y, const float *restrict g,
-                             float *restrict gx, int64_t n, bool acc) {
-  double dot = 0;
-#pragma omp simd reduction(+ : dot)
-  for (int64_t i = 0; i < n; i++) dot += (double)g[i] * y[i];
-  const float d = (float)dot;
-  if (acc)
-    for (int64_t i = 0; i < n; i++) gx[i] += y[i] * (g[i] - d);
-  else
-    for (int64_t i = 0; i < n; i++) gx[i] = y[i] * (g[i] - d);
-}
+ * kernels.h's pg_softmax_row per row (max-subtracted: stable for inputs of
+ * any magnitude); backward pg_softmax_grad_row, gx = y * (g - sum(g * y)). */
 
 static void softmax_backward(pg_ctx *ctx, pg_node *node) {
   const pg_tensor *y = node->out;
   bool fresh;
   float *gx = pg_grad_dest(ctx, node->in[0], &fresh);
   if (!gx) return;
-  const int64_t n = node->iarg[0], rows = n ? y->numel / n : 0;
+  const int64_t n = y->ndim ? y->shape[y->ndim - 1] : 1, rows = n ? y->numel / n : 0;
   PG_FOR(y->numel, r, rows,
-         softmax_grad_row(y->data + r * n, y->grad + r * n, gx + r * n, n, !fresh));
+         pg_softmax_grad_row(y->data + r * n, y->grad + r * n, gx + r * n, n, !fresh));
 }
 
 pg_tensor *pg_softmax(pg_ctx *ctx, pg_tensor *x) {
@@ -108,9 +69,8 @@ pg_tensor *pg_softmax(pg_ctx *ctx, pg_tensor *x) {
   pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
   if (!y) return NULL;
   const int64_t n = x->ndim ? x->shape[x->ndim - 1] : 1, rows = n ? x->numel / n : 0;
-  PG_FOR(x->numel, r, rows, softmax_row(x->data + r * n, y->data + r * n, n));
-  pg_node *node = pg_tape_record(ctx, "pg_softmax", softmax_backward, y, 1, &x);
-  if (node) node->iarg[0] = n;
+  PG_FOR(x->numel, r, rows, pg_softmax_row(x->data + r * n, y->data + r * n, n));
+  pg_tape_record(ctx, "pg_softmax", softmax_backward, y, 1, &x);
   return y;
 }
 
@@ -119,10 +79,16 @@ pg_tensor *pg_softmax(pg_ctx *ctx, pg_tensor *x) {
  * expectation is unchanged; the keep mask (one byte per element, in the
  * arena) is saved for backward: gx = g * mask / (1 - p). */
 
+typedef struct {
+  const unsigned char *mask; /* [numel], 1 = kept */
+  float scale;               /* 1 / (1 - p) */
+} dropout_saved;
+
 static void dropout_backward(pg_ctx *ctx, pg_node *node) {
-  const unsigned char *mask = node->saved;
+  const dropout_saved *s = node->saved;
+  const unsigned char *mask = s->mask;
   const pg_tensor *y = node->out;
-  const float scale = node->farg[0];
+  const float scale = s->scale;
   bool fresh;
   float *gx = pg_grad_dest(ctx, node->in[0], &fresh);
   if (!gx) return;
@@ -145,7 +111,7 @@ pg_tensor *pg_dropout(pg_ctx *ctx, pg_tensor *x, float p, pg_rng *rng) {
     return NULL;
   }
   pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
-  unsigned char *mask = y ? pg_ctx_alloc(ctx, (size_t)x->numel) : NULL;
+  unsigned char *mask = y ? pg_scratch(ctx, (size_t)x->numel) : NULL;
   if (!mask) return NULL;
   const float scale = 1.0f / (1.0f - p);
   /* One draw per element in order, so a seed fixes the mask on any machine
@@ -155,9 +121,6 @@ pg_tensor *pg_dropout(pg_ctx *ctx, pg_tensor *x, float p, pg_rng *rng) {
     y->data[i] = mask[i] ? x->data[i] * scale : 0.0f;
   }
   pg_node *node = pg_tape_record(ctx, "pg_dropout", dropout_backward, y, 1, &x);
-  if (node) {
-    node->saved = mask;
-    node->farg[0] = scale;
-  }
+  PG_SAVE(ctx, node, dropout_saved, .mask = mask, .scale = scale);
   return y;
 }

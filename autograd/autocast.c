@@ -19,6 +19,7 @@
 
 #include "patchgrad/autograd/autocast_gemm.h"
 #include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/parallel.h"
 
 static _Thread_local pg_precision thread_precision = PG_PRECISION_FP32;
 
@@ -80,10 +81,7 @@ pg_autocast_stats pg_autocast_get_stats(void) {
 /* Rounds rows x cols floats (row stride ld) into a packed bf16 block. The
  * same rule as pg_float_to_bf16, written so GCC vectorises it. */
 static void round_block(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst) {
-  const int64_t total = rows * cols;
-  const int threads = total >= ((int64_t)1 << 18) ? pg_get_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t r = 0; r < rows; r++) {
+  PG_FOR(rows * cols, r, rows, {
     const uint32_t *s = (const uint32_t *)(const void *)(src + r * ld);
     uint16_t *d = dst + r * cols;
     for (int64_t j = 0; j < cols; j++) {
@@ -92,7 +90,7 @@ static void round_block(const float *src, int64_t rows, int64_t cols, int64_t ld
       const uint32_t nan = (u >> 16) | 0x40u;
       d[j] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
     }
-  }
+  });
 }
 
 #ifdef PG_HAVE_DNNL

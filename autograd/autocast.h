@@ -8,8 +8,8 @@
  * writing float32. Everything else stays float32, as under torch.autocast:
  * parameters, optimizer state, gradients accumulated into parameters,
  * LayerNorm statistics, softmax, the loss and every reduction. Products too
- * small to pay for the rounding (m*n*k < PG_AUTOCAST_MIN_FLOPS / 2) and
- * pg_gemm_serial (attention's per-head products) stay float32.
+ * small to pay for the rounding (m*n*k < PG_AUTOCAST_MIN_FLOPS / 2),
+ * pg_gemm_serial and attention's per-head products stay float32.
  *
  * The state is per thread, like torch.autocast's: set it on the thread that
  * runs forward and backward. With PG_PRECISION_FP32 (the default) pg_gemm is

@@ -20,6 +20,15 @@ PG_API void pg_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int
                     float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                     float beta, float *c, int64_t ldc);
 
+/* pg_gemm or pg_gemm_serial, as the threading policy decides
+ * (pg_parallel_gemm_worth in parallel.h): products too small to pay for
+ * waking BLIS's threads run on the calling thread. Same arguments, same
+ * result bits either way (BLIS splits rows and columns across threads, never
+ * the inner sum). */
+PG_API void pg_gemm_auto(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                         float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                         float beta, float *c, int64_t ldc);
+
 /* Sets the thread count for BLIS and OpenMP (n < 1: the number of cores).
  * Call it once at start-up; BLIS otherwise reads BLIS_NUM_THREADS. */
 PG_API void pg_set_threads(int n);

@@ -1,6 +1,7 @@
 #include "patchgrad/autograd/broadcast.h"
 
-#include <omp.h>
+#include "patchgrad/autograd/op.h"
+
 #include <string.h>
 
 /* A single long row is cut into blocks of this many elements so that the
@@ -9,10 +10,6 @@
 /* Columns summed at once by the row-wise reduction (a double accumulator on
  * the stack). */
 #define COL_BLOCK 256
-
-bool pg_use_threads(int64_t work) {
-  return work > PG_PARALLEL_MIN && omp_get_max_threads() > 1 && !omp_in_parallel();
-}
 
 int pg_bcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb, int *n_out,
                    int64_t *out) {
@@ -233,4 +230,8 @@ void pg_reduce_to(int n_src, const int64_t *src_shape, const float *src, int nd,
     r.col_blocks = (r.n + COL_BLOCK - 1) / COL_BLOCK;
     PG_FOR(work, t, n_kept / r.n * r.col_blocks, reduce_columns(&r, t));
   }
+}
+
+void pg_column_sums(const float *src, int64_t rows, int64_t cols, float *dst, bool acc) {
+  pg_reduce_to(2, (int64_t[]){rows, cols}, src, 1, &cols, 1.0, dst, acc);
 }

@@ -18,30 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "patchgrad/autograd/parallel.h"
 #include "patchgrad/autograd/tensor.h"
-
-/* Loops touching more elements than this run on all OpenMP threads. */
-#define PG_PARALLEL_MIN ((int64_t)1 << 15)
-
-/* True when a loop touching `work` elements should use every thread: it is
- * large, there is more than one thread, and we are not inside a parallel
- * region already. */
-bool pg_use_threads(int64_t work);
-
-/* for (int64_t i = 0; i < n; i++) STATEMENT; on all OpenMP threads when
- * pg_use_threads(work), else on this thread without entering OpenMP at all:
- * libgomp allocates a thread team for every parallel region it cannot reuse
- * (one whose if() clause is false, one of a single thread), and a training
- * step must not call malloc. */
-#define PG_FOR(work, i, n, ...)                        \
-  do {                                                 \
-    if (pg_use_threads(work)) {                        \
-      _Pragma("omp parallel for")                      \
-      for (int64_t i = 0; i < (n); i++) __VA_ARGS__;   \
-    } else {                                           \
-      for (int64_t i = 0; i < (n); i++) __VA_ARGS__;   \
-    }                                                  \
-  } while (0)
 
 typedef struct {
   int ndim;                          /* merged rank, >= 1 */

@@ -12,35 +12,36 @@
  * one pass, no log or exp: the stable, fused form of softmax + log + nll. */
 #include <math.h>
 
+#include "patchgrad/autograd/kernels.h"
 #include "patchgrad/autograd/op_util.h"
 #include "patchgrad/autograd/ops.h"
 
-/* One row: writes p (the softmax) and returns the row's loss, in double. */
+/* One row: writes p (the softmax, kernels.h's row) and returns the row's
+ * loss, in double. */
 static double cross_entropy_row(const float *restrict x, float *restrict p, int64_t K,
                                 int64_t label, double smoothing) {
-  float m = x[0];
-  for (int64_t k = 1; k < K; k++) m = x[k] > m ? x[k] : m;
-  double sum = 0, sum_x = 0;
-  for (int64_t k = 0; k < K; k++) {
-    p[k] = expf(x[k] - m);
-    sum += p[k];
-    sum_x += x[k];
-  }
-  const float inv = (float)(1.0 / sum);
-  for (int64_t k = 0; k < K; k++) p[k] *= inv;
-  const double lse = (double)m + log(sum);
+  const double lse = pg_softmax_row(x, p, K);
+  double sum_x = 0;
+  for (int64_t k = 0; k < K; k++) sum_x += x[k];
   return lse - (1.0 - smoothing) * (double)x[label] - smoothing / (double)K * sum_x;
 }
 
+typedef struct {
+  const int64_t *labels; /* [N], a copy */
+  const float *p;        /* [N, K], the softmax of the logits */
+  float smoothing;
+} cross_entropy_saved;
+
 static void cross_entropy_backward(pg_ctx *ctx, pg_node *node) {
+  const cross_entropy_saved *s = node->saved;
   pg_tensor *logits = node->in[0];
   bool fresh;
   float *dx = pg_grad_dest(ctx, logits, &fresh);
   if (!dx) return;
   const int64_t N = logits->shape[0], K = logits->shape[1];
-  const int64_t *labels = node->saved;
-  const float *p = (const float *)(labels + N);
-  const float smoothing = node->farg[0];
+  const int64_t *labels = s->labels;
+  const float *p = s->p;
+  const float smoothing = s->smoothing;
   const float scale = node->out->grad[0] / (float)N, off = smoothing / (float)K;
   PG_FOR(N * K, i, N, {
     const float *pi = p + i * K;
@@ -82,11 +83,11 @@ pg_tensor *pg_cross_entropy_smoothed(pg_ctx *ctx, pg_tensor *logits, const int64
       return NULL;
     }
   pg_tensor *out = pg_empty(ctx, 0, NULL);
-  /* saved for backward: a copy of the labels, then the softmax [N, K] */
-  int64_t *saved_labels = pg_ctx_alloc(ctx, (size_t)N * sizeof(int64_t) + (size_t)(N * K) * sizeof(float));
-  double *row_loss = pg_ctx_alloc(ctx, (size_t)(N > 0 ? N : 1) * sizeof(double));
-  if (!out || !saved_labels || !row_loss) return NULL;
-  float *p = (float *)(saved_labels + N);
+  /* saved for backward: a copy of the labels and the softmax [N, K] */
+  int64_t *saved_labels = pg_scratch(ctx, (size_t)N * sizeof(int64_t));
+  float *p = pg_scratch(ctx, (size_t)(N * K) * sizeof(float));
+  double *row_loss = pg_scratch(ctx, (size_t)N * sizeof(double));
+  if (!out || !saved_labels || !p || !row_loss) return NULL;
   for (int64_t i = 0; i < N; i++) saved_labels[i] = labels[i];
   PG_FOR(N * K, i, N,
          row_loss[i] = cross_entropy_row(logits->data + i * K, p + i * K, K, labels[i],
@@ -95,10 +96,8 @@ pg_tensor *pg_cross_entropy_smoothed(pg_ctx *ctx, pg_tensor *logits, const int64
   for (int64_t i = 0; i < N; i++) total += row_loss[i];
   out->data[0] = (float)(total / (double)N); /* NaN for N == 0, as in PyTorch */
   pg_node *node = pg_tape_record(ctx, "pg_cross_entropy", cross_entropy_backward, out, 1, &logits);
-  if (node) {
-    node->saved = saved_labels;
-    node->farg[0] = label_smoothing;
-  }
+  PG_SAVE(ctx, node, cross_entropy_saved, .labels = saved_labels, .p = p,
+          .smoothing = label_smoothing);
   return out;
 }
 

@@ -7,7 +7,7 @@
  * summed over the axes along which that input was broadcast. */
 #include <math.h>
 
-#include "patchgrad/autograd/fastmath.h"
+#include "patchgrad/autograd/kernels.h"
 #include "patchgrad/autograd/op_util.h"
 #include "patchgrad/autograd/ops.h"
 
@@ -121,7 +121,7 @@ pg_tensor *pg_div(pg_ctx *ctx, pg_tensor *a, pg_tensor *b) {
 }
 
 /* ---- Unary ops: forward value and gradient from x, y = f(x), g, s ----
- * exp and tanh use fastmath.h's vectorisable versions (within 2 ulp). */
+ * exp and tanh are kernels.h's vectorisable ones (within 2 and 3 ulp). */
 
 PG_UNARY_OP(add_scalar, x + s, g)
 PG_UNARY_OP(mul_scalar, x * s, g * s)
@@ -164,11 +164,17 @@ static void unary_forward_block(const pg_unary_op *op, const pg_tensor *x, pg_te
   op->forward(len, x->data + off, y->data + off, s);
 }
 
+/* What a unary op's backward needs besides x and y: the op and its setting. */
+typedef struct {
+  const pg_unary_op *op;
+  float s;
+} unary_saved;
+
 static void unary_backward_block(const pg_node *n, float *gx, bool acc, int64_t b) {
-  const pg_unary_op *op = n->saved;
+  const unary_saved *u = n->saved;
   const pg_tensor *x = n->in[0], *y = n->out;
   int64_t off, len = block_len(y->numel, b, &off);
-  op->backward(len, x->data + off, y->data + off, y->grad + off, gx + off, n->farg[0], acc);
+  u->op->backward(len, x->data + off, y->data + off, y->grad + off, gx + off, u->s, acc);
 }
 
 static void unary_backward(pg_ctx *ctx, pg_node *n) {
@@ -187,23 +193,14 @@ pg_tensor *pg_unary(pg_ctx *ctx, const char *name, const pg_unary_op *op, pg_ten
   PG_FOR(x->numel, b, (x->numel + UNARY_BLOCK - 1) / UNARY_BLOCK,
          unary_forward_block(op, x, y, s, b));
   pg_node *node = pg_tape_record(ctx, name, unary_backward, y, 1, &x);
-  if (node) {
-    node->saved = (void *)op;
-    node->farg[0] = s;
-  }
+  PG_SAVE(ctx, node, unary_saved, .op = op, .s = s);
   return y;
 }
 
-/* ---- Small helpers of op_util.h ---- */
+/* ---- A small helper of op_util.h ---- */
 
 bool pg_norm_axis(int axis, int ndim, int *out) {
   if (axis < -ndim || axis >= ndim) return false;
   *out = axis < 0 ? axis + ndim : axis;
   return true;
-}
-
-void *pg_scratch(pg_ctx *ctx, size_t bytes) {
-  void *p = pg_ctx_alloc(ctx, bytes);
-  if (!p) ctx->tape_broken = true;
-  return p;
 }

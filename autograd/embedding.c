@@ -6,9 +6,12 @@
 #include "patchgrad/autograd/op_util.h"
 #include "patchgrad/autograd/ops.h"
 
-/* saved: a copy of the indices (the caller's array may change before backward) */
+typedef struct {
+  const int64_t *idx; /* a copy of the indices (the caller's array may change before backward) */
+} embedding_saved;
+
 static void embedding_backward(pg_ctx *ctx, pg_node *node) {
-  const int64_t *idx = node->saved;
+  const int64_t *idx = ((const embedding_saved *)node->saved)->idx;
   const int64_t d = node->in[0]->shape[1], n_idx = node->out->numel / (d ? d : 1);
   float *gt = pg_grad_accum(ctx, node->in[0]);
   if (!gt || d == 0) return;
@@ -53,10 +56,8 @@ pg_tensor *pg_embedding(pg_ctx *ctx, pg_tensor *table, int idx_ndim, const int64
   PG_FOR(out->numel, i, n_idx,
          memcpy(out->data + i * d, table->data + idx[i] * d, (size_t)d * sizeof(float)));
   pg_node *node = pg_tape_record(ctx, "pg_embedding", embedding_backward, out, 1, &table);
-  if (node) {
-    int64_t *saved = pg_scratch(ctx, (size_t)n_idx * sizeof *saved);
-    if (saved && n_idx > 0) memcpy(saved, idx, (size_t)n_idx * sizeof *saved);
-    node->saved = saved;
-  }
+  int64_t *copy = node ? pg_scratch(ctx, (size_t)n_idx * sizeof *copy) : NULL;
+  if (copy && n_idx > 0) memcpy(copy, idx, (size_t)n_idx * sizeof *copy);
+  PG_SAVE(ctx, node, embedding_saved, .idx = copy);
   return out;
 }

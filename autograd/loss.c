@@ -51,7 +51,7 @@ pg_tensor *pg_mse(pg_ctx *ctx, pg_tensor *x, pg_tensor *target) {
   if (!out) return NULL;
   const int64_t n = x->numel, blocks = (n + BLOCK - 1) / BLOCK;
   double sum = 0;
-  if (pg_use_threads(n)) {
+  if (pg_parallel_worth(n)) {
 #pragma omp parallel for reduction(+ : sum)
     for (int64_t b = 0; b < blocks; b++) sum += squared_error(x->data, target->data, n, b);
   } else {

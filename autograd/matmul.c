@@ -34,12 +34,18 @@ static void gemm_batch(int64_t batch, bool ta, bool tb, int64_t m, int64_t n, in
   }
 }
 
-/* iarg: 0 trans_a, 1 trans_b, 2 m, 3 n, 4 k, 5 batch, 6 shared b */
+typedef struct {
+  bool trans_a, trans_b;
+  bool shared;               /* b of rank 2, shared by every batch entry of a */
+  int64_t m, n, k, batch;
+} matmul_saved;
+
 static void matmul_backward(pg_ctx *ctx, pg_node *node) {
+  const matmul_saved *s = node->saved;
   const pg_tensor *a = node->in[0], *b = node->in[1];
   const float *g = node->out->grad;
-  const bool ta = node->iarg[0], tb = node->iarg[1], shared = node->iarg[6];
-  const int64_t m = node->iarg[2], n = node->iarg[3], k = node->iarg[4], batch = node->iarg[5];
+  const bool ta = s->trans_a, tb = s->trans_b, shared = s->shared;
+  const int64_t m = s->m, n = s->n, k = s->k, batch = s->batch;
   const int64_t lda = a->shape[a->ndim - 1], ldb = b->shape[b->ndim - 1];
   const int64_t sb = shared ? 0 : k * n;
   if (m == 0 || n == 0 || k == 0) { /* an empty product: zero contributions */
@@ -114,9 +120,7 @@ pg_tensor *pg_matmul(pg_ctx *ctx, pg_tensor *a, pg_tensor *b, bool trans_a, bool
     gemm_batch(batch, trans_a, trans_b, m, n, k, a->data, a_cols, m * k, b->data, b_cols,
                shared ? 0 : k * n, 0.0f, out->data, n, m * n);
   pg_node *node = pg_tape_record(ctx, "pg_matmul", matmul_backward, out, 2, (pg_tensor *[]){a, b});
-  if (node) {
-    const int64_t args[7] = {trans_a, trans_b, m, n, k, batch, shared};
-    memcpy(node->iarg, args, sizeof args);
-  }
+  PG_SAVE(ctx, node, matmul_saved, .trans_a = trans_a, .trans_b = trans_b, .shared = shared,
+          .m = m, .n = n, .k = k, .batch = batch);
   return out;
 }

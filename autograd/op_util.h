@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "patchgrad/autograd/broadcast.h"
-#include "patchgrad/autograd/tape.h"
+#include "patchgrad/autograd/op.h"
 
 /* ---- Elementwise unary ops ----
  * An op is a forward kernel y = f(x) and a backward kernel gx (+)= g * f'(x)
@@ -56,9 +56,5 @@ pg_tensor *pg_unary(pg_ctx *ctx, const char *name, const pg_unary_op *op, pg_ten
 /* ---- Argument checks ---- */
 /* Maps a possibly negative axis into [0, ndim); false when out of range. */
 bool pg_norm_axis(int axis, int ndim, int *out);
-
-/* Arena memory for a backward's scratch; on failure marks the tape broken
- * (pg_backward then reports it) and returns NULL. */
-void *pg_scratch(pg_ctx *ctx, size_t bytes);
 
 #endif

@@ -9,15 +9,20 @@ static void kept_shape(const pg_tensor *x, int64_t mask, int64_t *shape) {
   for (int i = 0; i < x->ndim; i++) shape[i] = (mask >> i) & 1 ? 1 : x->shape[i];
 }
 
-/* iarg[0]: bit mask of reduced axes; farg[0]: the scale (1 or 1/count) */
+typedef struct {
+  int64_t mask; /* bit i set: axis i of x was reduced */
+  float scale;  /* 1 (sum) or 1/count (mean) */
+} reduce_saved;
+
 static void reduce_backward(pg_ctx *ctx, pg_node *node) {
+  const reduce_saved *s = node->saved;
   const pg_tensor *x = node->in[0];
   bool fresh;
   float *gx = pg_grad_dest(ctx, node->in[0], &fresh);
   if (!gx) return;
   int64_t shape[PG_MAX_DIMS];
-  kept_shape(x, node->iarg[0], shape);
-  const float scale = node->farg[0];
+  kept_shape(x, s->mask, shape);
+  const float scale = s->scale;
   pg_bcast plan; /* gx = g (broadcast over the reduced axes) * scale */
   pg_bcast_plan(&plan, x->ndim, x->shape, x->ndim, shape, 0, NULL);
   pg_bcast_apply(&plan, pg_kernel_mul, node->out->grad, &scale, gx, !fresh);
@@ -58,10 +63,7 @@ static pg_tensor *reduce(pg_ctx *ctx, const char *who, pg_tensor *x, int n_axes,
   const double scale = mean ? 1.0 / (double)count : 1.0;
   pg_reduce_to(x->ndim, x->shape, x->data, x->ndim, kept, scale, out->data, false);
   pg_node *node = pg_tape_record(ctx, who, reduce_backward, out, 1, &x);
-  if (node) {
-    node->iarg[0] = mask;
-    node->farg[0] = (float)scale;
-  }
+  PG_SAVE(ctx, node, reduce_saved, .mask = mask, .scale = (float)scale);
   return out;
 }
 

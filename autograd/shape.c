@@ -13,12 +13,8 @@ static void reshape_backward(pg_ctx *ctx, pg_node *node) {
   pg_tensor *x = node->in[0];
   const pg_tensor *out = node->out;
   /* Same elements in the same order: an intermediate without a gradient yet
-   * simply adopts the output's buffer (it lives in the same arena). Heap
-   * tensors own their gradient and always receive a copy. */
-  if (x->requires_grad && !x->grad && !x->heap) {
-    x->grad = out->grad;
-    return;
-  }
+   * adopts the output's buffer; others receive a copy. */
+  if (pg_grad_adopt(x, out->grad)) return;
   bool fresh;
   float *gx = pg_grad_dest(ctx, x, &fresh);
   if (!gx) return;
@@ -122,10 +118,15 @@ static void permute_copy(const float *src, int ndim, const int64_t *src_shape, c
   PG_FOR(numel, r, numel / j.n, permute_row(&j, r));
 }
 
+typedef struct {
+  int perm[PG_MAX_DIMS]; /* out.shape[i] = x.shape[perm[i]] */
+} permute_saved;
+
 static void permute_backward(pg_ctx *ctx, pg_node *node) {
+  const permute_saved *s = node->saved;
   const pg_tensor *out = node->out;
   int inverse[PG_MAX_DIMS];
-  for (int i = 0; i < out->ndim; i++) inverse[node->iarg[i]] = i;
+  for (int i = 0; i < out->ndim; i++) inverse[s->perm[i]] = i;
   bool fresh;
   float *gx = pg_grad_dest(ctx, node->in[0], &fresh);
   if (gx) permute_copy(out->grad, out->ndim, out->shape, inverse, gx, !fresh);
@@ -138,8 +139,8 @@ static pg_tensor *permute(pg_ctx *ctx, const char *who, pg_tensor *x, const int 
   if (!out) return NULL;
   permute_copy(x->data, x->ndim, x->shape, perm, out->data, false);
   pg_node *node = pg_tape_record(ctx, who, permute_backward, out, 1, &x);
-  if (node)
-    for (int i = 0; i < x->ndim; i++) node->iarg[i] = perm[i];
+  permute_saved *s = PG_SAVE(ctx, node, permute_saved, .perm = {0});
+  if (s) memcpy(s->perm, perm, (size_t)x->ndim * sizeof *perm);
   return out;
 }
 
@@ -206,15 +207,20 @@ static void outer_inner(const pg_tensor *t, int axis, int64_t *outer, int64_t *i
   *inner = pg_shape_numel(t->ndim - axis - 1, t->shape + axis + 1);
 }
 
-/* iarg: 0 axis, 1 start */
+typedef struct {
+  int axis;      /* normalised */
+  int64_t start; /* the slice's first index along axis */
+} slice_saved;
+
 static void slice_backward(pg_ctx *ctx, pg_node *node) {
+  const slice_saved *s = node->saved;
   const pg_tensor *x = node->in[0], *out = node->out;
-  const int axis = (int)node->iarg[0];
+  const int axis = s->axis;
   float *gx = pg_grad_accum(ctx, node->in[0]);
   if (!gx) return;
   int64_t outer, inner;
   outer_inner(x, axis, &outer, &inner);
-  copy_along_axis(gx, x->shape[axis], node->iarg[1], out->grad, out->shape[axis], 0,
+  copy_along_axis(gx, x->shape[axis], s->start, out->grad, out->shape[axis], 0,
                   out->shape[axis], outer, inner, true);
 }
 
@@ -229,10 +235,7 @@ static pg_tensor *slice(pg_ctx *ctx, const char *who, pg_tensor *x, int axis, in
   copy_along_axis(out->data, end - start, 0, x->data, x->shape[axis], start, end - start, outer,
                   inner, false);
   pg_node *node = pg_tape_record(ctx, who, slice_backward, out, 1, &x);
-  if (node) {
-    node->iarg[0] = axis;
-    node->iarg[1] = start;
-  }
+  PG_SAVE(ctx, node, slice_saved, .axis = axis, .start = start);
   return out;
 }
 
@@ -252,10 +255,14 @@ pg_tensor *pg_slice(pg_ctx *ctx, pg_tensor *x, int axis, int64_t start, int64_t 
   return slice(ctx, "pg_slice", x, ax, start, end);
 }
 
-/* iarg: 0 axis */
+typedef struct {
+  int axis; /* normalised */
+} concat_saved;
+
 static void concat_backward(pg_ctx *ctx, pg_node *node) {
+  const concat_saved *s = node->saved;
   const pg_tensor *out = node->out;
-  const int axis = (int)node->iarg[0];
+  const int axis = s->axis;
   int64_t offset = 0, outer, inner;
   outer_inner(out, axis, &outer, &inner);
   for (int j = 0; j < node->n_in; j++) {
@@ -306,7 +313,7 @@ pg_tensor *pg_concat(pg_ctx *ctx, int n, pg_tensor *const *xs, int axis) {
     offset += xs[j]->shape[ax];
   }
   pg_node *node = pg_tape_record(ctx, "pg_concat", concat_backward, out, n, xs);
-  if (node) node->iarg[0] = ax;
+  PG_SAVE(ctx, node, concat_saved, .axis = ax);
   return out;
 }
 

@@ -1,19 +1,20 @@
-#include "patchgrad/autograd/tape.h"
+#include "patchgrad/autograd/op.h"
 
 #include <string.h>
 
+bool pg_needs_grad(const pg_ctx *ctx, int n_in, pg_tensor *const *in) {
+  if (!ctx->grad_enabled) return false;
+  for (int i = 0; i < n_in; i++)
+    if (in[i] && in[i]->requires_grad) return true;
+  return false;
+}
+
 pg_node *pg_tape_record(pg_ctx *ctx, const char *op, pg_backward_fn backward,
                         pg_tensor *out, int n_in, pg_tensor *const *in) {
-  if (!ctx->grad_enabled) return NULL;
-  bool needed = false;
-  for (int i = 0; i < n_in; i++) needed |= in[i] && in[i]->requires_grad;
-  if (!needed) return NULL;
-  pg_node *node = pg_arena_alloc(&ctx->arena, sizeof *node);
-  pg_tensor **inputs = node ? pg_arena_alloc(&ctx->arena, (size_t)n_in * sizeof *inputs) : NULL;
-  if (!inputs) {
-    ctx->tape_broken = true;
-    return NULL;
-  }
+  if (!pg_needs_grad(ctx, n_in, in)) return NULL;
+  pg_node *node = pg_scratch(ctx, sizeof *node);
+  pg_tensor **inputs = node ? pg_scratch(ctx, (size_t)n_in * sizeof *inputs) : NULL;
+  if (!inputs) return NULL;
   memset(node, 0, sizeof *node);
   memcpy(inputs, in, (size_t)n_in * sizeof *inputs);
   node->op = op;
@@ -27,6 +28,21 @@ pg_node *pg_tape_record(pg_ctx *ctx, const char *op, pg_backward_fn backward,
   out->requires_grad = true;
   out->node = node;
   return node;
+}
+
+void *pg_node_save(pg_ctx *ctx, pg_node *node, const void *state, size_t bytes) {
+  if (!node) return NULL;
+  void *dst = bytes <= sizeof node->saved_inline ? node->saved_inline : pg_scratch(ctx, bytes);
+  if (!dst) return NULL;
+  memcpy(dst, state, bytes);
+  node->saved = dst;
+  return dst;
+}
+
+void *pg_scratch(pg_ctx *ctx, size_t bytes) {
+  void *p = pg_arena_alloc(&ctx->arena, bytes);
+  if (!p) ctx->tape_broken = true; /* pg_backward reports it */
+  return p;
 }
 
 /* Recycled gradient buffers. An op's output needs its gradient only until
@@ -65,7 +81,7 @@ static void give_back_grad(pg_ctx *ctx, float *data, size_t bytes) {
 }
 
 /* After n's backward: its output's gradient is dead, unless an input adopted
- * the very buffer (a reshape does). */
+ * the very buffer (pg_grad_adopt). */
 static void release_out_grad(pg_ctx *ctx, pg_node *n) {
   float *g = n->out->grad;
   n->out->grad = NULL;
@@ -81,11 +97,20 @@ float *pg_grad_dest(pg_ctx *ctx, pg_tensor *t, bool *fresh) {
   if (!t->grad) {
     size_t bytes = (size_t)t->numel * sizeof(float);
     t->grad = take_free_grad(ctx, bytes);
-    if (!t->grad) t->grad = pg_arena_alloc(&ctx->arena, bytes);
+    if (!t->grad) t->grad = pg_scratch(ctx, bytes);
     *fresh = t->grad != NULL;
-    if (!t->grad) ctx->tape_broken = true; /* pg_backward reports it */
   }
   return t->grad;
+}
+
+bool pg_grad_adoptable(const pg_tensor *t) {
+  return t && t->requires_grad && !t->grad && !t->heap;
+}
+
+bool pg_grad_adopt(pg_tensor *t, float *grad) {
+  if (!pg_grad_adoptable(t)) return false;
+  t->grad = grad;
+  return true;
 }
 
 float *pg_grad_accum(pg_ctx *ctx, pg_tensor *t) {
@@ -97,6 +122,9 @@ float *pg_grad_accum(pg_ctx *ctx, pg_tensor *t) {
 
 pg_status pg_backward_with(pg_ctx *ctx, pg_tensor *t, const float *grad_out) {
   if (!t) return pg_fail(PG_ERR_ARG, "pg_backward: the tensor is NULL (an earlier op failed: %s)", pg_last_error());
+  if (!grad_out)
+    return pg_fail(PG_ERR_ARG, "pg_backward_with: grad_out is NULL (it needs the %lld values of the gradient of the tensor %s)",
+                   (long long)t->numel, pg_shape_of(t));
   if (ctx->tape_broken)
     return pg_fail(PG_ERR_MEMORY, "pg_backward: the tape is incomplete (the arena ran out of memory during forward)");
   if (!t->requires_grad)

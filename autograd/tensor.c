@@ -212,11 +212,37 @@ void pg_fill_normal(pg_tensor *t, float mean, float std, pg_rng *rng) {
   for (int64_t i = 0; i < t->numel; i++) t->data[i] = mean + std * pg_rng_normal(rng);
 }
 
-void pg_fill_trunc_normal(pg_tensor *t, float mean, float std, float low, float high, pg_rng *rng) {
+/* P(low <= X <= high) for X ~ Normal(mean, std > 0), in double. */
+static double normal_mass(double mean, double std, double low, double high) {
+  const double a = (low - mean) / (std * sqrt(2.0)), b = (high - mean) / (std * sqrt(2.0));
+  /* erfc on the side away from the mean keeps small tails accurate */
+  if (a >= 0) return 0.5 * (erfc(a) - erfc(b));
+  if (b <= 0) return 0.5 * (erfc(-b) - erfc(-a));
+  return 1.0 - 0.5 * (erfc(-a) + erfc(b));
+}
+
+pg_status pg_fill_trunc_normal(pg_tensor *t, float mean, float std, float low, float high,
+                               pg_rng *rng) {
+  const char *who = "pg_fill_trunc_normal";
+  if (isnan(mean) || isnan(std) || isnan(low) || isnan(high))
+    return pg_fail(PG_ERR_ARG, "%s: NaN among mean %g, std %g, low %g, high %g", who, (double)mean,
+                   (double)std, (double)low, (double)high);
+  if (!(std >= 0.0f) || isinf(std) || isinf(mean))
+    return pg_fail(PG_ERR_ARG, "%s: needs a finite mean and a finite std >= 0, got mean %g, std %g",
+                   who, (double)mean, (double)std);
+  if (low > high)
+    return pg_fail(PG_ERR_ARG, "%s: low %g is above high %g", who, (double)low, (double)high);
+  const double mass = std > 0.0f ? normal_mass(mean, std, low, high) : (low <= mean && mean <= high);
+  if (!(mass >= PG_TRUNC_NORMAL_MIN_MASS))
+    return pg_fail(PG_ERR_ARG,
+                   "%s: [%g, %g] holds %.3g of Normal(%g, %g), less than %g: redrawing would not end",
+                   who, (double)low, (double)high, mass, (double)mean, (double)std,
+                   PG_TRUNC_NORMAL_MIN_MASS);
   for (int64_t i = 0; i < t->numel; i++) {
     float v;
     do v = mean + std * pg_rng_normal(rng);
     while (v < low || v > high);
     t->data[i] = v;
   }
+  return PG_OK;
 }

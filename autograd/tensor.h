@@ -94,8 +94,13 @@ PG_API void pg_fill(pg_tensor *t, float value);
 PG_API void pg_fill_uniform(pg_tensor *t, float low, float high, pg_rng *rng);
 PG_API void pg_fill_normal(pg_tensor *t, float mean, float std, pg_rng *rng);
 /* Normal(mean, std) redrawn until it lies in [low, high] (PyTorch's
- * trunc_normal_ cuts at absolute values, as here). */
-PG_API void pg_fill_trunc_normal(pg_tensor *t, float mean, float std, float low, float high, pg_rng *rng);
+ * trunc_normal_ cuts at absolute values, as here). An error, with t left
+ * as it was, when an argument is NaN, std < 0, low > high, or the interval
+ * holds too little of the distribution for redrawing to end: less than
+ * PG_TRUNC_NORMAL_MIN_MASS of its probability (std 0: mean outside it). */
+#define PG_TRUNC_NORMAL_MIN_MASS 1e-6
+PG_API pg_status pg_fill_trunc_normal(pg_tensor *t, float mean, float std, float low, float high,
+                                      pg_rng *rng);
 
 /* ---- Shapes ---- */
 PG_API bool pg_same_shape(const pg_tensor *a, const pg_tensor *b);

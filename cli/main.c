@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/runtime.h"
 #include "patchgrad/io/h5util.h"
 
 int pg_cmd_check(int argc, char **argv);
@@ -40,6 +41,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  pg_runtime_init(NULL); /* process-wide settings, autograd/runtime.h */
   /* the commands report HDF5 failures in their own words */
   pg_h5_quiet();
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

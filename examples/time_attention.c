@@ -15,6 +15,7 @@
 
 #include "patchgrad/layers/attention.h"
 #include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/runtime.h"
 
 static double now(void) {
   struct timespec ts;
@@ -47,6 +48,7 @@ static void per_head(int64_t pairs, int64_t heads, int64_t T, int64_t hd, int64_
 }
 
 int main(int argc, char **argv) {
+  pg_runtime_init(NULL); /* BLIS's fastest kernels for this CPU, as `patchgrad bench` */
   int64_t B = argc > 1 ? atoll(argv[1]) : 16, T = argc > 2 ? atoll(argv[2]) : 256;
   int64_t h = argc > 3 ? atoll(argv[3]) : 384;
   int heads = argc > 4 ? atoi(argv[4]) : 6, reps = argc > 5 ? atoi(argv[5]) : 10;

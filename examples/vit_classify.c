@@ -23,6 +23,7 @@
 #include "patchgrad/optim/clip.h"
 #include "patchgrad/io/loader.h"
 #include "patchgrad/autograd/ops.h"
+#include "patchgrad/autograd/runtime.h"
 #include "patchgrad/optim/optimizer.h"
 #include "patchgrad/optim/schedule.h"
 #include "patchgrad/data/synthetic.h"
@@ -51,6 +52,7 @@ static int fail(const char *what) {
 }
 
 int main(int argc, char **argv) {
+  pg_runtime_init(NULL); /* process-wide settings, as the patchgrad command makes them */
   /* 0. The data: two latent files, or small synthetic ones for a quick run. */
   const bool quick = argc < 3;
   char train_path[64] = "", test_path[64] = "";

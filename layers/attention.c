@@ -1,12 +1,13 @@
 #include "patchgrad/layers/attention.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "patchgrad/layers/attention_fused.h"
-#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/blas_internal.h"
+#include "patchgrad/autograd/kernels.h"
+#include "patchgrad/autograd/op.h"
 
 /* One attention call, described once for forward and backward: where each
  * head's q, k, v (and their gradients) sit, and what was saved. Head n of
@@ -25,72 +26,6 @@ typedef struct {
   uint8_t *keep;               /* [B, heads, T, T] dropout keep-mask, or NULL */
 } sdpa_plan;
 
-/* Per-thread T x T scratch: two buffers per thread. */
-static float *thread_scratch(pg_ctx *ctx, int threads, int64_t tokens) {
-  return pg_ctx_alloc(ctx, (size_t)threads * 2 * (size_t)(tokens * tokens) * sizeof(float) + 1);
-}
-
-/* Softmax of one row of scaled scores, in place, over the keys this query may
- * see (j < limit, not padded). Max-subtracted, so any magnitude is safe; a
- * row that sees nothing becomes zeros. */
-static void softmax_row(float *restrict s, int64_t tokens, int64_t limit, const uint8_t *pad) {
-  float max = -INFINITY;
-  for (int64_t j = 0; j < limit; j++)
-    if (!(pad && pad[j]) && s[j] > max) max = s[j];
-  if (max == -INFINITY) { /* no visible key */
-    memset(s, 0, (size_t)tokens * sizeof(float));
-    return;
-  }
-  float sum = 0.0f;
-  for (int64_t j = 0; j < limit; j++) {
-    float e = (pad && pad[j]) ? 0.0f : expf(s[j] - max);
-    s[j] = e;
-    sum += e;
-  }
-  for (int64_t j = limit; j < tokens; j++) s[j] = 0.0f;
-  float inv = 1.0f / sum;
-  for (int64_t j = 0; j < limit; j++) s[j] *= inv;
-}
-
-/* probs * keep / (1 - p) into dst: the weights that actually multiplied v. */
-static void apply_dropout(float *dst, const float *probs, const uint8_t *keep, int64_t n,
-                          float p) {
-  float rescale = 1.0f / (1.0f - p);
-  for (int64_t i = 0; i < n; i++) dst[i] = keep[i] ? probs[i] * rescale : 0.0f;
-}
-
-static void sdpa_forward(const sdpa_plan *pl, float *scratch, int threads) {
-  const int64_t T = pl->tokens, TT = T * T, out_ld = pl->heads * pl->dv;
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-  for (int64_t bn = 0; bn < pl->batch * pl->heads; bn++) {
-    int64_t b = bn / pl->heads, n = bn % pl->heads;
-    float *mine = scratch + (size_t)omp_get_thread_num() * 2 * (size_t)TT;
-    float *p = pl->probs ? pl->probs + bn * TT : mine;
-    const float *q = pl->q + b * T * pl->q_ld + n * pl->dk;
-    const float *k = pl->k + b * T * pl->k_ld + n * pl->dk;
-    const float *v = pl->v + b * T * pl->v_ld + n * pl->dv;
-    /* scores = scale * q k^T, straight into the probabilities' storage */
-    pg_gemm_serial(false, true, T, T, pl->dk, pl->scale, q, pl->q_ld, k, pl->k_ld, 0.0f, p, T);
-    const uint8_t *pad = pl->pad ? pl->pad + b * T : NULL;
-    for (int64_t i = 0; i < T; i++) softmax_row(p + i * T, T, pl->causal ? i + 1 : T, pad);
-    const float *weights = p;
-    if (pl->dropout > 0.0f) {
-      /* With backward, p is saved undropped and the dropped copy goes to the
-       * scratch; without, p is the scratch itself and is dropped in place,
-       * the keep-mask using the second scratch buffer. */
-      pg_rng rng;
-      pg_rng_seed(&rng, pl->seeds[bn]);
-      uint8_t *keep = pl->keep ? pl->keep + bn * TT : (uint8_t *)(mine + TT);
-      for (int64_t i = 0; i < TT; i++) keep[i] = pg_rng_uniform(&rng) >= pl->dropout;
-      float *dropped = pl->probs ? mine : p;
-      apply_dropout(dropped, p, keep, TT, pl->dropout);
-      weights = dropped;
-    }
-    pg_gemm_serial(false, false, T, pl->dv, T, 1.0f, weights, T, v, pl->v_ld, 0.0f,
-                   pl->out + b * T * out_ld + n * pl->dv, out_ld);
-  }
-}
-
 /* Gradient destinations of one backward: dq/dk/dv laid out like q/k/v (NULL
  * when not needed), each with its own beta (0 when the buffer is fresh). */
 typedef struct {
@@ -99,13 +34,71 @@ typedef struct {
   float beta_q, beta_k, beta_v;
 } sdpa_grads;
 
-static void sdpa_backward(const sdpa_plan *pl, const sdpa_grads *g, const float *dout,
-                          float *scratch, int threads) {
+/* ---- The general path: heads too large for the fused kernel ----
+ * One (batch, head) pair after the other, each product on all of BLIS's
+ * threads (large at these sizes; and BLIS on one thread would allocate a
+ * team per call) and in float32 under autocast too, as the fused kernel;
+ * the softmax rows of kernels.h in parallel over the rows. */
+
+/* Softmax of one row of scaled scores, in place, over the keys this query may
+ * see (j < limit, not padded): kernels.h's pg_softmax_row; hidden keys get 0
+ * and a row that sees nothing becomes zeros. */
+static void masked_softmax_row(float *s, int64_t tokens, int64_t limit, const uint8_t *pad) {
+  bool any = false;
+  for (int64_t j = 0; j < limit; j++) {
+    if (pad && pad[j]) s[j] = -INFINITY; /* pg_expf(-inf) = 0 exactly */
+    else any = true;
+  }
+  if (any) pg_softmax_row(s, s, limit);
+  for (int64_t j = any ? limit : 0; j < tokens; j++) s[j] = 0.0f;
+}
+
+/* dst = probs * keep / (1 - p): the weights that actually multiplied v. With
+ * rng, the keep-mask is drawn first (row-major, into keep when non-NULL). */
+static void apply_dropout(float *dst, const float *probs, uint8_t *keep, int64_t n, float p,
+                          pg_rng *rng) {
+  const float rescale = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < n; i++) {
+    const bool k = rng ? pg_rng_uniform(rng) >= p : keep[i];
+    if (rng && keep) keep[i] = k;
+    dst[i] = k ? probs[i] * rescale : 0.0f;
+  }
+}
+
+/* scratch: 2 T x T blocks. */
+static void general_forward(const sdpa_plan *pl, float *scratch) {
   const int64_t T = pl->tokens, TT = T * T, out_ld = pl->heads * pl->dv;
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int64_t bn = 0; bn < pl->batch * pl->heads; bn++) {
-    int64_t b = bn / pl->heads, n = bn % pl->heads;
-    float *ds = scratch + (size_t)omp_get_thread_num() * 2 * (size_t)TT, *dropped = ds + TT;
+    const int64_t b = bn / pl->heads, n = bn % pl->heads;
+    float *p = pl->probs ? pl->probs + bn * TT : scratch;
+    const float *q = pl->q + b * T * pl->q_ld + n * pl->dk;
+    const float *k = pl->k + b * T * pl->k_ld + n * pl->dk;
+    const float *v = pl->v + b * T * pl->v_ld + n * pl->dv;
+    /* scores = scale * q k^T, straight into the probabilities' storage */
+    pg_gemm_float32(false, true, T, T, pl->dk, pl->scale, q, pl->q_ld, k, pl->k_ld, 0.0f, p, T);
+    const uint8_t *pad = pl->pad ? pl->pad + b * T : NULL;
+    PG_FOR(TT, i, T, masked_softmax_row(p + i * T, T, pl->causal ? i + 1 : T, pad));
+    const float *weights = p;
+    if (pl->dropout > 0.0f) {
+      pg_rng rng;
+      pg_rng_seed(&rng, pl->seeds[bn]);
+      float *dropped = scratch + TT;
+      apply_dropout(dropped, p, pl->keep ? pl->keep + bn * TT : NULL, TT, pl->dropout, &rng);
+      weights = dropped;
+    }
+    pg_gemm_float32(false, false, T, pl->dv, T, 1.0f, weights, T, v, pl->v_ld, 0.0f,
+            pl->out + b * T * out_ld + n * pl->dv, out_ld);
+  }
+}
+
+/* scratch: 2 T x T blocks. */
+static void general_backward(const sdpa_plan *pl, const sdpa_grads *g, const float *dout,
+                             float *scratch) {
+  const int64_t T = pl->tokens, TT = T * T, out_ld = pl->heads * pl->dv;
+  float *ds = scratch, *dropped = scratch + TT;
+  const float rescale = pl->keep ? 1.0f / (1.0f - pl->dropout) : 1.0f;
+  for (int64_t bn = 0; bn < pl->batch * pl->heads; bn++) {
+    const int64_t b = bn / pl->heads, n = bn % pl->heads;
     const float *p = pl->probs + bn * TT;
     const uint8_t *keep = pl->keep ? pl->keep + bn * TT : NULL;
     const float *q = pl->q + b * T * pl->q_ld + n * pl->dk;
@@ -116,135 +109,110 @@ static void sdpa_backward(const sdpa_plan *pl, const sdpa_grads *g, const float 
     if (g->dv) {
       const float *weights = p;
       if (keep) {
-        apply_dropout(dropped, p, keep, TT, pl->dropout);
+        apply_dropout(dropped, p, (uint8_t *)keep, TT, pl->dropout, NULL);
         weights = dropped;
       }
-      pg_gemm_serial(true, false, T, pl->dv, T, 1.0f, weights, T, go, out_ld, g->beta_v,
-                     g->dv + b * T * g->dv_ld + n * pl->dv, g->dv_ld);
+      pg_gemm_float32(true, false, T, pl->dv, T, 1.0f, weights, T, go, out_ld, g->beta_v,
+              g->dv + b * T * g->dv_ld + n * pl->dv, g->dv_ld);
     }
     if (!g->dq && !g->dk) continue;
-    /* d(weights) = dout v^T, through dropout, then through softmax:
-     * ds_ij = p_ij (dp_ij - sum_l p_il dp_il). Masked weights are 0 in p, so
-     * their scores get no gradient. */
-    pg_gemm_serial(false, true, T, T, pl->dv, 1.0f, go, out_ld, v, pl->v_ld, 0.0f, ds, T);
-    float rescale = keep ? 1.0f / (1.0f - pl->dropout) : 1.0f;
-    for (int64_t i = 0; i < T; i++) {
+    /* d(weights) = dout v^T, through dropout, then through the softmax
+     * (kernels.h's row). Masked weights are 0 in p, so their scores get no
+     * gradient. */
+    pg_gemm_float32(false, true, T, T, pl->dv, 1.0f, go, out_ld, v, pl->v_ld, 0.0f, ds, T);
+    PG_FOR(TT, i, T, {
       float *dsr = ds + i * T;
-      const float *pr = p + i * T;
       if (keep)
         for (int64_t j = 0; j < T; j++) dsr[j] = keep[i * T + j] ? dsr[j] * rescale : 0.0f;
-      float dot = 0.0f;
-      for (int64_t j = 0; j < T; j++) dot += pr[j] * dsr[j];
-      for (int64_t j = 0; j < T; j++) dsr[j] = pr[j] * (dsr[j] - dot);
-    }
+      pg_softmax_grad_row(p + i * T, dsr, dsr, T, false);
+    });
     /* scores = scale * q k^T: dq = scale * ds k, dk = scale * ds^T q */
     if (g->dq)
-      pg_gemm_serial(false, false, T, pl->dk, T, pl->scale, ds, T, k, pl->k_ld, g->beta_q,
-                     g->dq + b * T * g->dq_ld + n * pl->dk, g->dq_ld);
+      pg_gemm_float32(false, false, T, pl->dk, T, pl->scale, ds, T, k, pl->k_ld, g->beta_q,
+              g->dq + b * T * g->dq_ld + n * pl->dk, g->dq_ld);
     if (g->dk)
-      pg_gemm_serial(true, false, T, pl->dk, T, pl->scale, ds, T, q, pl->q_ld, g->beta_k,
-                     g->dk + b * T * g->dk_ld + n * pl->dk, g->dk_ld);
+      pg_gemm_float32(true, false, T, pl->dk, T, pl->scale, ds, T, q, pl->q_ld, g->beta_k,
+              g->dk + b * T * g->dk_ld + n * pl->dk, g->dk_ld);
   }
 }
 
-/* Thread count for a call: one per (b, n) pair at most, and one in all for
- * work too small to pay for waking the others. */
-static int sdpa_threads(const sdpa_plan *pl) {
-  int64_t pairs = pl->batch * pl->heads;
-  double flops = 2.0 * (double)pairs * (double)(pl->tokens * pl->tokens) * (double)(pl->dk + pl->dv);
-  int threads = omp_get_max_threads();
-  if (flops < 1e6 || pairs < 2) return 1;
-  return pairs < threads ? (int)pairs : threads;
-}
-
 /* Fills the parts of the plan that forward and backward share and allocates
- * what the call saves; returns false (error set) when memory runs out.
- * (The "+ 1"s keep empty inputs from asking the arena for zero bytes.) */
+ * what the call saves; returns false (error set) when memory runs out. */
 static bool sdpa_prepare(pg_ctx *ctx, sdpa_plan *pl, bool save, float dropout, pg_rng *rng) {
   int64_t pairs = pl->batch * pl->heads, TT = pl->tokens * pl->tokens;
   pl->scale = pl->dk > 0 ? (float)(1.0 / sqrt((double)pl->dk)) : 1.0f;
   pl->dropout = ctx->training ? dropout : 0.0f;
   if (save) {
-    pl->probs = pg_ctx_alloc(ctx, (size_t)(pairs * TT) * sizeof(float) + 1);
+    pl->probs = pg_scratch(ctx, (size_t)(pairs * TT) * sizeof(float));
     if (!pl->probs) return false;
   }
   if (pl->dropout > 0.0f) {
-    uint64_t *seeds = pg_ctx_alloc(ctx, (size_t)pairs * sizeof(uint64_t) + 1);
+    uint64_t *seeds = pg_scratch(ctx, (size_t)pairs * sizeof(uint64_t));
     if (!seeds) return false;
     /* One seed per (b, n), drawn in order: the masks do not depend on how
      * the pairs are spread over threads. */
     for (int64_t i = 0; i < pairs; i++) seeds[i] = pg_rng_next(rng);
     pl->seeds = seeds;
     if (save) {
-      pl->keep = pg_ctx_alloc(ctx, (size_t)(pairs * TT) + 1);
+      pl->keep = pg_scratch(ctx, (size_t)(pairs * TT));
       if (!pl->keep) return false;
     }
   }
   return true;
 }
 
-/* The fused kernel (attention_fused.h) takes heads without masks or dropout
- * forward; backward it needs only the saved probabilities, which already
- * carry the masks, so any call without dropout. */
+/* ---- Dispatch: the fused kernel (attention_fused.h) when the heads fit,
+ * else the general path ---- */
+
 static pg_attn_fused_args fused_args(const sdpa_plan *pl) {
   return (pg_attn_fused_args){.batch = pl->batch, .tokens = pl->tokens, .heads = pl->heads,
                               .dk = pl->dk, .dv = pl->dv, .q = pl->q, .k = pl->k, .v = pl->v,
                               .q_ld = pl->q_ld, .k_ld = pl->k_ld, .v_ld = pl->v_ld,
                               .out = pl->out, .out_ld = pl->heads * pl->dv, .scale = pl->scale,
-                              .probs = pl->probs};
+                              .probs = pl->probs, .causal = pl->causal, .pad = pl->pad,
+                              .dropout = pl->dropout, .seeds = pl->seeds, .keep = pl->keep};
 }
 
-static float *fused_scratch(pg_ctx *ctx, const pg_attn_fused_args *a, int threads) {
-  return pg_ctx_alloc(ctx, (size_t)pg_attn_fused_scratch_floats(a, threads) * sizeof(float));
+/* The multiply-adds of one call (forward: scores and output), for the
+ * threading policy. */
+static int64_t sdpa_work(const sdpa_plan *pl) {
+  return pl->batch * pl->heads * pl->tokens * pl->tokens * (pl->dk + pl->dv);
 }
 
-static bool run_forward(pg_ctx *ctx, sdpa_plan *pl) {
-  if (!pl->causal && !pl->pad && pl->dropout == 0.0f &&
-      pg_attn_fused_fits(pl->tokens, pl->dk, pl->dv)) {
-    pg_attn_fused_args a = fused_args(pl);
-    int threads = pg_get_threads();
-    float *scratch = fused_scratch(ctx, &a, threads);
-    if (!scratch) return false;
-    pg_attn_fused_forward(&a, scratch, threads);
-    return true;
-  }
-  int threads = sdpa_threads(pl);
-  float *scratch = thread_scratch(ctx, threads, pl->tokens);
+/* Scratch for one call (the fused kernel's per thread, or the general
+ * path's two T x T blocks); NULL with the tape marked broken when out of
+ * memory. */
+static float *sdpa_scratch(pg_ctx *ctx, const pg_attn_fused_args *a, bool fused, int threads) {
+  const int64_t floats = fused ? pg_attn_fused_scratch_floats(a, threads) : 2 * a->tokens * a->tokens;
+  return pg_scratch(ctx, (size_t)floats * sizeof(float));
+}
+
+static bool run_forward(pg_ctx *ctx, const sdpa_plan *pl) {
+  const pg_attn_fused_args a = fused_args(pl);
+  const bool fused = pg_attn_fused_fits(pl->tokens, pl->dk, pl->dv);
+  const int threads = pg_parallel_threads(sdpa_work(pl));
+  float *scratch = sdpa_scratch(ctx, &a, fused, threads);
   if (!scratch) return false;
-  sdpa_forward(pl, scratch, threads);
+  if (fused) pg_attn_fused_forward(&a, scratch, threads);
+  else general_forward(pl, scratch);
   return true;
 }
 
 static void run_backward(pg_ctx *ctx, const sdpa_plan *pl, const sdpa_grads *g, const float *dout) {
-  if (!pl->keep && pg_attn_fused_fits(pl->tokens, pl->dk, pl->dv)) {
-    pg_attn_fused_args a = fused_args(pl);
+  const pg_attn_fused_args a = fused_args(pl);
+  const bool fused = pg_attn_fused_fits(pl->tokens, pl->dk, pl->dv);
+  const int threads = pg_parallel_threads(sdpa_work(pl));
+  float *scratch = sdpa_scratch(ctx, &a, fused, threads);
+  if (!scratch) return;
+  if (fused) {
     pg_attn_fused_grads fg = {.dout = dout, .dq = g->dq, .dk = g->dk, .dv = g->dv,
                               .dq_ld = g->dq_ld, .dk_ld = g->dk_ld, .dv_ld = g->dv_ld,
                               .acc_q = g->beta_q != 0.0f, .acc_k = g->beta_k != 0.0f,
                               .acc_v = g->beta_v != 0.0f};
-    int threads = pg_get_threads();
-    float *scratch = fused_scratch(ctx, &a, threads);
-    if (!scratch) {
-      ctx->tape_broken = true;
-      return;
-    }
     pg_attn_fused_backward(&a, &fg, scratch, threads);
-    return;
+  } else {
+    general_backward(pl, g, dout, scratch);
   }
-  int threads = sdpa_threads(pl);
-  float *scratch = thread_scratch(ctx, threads, pl->tokens);
-  if (!scratch) {
-    ctx->tape_broken = true;
-    return;
-  }
-  sdpa_backward(pl, g, dout, scratch, threads);
-}
-
-static bool needs_grad(const pg_ctx *ctx, int n, pg_tensor *const *ts) {
-  if (!ctx->grad_enabled) return false;
-  for (int i = 0; i < n; i++)
-    if (ts[i]->requires_grad) return true;
-  return false;
 }
 
 static pg_status check_heads(const char *who, int heads, int64_t width, const char *what) {
@@ -255,10 +223,15 @@ static pg_status check_heads(const char *who, int heads, int64_t width, const ch
   return PG_OK;
 }
 
+/* What both ops save: the plan of the call (in the arena). */
+typedef struct {
+  const sdpa_plan *plan;
+} sdpa_saved;
+
 /* ---- packed q, k, v (the multi-head path) ---- */
 
 static void sdpa_packed_backward(pg_ctx *ctx, pg_node *node) {
-  const sdpa_plan *pl = node->saved;
+  const sdpa_plan *pl = ((const sdpa_saved *)node->saved)->plan;
   pg_tensor *qkv = node->in[0];
   bool fresh;
   float *g = pg_grad_dest(ctx, qkv, &fresh);
@@ -278,7 +251,7 @@ pg_tensor *pg_sdpa_packed_op(pg_ctx *ctx, pg_tensor *qkv, int heads, bool causal
   }
   int64_t h = qkv->shape[2] / 3;
   if (check_heads("pg_sdpa_packed_op", heads, h, "hidden size h")) return NULL;
-  sdpa_plan *pl = pg_ctx_alloc(ctx, sizeof *pl);
+  sdpa_plan *pl = pg_scratch(ctx, sizeof *pl);
   pg_tensor *out = pg_empty(ctx, PG_SHAPE(qkv->shape[0], qkv->shape[1], h));
   if (!pl || !out) return NULL;
   int64_t ld = 3 * h;
@@ -287,18 +260,18 @@ pg_tensor *pg_sdpa_packed_op(pg_ctx *ctx, pg_tensor *qkv, int heads, bool causal
                     .q = qkv->data, .k = qkv->data + h, .v = qkv->data + 2 * h,
                     .q_ld = ld, .k_ld = ld, .v_ld = ld, .out = out->data,
                     .causal = causal, .pad = key_padding_mask};
-  bool save = needs_grad(ctx, 1, &qkv);
+  bool save = pg_needs_grad(ctx, 1, &qkv);
   if (!sdpa_prepare(ctx, pl, save, 0.0f, NULL) || !run_forward(ctx, pl)) return NULL;
   pl->pad = NULL; /* the caller's mask need not outlive the call */
-  pg_node *node = pg_tape_record(ctx, "sdpa", sdpa_packed_backward, out, 1, &qkv);
-  if (node) node->saved = pl;
+  pg_node *node = pg_tape_record(ctx, "pg_sdpa_packed_op", sdpa_packed_backward, out, 1, &qkv);
+  PG_SAVE(ctx, node, sdpa_saved, .plan = pl);
   return out;
 }
 
 /* ---- separate q, k, v ---- */
 
 static void sdpa_backward_separate(pg_ctx *ctx, pg_node *node) {
-  const sdpa_plan *pl = node->saved;
+  const sdpa_plan *pl = ((const sdpa_saved *)node->saved)->plan;
   bool fq, fk, fv;
   float *dq = pg_grad_dest(ctx, node->in[0], &fq);
   float *dk = pg_grad_dest(ctx, node->in[1], &fk);
@@ -334,7 +307,7 @@ pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int
     pg_fail(PG_ERR_ARG, "pg_sdpa_op: dropout %g in training needs a random generator (rng is NULL)", (double)dropout);
     return NULL;
   }
-  sdpa_plan *pl = pg_ctx_alloc(ctx, sizeof *pl);
+  sdpa_plan *pl = pg_scratch(ctx, sizeof *pl);
   pg_tensor *out = pg_empty(ctx, PG_SHAPE(q->shape[0], q->shape[1], v->shape[2]));
   if (!pl || !out) return NULL;
   *pl = (sdpa_plan){.batch = q->shape[0], .tokens = q->shape[1], .heads = heads,
@@ -342,12 +315,12 @@ pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int
                     .q = q->data, .k = k->data, .v = v->data,
                     .q_ld = q->shape[2], .k_ld = k->shape[2], .v_ld = v->shape[2],
                     .out = out->data, .causal = causal, .pad = key_padding_mask};
-  bool save = needs_grad(ctx, 3, qkv);
+  bool save = pg_needs_grad(ctx, 3, qkv);
   if (!sdpa_prepare(ctx, pl, save, dropout, rng) || !run_forward(ctx, pl)) return NULL;
   pl->pad = NULL;
   pl->seeds = NULL;
-  pg_node *node = pg_tape_record(ctx, "sdpa", sdpa_backward_separate, out, 3, qkv);
-  if (node) node->saved = pl;
+  pg_node *node = pg_tape_record(ctx, "pg_sdpa_op", sdpa_backward_separate, out, 3, qkv);
+  PG_SAVE(ctx, node, sdpa_saved, .plan = pl);
   return out;
 }
 

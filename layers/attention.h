@@ -1,17 +1,20 @@
 /* Attention: the scaled dot-product core, multi-head self-attention with a
- * fused qkv Linear (DiT/timm style, dit.md), and a single head with its own
- * key, query and value Linears (seed style, clarification 10).
+ * fused qkv Linear (DiT's, as timm's Attention; docs/dit.md), and a single
+ * head with its own key, query and value Linears without bias, scores scaled
+ * by 1/sqrt(head_size) (the seed notebook's Head).
  *
  * Masks: `causal` lets query i see keys 0..i; key_padding_mask [B, T] (1 =
  * this key is padding, as PyTorch's key_padding_mask) hides keys from every
  * query of its batch entry. A query row that sees no key at all gives a zero
  * output and zero gradients (PyTorch gives NaN there).
  *
- * The core runs one (batch, head) pair per OpenMP iteration with
- * single-threaded BLIS GEMMs on strided views of q, k and v (no copies), and
- * a fused, max-subtracted softmax between them. Backward saves the attention
- * probabilities [B, heads, T, T] (and the dropout keep-mask, one byte per
- * weight, when dropout is active). */
+ * The core reads strided views of q, k and v (no copies). Heads of up to
+ * 1024 tokens and 256 channels run through the fused kernel
+ * (attention_fused.h: one (batch, head) pair per thread, masks and dropout
+ * included); larger ones go pair by pair through BLIS's threaded products.
+ * Either way the softmax is max-subtracted, so scores of any magnitude are
+ * safe. Backward saves the attention probabilities [B, heads, T, T] (and the
+ * dropout keep-mask, one byte per weight, when dropout is active). */
 #ifndef PG_ATTENTION_H
 #define PG_ATTENTION_H
 
@@ -33,7 +36,7 @@ PG_API pg_tensor *pg_sdpa_packed_op(pg_ctx *ctx, pg_tensor *qkv, int heads, bool
 PG_API pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int heads,
                       bool causal, const uint8_t *key_padding_mask, float dropout, pg_rng *rng);
 
-/* ---- multi-head self-attention (dit.md) ---- */
+/* ---- multi-head self-attention (DiT's; docs/dit.md) ---- */
 
 /* x [B, T, h], qkv_weight [3h, h], qkv_bias [3h] or NULL, proj_weight [h, h],
  * proj_bias [h] or NULL -> [B, T, h]: proj(heads(sdpa(qkv(x)))). */

@@ -14,7 +14,11 @@ typedef struct {
   void (*forward_pair)(const pg_attn_fused_args *a, int64_t pair, float *scratch);
   void (*backward_pair)(const pg_attn_fused_args *a, const pg_attn_fused_grads *g, int64_t pair,
                         float *scratch);
+  pg_attn_fused_math_fns math;
 } pg_attn_kernels;
+
+/* Rows of a register tile, at most (the dropout tile in scratch has this many). */
+#define MAX_RB 8
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_X86_VARIANTS 1
@@ -61,13 +65,8 @@ typedef struct {
 #endif
 #include "patchgrad/layers/attention_fused_body.h"
 
-static const pg_attn_kernels *kernels;
-static const char *kernels_isa;
-static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
-
-static void choose_kernels_once(void);
-
-static bool cpu_runs(const char *isa) {
+bool pg_attn_fused_runs(const char *isa) {
+  if (!isa) return false;
   if (!strcmp(isa, "sse2")) return true;
 #ifdef HAVE_X86_VARIANTS
   __builtin_cpu_init();
@@ -79,37 +78,38 @@ static bool cpu_runs(const char *isa) {
   return false;
 }
 
-bool pg_attn_fused_use_isa(const char *isa) {
-  pthread_once(&kernels_once, choose_kernels_once);
-  if (!cpu_runs(isa)) return false;
+/* The kernels of a named set, NULL when this CPU or build does not run it. */
+static const pg_attn_kernels *kernels_of(const char *isa) {
+  if (!pg_attn_fused_runs(isa)) return NULL;
 #ifdef HAVE_X86_VARIANTS
-  if (!strcmp(isa, "avx512")) kernels = &kernels_avx512;
-  if (!strcmp(isa, "avx2")) kernels = &kernels_avx2;
+  if (!strcmp(isa, "avx512")) return &kernels_avx512;
+  if (!strcmp(isa, "avx2")) return &kernels_avx2;
 #endif
-  if (!strcmp(isa, "sse2")) kernels = &kernels_base;
-  kernels_isa = kernels == &kernels_base ? "sse2" : isa;
-  return true;
+  return &kernels_base;
 }
 
-static void choose_kernels_once(void) {
-  kernels = &kernels_base;
-  kernels_isa = "sse2";
-#ifdef HAVE_X86_VARIANTS
-  if (cpu_runs("avx512")) {
-    kernels = &kernels_avx512;
-    kernels_isa = "avx512";
-  } else if (cpu_runs("avx2")) {
-    kernels = &kernels_avx2;
-    kernels_isa = "avx2";
-  }
-#endif
-}
+/* The default set, chosen once by the first call from any thread; never
+ * changed afterwards (callers that want another set name it in their args). */
+static const char *default_isa = "sse2";
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
-static void choose_kernels(void) { pthread_once(&kernels_once, choose_kernels_once); }
+static void choose_default(void) {
+  if (pg_attn_fused_runs("avx512")) default_isa = "avx512";
+  else if (pg_attn_fused_runs("avx2")) default_isa = "avx2";
+}
 
 const char *pg_attn_fused_isa(void) {
-  choose_kernels();
-  return kernels_isa;
+  pthread_once(&default_once, choose_default);
+  return default_isa;
+}
+
+static const pg_attn_kernels *kernels_for(const pg_attn_fused_args *a) {
+  return kernels_of(a->isa ? a->isa : pg_attn_fused_isa());
+}
+
+const pg_attn_fused_math_fns *pg_attn_fused_math(const char *isa) {
+  const pg_attn_kernels *k = kernels_of(isa);
+  return k ? &k->math : NULL;
 }
 
 #define FUSED_MAX_TOKENS 1024
@@ -120,11 +120,14 @@ bool pg_attn_fused_fits(int64_t tokens, int64_t dk, int64_t dv) {
          dv <= FUSED_MAX_HEAD;
 }
 
-/* Per thread: one transposed k or v [d, T] and one T x T block, each
- * rounded up to whole cache lines so that threads never share one. */
+/* Per thread: one transposed k or v [d, T] and one T x T block; with
+ * dropout also a second T x T block (the dropped weights, backward) and a
+ * tile of MAX_RB rows (forward). Rounded up to whole cache lines so that
+ * threads never share one. */
 static int64_t per_thread_floats(const pg_attn_fused_args *a) {
-  int64_t d = a->dk > a->dv ? a->dk : a->dv;
-  int64_t n = d * a->tokens + a->tokens * a->tokens;
+  const int64_t T = a->tokens, d = a->dk > a->dv ? a->dk : a->dv;
+  int64_t n = d * T + T * T;
+  if (a->dropout > 0.0f) n += T * T + MAX_RB * T;
   return (n + 15) / 16 * 16;
 }
 
@@ -132,10 +135,10 @@ int64_t pg_attn_fused_scratch_floats(const pg_attn_fused_args *a, int threads) {
   return per_thread_floats(a) * (threads > 0 ? threads : 1);
 }
 
-/* One team of `threads` for every call (never a team of one, which libgomp
- * allocates afresh each time), pairs spread evenly. */
+/* `threads` as the threading policy gives them (autograd/parallel.h): the
+ * full team, pairs spread evenly, or one, without entering OpenMP. */
 void pg_attn_fused_forward(const pg_attn_fused_args *a, float *scratch, int threads) {
-  choose_kernels();
+  const pg_attn_kernels *kernels = kernels_for(a);
   const int64_t pairs = a->batch * a->heads, per = per_thread_floats(a);
   if (threads <= 1) {
     for (int64_t pr = 0; pr < pairs; pr++) kernels->forward_pair(a, pr, scratch);
@@ -148,7 +151,7 @@ void pg_attn_fused_forward(const pg_attn_fused_args *a, float *scratch, int thre
 
 void pg_attn_fused_backward(const pg_attn_fused_args *a, const pg_attn_fused_grads *g,
                             float *scratch, int threads) {
-  choose_kernels();
+  const pg_attn_kernels *kernels = kernels_for(a);
   const int64_t pairs = a->batch * a->heads, per = per_thread_floats(a);
   if (threads <= 1) {
     for (int64_t pr = 0; pr < pairs; pr++) kernels->backward_pair(a, g, pr, scratch);

@@ -8,14 +8,27 @@
  * threading and packing) cost more than the arithmetic at these sizes.
  *
  * Layouts: head n of batch entry b reads q at q + b*T*q_ld + n*dk (rows ld
- * floats apart), likewise k, v, out and the gradients; probs is
- * [B, heads, T, T]. No masks and no dropout: callers with those use the
- * general path. */
+ * floats apart), likewise k, v, out and the gradients; probs and keep are
+ * [B, heads, T, T].
+ *
+ * Masks and dropout as pg_sdpa_op documents them (attention.h): a causal
+ * query i sees keys 0..i, a padded key is seen by no query of its batch
+ * entry, a query that sees no key gets a zero row of weights; dropout keeps
+ * each weight with probability 1 - p (drawn in row-major order from the
+ * pair's own seed, so the masks do not depend on the threads) and scales
+ * the kept ones by 1 / (1 - p).
+ *
+ * The exp, softmax row and softmax backward row are SIMD versions of
+ * autograd/kernels.h's (same clamps and special values; the polynomial
+ * uses fused multiply-adds where the CPU has them), checked against those
+ * by tests/test_kernels.c through pg_attn_fused_math. */
 #ifndef PG_ATTENTION_FUSED_H
 #define PG_ATTENTION_FUSED_H
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "patchgrad/autograd/rng.h"
 
 typedef struct {
   int64_t batch, tokens, heads, dk, dv;
@@ -25,6 +38,14 @@ typedef struct {
   int64_t out_ld;
   float scale;
   float *probs;    /* [B, heads, T, T] softmax saved for backward, or NULL */
+  bool causal;
+  const uint8_t *pad;     /* [B, T], 1 = a padded key; NULL: none (forward only) */
+  float dropout;          /* probability of dropping a weight; 0: none */
+  const uint64_t *seeds;  /* [B * heads] dropout seeds (forward only) */
+  uint8_t *keep;          /* [B, heads, T, T] dropout keep-mask: written forward when
+                           * non-NULL, read backward (required there with dropout) */
+  const char *isa;        /* NULL: the widest set this CPU runs; else "avx512",
+                           * "avx2" or "sse2" (tests), which the CPU must run */
 } pg_attn_fused_args;
 
 typedef struct {
@@ -48,10 +69,21 @@ void pg_attn_fused_forward(const pg_attn_fused_args *a, float *scratch, int thre
 void pg_attn_fused_backward(const pg_attn_fused_args *a, const pg_attn_fused_grads *g,
                             float *scratch, int threads);
 
-/* The instruction set the kernels run with: "avx512", "avx2" or "sse2". */
+/* The instruction set the kernels run with by default: the widest of
+ * "avx512", "avx2", "sse2" this CPU runs, chosen once (thread-safe). */
 const char *pg_attn_fused_isa(void);
-/* For tests: run the kernels of `isa` from now on; false (nothing changed)
- * when this CPU or build cannot run them. */
-bool pg_attn_fused_use_isa(const char *isa);
+/* True when this CPU and build run the kernels of `isa`. */
+bool pg_attn_fused_runs(const char *isa);
+
+/* The SIMD math of one instruction set, for tests against kernels.h: y = exp
+ * of each x (n values, y may be x), one softmax row in place (n >= 1), one
+ * softmax backward row in place (ds = p * (ds - sum(p * ds))). NULL when
+ * this CPU does not run `isa`. */
+typedef struct {
+  void (*exp)(const float *x, float *y, int64_t n);
+  void (*softmax_row)(float *s, int64_t n);
+  void (*softmax_grad_row)(const float *p, float *ds, int64_t n);
+} pg_attn_fused_math_fns;
+const pg_attn_fused_math_fns *pg_attn_fused_math(const char *isa);
 
 #endif

@@ -11,6 +11,8 @@
  *                           either is NaN (x86's maxps/minps)
  * Not a public header. */
 
+_Static_assert(RB <= MAX_RB, "the dropout tile in scratch holds MAX_RB rows");
+
 typedef float ISA(vec) __attribute__((vector_size(W * sizeof(float))));
 typedef int32_t ISA(ivec) __attribute__((vector_size(W * sizeof(float))));
 #define VEC ISA(vec)
@@ -78,14 +80,14 @@ static inline float ISA(hmax)(VEC v) {
 #undef ROT8
 #undef ROT16
 
-/* exp(x), W lanes at a time: pg_expf's range reduction and Cephes polynomial
- * (fastmath.h), with the input clamped to [-87, 88] so that 2^n is one
- * exponent field (below -87 it returns ~1.6e-38 instead of a denormal or 0:
- * a softmax weight that small is 0 for every sum it enters). */
+/* exp(x), W lanes at a time: kernels.h's pg_expf (its range reduction,
+ * Cephes polynomial and clamp of the input to [-104, 89], 2^n applied as
+ * two exact powers of two so that small results underflow gradually to 0,
+ * e^-inf = 0 exactly), with fused multiply-adds in the polynomial. */
 static inline VEC ISA(exp)(VEC x_in) {
-  /* clamped; a NaN becomes -87 here (VMAX returns its second operand then)
+  /* clamped; a NaN becomes -104 here (VMAX returns its second operand then)
    * and is passed through at the end */
-  VEC x = VMIN(VMAX(x_in, ISA(splat)(-87.0f)), ISA(splat)(88.0f));
+  VEC x = VMIN(VMAX(x_in, ISA(splat)(-104.0f)), ISA(splat)(89.0f));
   const VEC round = ISA(splat)(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
   VEC n = (x * ISA(splat)(1.44269504088896341f) + round) - round;
   VEC r = x - n * ISA(splat)(0.693359375f);
@@ -97,8 +99,10 @@ static inline VEC ISA(exp)(VEC x_in) {
   p = FMADD(p, r, ISA(splat)(1.6666665459e-1f));
   p = FMADD(p, r, ISA(splat)(5.0000001201e-1f));
   p = FMADD(p, r * r, r + ISA(splat)(1.0f));
-  IVEC e = (__builtin_convertvector(n, IVEC) + 127) << 23;
-  return ISA(select)(x_in == x_in, p * (VEC)e, x_in);
+  /* n in [-150, 129]: 2^n as 2^half * 2^(n - half), each a valid exponent */
+  const IVEC ni = __builtin_convertvector(n, IVEC), half = ni / 2;
+  const IVEC e1 = (half + 127) << 23, e2 = (ni - half + 127) << 23;
+  return ISA(select)(x_in == x_in, p * (VEC)e1 * (VEC)e2, x_in);
 }
 
 /* One register tile: C[rows, NV*W] (=, or += when acc) alpha * A[rows, K] B[K, NV*W],
@@ -204,6 +208,42 @@ static void ISA(softmax_grad_row)(const float *p, float *ds, int64_t n) {
   for (; j < n; j++) ds[j] = p[j] * (ds[j] - dot);
 }
 
+/* The softmax of score row `row` as the masks shape it: keys j < limit are
+ * visible unless padded (pad NULL: none); hidden keys get weight 0 and a
+ * row that sees no key is all zeros. */
+static void ISA(masked_softmax_row)(float *s, int64_t n, int64_t limit, const uint8_t *pad) {
+  if (limit == n && !pad) {
+    ISA(softmax_row)(s, n);
+    return;
+  }
+  bool any = false;
+  for (int64_t j = 0; j < limit; j++) {
+    if (pad && pad[j]) s[j] = -INFINITY; /* e^-inf = 0 exactly */
+    else any = true;
+  }
+  if (any) ISA(softmax_row)(s, limit);
+  for (int64_t j = any ? limit : 0; j < n; j++) s[j] = 0.0f;
+}
+
+/* Dropout of `rows` weight rows p [rows, n] into d: keep with probability
+ * 1 - dropout, drawn in row-major order; kept weights times 1 / (1 - p). The
+ * keep-mask goes to keep when non-NULL. */
+static void ISA(drop_rows)(const float *p, float *d, uint8_t *keep, int64_t rows, int64_t n,
+                           float dropout, pg_rng *rng) {
+  const float rescale = 1.0f / (1.0f - dropout);
+  for (int64_t i = 0; i < rows * n; i++) {
+    const bool k = pg_rng_uniform(rng) >= dropout;
+    if (keep) keep[i] = k;
+    d[i] = k ? p[i] * rescale : 0.0f;
+  }
+}
+
+static void ISA(exp_values)(const float *x, float *y, int64_t n) {
+  int64_t j = 0;
+  for (; j + W <= n; j += W) ISA(store)(y + j, ISA(exp)(ISA(load)(x + j)));
+  for (; j < n; j++) y[j] = ISA(exp)(ISA(splat)(x[j]))[0];
+}
+
 /* dst[c, r] = src[r * ld + c]: r < rows, c < cols (dst is [cols, rows]).
  * In blocks of 16 rows, so that each store fills a cache line while the 16
  * source rows stay in L1. */
@@ -222,16 +262,28 @@ static void ISA(forward_pair)(const pg_attn_fused_args *a, int64_t pair, float *
   const float *v = a->v + b * T * a->v_ld + n * a->dv;
   float *kt = scratch; /* [dk, T]: k transposed, so that score rows are vectors */
   float *p = a->probs ? a->probs + pair * T * T : scratch + a->dk * T;
+  float *dropped = scratch + (a->dk > a->dv ? a->dk : a->dv) * T + T * T; /* [RB, T] */
+  uint8_t *keep = a->keep ? a->keep + pair * T * T : NULL;
   float *out = a->out + b * T * a->out_ld + n * a->dv;
+  const uint8_t *pad = a->pad ? a->pad + b * T : NULL;
+  pg_rng rng;
+  if (a->dropout > 0.0f) pg_rng_seed(&rng, a->seeds[pair]);
   ISA(transpose)(k, a->k_ld, T, a->dk, kt);
   /* One register tile's rows at a time, start to finish: their scores,
-   * softmax and output while the rows are still in L1. */
+   * softmax, dropout and output while the rows are still in L1. */
   for (int64_t i = 0; i < T; i += RB) {
     const int64_t rows = T - i < RB ? T - i : RB;
     float *pi = p + i * T;
     ISA(gemm)(rows, T, a->dk, a->scale, q + i * a->q_ld, a->q_ld, 1, kt, T, pi, T, false);
-    for (int64_t r = 0; r < rows; r++) ISA(softmax_row)(pi + r * T, T);
-    ISA(gemm)(rows, a->dv, T, 1.0f, pi, T, 1, v, a->v_ld, out + i * a->out_ld, a->out_ld, false);
+    for (int64_t r = 0; r < rows; r++)
+      ISA(masked_softmax_row)(pi + r * T, T, a->causal ? i + r + 1 : T, pad);
+    const float *weights = pi;
+    if (a->dropout > 0.0f) {
+      ISA(drop_rows)(pi, dropped, keep ? keep + i * T : NULL, rows, T, a->dropout, &rng);
+      weights = dropped;
+    }
+    ISA(gemm)(rows, a->dv, T, 1.0f, weights, T, 1, v, a->v_ld, out + i * a->out_ld, a->out_ld,
+              false);
   }
 }
 
@@ -243,13 +295,23 @@ static void ISA(backward_pair)(const pg_attn_fused_args *a, const pg_attn_fused_
   const float *v = a->v + b * T * a->v_ld + n * a->dv;
   const float *p = a->probs + pair * T * T;
   const float *dout = g->dout + b * T * a->out_ld + n * a->dv;
-  /* dv = P^T dout */
-  if (g->dv)
-    ISA(gemm)(T, a->dv, T, 1.0f, p, 1, T, dout, a->out_ld, g->dv + b * T * g->dv_ld + n * a->dv,
+  const uint8_t *keep = a->dropout > 0.0f ? a->keep + pair * T * T : NULL;
+  const float rescale = keep ? 1.0f / (1.0f - a->dropout) : 1.0f;
+  float *vt = scratch, *ds = scratch + (a->dk > a->dv ? a->dk : a->dv) * T;
+  /* dv = W^T dout, W the weights that multiplied v (P after dropout) */
+  if (g->dv) {
+    const float *w = p;
+    if (keep) {
+      float *dropped = ds + T * T;
+      for (int64_t i = 0; i < T * T; i++) dropped[i] = keep[i] ? p[i] * rescale : 0.0f;
+      w = dropped;
+    }
+    ISA(gemm)(T, a->dv, T, 1.0f, w, 1, T, dout, a->out_ld, g->dv + b * T * g->dv_ld + n * a->dv,
               g->dv_ld, g->acc_v);
+  }
   if (!g->dq && !g->dk) return;
-  /* dP = dout v^T, then through the softmax */
-  float *vt = scratch, *ds = scratch + a->dv * T;
+  /* dW = dout v^T, through dropout, then through the softmax (masked
+   * weights are 0 in P, so their scores get no gradient) */
   float *dq = g->dq ? g->dq + b * T * g->dq_ld + n * a->dk : NULL;
   ISA(transpose)(v, a->v_ld, T, a->dv, vt);
   /* A register tile's rows at a time: dP, dS and (scores = scale * q k^T)
@@ -258,6 +320,8 @@ static void ISA(backward_pair)(const pg_attn_fused_args *a, const pg_attn_fused_
     const int64_t rows = T - i < RB ? T - i : RB;
     float *dsi = ds + i * T;
     ISA(gemm)(rows, T, a->dv, 1.0f, dout + i * a->out_ld, a->out_ld, 1, vt, T, dsi, T, false);
+    if (keep)
+      for (int64_t e = 0; e < rows * T; e++) dsi[e] = keep[i * T + e] ? dsi[e] * rescale : 0.0f;
     for (int64_t r = 0; r < rows; r++) ISA(softmax_grad_row)(p + (i + r) * T, dsi + r * T, T);
     if (dq)
       ISA(gemm)(rows, a->dk, T, a->scale, dsi, T, 1, k, a->k_ld, dq + i * g->dq_ld, g->dq_ld,
@@ -268,7 +332,8 @@ static void ISA(backward_pair)(const pg_attn_fused_args *a, const pg_attn_fused_
               g->dk_ld, g->acc_k);
 }
 
-static const pg_attn_kernels ISA(kernels) = {ISA(forward_pair), ISA(backward_pair)};
+static const pg_attn_kernels ISA(kernels) = {
+    ISA(forward_pair), ISA(backward_pair), {ISA(exp_values), ISA(softmax_row), ISA(softmax_grad_row)}};
 
 #undef VEC
 #undef IVEC

@@ -1,4 +1,4 @@
-/* A single attention head, seed style (clarification 10): its own key, query
+/* A single attention head, as the seed notebook's Head: its own key, query
  * and value Linears without bias, scores scaled by 1/sqrt(head_size), an
  * optional causal mask and dropout on the attention weights. The attention
  * itself is the shared core of attention.c with one head. */

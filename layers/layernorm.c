@@ -4,15 +4,29 @@
 #include <omp.h>
 #include <string.h>
 
-#include "patchgrad/autograd/broadcast.h"
+#include "patchgrad/autograd/op.h"
 #include "patchgrad/autograd/vector_clones.h"
 
+/* Per-row statistics, saved by both ops of this file. */
 typedef struct {
   double *mean; /* [rows]; double so that x - mean stays exact for large offsets */
   float *rstd;  /* [rows] 1 / sqrt(var + eps) */
+} row_stats_saved;
+
+/* Arena space for the statistics of `rows` rows. */
+static bool alloc_stats(pg_ctx *ctx, int64_t rows, row_stats_saved *st) {
+  st->mean = pg_scratch(ctx, (size_t)rows * sizeof(double));
+  st->rstd = pg_scratch(ctx, (size_t)rows * sizeof(float));
+  return st->mean && st->rstd;
+}
+
+typedef struct {
+  row_stats_saved stats;
+  int64_t rows;
+  int w_at, b_at; /* positions of weight and bias among the inputs, 0 when absent */
 } layernorm_saved;
 
-/* Two passes (clarification 2): the mean first, then the mean of squared
+/* Two passes: the mean first, then the mean of squared
  * deviations. The one-pass E[x^2] - E[x]^2 loses every digit when the mean is
  * large next to the spread. Sums in double; four partial sums for speed. */
 static inline __attribute__((always_inline)) void row_stats(const float *restrict x, int64_t d,
@@ -36,17 +50,17 @@ static inline __attribute__((always_inline)) void row_stats(const float *restric
 }
 
 typedef struct {
-  const layernorm_saved *s;
+  const row_stats_saved *s;
   const float *x, *dy, *w;
   float *dx;
   bool dx_fresh;
   int64_t d;
 } ln_backward_args;
 
-/* Rows r0..r1-1 of the backward; dw and db contributions summed into pdw,
- * pdb (this thread's slice of scratch, NULL when not wanted). */
-static void ln_backward_rows(const ln_backward_args *a, int64_t r0, int64_t r1, float *pdw,
-                             float *pdb) {
+/* Rows r0..r1-1 of the backward; the weight gradient's contributions
+ * summed into pdw (this thread's slice of scratch, in double; NULL when not
+ * wanted). */
+static void ln_backward_rows(const ln_backward_args *a, int64_t r0, int64_t r1, double *pdw) {
   const int64_t d = a->d;
   for (int64_t r = r0; r < r1; r++) {
     const float *xr = a->x + r * d, *gr = a->dy + r * d;
@@ -56,7 +70,6 @@ static void ln_backward_rows(const ln_backward_args *a, int64_t r0, int64_t r1, 
       for (int64_t j = 0; j < d; j++) {
         float xhat = (float)(xr[j] - mean) * rstd;
         pdw[j] += gr[j] * xhat;
-        pdb[j] += gr[j];
       }
     if (!a->dx) continue;
     /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight. */
@@ -80,46 +93,43 @@ static void ln_backward_rows(const ln_backward_args *a, int64_t r0, int64_t r1, 
 static void layernorm_backward(pg_ctx *ctx, pg_node *node) {
   const layernorm_saved *s = node->saved;
   pg_tensor *x = node->in[0];
-  pg_tensor *weight = node->iarg[1] ? node->in[node->iarg[1]] : NULL;
-  pg_tensor *bias = node->iarg[2] ? node->in[node->iarg[2]] : NULL;
-  int64_t d = x->shape[x->ndim - 1], rows = node->iarg[0];
+  pg_tensor *weight = s->w_at ? node->in[s->w_at] : NULL;
+  pg_tensor *bias = s->b_at ? node->in[s->b_at] : NULL;
+  int64_t d = x->shape[x->ndim - 1], rows = s->rows;
   bool dx_fresh = false, dw_fresh = false, db_fresh = false;
   float *dx = pg_grad_dest(ctx, x, &dx_fresh);
   float *dw = weight ? pg_grad_dest(ctx, weight, &dw_fresh) : NULL;
   float *db = bias ? pg_grad_dest(ctx, bias, &db_fresh) : NULL;
-  const ln_backward_args a = {s, x->data, node->out->grad, weight ? weight->data : NULL,
+  const ln_backward_args a = {&s->stats, x->data, node->out->grad, weight ? weight->data : NULL,
                               dx, dx_fresh, d};
-  /* dw and db sum over rows: each thread sums its rows into its own slice of
-   * scratch, and the slices are added at the end. Small inputs stay on this
-   * thread without entering OpenMP (a team of one is allocated each time). */
-  int threads = pg_use_threads(rows * d) ? omp_get_max_threads() : 1;
-  float *partial = NULL;
-  if (dw || db) {
-    partial = pg_ctx_alloc(ctx, (size_t)threads * 2 * (size_t)d * sizeof(float));
-    if (!partial) {
-      ctx->tape_broken = true;
-      return;
-    }
-    memset(partial, 0, (size_t)threads * 2 * (size_t)d * sizeof(float));
+  /* The bias gradient is the column sums of dy (the one kernel for them). */
+  if (db) pg_column_sums(node->out->grad, rows, d, db, !db_fresh);
+  /* dw sums over rows: each thread sums its rows into its own slice of
+   * scratch, in double, and the slices are added at the end, in thread
+   * order. */
+  const int threads = pg_parallel_threads(rows * d);
+  double *partial = NULL;
+  if (dw) {
+    partial = pg_scratch(ctx, (size_t)threads * (size_t)d * sizeof(double));
+    if (!partial) return;
+    memset(partial, 0, (size_t)threads * (size_t)d * sizeof(double));
   }
   if (threads == 1) {
-    ln_backward_rows(&a, 0, rows, partial, partial ? partial + d : NULL);
+    ln_backward_rows(&a, 0, rows, partial);
   } else {
 #pragma omp parallel num_threads(threads)
     {
       int t = omp_get_thread_num(), n = omp_get_num_threads();
-      float *pdw = partial ? partial + (size_t)t * 2 * (size_t)d : NULL;
+      double *pdw = partial ? partial + (size_t)t * (size_t)d : NULL;
       int64_t per = (rows + n - 1) / n, r0 = t * per < rows ? t * per : rows;
-      ln_backward_rows(&a, r0, r0 + per < rows ? r0 + per : rows, pdw, pdw ? pdw + d : NULL);
+      ln_backward_rows(&a, r0, r0 + per < rows ? r0 + per : rows, pdw);
     }
   }
-  for (int t = 0; partial && t < threads; t++) {
-    const float *pdw = partial + (size_t)t * 2 * (size_t)d, *pdb = pdw + d;
-    for (int64_t j = 0; j < d; j++) {
-      bool first = t == 0;
-      if (dw) dw[j] = (first && dw_fresh ? 0.0f : dw[j]) + pdw[j];
-      if (db) db[j] = (first && db_fresh ? 0.0f : db[j]) + pdb[j];
-    }
+  if (!dw) return;
+  for (int64_t j = 0; j < d; j++) {
+    double sum = 0;
+    for (int t = 0; t < threads; t++) sum += partial[(size_t)t * (size_t)d + (size_t)j];
+    dw[j] = (dw_fresh ? 0.0f : dw[j]) + (float)sum;
   }
 }
 
@@ -147,20 +157,16 @@ pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tens
       return NULL;
     }
   pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
-  int64_t rows = x->numel / d;
-  layernorm_saved *s = pg_ctx_alloc(ctx, sizeof *s);
-  if (s) {
-    s->mean = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(double));
-    s->rstd = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(float));
-  }
-  if (!y || !s || !s->mean || !s->rstd) return NULL;
+  const int64_t rows = x->numel / d;
+  row_stats_saved st;
+  if (!y || !alloc_stats(ctx, rows, &st)) return NULL;
   const float *w = weight ? weight->data : NULL, *b = bias ? bias->data : NULL;
   PG_FOR(x->numel, r, rows, {
     const float *xr = x->data + r * d;
     float *yr = y->data + r * d;
-    row_stats(xr, d, eps, &s->mean[r], &s->rstd[r]);
-    double mean = s->mean[r];
-    float rstd = s->rstd[r];
+    row_stats(xr, d, eps, &st.mean[r], &st.rstd[r]);
+    double mean = st.mean[r];
+    float rstd = st.rstd[r];
     for (int64_t j = 0; j < d; j++) {
       float v = (float)(xr[j] - mean) * rstd;
       if (w) v *= w[j];
@@ -168,29 +174,21 @@ pg_tensor *pg_layernorm_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tens
       yr[j] = v;
     }
   });
-  /* Inputs are x, then weight and bias when present; iarg[1], iarg[2] hold
-   * their positions (0 when absent). */
+  /* Inputs are x, then weight and bias when present. */
   pg_tensor *inputs[3] = {x, NULL, NULL};
-  int n_in = 1;
-  int64_t w_at = 0, b_at = 0;
+  int n_in = 1, w_at = 0, b_at = 0;
   if (weight) w_at = n_in, inputs[n_in++] = weight;
   if (bias) b_at = n_in, inputs[n_in++] = bias;
-  pg_node *node = pg_tape_record(ctx, "layernorm", layernorm_backward, y, n_in, inputs);
-  if (node) {
-    node->saved = s;
-    node->iarg[0] = rows;
-    node->iarg[1] = w_at;
-    node->iarg[2] = b_at;
-  }
+  pg_node *node = pg_tape_record(ctx, "pg_layernorm_op", layernorm_backward, y, n_in, inputs);
+  PG_SAVE(ctx, node, layernorm_saved, .stats = st, .rows = rows, .w_at = w_at, .b_at = b_at);
   return y;
 }
 
 /* ---- LayerNorm fused with modulate ---- */
 
 typedef struct {
-  layernorm_saved stats;
+  row_stats_saved stats;
   int64_t batch, tokens, d;
-  float eps;
 } lnmod_saved;
 
 /* The rows of one sample: y = (x - mean) * rstd * (1 + scale) + shift, in the
@@ -290,20 +288,14 @@ pg_tensor *pg_layernorm_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift,
   }
   pg_tensor *y = pg_empty(ctx, x->ndim, x->shape);
   const int64_t rows = x->numel / d, T = B ? rows / B : 0;
-  lnmod_saved *s = pg_ctx_alloc(ctx, sizeof *s);
-  if (s) {
-    s->stats.mean = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(double));
-    s->stats.rstd = pg_ctx_alloc(ctx, (size_t)(rows ? rows : 1) * sizeof(float));
-  }
-  if (!y || !s || !s->stats.mean || !s->stats.rstd) return NULL;
-  *s = (lnmod_saved){s->stats, B, T, d, eps};
+  row_stats_saved st;
+  if (!y || !alloc_stats(ctx, rows, &st)) return NULL;
   PG_FOR(x->numel, b, B,
          lnmod_forward_sample(x->data + b * T * d, shift->data + b * d, scale->data + b * d,
-                              y->data + b * T * d, T, d, eps, s->stats.mean + b * T,
-                              s->stats.rstd + b * T));
-  pg_node *node = pg_tape_record(ctx, "layernorm_modulate", lnmod_backward, y, 3,
+                              y->data + b * T * d, T, d, eps, st.mean + b * T, st.rstd + b * T));
+  pg_node *node = pg_tape_record(ctx, "pg_layernorm_modulate_op", lnmod_backward, y, 3,
                                  (pg_tensor *[]){x, shift, scale});
-  if (node) node->saved = s;
+  PG_SAVE(ctx, node, lnmod_saved, .stats = st, .batch = B, .tokens = T, .d = d);
   return y;
 }
 

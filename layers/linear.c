@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "patchgrad/autograd/blas.h"
-#include "patchgrad/autograd/broadcast.h"
+#include "patchgrad/autograd/op.h"
 
 pg_status pg_linear_check_args(const char *who, const pg_tensor *x, const pg_tensor *weight,
                                    const pg_tensor *bias) {
@@ -22,54 +22,29 @@ pg_status pg_linear_check_args(const char *who, const pg_tensor *x, const pg_ten
   return PG_OK;
 }
 
-/* Columns j0..j0+width-1 (width <= 64) of db (+)= the column sums of dy. */
-static void column_block_sums(const float *restrict dy, int64_t m, int64_t n, int64_t j0,
-                              int64_t width, float *restrict db, bool fresh) {
-  float acc[64];
-  for (int64_t j = 0; j < width; j++) acc[j] = fresh ? 0.0f : db[j0 + j];
-  for (int64_t i = 0; i < m; i++) {
-    const float *row = dy + i * n + j0;
-    for (int64_t j = 0; j < width; j++) acc[j] += row[j];
-  }
-  for (int64_t j = 0; j < width; j++) db[j0 + j] = acc[j];
-}
-
-/* db (+)= column sums of dy [m, n]. Columns are split over threads so that
- * each thread owns its outputs and rows are still read contiguously (small
- * sums on this thread only: PG_FOR). */
-static void column_sums(const float *restrict dy, int64_t m, int64_t n, float *restrict db,
-                        bool fresh) {
-  const int64_t block = 64;
-  int64_t n_blocks = (n + block - 1) / block;
-  PG_FOR(m * n, jb, n_blocks,
-         column_block_sums(dy, m, n, jb * block, jb * block + block < n ? block : n - jb * block,
-                           db, fresh));
-}
-
-/* Products too small to pay for waking BLIS's threads run on this one. */
-static void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float *a,
-                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-  if ((double)m * (double)n * (double)k < 32768.0)
-    pg_gemm_serial(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-  else
-    pg_gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-}
-
 void pg_linear_backward_from(pg_ctx *ctx, const float *dy, int64_t m, pg_tensor *x,
                              pg_tensor *weight, pg_tensor *bias) {
   int64_t in = weight->shape[1], out = weight->shape[0];
   bool fresh;
   float *dx = pg_grad_dest(ctx, x, &fresh);
-  if (dx) gemm(false, false, m, in, out, dy, out, weight->data, in, fresh ? 0.0f : 1.0f, dx, in);
+  if (dx)
+    pg_gemm_auto(false, false, m, in, out, 1.0f, dy, out, weight->data, in, fresh ? 0.0f : 1.0f,
+                 dx, in);
   float *dw = pg_grad_dest(ctx, weight, &fresh);
-  if (dw) gemm(true, false, out, in, m, dy, out, x->data, in, fresh ? 0.0f : 1.0f, dw, in);
+  if (dw)
+    pg_gemm_auto(true, false, out, in, m, 1.0f, dy, out, x->data, in, fresh ? 0.0f : 1.0f, dw, in);
   float *db = bias ? pg_grad_dest(ctx, bias, &fresh) : NULL;
-  if (db) column_sums(dy, m, out, db, fresh);
+  if (db) pg_column_sums(dy, m, out, db, !fresh);
 }
 
+typedef struct {
+  int64_t rows; /* m: the rows of x [..., in] seen as [m, in] */
+} linear_saved;
+
 static void linear_backward(pg_ctx *ctx, pg_node *node) {
+  const linear_saved *s = node->saved;
   pg_tensor *x = node->in[0], *weight = node->in[1], *bias = node->n_in > 2 ? node->in[2] : NULL;
-  pg_linear_backward_from(ctx, node->out->grad, node->iarg[0], x, weight, bias);
+  pg_linear_backward_from(ctx, node->out->grad, s->rows, x, weight, bias);
 }
 
 pg_tensor *pg_linear_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias) {
@@ -87,11 +62,12 @@ pg_tensor *pg_linear_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor 
   if (bias)
     PG_FOR(y->numel, i, m, memcpy(y->data + i * out_features, bias->data, (size_t)out_features * sizeof(float)));
   if (in == 0 && !bias) memset(y->data, 0, (size_t)y->numel * sizeof(float));
-  if (in > 0) gemm(false, true, m, out_features, in, x->data, in, weight->data, in,
-                   bias ? 1.0f : 0.0f, y->data, out_features);
+  if (in > 0)
+    pg_gemm_auto(false, true, m, out_features, in, 1.0f, x->data, in, weight->data, in,
+                 bias ? 1.0f : 0.0f, y->data, out_features);
   pg_tensor *inputs[3] = {x, weight, bias};
-  pg_node *node = pg_tape_record(ctx, "linear", linear_backward, y, bias ? 3 : 2, inputs);
-  if (node) node->iarg[0] = m;
+  pg_node *node = pg_tape_record(ctx, "pg_linear_op", linear_backward, y, bias ? 3 : 2, inputs);
+  PG_SAVE(ctx, node, linear_saved, .rows = m);
   return y;
 }
 
@@ -132,8 +108,10 @@ pg_status pg_linear_fill(pg_tensor *weight, pg_tensor *bias, pg_linear_init_kind
   return PG_OK;
 }
 
-pg_status pg_linear_init(pg_linear *l, pg_params *ps, const char *prefix, int64_t in, int64_t out,
-                         bool bias, pg_linear_init_kind init, float std, pg_rng *rng) {
+pg_status pg_linear_init(pg_linear *l, pg_params *ps, const char *prefix, int64_t in_features,
+                         int64_t out_features, bool bias, pg_linear_init_kind init, float std,
+                         pg_rng *rng) {
+  const int64_t in = in_features, out = out_features;
   if (!l || !ps || !prefix) return pg_fail(PG_ERR_ARG, "pg_linear_init: layer, params and prefix must not be NULL");
   memset(l, 0, sizeof *l);
   if (in < 1 || out < 1)
@@ -145,8 +123,8 @@ pg_status pg_linear_init(pg_linear *l, pg_params *ps, const char *prefix, int64_
     return pg_fail(PG_ERR_ARG, "pg_linear_init '%s': init kind %d needs a random generator (rng is NULL)", prefix, (int)init);
   if (init == PG_LINEAR_INIT_NORMAL && (!(std >= 0.0f) || isinf(std)))
     return pg_fail(PG_ERR_ARG, "pg_linear_init '%s': normal init needs a finite std >= 0, got %g", prefix, (double)std);
-  l->in = in;
-  l->out = out;
+  l->in_features = in;
+  l->out_features = out;
   l->weight = pg_params_add(ps, PG_PARAM_WEIGHT, PG_SHAPE(out, in), "%s.weight", prefix);
   if (!l->weight) return pg_last_status();
   if (bias) {

@@ -24,16 +24,17 @@ typedef enum {
 } pg_linear_init_kind;
 
 typedef struct {
-  pg_tensor *weight; /* [out, in], owned by the parameter list */
-  pg_tensor *bias;   /* [out] or NULL */
-  int64_t in, out;
+  pg_tensor *weight; /* [out_features, in_features], owned by the parameter list */
+  pg_tensor *bias;   /* [out_features] or NULL */
+  int64_t in_features, out_features;
 } pg_linear;
 
 /* Registers `<prefix>.weight` (PG_PARAM_WEIGHT) and, when bias, `<prefix>.bias`
  * (PG_PARAM_BIAS) in ps and initialises them; std is read only by
  * PG_LINEAR_INIT_NORMAL, rng may be NULL only for PG_LINEAR_INIT_ZEROS. */
-PG_API pg_status pg_linear_init(pg_linear *l, pg_params *ps, const char *prefix, int64_t in, int64_t out,
-                         bool bias, pg_linear_init_kind init, float std, pg_rng *rng);
+PG_API pg_status pg_linear_init(pg_linear *l, pg_params *ps, const char *prefix, int64_t in_features,
+                               int64_t out_features, bool bias, pg_linear_init_kind init, float std,
+                               pg_rng *rng);
 PG_API pg_tensor *pg_linear_forward(pg_ctx *ctx, const pg_linear *l, pg_tensor *x);
 
 /* Fills an existing weight (and bias, may be NULL) with one of the schemes;

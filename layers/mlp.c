@@ -1,79 +1,53 @@
 #include "patchgrad/layers/mlp.h"
 
-#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "patchgrad/autograd/broadcast.h"
-#include "patchgrad/autograd/fastmath.h"
+#include "patchgrad/autograd/op.h"
+#include "patchgrad/autograd/kernels.h"
 #include "patchgrad/autograd/vector_clones.h"
 
 /* GELU, tanh form, in place on z[0..n), and its slope gelu'(z) when slope is
- * non-NULL. With u = c (z + a z^3) and s = sigmoid(2u):
- *   0.5 z (1 + tanh u) = z s,   gelu'(z) = s + 2 z s (1 - s) u'
- * (1 + tanh u = 2s, 1 - tanh^2 u = 4 s (1 - s)): one exp per element, from
- * pg_expf, so that the loop vectorises. */
+ * non-NULL: kernels.h's pg_gelu_tanhf (one exp per element, so that the
+ * loop vectorises), the same numbers as pg_gelu(x, PG_GELU_TANH). */
 PG_VECTOR_CLONES static void gelu_range(float *restrict z, float *restrict slope, int64_t n) {
-  const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-  const float a = 0.044715f;
-  if (slope) {
-    for (int64_t i = 0; i < n; i++) {
-      float x = z[i], x2 = x * x;
-      float s = 1.0f / (1.0f + pg_expf(-2.0f * c * (x + a * x2 * x)));
-      z[i] = x * s;
-      slope[i] = s + 2.0f * x * s * (1.0f - s) * c * (1.0f + 3.0f * a * x2);
-    }
-  } else {
-    for (int64_t i = 0; i < n; i++) {
-      float x = z[i];
-      z[i] = x / (1.0f + pg_expf(-2.0f * c * (x + a * x * x * x)));
-    }
-  }
+  if (slope)
+    for (int64_t i = 0; i < n; i++) z[i] = pg_gelu_tanh_and_slopef(z[i], &slope[i]);
+  else
+    for (int64_t i = 0; i < n; i++) z[i] = pg_gelu_tanhf(z[i]);
 }
 
 PG_VECTOR_CLONES static void scale_range(float *restrict g, const float *restrict slope, int64_t n) {
   for (int64_t i = 0; i < n; i++) g[i] *= slope[i];
 }
 
-/* Thread t's share [*lo, *hi) of n elements, cut at multiples of 16 floats
- * so that no two threads write one cache line. */
-static void share(int64_t n, int t, int threads, int64_t *lo, int64_t *hi) {
-  int64_t per = (n / threads + 15) / 16 * 16;
-  *lo = t * per < n ? t * per : n;
-  *hi = *lo + per < n ? *lo + per : n;
+/* z[lo, hi) (and its slope): one thread's share of gelu_range. */
+typedef struct {
+  float *z, *slope;
+} gelu_job;
+
+static void gelu_slice(void *user, int64_t lo, int64_t hi) {
+  const gelu_job *j = user;
+  gelu_range(j->z + lo, j->slope ? j->slope + lo : NULL, hi - lo);
 }
 
-/* Large arrays on every thread; small ones on this one without entering a
- * parallel region (a team of one is allocated afresh by libgomp each time). */
-static void gelu(float *z, float *slope, int64_t n) {
-  if (!pg_use_threads(n)) {
-    gelu_range(z, slope, n);
-    return;
-  }
-#pragma omp parallel
-  {
-    int64_t lo, hi;
-    share(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-    gelu_range(z + lo, slope ? slope + lo : NULL, hi - lo);
-  }
+/* g[lo, hi) *= slope[lo, hi) */
+static void scale_slice(void *user, int64_t lo, int64_t hi) {
+  const gelu_job *j = user;
+  scale_range(j->z + lo, j->slope + lo, hi - lo);
 }
+
+typedef struct {
+  float *slope; /* gelu'(z) [..., out], z = x W^T + b */
+  int64_t rows; /* of x seen as [rows, in] */
+} linear_gelu_saved;
 
 static void linear_gelu_backward(pg_ctx *ctx, pg_node *node) {
-  const float *slope = node->saved; /* gelu'(z) */
+  const linear_gelu_saved *s = node->saved;
   float *dy = node->out->grad;
-  int64_t n = node->out->numel;
   /* dz = dy * gelu'(z), in place: the output's gradient is not needed after */
-  if (!pg_use_threads(n)) {
-    scale_range(dy, slope, n);
-  } else {
-#pragma omp parallel
-    {
-      int64_t lo, hi;
-      share(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-      scale_range(dy + lo, slope + lo, hi - lo);
-    }
-  }
-  pg_linear_backward_from(ctx, dy, node->iarg[0], node->in[0], node->in[1],
+  pg_parallel_ranges(node->out->numel, scale_slice, &(gelu_job){dy, s->slope});
+  pg_linear_backward_from(ctx, dy, s->rows, node->in[0], node->in[1],
                           node->n_in > 2 ? node->in[2] : NULL);
 }
 
@@ -87,22 +61,22 @@ pg_tensor *pg_linear_gelu_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_te
   pg_set_grad_enabled(ctx, was);
   if (!y) return NULL;
   pg_tensor *inputs[3] = {x, weight, bias};
-  bool record = was && (x->requires_grad || weight->requires_grad || (bias && bias->requires_grad));
-  float *slope = record ? pg_ctx_alloc(ctx, (size_t)y->numel * sizeof(float) + 1) : NULL;
+  const int n_in = bias ? 3 : 2;
+  const bool record = pg_needs_grad(ctx, n_in, inputs);
+  float *slope = record ? pg_scratch(ctx, (size_t)y->numel * sizeof(float)) : NULL;
   if (record && !slope) return NULL;
-  gelu(y->data, slope, y->numel);
-  if (!record) return y;
-  int64_t in = weight->shape[1];
-  pg_node *node = pg_tape_record(ctx, "linear_gelu", linear_gelu_backward, y, bias ? 3 : 2, inputs);
-  if (node) {
-    node->saved = slope;
-    node->iarg[0] = in ? x->numel / in : pg_shape_numel(x->ndim - 1, x->shape);
-  }
+  pg_parallel_ranges(y->numel, gelu_slice, &(gelu_job){y->data, slope});
+  const int64_t in = weight->shape[1];
+  pg_node *node = pg_tape_record(ctx, "pg_linear_gelu_op", linear_gelu_backward, y, n_in, inputs);
+  PG_SAVE(ctx, node, linear_gelu_saved, .slope = slope,
+          .rows = in ? x->numel / in : pg_shape_numel(x->ndim - 1, x->shape));
   return y;
 }
 
-pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in, int64_t hidden,
-                      int64_t out, pg_linear_init_kind init, float std, pg_rng *rng) {
+pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in_features,
+                      int64_t hidden_features, int64_t out_features, pg_linear_init_kind init,
+                      float std, pg_rng *rng) {
+  const int64_t in = in_features, hidden = hidden_features, out = out_features;
   if (!m || !ps || !prefix) return pg_fail(PG_ERR_ARG, "pg_mlp_init: layer, params and prefix must not be NULL");
   memset(m, 0, sizeof *m);
   char name[PG_PARAM_NAME_MAX];
@@ -112,9 +86,9 @@ pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in, 
   snprintf(name, sizeof name, "%s.fc2", prefix);
   st = pg_linear_init(&m->fc2, ps, name, hidden, out, true, init, std, rng);
   if (st) return st;
-  m->in = in;
-  m->hidden = hidden;
-  m->out = out;
+  m->in_features = in;
+  m->hidden_features = hidden;
+  m->out_features = out;
   return PG_OK;
 }
 

@@ -17,12 +17,13 @@ PG_API pg_tensor *pg_linear_gelu_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight
 typedef struct {
   pg_linear fc1; /* `<prefix>.fc1.weight` [hidden, in], `.fc1.bias` [hidden] */
   pg_linear fc2; /* `<prefix>.fc2.weight` [out, hidden], `.fc2.bias` [out] */
-  int64_t in, hidden, out;
+  int64_t in_features, hidden_features, out_features; /* timm's Mlp names */
 } pg_mlp;
 
 /* Both Linears with biases and the given init scheme (DiT: xavier_uniform). */
-PG_API pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in, int64_t hidden,
-                      int64_t out, pg_linear_init_kind init, float std, pg_rng *rng);
+PG_API pg_status pg_mlp_init(pg_mlp *m, pg_params *ps, const char *prefix, int64_t in_features,
+                            int64_t hidden_features, int64_t out_features, pg_linear_init_kind init,
+                            float std, pg_rng *rng);
 /* x [..., in] -> [..., out]. */
 PG_API pg_tensor *pg_mlp_forward(pg_ctx *ctx, const pg_mlp *m, pg_tensor *x);
 

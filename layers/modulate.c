@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "patchgrad/autograd/broadcast.h"
+#include "patchgrad/autograd/op.h"
 
 /* x is [B, ..., h]: B samples of `tokens` rows of h values each. */
 typedef struct {
@@ -23,23 +23,11 @@ static pg_status check_per_sample(const char *who, const pg_tensor *x, const cha
   return PG_OK;
 }
 
-/* The geometry travels to the backward in the node's integer arguments. */
-static void save_per_sample(pg_node *node, per_sample d) {
-  if (!node) return;
-  node->iarg[0] = d.batch;
-  node->iarg[1] = d.tokens;
-  node->iarg[2] = d.hidden;
-}
-
-static per_sample saved_per_sample(const pg_node *node) {
-  return (per_sample){node->iarg[0], node->iarg[1], node->iarg[2]};
-}
-
 /* ---- modulate ---- */
 
 static void modulate_backward(pg_ctx *ctx, pg_node *node) {
   pg_tensor *x = node->in[0], *shift = node->in[1], *scale = node->in[2];
-  const per_sample d = saved_per_sample(node);
+  const per_sample d = *(const per_sample *)node->saved;
   const float *g = node->out->grad;
   bool fx, fsh, fsc;
   float *dx = pg_grad_dest(ctx, x, &fx);
@@ -85,7 +73,8 @@ pg_tensor *pg_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor
     for (int64_t j = 0; j < d.hidden; j++) o[j] = xr[j] * (1.0f + sc[j]) + sh[j];
   });
   pg_tensor *inputs[3] = {x, shift, scale};
-  save_per_sample(pg_tape_record(ctx, "modulate", modulate_backward, out, 3, inputs), d);
+  pg_node *node = pg_tape_record(ctx, "pg_modulate_op", modulate_backward, out, 3, inputs);
+  pg_node_save(ctx, node, &d, sizeof d); /* the geometry */
   return out;
 }
 
@@ -93,12 +82,12 @@ pg_tensor *pg_modulate_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *shift, pg_tensor
 
 static void gated_residual_backward(pg_ctx *ctx, pg_node *node) {
   pg_tensor *x = node->in[0], *gate = node->in[1], *y = node->in[2];
-  const per_sample d = saved_per_sample(node);
+  const per_sample d = *(const per_sample *)node->saved;
   float *g = node->out->grad;
   /* dx = g: an intermediate x without a gradient yet adopts the output's
-   * buffer (as a reshape does) instead of receiving a copy; only after g has
+   * buffer (pg_grad_adopt) instead of receiving a copy; only after g has
    * been read for dy and dgate, and never when x is also gate or y. */
-  const bool adopt = x->requires_grad && !x->grad && !x->heap && x != y && x != gate;
+  const bool adopt = x != y && x != gate && pg_grad_adoptable(x);
   bool fx = false, fg, fy;
   float *dx = adopt ? NULL : pg_grad_dest(ctx, x, &fx);
   float *dgate = pg_grad_dest(ctx, gate, &fg);
@@ -126,7 +115,7 @@ static void gated_residual_backward(pg_ctx *ctx, pg_node *node) {
         for (int64_t j = 0; j < d.hidden; j++) dga[j] += gr[j] * yr[j];
     }
   });
-  if (adopt) x->grad = g;
+  if (adopt) pg_grad_adopt(x, g);
 }
 
 pg_tensor *pg_gated_residual_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *gate, pg_tensor *y) {
@@ -147,6 +136,7 @@ pg_tensor *pg_gated_residual_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *gate, pg_t
     for (int64_t j = 0; j < d.hidden; j++) o[j] = xr[j] + ga[j] * yr[j];
   });
   pg_tensor *inputs[3] = {x, gate, y};
-  save_per_sample(pg_tape_record(ctx, "gated_residual", gated_residual_backward, out, 3, inputs), d);
+  pg_node *node = pg_tape_record(ctx, "pg_gated_residual_op", gated_residual_backward, out, 3, inputs);
+  pg_node_save(ctx, node, &d, sizeof d); /* the geometry */
   return out;
 }

@@ -2,11 +2,7 @@
 
 #include <string.h>
 
-#include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/broadcast.h"
-
-/* Below this many multiply-adds, one thread multiplies faster than several. */
-#define PG_PATCH_GEMM_PARALLEL_MIN (1 << 18)
 
 int64_t pg_patch_grid_size(int64_t s, int64_t patch, int64_t stride) {
   return s < patch ? 0 : (s - patch) / stride + 1;
@@ -154,15 +150,6 @@ void pg_col2im_add(const pg_patch_geom *g, const float *cols, float *signal) {
   }
 }
 
-void pg_patch_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                   float *c, int64_t ldc) {
-  if (m * n * k < PG_PATCH_GEMM_PARALLEL_MIN)
-    pg_gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  else
-    pg_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
 void pg_swap_inner_axes(const float *src, float *dst, int64_t outer, int64_t n1, int64_t n2,
                         bool accumulate) {
   for (int64_t o = 0; o < outer; o++) {
@@ -174,16 +161,6 @@ void pg_swap_inner_axes(const float *src, float *dst, int64_t outer, int64_t n1,
         else d[j * n1 + i] = s[i * n2 + j];
       }
   }
-}
-
-void pg_bias_grad_add(float *restrict grad_bias, const float *restrict grad, int64_t rows,
-                      int64_t channels) {
-  /* Blocks of 64 channels, each summed over all rows by one thread. */
-  const int64_t blocks = (channels + 63) / 64;
-  PG_FOR(rows * channels, blk, blocks, {
-    const int64_t c0 = blk * 64, n = channels - c0 < 64 ? channels - c0 : 64;
-    for (int64_t r = 0; r < rows; r++) add_run(grad_bias + c0, grad + r * channels + c0, n);
-  });
 }
 
 void pg_fill_rows(float *signal, const float *bias, int64_t rows, int64_t channels) {

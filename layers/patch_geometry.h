@@ -90,15 +90,6 @@ PG_API void pg_col2im_add(const pg_patch_geom *g, const float *cols, float *sign
 PG_API void pg_swap_inner_axes(const float *src, float *dst, int64_t outer, int64_t n1, int64_t n2,
                         bool accumulate);
 
-/* pg_gemm (same arguments), kept on the calling thread when the product is
- * too small for threads to pay: tiny products, as in gradient checks or
- * small models, would otherwise spend their time in BLIS's thread barriers. */
-PG_API void pg_patch_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                   float *c, int64_t ldc);
-
-/* grad_bias[c] += sum over rows of grad[r, c] (grad is [rows, channels]). */
-PG_API void pg_bias_grad_add(float *grad_bias, const float *grad, int64_t rows, int64_t channels);
 /* signal[r, :] = bias for every row (bias NULL: zeros). */
 PG_API void pg_fill_rows(float *signal, const float *bias, int64_t rows, int64_t channels);
 

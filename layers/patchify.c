@@ -13,7 +13,8 @@
 #include <math.h>
 
 #include "patchgrad/layers/patch_geometry.h"
-#include "patchgrad/autograd/tape.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/op.h"
 
 typedef struct {
   pg_patch_geom geom;
@@ -42,39 +43,33 @@ static void patchify_backward(pg_ctx *ctx, pg_node *n) {
   const float *grad_out = n->out->grad;
   const int64_t rows = s->geom.batch * s->geom.tokens, k = s->geom.row_len, c_out = w->shape[0];
 
-  float *grad_b = pg_grad_accum(ctx, b);
-  if (grad_b) pg_bias_grad_add(grad_b, grad_out, rows, c_out);
-
   bool fresh;
+  float *grad_b = pg_grad_dest(ctx, b, &fresh);
+  if (grad_b) pg_column_sums(grad_out, rows, c_out, grad_b, !fresh);
+
   float *grad_w = pg_grad_dest(ctx, w, &fresh);
   if (grad_w) {
-    float *grad_w_rows = pg_ctx_alloc(ctx, (size_t)(c_out * k) * sizeof(float));
-    if (!grad_w_rows) {
-      ctx->tape_broken = true;
-      return;
-    }
-    pg_patch_gemm(true, false, c_out, k, rows, 1.0f, grad_out, c_out, s->cols, k, 0.0f,
-                  grad_w_rows, k);
+    float *grad_w_rows = pg_scratch(ctx, (size_t)(c_out * k) * sizeof(float));
+    if (!grad_w_rows) return;
+    pg_gemm_auto(true, false, c_out, k, rows, 1.0f, grad_out, c_out, s->cols, k, 0.0f,
+                 grad_w_rows, k);
     /* [C_out, P^d, C_in] back to [C_out, C_in, P^d] */
     pg_swap_inner_axes(grad_w_rows, grad_w, c_out, k / w->shape[1], w->shape[1], !fresh);
   }
 
   float *grad_x = pg_grad_accum(ctx, x);
   if (grad_x) {
-    float *grad_cols = pg_ctx_alloc(ctx, (size_t)(rows * k) * sizeof(float));
-    if (!grad_cols) {
-      ctx->tape_broken = true;
-      return;
-    }
-    pg_patch_gemm(false, false, rows, k, c_out, 1.0f, grad_out, c_out, s->w_rows, k, 0.0f,
-                  grad_cols, k);
+    float *grad_cols = pg_scratch(ctx, (size_t)(rows * k) * sizeof(float));
+    if (!grad_cols) return;
+    pg_gemm_auto(false, false, rows, k, c_out, 1.0f, grad_out, c_out, s->w_rows, k, 0.0f,
+                 grad_cols, k);
     pg_col2im_add(&s->geom, grad_cols, grad_x);
   }
 }
 
 pg_tensor *pg_patchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias,
                           int data_dim, int64_t patch, int64_t stride) {
-  if (!ctx || !x || !weight) return NULL;
+  if (!x || !weight) return NULL;
   if (check_inputs(x, weight, bias, data_dim, patch, stride)) return NULL;
   const int d = data_dim;
   const int64_t c_in = weight->shape[1], c_out = weight->shape[0];
@@ -86,24 +81,24 @@ pg_tensor *pg_patchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tenso
   }
   out_shape[d + 1] = c_out;
 
-  patchify_saved *s = pg_ctx_alloc(ctx, sizeof *s);
-  pg_tensor *out = s ? pg_empty(ctx, d + 2, out_shape) : NULL;
+  pg_tensor *out = pg_empty(ctx, d + 2, out_shape);
   if (!out) return NULL;
-  pg_patch_geom_init(&s->geom, d, x->shape[0], x->shape + 1, grid, c_in, patch, stride);
-  const int64_t rows = s->geom.batch * s->geom.tokens, k = s->geom.row_len;
-  s->cols = pg_ctx_alloc(ctx, (size_t)(rows * k) * sizeof(float));
-  s->w_rows = pg_ctx_alloc(ctx, (size_t)(c_out * k) * sizeof(float));
-  if (!s->cols || !s->w_rows) return NULL;
+  patchify_saved s;
+  pg_patch_geom_init(&s.geom, d, x->shape[0], x->shape + 1, grid, c_in, patch, stride);
+  const int64_t rows = s.geom.batch * s.geom.tokens, k = s.geom.row_len;
+  s.cols = pg_scratch(ctx, (size_t)(rows * k) * sizeof(float));
+  s.w_rows = pg_scratch(ctx, (size_t)(c_out * k) * sizeof(float));
+  if (!s.cols || !s.w_rows) return NULL;
 
-  pg_im2col(&s->geom, x->data, s->cols);
-  pg_swap_inner_axes(weight->data, s->w_rows, c_out, c_in, k / c_in, false);
+  pg_im2col(&s.geom, x->data, s.cols);
+  pg_swap_inner_axes(weight->data, s.w_rows, c_out, c_in, k / c_in, false);
   if (bias) pg_fill_rows(out->data, bias->data, rows, c_out);
-  pg_patch_gemm(false, true, rows, c_out, k, 1.0f, s->cols, k, s->w_rows, k,
-                bias ? 1.0f : 0.0f, out->data, c_out);
+  pg_gemm_auto(false, true, rows, c_out, k, 1.0f, s.cols, k, s.w_rows, k,
+               bias ? 1.0f : 0.0f, out->data, c_out);
 
   pg_tensor *in[3] = {x, weight, bias};
-  pg_node *node = pg_tape_record(ctx, "patchify", patchify_backward, out, 3, in);
-  if (node) node->saved = s;
+  pg_node *node = pg_tape_record(ctx, "pg_patchify_op", patchify_backward, out, 3, in);
+  pg_node_save(ctx, node, &s, sizeof s);
   return out;
 }
 
@@ -131,6 +126,7 @@ pg_status pg_patchify_init(pg_patchify *l, pg_params *ps, const char *prefix,
 }
 
 pg_tensor *pg_patchify_forward(pg_ctx *ctx, const pg_patchify *l, pg_tensor *x) {
+  if (!x) return NULL;
   if (!l || !l->weight) {
     pg_fail(PG_ERR_ARG, "pg_patchify_forward: the layer is NULL or was not initialised");
     return NULL;

@@ -1,6 +1,6 @@
 /* Patchify: cuts a channels-last signal into patches and embeds each one,
  * i.e. a strided convolution with kernel patch_size on every spatial axis and
- * no padding (spec: layers.md).
+ * no padding.
  *
  *   x [B, *spatial, C_in] -> out [B, *grid, C_out]
  *   grid_s = floor((s - patch) / stride) + 1   (pixels past the last full

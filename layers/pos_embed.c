@@ -14,7 +14,7 @@ pg_tensor *pg_pos_embed_learned(pg_params *ps, const char *name, int64_t tokens,
     return NULL;
   }
   pg_tensor *t = pg_params_add(ps, PG_PARAM_EMBEDDING, 3, (int64_t[]){1, tokens, dim}, "%s", name);
-  if (t) pg_fill_trunc_normal(t, 0.0f, 0.02f, -2.0f, 2.0f, rng);
+  if (t && pg_fill_trunc_normal(t, 0.0f, 0.02f, -2.0f, 2.0f, rng)) return NULL;
   return t;
 }
 

@@ -1,5 +1,5 @@
 /* Position embeddings for patch tokens: a learned table, or the fixed sin-cos
- * table of 1, 2 or 3 grid axes (spec: layers.md, dit.md).
+ * table of 1, 2 or 3 grid axes (DiT's in 2-D; docs/dit.md).
  *
  * Sin-cos: dim is split into data_dim equal parts; part k encodes grid axis
  * (data_dim - 1 - k) with the 1-D rule (for a part of d channels,

@@ -14,7 +14,8 @@
 #include <string.h>
 
 #include "patchgrad/layers/patch_geometry.h"
-#include "patchgrad/autograd/tape.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/op.h"
 
 typedef struct {
   pg_patch_geom geom; /* of the output signal */
@@ -51,26 +52,24 @@ static void unpatchify_backward(pg_ctx *ctx, pg_node *n) {
   const int64_t rows = s->geom.batch * s->geom.tokens, k = s->geom.row_len;
   const int64_t c_embed = w->shape[0], c_out = w->shape[1];
 
-  float *grad_b = pg_grad_accum(ctx, b);
-  if (grad_b) pg_bias_grad_add(grad_b, grad_out, n->out->numel / c_out, c_out);
+  bool b_fresh;
+  float *grad_b = pg_grad_dest(ctx, b, &b_fresh);
+  if (grad_b) pg_column_sums(grad_out, n->out->numel / c_out, c_out, grad_b, !b_fresh);
 
   bool x_fresh, w_fresh;
   float *grad_x = pg_grad_dest(ctx, x, &x_fresh);
   float *grad_w = pg_grad_dest(ctx, w, &w_fresh);
   if (!grad_x && !grad_w) return;
-  float *grad_cols = pg_ctx_alloc(ctx, (size_t)(rows * k) * sizeof(float));
-  float *grad_w_rows = grad_w ? pg_ctx_alloc(ctx, (size_t)(c_embed * k) * sizeof(float)) : NULL;
-  if (!grad_cols || (grad_w && !grad_w_rows)) {
-    ctx->tape_broken = true;
-    return;
-  }
+  float *grad_cols = pg_scratch(ctx, (size_t)(rows * k) * sizeof(float));
+  float *grad_w_rows = grad_w ? pg_scratch(ctx, (size_t)(c_embed * k) * sizeof(float)) : NULL;
+  if (!grad_cols || (grad_w && !grad_w_rows)) return;
   pg_im2col(&s->geom, grad_out, grad_cols);
   if (grad_x)
-    pg_patch_gemm(false, true, rows, c_embed, k, 1.0f, grad_cols, k, s->w_rows, k,
-                  x_fresh ? 0.0f : 1.0f, grad_x, c_embed);
+    pg_gemm_auto(false, true, rows, c_embed, k, 1.0f, grad_cols, k, s->w_rows, k,
+                 x_fresh ? 0.0f : 1.0f, grad_x, c_embed);
   if (grad_w) {
-    pg_patch_gemm(true, false, c_embed, k, rows, 1.0f, x->data, c_embed, grad_cols, k, 0.0f,
-                  grad_w_rows, k);
+    pg_gemm_auto(true, false, c_embed, k, rows, 1.0f, x->data, c_embed, grad_cols, k, 0.0f,
+                 grad_w_rows, k);
     /* [C_embed, P^d, C_out] back to [C_embed, C_out, P^d] */
     pg_swap_inner_axes(grad_w_rows, grad_w, c_embed, k / c_out, c_out, !w_fresh);
   }
@@ -79,7 +78,7 @@ static void unpatchify_backward(pg_ctx *ctx, pg_node *n) {
 pg_tensor *pg_unpatchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_tensor *bias,
                             int data_dim, int64_t patch, int64_t stride,
                             const int64_t *output_spatial_shape) {
-  if (!ctx || !x || !weight) return NULL;
+  if (!x || !weight) return NULL;
   if (check_inputs(x, weight, bias, data_dim, patch, stride, output_spatial_shape)) return NULL;
   const int d = data_dim;
   const int64_t c_embed = weight->shape[0], c_out = weight->shape[1];
@@ -91,33 +90,35 @@ pg_tensor *pg_unpatchify_op(pg_ctx *ctx, pg_tensor *x, pg_tensor *weight, pg_ten
                            : pg_unpatch_output_size(x->shape[1 + a], patch, stride);
   out_shape[d + 1] = c_out;
 
-  unpatchify_saved *s = pg_ctx_alloc(ctx, sizeof *s);
-  pg_tensor *out = s ? pg_empty(ctx, d + 2, out_shape) : NULL;
+  pg_tensor *out = pg_empty(ctx, d + 2, out_shape);
   if (!out) return NULL;
-  pg_patch_geom_init(&s->geom, d, x->shape[0], out_shape + 1, x->shape + 1, c_out, patch, stride);
-  const int64_t rows = s->geom.batch * s->geom.tokens, k = s->geom.row_len;
-  s->w_rows = pg_ctx_alloc(ctx, (size_t)(c_embed * k) * sizeof(float));
-  float *cols = pg_ctx_alloc(ctx, (size_t)(rows * k) * sizeof(float));
-  if (!s->w_rows || !cols) return NULL;
+  unpatchify_saved s;
+  pg_patch_geom_init(&s.geom, d, x->shape[0], out_shape + 1, x->shape + 1, c_out, patch, stride);
+  const int64_t rows = s.geom.batch * s.geom.tokens, k = s.geom.row_len;
+  s.w_rows = pg_scratch(ctx, (size_t)(c_embed * k) * sizeof(float));
+  float *cols = pg_scratch(ctx, (size_t)(rows * k) * sizeof(float));
+  if (!s.w_rows || !cols) return NULL;
 
-  pg_swap_inner_axes(weight->data, s->w_rows, c_embed, c_out, k / c_out, false);
-  pg_patch_gemm(false, false, rows, k, c_embed, 1.0f, x->data, c_embed, s->w_rows, k, 0.0f,
-                cols, k);
+  pg_swap_inner_axes(weight->data, s.w_rows, c_embed, c_out, k / c_out, false);
+  pg_gemm_auto(false, false, rows, k, c_embed, 1.0f, x->data, c_embed, s.w_rows, k, 0.0f,
+               cols, k);
   /* Every pixel starts at the bias: cells no patch covers (past the last
    * patch, or in the gaps of stride > patch) keep only it. */
   pg_fill_rows(out->data, bias ? bias->data : NULL, out->numel / c_out, c_out);
-  pg_col2im_add(&s->geom, cols, out->data);
+  pg_col2im_add(&s.geom, cols, out->data);
 
   pg_tensor *in[3] = {x, weight, bias};
-  pg_node *node = pg_tape_record(ctx, "unpatchify", unpatchify_backward, out, 3, in);
-  if (node) node->saved = s;
+  pg_node *node = pg_tape_record(ctx, "pg_unpatchify_op", unpatchify_backward, out, 3, in);
+  pg_node_save(ctx, node, &s, sizeof s);
   return out;
 }
 
 static const char *const init_names[] = {"default", "zeros", "fan_in"};
+_Static_assert(sizeof init_names / sizeof *init_names == PG_UNPATCH_INIT_COUNT,
+               "a name for every pg_unpatch_init scheme");
 
 pg_status pg_unpatch_init_parse(const char *name, pg_unpatch_init *out) {
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < PG_UNPATCH_INIT_COUNT; i++)
     if (name && !strcmp(name, init_names[i])) {
       *out = (pg_unpatch_init)i;
       return PG_OK;
@@ -127,7 +128,7 @@ pg_status pg_unpatch_init_parse(const char *name, pg_unpatch_init *out) {
 }
 
 const char *pg_unpatch_init_name(pg_unpatch_init scheme) {
-  return (unsigned)scheme < 3 ? init_names[scheme] : "unknown";
+  return (unsigned)scheme < PG_UNPATCH_INIT_COUNT ? init_names[scheme] : "unknown";
 }
 
 pg_status pg_unpatchify_init(pg_unpatchify *l, pg_params *ps, const char *prefix,
@@ -140,7 +141,7 @@ pg_status pg_unpatchify_init(pg_unpatchify *l, pg_params *ps, const char *prefix
   *l = (pg_unpatchify){0};
   if (pg_patch_check_init(who, data_dim, patch, stride, in_features, out_features))
     return pg_last_status();
-  if ((unsigned)weight_init > PG_UNPATCH_INIT_FAN_IN)
+  if ((unsigned)weight_init >= PG_UNPATCH_INIT_COUNT)
     return pg_fail(PG_ERR_ARG, "%s: unknown weight_init %d (expected PG_UNPATCH_INIT_DEFAULT, "
                    "_ZEROS or _FAN_IN)", who, (int)weight_init);
   int64_t shape[5] = {in_features, out_features, patch, patch, patch};
@@ -166,6 +167,7 @@ pg_status pg_unpatchify_init(pg_unpatchify *l, pg_params *ps, const char *prefix
 
 pg_tensor *pg_unpatchify_forward(pg_ctx *ctx, const pg_unpatchify *l, pg_tensor *x,
                                  const int64_t *output_spatial_shape) {
+  if (!x) return NULL;
   if (!l || !l->weight) {
     pg_fail(PG_ERR_ARG, "pg_unpatchify_forward: the layer is NULL or was not initialised");
     return NULL;

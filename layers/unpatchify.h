@@ -1,6 +1,5 @@
 /* Unpatchify: turns tokens back into a channels-last signal, i.e. a
- * transposed convolution, the adjoint of Patchify's convolution (spec:
- * layers.md).
+ * transposed convolution, the adjoint of Patchify's convolution.
  *
  *   x [B, *grid, C_embed] -> out [B, *spatial, C_out]
  *   out_s = (g - 1) * stride + patch, or a given output_spatial_shape with
@@ -37,6 +36,7 @@ typedef enum {
   PG_UNPATCH_INIT_DEFAULT,
   PG_UNPATCH_INIT_ZEROS,
   PG_UNPATCH_INIT_FAN_IN,
+  PG_UNPATCH_INIT_COUNT, /* the number of schemes, not one */
 } pg_unpatch_init;
 
 /* "default", "zeros" or "fan_in"; anything else is an error naming it. */

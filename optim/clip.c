@@ -2,11 +2,12 @@
 
 #include <math.h>
 
+#include "patchgrad/autograd/parallel.h"
 #include "patchgrad/optim/update.h"
 
 /* sum |g|^p over n elements in double (max |g| for p = inf); p = 2 first
  * because it is the case that matters for speed. OpenMP only for large
- * tensors (see pg_optim_parallel). */
+ * tensors (the threading policy of autograd/parallel.h). */
 static double power_sum(const float *restrict g, int64_t n, double p) {
   double acc = 0;
   if (isinf(p)) {
@@ -14,7 +15,7 @@ static double power_sum(const float *restrict g, int64_t n, double p) {
       double a = fabs((double)g[i]);
       if (a > acc || a != a) acc = a; /* NaN propagates, as torch's max does */
     }
-  } else if (p == 2.0 && pg_optim_use_threads(n)) {
+  } else if (p == 2.0 && pg_parallel_worth(n)) {
 #pragma omp parallel for reduction(+ : acc) schedule(static)
     for (int64_t i = 0; i < n; i++) acc += (double)g[i] * g[i];
   } else if (p == 2.0) {

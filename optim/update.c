@@ -1,26 +1,15 @@
 #include "patchgrad/optim/update.h"
 
 #include <math.h>
-#include <omp.h>
 
+#include "patchgrad/autograd/parallel.h"
 #include "patchgrad/autograd/vector_clones.h"
 
-bool pg_optim_use_threads(int64_t n) {
-  return n >= PG_OPTIM_PARALLEL_MIN && omp_get_max_threads() > 1 && !omp_in_parallel();
-}
+/* The library's one threading policy decides (autograd/parallel.h). */
+bool pg_optim_use_threads(int64_t n) { return pg_parallel_worth(n); }
 
 void pg_optim_parallel(int64_t n, void (*range)(void *user, int64_t lo, int64_t hi), void *user) {
-  if (!pg_optim_use_threads(n)) {
-    range(user, 0, n);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t threads = omp_get_num_threads();
-    const int64_t slice = ((n + threads - 1) / threads + 15) / 16 * 16;
-    const int64_t lo = omp_get_thread_num() * slice;
-    if (lo < n) range(user, lo, lo + slice < n ? lo + slice : n);
-  }
+  pg_parallel_ranges(n, range, user);
 }
 
 /* a * b + c rounded once, as PyTorch's AVX2 kernels compute `x.add_(y,

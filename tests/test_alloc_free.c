@@ -2,9 +2,11 @@
  * built from the ops takes all its memory from the context's arena, which
  * pg_ctx_reset rewinds. Proven two ways over steps 2..10 of a two-layer
  * network: the arena's high-water mark and chunk count do not move, and the
- * allocation counter linked into this program (cli/alloc_count.c) counts no
- * call to malloc/calloc/realloc/aligned_alloc/posix_memalign/memalign at all
- * (from the library, BLIS or OpenMP alike). */
+ * allocation counter linked into this program (tests/alloc_count.c) counts
+ * no call to malloc/calloc/realloc/aligned_alloc/posix_memalign/memalign at
+ * all (from the library, BLIS or OpenMP alike). Then the same for attention
+ * steps that leave the plain path: causal with padded keys, dropout, and
+ * heads too large for the fused kernel. */
 #include "testutil.h"
 
 #include <math.h>
@@ -14,6 +16,7 @@
 #include "alloc_count.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/ops.h"
+#include "patchgrad/layers/attention.h"
 
 /* The allocation counter (cli/alloc_count.c, linked into this program)
  * replaces malloc and friends for the whole process. Under AddressSanitizer,
@@ -110,9 +113,64 @@ static void test_allocation_free_steps(void **state) {
   for (int i = 0; i < 6; i++) pg_tensor_free(all[i]);
 }
 
+/* ---- Attention steps ---- */
+
+typedef struct {
+  const char *what;
+  int64_t B, T, heads, d; /* d: channels per head */
+  bool causal, pad;
+  float dropout;
+} attention_case;
+
+/* One step: sdpa forward (training mode), a loss, backward, reset. */
+static void attention_step(pg_ctx *ctx, const attention_case *c, pg_tensor *const *qkv,
+                           const uint8_t *pad, pg_rng *rng) {
+  pg_tensor *o = pg_sdpa_op(ctx, qkv[0], qkv[1], qkv[2], (int)c->heads, c->causal,
+                            c->pad ? pad : NULL, c->dropout, rng);
+  pg_tensor *loss = pg_mean(ctx, pg_mul(ctx, o, o), 0, NULL, false);
+  if (!loss || pg_backward(ctx, loss)) print_error("%s: step failed: %s\n", c->what, pg_last_error());
+  for (int i = 0; i < 3; i++) pg_tensor_zero_grad(qkv[i]);
+  pg_ctx_reset(ctx);
+}
+
+static void test_attention_steps_allocation_free(void **state) {
+  (void)state;
+  const attention_case cases[] = {
+      /* the fused kernel, with its masks and its dropout */
+      {"causal, padded keys", 4, 64, 4, 16, true, true, 0.0f},
+      {"dropout", 4, 64, 4, 16, false, false, 0.2f},
+      {"causal with dropout", 2, 33, 2, 8, true, false, 0.1f},
+      /* heads of 260 channels: the general path */
+      {"large heads, causal, dropout", 2, 24, 1, 260, true, false, 0.1f},
+  };
+  pg_set_threads(2);
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const attention_case *c = &cases[i];
+    const int64_t w = c->heads * c->d;
+    pg_tensor *qkv[3];
+    for (int j = 0; j < 3; j++) qkv[j] = pg_test_randn(PG_SHAPE(c->B, c->T, w), 1.0f, 40 + j);
+    uint8_t *pad = calloc((size_t)(c->B * c->T), 1);
+    for (int64_t b = 0; b < c->B; b++) pad[b * c->T + c->T - 1 - b] = 1; /* one padded key each */
+    pg_rng rng;
+    pg_rng_seed(&rng, 3);
+    pg_ctx *ctx = pg_ctx_new(1 << 20);
+    attention_step(ctx, c, qkv, pad, &rng); /* warm-up: the arena grows, teams start */
+    attention_step(ctx, c, qkv, pad, &rng);
+    const long before = allocations();
+    for (int step = 0; step < 5; step++) attention_step(ctx, c, qkv, pad, &rng);
+    const long after = allocations();
+    if (after != before) print_error("%s: %ld allocations in 5 steps\n", c->what, after - before);
+    assert_int_equal(after - before, 0);
+    pg_ctx_free(ctx);
+    free(pad);
+    for (int j = 0; j < 3; j++) pg_tensor_free(qkv[j]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_allocation_free_steps),
+      cmocka_unit_test(test_attention_steps_allocation_free),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -66,7 +66,7 @@ static double *to_double(const pg_tensor *t) {
   return d;
 }
 
-/* Multi-head self-attention of dit.md, naively: qkv Linear, split into the
+/* Multi-head self-attention of docs/dit.md, naively: qkv Linear, split into the
  * first/second/third h channels, per-head attention, proj Linear. */
 static void naive_attention(const pg_tensor *x, const pg_tensor *qkv_w, const pg_tensor *qkv_b,
                             const pg_tensor *proj_w, const pg_tensor *proj_b, int heads,

@@ -67,7 +67,8 @@ static void test_matches_composition(void **state) {
   check_matches_composition(3, 5, 64, 0.0f, 20);
   /* above the threading threshold: one sample per thread */
   check_matches_composition(8, 64, 96, 0.0f, 30);
-  /* large offsets: the mean must be taken in double (clarification 2) */
+  /* large offsets: the mean must be taken in double, the variance in a
+   * second pass (layernorm.c) */
   check_matches_composition(2, 4, 33, 1e4f, 40);
 }
 

@@ -1,6 +1,8 @@
 /* Linear, LayerNorm, MLP, adaLN modulate and gated residual, the embedding
  * layer and the init schemes: finite-difference checks of every input and
- * parameter gradient, double-precision references, and error messages. */
+ * parameter gradient, double-precision references, and error messages; and
+ * the bias gradients of every layer with one, on many rows, against sums in
+ * double. */
 #include "testutil.h"
 
 #include <math.h>
@@ -11,6 +13,8 @@
 #include "patchgrad/layers/linear.h"
 #include "patchgrad/layers/mlp.h"
 #include "patchgrad/layers/modulate.h"
+#include "patchgrad/layers/patchify.h"
+#include "patchgrad/layers/unpatchify.h"
 
 /* ---- Linear ---- */
 
@@ -532,10 +536,76 @@ static void test_embedding(void **state) {
   pg_tensor *le = pg_embedding_layer_forward(ctx, &e, PG_SHAPE(3), labels);
   assert_close(le->data, e.weight->data + 1000 * 64, 64, 0, 0);
   assert_int_equal(pg_embedding_layer_init(&e, &ps, "bad", 0, 4, 1.0f, &rng), PG_ERR_ARG);
-  assert_error_contains("n and d must be >= 1, got n 0");
+  assert_error_contains("num_embeddings and embedding_dim must be >= 1, got 0");
   pg_params_free(&ps);
   pg_ctx_free(ctx);
   pg_tensor_free(table);
+}
+
+/* ---- Bias gradients over many rows ----
+ * Every bias gradient is the column sums of the output's gradient
+ * (pg_column_sums): summed in double and rounded once, so within half an
+ * ulp of the float64 sum computed here (plus the float64 sum's own error,
+ * far smaller). A float accumulator fails this on these sizes: on the
+ * Unpatchify case (output 2 x 13^3) it is off by about 2e-4, PyTorch's
+ * float32 by 1.4e-5. */
+
+/* Runs backward from y with a normal upstream gradient and checks bias's
+ * gradient against the float64 column sums of that gradient ([rows, cols]). */
+static void check_bias_grad(pg_ctx *ctx, pg_tensor *y, const pg_tensor *bias, const char *what) {
+  assert_non_null(y);
+  const int64_t cols = bias->numel, rows = y->numel / cols;
+  pg_tensor *g = pg_test_randn(1, &y->numel, 1.0f, 77);
+  assert_int_equal(pg_backward_with(ctx, y, g->data), PG_OK);
+  double worst_ulps = 0, worst_abs = 0;
+  for (int64_t c = 0; c < cols; c++) {
+    double want = 0;
+    for (int64_t r = 0; r < rows; r++) want += g->data[r * cols + c];
+    const float wf = (float)want;
+    const double ulp = (double)nextafterf(fabsf(wf), INFINITY) - fabsf(wf);
+    const double err = fabs((double)bias->grad[c] - want);
+    worst_abs = fmax(worst_abs, err);
+    worst_ulps = fmax(worst_ulps, err / ulp);
+  }
+  if (worst_ulps > 0.51 || worst_abs > 1.4e-5)
+    print_error("%s: bias gradient off by %.3g (%.2f ulp) over %lld rows\n", what, worst_abs,
+                worst_ulps, (long long)rows);
+  assert_true(worst_ulps <= 0.51); /* half an ulp, and the float64 sum's own error */
+  assert_true(worst_abs <= 1.4e-5);  /* PyTorch's float32 error on the Unpatchify case */
+  pg_tensor_free(g);
+  pg_ctx_reset(ctx);
+}
+
+static void test_bias_gradients_over_many_rows(void **state) {
+  (void)state;
+  pg_ctx *ctx = pg_ctx_new(0);
+  pg_rng rng;
+  pg_rng_seed(&rng, 1);
+  pg_params ps;
+  pg_params_init(&ps);
+  /* Unpatchify to 2 x 13^3 pixels of 3 channels */
+  pg_unpatchify up;
+  assert_int_equal(pg_unpatchify_init(&up, &ps, "up", 2, 3, 3, 1, 1, true,
+                                      PG_UNPATCH_INIT_DEFAULT, &rng), PG_OK);
+  pg_tensor *tokens = pg_normal(ctx, PG_SHAPE(2, 13, 13, 13, 2), 0.0f, 1.0f, &rng);
+  check_bias_grad(ctx, pg_unpatchify_forward(ctx, &up, tokens, NULL), up.bias, "unpatchify");
+  /* Patchify of 2 x 26^3 pixels into 2 x 13^3 tokens */
+  pg_patchify pp;
+  assert_int_equal(pg_patchify_init(&pp, &ps, "pp", 1, 3, 3, 2, 2, true, &rng), PG_OK);
+  pg_tensor *img = pg_normal(ctx, PG_SHAPE(2, 26, 26, 26, 1), 0.0f, 1.0f, &rng);
+  check_bias_grad(ctx, pg_patchify_forward(ctx, &pp, img), pp.bias, "patchify");
+  /* Linear and LayerNorm over 20000 rows */
+  pg_linear lin;
+  assert_int_equal(pg_linear_init(&lin, &ps, "lin", 4, 5, true, PG_LINEAR_INIT_DEFAULT, 0, &rng),
+                   PG_OK);
+  pg_tensor *x = pg_normal(ctx, PG_SHAPE(100, 200, 4), 0.0f, 1.0f, &rng);
+  check_bias_grad(ctx, pg_linear_forward(ctx, &lin, x), lin.bias, "linear");
+  pg_layernorm ln;
+  assert_int_equal(pg_layernorm_init(&ln, &ps, "ln", 7, 1e-5f, true), PG_OK);
+  x = pg_normal(ctx, PG_SHAPE(20000, 7), 0.0f, 1.0f, &rng);
+  check_bias_grad(ctx, pg_layernorm_forward(ctx, &ln, x), ln.bias, "layernorm");
+  pg_params_free(&ps);
+  pg_ctx_free(ctx);
 }
 
 int main(void) {
@@ -545,7 +615,7 @@ int main(void) {
       cmocka_unit_test(test_layernorm_gradients),  cmocka_unit_test(test_layernorm_large_offset),
       cmocka_unit_test(test_layernorm_layer),      cmocka_unit_test(test_mlp),
       cmocka_unit_test(test_modulate),             cmocka_unit_test(test_modulate_threaded),
-      cmocka_unit_test(test_embedding),
+      cmocka_unit_test(test_embedding),            cmocka_unit_test(test_bias_gradients_over_many_rows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "patchgrad/autograd/op.h"
 #include "patchgrad/autograd/ops.h"
 
 typedef pg_tensor *(*binary_fn)(pg_ctx *, pg_tensor *, pg_tensor *);

@@ -114,7 +114,7 @@ static void test_errors(void **state) {
   (void)state;
   pg_params ps;
   pg_params_init(&ps);
-  /* clarification 16: dim must be divisible by 2 * data_dim */
+  /* dim must be divisible by 2 * data_dim: a sin and a cos half per axis */
   assert_null(pg_sincos_pos_embed_buffer(&ps, "a", 3, (int64_t[]){2, 2, 2}, 8));
   assert_error_contains("2 * data_dim = 6");
   assert_error_contains("got 8");

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "patchgrad/autograd/blas.h"
-#include "patchgrad/autograd/tape.h"
+#include "patchgrad/autograd/op.h"
 
 /* square(x) = x * x, elementwise: the smallest op that uses the tape. */
 static void square_backward(pg_ctx *ctx, pg_node *n) {
@@ -95,9 +95,51 @@ static void test_rng(void **state) {
   assert_true(fabs(u / n - 0.5) < 0.01);
   for (int i = 0; i < 1000; i++) assert_true(pg_rng_below(&a, 7) < 7);
   pg_tensor *t = pg_tensor_new(PG_SHAPE(10000), false);
-  pg_fill_trunc_normal(t, 0.0f, 0.02f, -2.0f, 2.0f, &a);
+  assert_int_equal(pg_fill_trunc_normal(t, 0.0f, 0.02f, -2.0f, 2.0f, &a), PG_OK);
   for (int i = 0; i < t->numel; i++) assert_true(fabsf(t->data[i]) <= 2.0f);
+  /* a far tail that still holds some mass: every draw lands in it */
+  assert_int_equal(pg_fill_trunc_normal(t, 0.0f, 1.0f, 3.0f, 3.5f, &a), PG_OK);
+  for (int i = 0; i < t->numel; i++) assert_true(t->data[i] >= 3.0f && t->data[i] <= 3.5f);
   pg_tensor_free(t);
+}
+
+/* Intervals that redrawing could never fill are errors, not endless loops;
+ * the tensor is left as it was. */
+static void test_trunc_normal_errors(void **state) {
+  (void)state;
+  pg_rng rng;
+  pg_rng_seed(&rng, 1);
+  pg_tensor *t = pg_tensor_new(PG_SHAPE(4), false);
+  pg_fill(t, 7.0f);
+  assert_int_equal(pg_fill_trunc_normal(t, 0.0f, 1.0f, 2.0f, -2.0f, &rng), PG_ERR_ARG);
+  assert_error_contains("low 2 is above high -2");
+  assert_int_equal(pg_fill_trunc_normal(t, 0.0f, 1.0f, 10.0f, 11.0f, &rng), PG_ERR_ARG);
+  assert_error_contains("redrawing would not end");
+  assert_int_equal(pg_fill_trunc_normal(t, 5.0f, 0.0f, -1.0f, 1.0f, &rng), PG_ERR_ARG);
+  assert_error_contains("holds 0 of Normal(5, 0)");
+  assert_int_equal(pg_fill_trunc_normal(t, 0.0f, -1.0f, -1.0f, 1.0f, &rng), PG_ERR_ARG);
+  assert_error_contains("std >= 0");
+  assert_int_equal(pg_fill_trunc_normal(t, 0.0f, 1.0f, NAN, 1.0f, &rng), PG_ERR_ARG);
+  assert_error_contains("NaN");
+  for (int i = 0; i < 4; i++) assert_true(t->data[i] == 7.0f);
+  /* std 0 with the mean inside: every value is the mean */
+  assert_int_equal(pg_fill_trunc_normal(t, 0.5f, 0.0f, -1.0f, 1.0f, &rng), PG_OK);
+  for (int i = 0; i < 4; i++) assert_true(t->data[i] == 0.5f);
+  pg_tensor_free(t);
+}
+
+/* pg_backward_with needs the upstream gradient: NULL is an error. */
+static void test_backward_with_null_gradient(void **state) {
+  (void)state;
+  pg_ctx *ctx = pg_ctx_new(0);
+  pg_tensor *x = pg_tensor_new(PG_SHAPE(3), true);
+  pg_tensor *y = square(ctx, x);
+  assert_int_equal(pg_backward_with(ctx, y, NULL), PG_ERR_ARG);
+  assert_error_contains("grad_out is NULL");
+  const float g[3] = {1, 1, 1};
+  assert_int_equal(pg_backward_with(ctx, y, g), PG_OK); /* the tape is intact */
+  pg_tensor_free(x);
+  pg_ctx_free(ctx);
 }
 
 static void test_tape_accumulates(void **state) {
@@ -254,6 +296,7 @@ int main(void) {
       cmocka_unit_test(test_tape_accumulates), cmocka_unit_test(test_backward_with_upstream),
       cmocka_unit_test(test_no_grad),          cmocka_unit_test(test_arena_steady_state),
       cmocka_unit_test(test_gemm),             cmocka_unit_test(test_gradcheck),
+      cmocka_unit_test(test_trunc_normal_errors), cmocka_unit_test(test_backward_with_null_gradient),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,14 @@
 #include <unistd.h>
 
 #include "patchgrad/autograd/error.h"
+#include "patchgrad/autograd/runtime.h"
 #include "patchgrad/io/h5util.h"
+
+/* Every test program starts as the patchgrad command does
+ * (autograd/runtime.h), so that the tests run the BLIS kernels the command
+ * runs. tests/test_runtime.c, which does not link this file, checks the
+ * library alone. */
+__attribute__((constructor)) static void start_like_the_command(void) { pg_runtime_init(NULL); }
 
 void pg_test_assert_close(const float *got, const float *want, int64_t n, double atol,
                           double rtol, const char *file, int line) {

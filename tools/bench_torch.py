@@ -13,7 +13,7 @@ CPU, against which `patchgrad bench --precision bf16` is compared.
 Debian's torch does its matrix products through the system BLAS, which is
 BLIS once libblis-dev is installed. BLIS 0.9 runs its slow generic kernels on
 AMD CPUs newer than Zen 3, so by default this script gives torch the same
-BLIS kernels patchgrad picks (autograd/blas.c: BLIS_ARCH_TYPE = skx on AMD
+BLIS kernels patchgrad picks (autograd/runtime.c: BLIS_ARCH_TYPE = skx on AMD
 CPUs with AVX-512); --blas-as-installed leaves BLIS to its own detection.
 """
 import argparse
@@ -31,7 +31,7 @@ CONFIGS = {  # input, hidden, depth, heads, batch, default steps
 
 
 def blis_arch_like_patchgrad():
-    """BLIS_ARCH_TYPE for BLIS 0.9 as autograd/blas.c chooses it, or None."""
+    """BLIS_ARCH_TYPE for BLIS 0.9 as autograd/runtime.c chooses it, or None."""
     try:
         info = open("/proc/cpuinfo").read()
     except OSError:

@@ -1,0 +1,18 @@
+/* BLIS entry points for the library's own files (internal, not installed). */
+#ifndef PG_BLAS_INTERNAL_H
+#define PG_BLAS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* True once the library has called BLIS (a product or pg_set_threads). */
+bool pg_blis_started(void);
+
+/* pg_gemm in float32 whatever this thread's autocast precision
+ * (autocast.h): BLIS on all its threads. For the products autocast leaves
+ * in float32 (attention's per-head products). */
+void pg_gemm_float32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                     float *c, int64_t ldc);
+
+#endif

@@ -1,0 +1,40 @@
+/* Process-wide settings, made only when the program asks for them.
+ *
+ * The library changes nothing outside its own objects on its own: no
+ * environment variable, signal handler or global library state. A program
+ * that wants the settings below calls pg_runtime_init once, at the start of
+ * main, before any other patchgrad call and before it starts threads (it
+ * may change the environment, which is not thread-safe). The `patchgrad`
+ * command does; a library user may or may not.
+ *
+ * What it changes, and why:
+ *  - BLIS_ARCH_TYPE (environment). BLIS 0.9 (Debian 12) recognises no AMD
+ *    CPU after Zen 3: on Zen 4 and Zen 5 it falls back to its reference
+ *    "generic" kernels, about 6 times slower than its AVX-512 "skx" kernels
+ *    on those CPUs (Zen 5, one core: 30 vs 190 GFLOP/s). BLIS reads its
+ *    kernel set from this variable once, at its first call, so on an AMD CPU
+ *    with AVX-512 pg_runtime_init sets it to skx, unless the variable is set
+ *    already (the user's choice wins). Any other CPU: nothing changes. */
+#ifndef PG_RUNTIME_H
+#define PG_RUNTIME_H
+
+#include "patchgrad/autograd/api.h"
+
+#include <stdbool.h>
+
+#include "patchgrad/autograd/error.h"
+
+typedef struct {
+  /* Set BLIS_ARCH_TYPE as described above (true in pg_runtime_defaults). */
+  bool blis_arch;
+} pg_runtime_options;
+
+/* What pg_runtime_init(NULL) applies: every setting above. */
+PG_API pg_runtime_options pg_runtime_defaults(void);
+
+/* Applies opts (NULL: the defaults). An error when BLIS has already run
+ * (a matrix product or pg_set_threads came first): its kernel set is then
+ * fixed, and nothing is changed. */
+PG_API pg_status pg_runtime_init(const pg_runtime_options *opts);
+
+#endif

@@ -1,0 +1,104 @@
+/* Process-wide settings (autograd/runtime.h): the library alone changes no
+ * environment variable, even across matrix products and pg_set_threads;
+ * pg_runtime_init sets BLIS_ARCH_TYPE where runtime.h says (an AMD CPU with
+ * AVX-512) and leaves a user's own value alone; called after BLIS has run,
+ * it refuses with a message. Each case runs in a fresh child process, since
+ * BLIS starts once per process. (This program does not link testutil.c,
+ * whose test programs start with pg_runtime_init.) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/runtime.h"
+
+/* Runs child() in a new process; returns its exit status. */
+static int in_child(int (*child)(void)) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(child());
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+}
+
+static int a_product(void) {
+  float a[4] = {1, 2, 3, 4}, c[4];
+  pg_gemm(false, false, 2, 2, 2, 1.0f, a, 2, a, 2, 0.0f, c, 2);
+  return c[0] == 7.0f ? 0 : 10;
+}
+
+/* The library without pg_runtime_init: products and threads leave the
+ * environment alone. */
+static int library_alone(void) {
+  unsetenv("BLIS_ARCH_TYPE");
+  pg_set_threads(2);
+  if (a_product()) return 1;
+  pg_gemm_serial(false, false, 1, 1, 1, 1.0f, (float[]){2}, 1, (float[]){3}, 1, 0.0f, (float[1]){0}, 1);
+  return getenv("BLIS_ARCH_TYPE") ? 2 : 0;
+}
+
+/* Whether runtime.h's rule applies to this CPU. */
+static int amd_with_avx512(void) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_is("amd") && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+  return 0;
+#endif
+}
+
+static int init_first(void) {
+  unsetenv("BLIS_ARCH_TYPE");
+  if (pg_runtime_init(NULL) != PG_OK) return 1;
+  const char *arch = getenv("BLIS_ARCH_TYPE");
+  if (amd_with_avx512() ? !arch : arch != NULL) return 2;
+  if (a_product()) return 3;
+  /* BLIS has run: a second call refuses and names the reason */
+  if (pg_runtime_init(NULL) != PG_ERR_STATE || !strstr(pg_last_error(), "BLIS has run already"))
+    return 4;
+  return 0;
+}
+
+static int user_value_wins(void) {
+  setenv("BLIS_ARCH_TYPE", "user", 1);
+  if (pg_runtime_init(NULL) != PG_OK) return 1;
+  return strcmp(getenv("BLIS_ARCH_TYPE"), "user") ? 2 : 0;
+}
+
+static int option_off(void) {
+  unsetenv("BLIS_ARCH_TYPE");
+  pg_runtime_options o = pg_runtime_defaults();
+  if (!o.blis_arch) return 1;
+  o.blis_arch = false;
+  if (pg_runtime_init(&o) != PG_OK) return 2;
+  return getenv("BLIS_ARCH_TYPE") ? 3 : 0;
+}
+
+static void test_library_alone_changes_no_environment(void **state) {
+  (void)state;
+  assert_int_equal(in_child(library_alone), 0);
+}
+
+static void test_runtime_init(void **state) {
+  (void)state;
+  assert_int_equal(in_child(init_first), 0);
+  assert_int_equal(in_child(user_value_wins), 0);
+  assert_int_equal(in_child(option_off), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_library_alone_changes_no_environment),
+      cmocka_unit_test(test_runtime_init),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
