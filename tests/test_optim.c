@@ -593,6 +593,188 @@ static void test_no_decay_grouping(void **state) {
   }
 }
 
+/* Groups by glob, first match wins, the rest in group 0; init errors name
+ * the group and its pattern and change nothing. */
+static void test_param_groups_assignment(void **state) {
+  (void)state;
+  pg_params ps;
+  make_model(&ps, 11); /* blocks.0.fc.weight, blocks.0.fc.bias, pos_embed (buffer), norm.weight, y_embedder.embedding_table */
+  pg_optim_config cfg = pg_optim_sgd(0.1);
+  pg_param_group g[4] = {pg_param_group_make(&cfg, "*.bias"), pg_param_group_make(&cfg, "blocks.*"),
+                         pg_param_group_make(&cfg, "*.fc.bias"), pg_param_group_make(&cfg, "norm.*")};
+  g[1].momentum = 0.9; /* momentum in one group only: buffers for its parameters only */
+  g[3].frozen = true;
+  pg_optimizer opt;
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, g, 4), PG_OK);
+  assert_int_equal(opt.n_param_groups, 4);
+  assert_int_equal(opt.n_slots, 4);
+  const int want_group[4] = {2, 1, 4, 0}; /* fc.weight, fc.bias (first match), norm, embedding */
+  for (int i = 0; i < 4; i++) assert_int_equal(opt.slots[i].group, want_group[i]);
+  assert_int_equal(opt.param_groups[0].n_params, 1);
+  assert_int_equal(opt.param_groups[1].n_params, 1);
+  assert_int_equal(opt.param_groups[2].n_params, 0); /* matches, but '*.bias' took it */
+  assert_int_equal(opt.param_groups[3].n_params, 1);
+  assert_string_equal(opt.param_groups[0].pattern, "*.bias");
+  assert_ptr_not_equal(opt.param_groups[0].pattern, g[0].pattern); /* a copy */
+  assert_int_equal(opt.state.count, 1);
+  assert_string_equal(opt.state.items[0].name, "blocks.0.fc.weight.momentum_buffer");
+  /* the frozen group: requires_grad off, the others untouched */
+  assert_false(pg_params_find(&ps, "norm.weight")->tensor->requires_grad);
+  assert_true(pg_params_find(&ps, "blocks.0.fc.weight")->tensor->requires_grad);
+  pg_optimizer_free(&opt);
+  assert_null(opt.param_groups);
+  assert_int_equal(pg_tensor_set_requires_grad(pg_params_find(&ps, "norm.weight")->tensor, true), PG_OK);
+
+  /* errors: nothing is frozen, the optimizer holds nothing */
+  g[3].frozen = true;
+  pg_param_group bad[2] = {g[3], pg_param_group_make(&cfg, "decoder.*")};
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, bad, 2), PG_ERR_ARG);
+  assert_error_contains("param group 2: the pattern 'decoder.*' matches no trainable parameter");
+  assert_null(opt.slots);
+  assert_null(opt.param_groups);
+  assert_true(pg_params_find(&ps, "norm.weight")->tensor->requires_grad);
+  bad[1] = pg_param_group_make(&cfg, "pos_*");
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, bad, 2), PG_ERR_ARG);
+  assert_error_contains("'pos_*' matches no trainable parameter (only buffers, which are never trained)");
+  bad[1] = pg_param_group_make(&cfg, "*.bias");
+  bad[1].weight_decay = -1;
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, bad, 2), PG_ERR_ARG);
+  assert_error_contains("param group 2 ('*.bias'): weight_decay = -1 is out of range");
+  bad[1] = pg_param_group_make(&cfg, "");
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, bad, 2), PG_ERR_ARG);
+  assert_error_contains("param group 2: the pattern is empty");
+  bad[1].pattern = NULL;
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, bad, 2), PG_ERR_ARG);
+  assert_error_contains("param group 2: the pattern is NULL");
+  char long_pattern[PG_PARAM_GROUP_PATTERN_MAX + 2];
+  memset(long_pattern, '*', sizeof long_pattern - 1);
+  long_pattern[sizeof long_pattern - 1] = 0;
+  bad[1].pattern = long_pattern;
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, bad, 2), PG_ERR_ARG);
+  assert_error_contains("bytes long (at most 200)");
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, NULL, 1), PG_ERR_ARG);
+  assert_error_contains("groups is NULL");
+  assert_true(pg_params_find(&ps, "norm.weight")->tensor->requires_grad);
+
+  /* a group's value made bad between steps: the step refuses, nothing moves */
+  pg_param_group ok = pg_param_group_make(&cfg, "*.bias");
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, &ok, 1), PG_OK);
+  opt.param_groups[0].lr = -0.5;
+  assert_int_equal(pg_optimizer_step(&opt), PG_ERR_ARG);
+  assert_error_contains("param group 1 ('*.bias'): lr = -0.5");
+  assert_int_equal(opt.step, 0);
+  opt.param_groups[0].lr = 0.1;
+  opt.param_groups[0].momentum = 0.9; /* no buffer was made for it */
+  assert_int_equal(pg_optimizer_step(&opt), PG_ERR_STATE);
+  assert_error_contains("'blocks.0.fc.bias' has no momentum_buffer");
+  pg_optimizer_free(&opt);
+  pg_params_free(&ps);
+}
+
+/* The schedule scales every group's lr by one factor (LambdaLR over
+ * param_groups): group lr * config.lr / initial_lr, exactly config.lr for a
+ * group with the base lr, and a group's lr is what its parameters use. */
+static void test_param_groups_follow_schedule(void **state) {
+  (void)state;
+  pg_params ps;
+  make_model(&ps, 12);
+  pg_optim_config cfg = pg_optim_sgd(0.2);
+  pg_param_group g[2] = {pg_param_group_make(&cfg, "*.bias"), pg_param_group_make(&cfg, "norm.*")};
+  g[0].lr = 0.05;
+  pg_optimizer opt;
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, g, 2), PG_OK);
+  assert_true(opt.initial_lr == 0.2);
+  pg_schedule sched = pg_schedule_make(PG_SCHEDULE_COSINE, 0.2);
+  sched.warmup_steps = 4;
+  sched.total_steps = 20;
+  for (int s = 0; s < 12; s++) {
+    pg_schedule_apply(&sched, &opt);
+    const double lr = pg_schedule_lr(&sched, opt.step), factor = lr / 0.2;
+    assert_true(pg_optimizer_group_lr(&opt, 0) == lr);
+    assert_true(fabs(pg_optimizer_group_lr(&opt, 1) - 0.05 * factor) <= 1e-15);
+    assert_true(pg_optimizer_group_lr(&opt, 2) == lr); /* the base lr: exactly config.lr */
+    assert_true(pg_optimizer_group_config(&opt, 1).lr == pg_optimizer_group_lr(&opt, 1));
+    /* one SGD step on unit gradients moves each parameter by its group's lr */
+    pg_tensor *bias = pg_params_find(&ps, "blocks.0.fc.bias")->tensor;
+    pg_tensor *w = pg_params_find(&ps, "blocks.0.fc.weight")->tensor;
+    for (int64_t j = 0; j < bias->numel; j++) bias->grad[j] = 1;
+    for (int64_t j = 0; j < w->numel; j++) w->grad[j] = 1;
+    const float b0 = bias->data[0], w0 = w->data[0];
+    assert_int_equal(pg_optimizer_step(&opt), PG_OK);
+    const float want_b = b0 - (float)pg_optimizer_group_lr(&opt, 1), want_w = w0 - (float)lr;
+    assert_true(bias->data[0] == want_b);
+    assert_true(w->data[0] == want_w);
+    pg_optimizer_zero_grad(&opt);
+  }
+  assert_true(isnan(pg_optimizer_group_lr(&opt, 3)));
+  /* with initial_lr 0 the groups keep their own lr */
+  pg_optimizer_free(&opt);
+  cfg.lr = 0;
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, g, 1), PG_OK);
+  opt.config.lr = 0.3;
+  assert_true(pg_optimizer_group_lr(&opt, 1) == 0.05);
+  pg_optimizer_free(&opt);
+  pg_params_free(&ps);
+}
+
+/* A frozen tensor skips everything, whatever its gradient buffer holds; a
+ * tensor without a gradient buffer is skipped too (PyTorch's grad None). */
+static void test_freeze_skips_everything(void **state) {
+  (void)state;
+  const pg_optim_config kinds[] = {pg_optim_sgd(0.1), pg_optim_adam(0.1), pg_optim_adamw(0.1)};
+  for (int k = 0; k < 3; k++) {
+    pg_optim_config cfg = kinds[k];
+    cfg.weight_decay = 0.3;
+    cfg.momentum = k == 0 ? 0.9 : 0;
+    pg_params ps, ref;
+    make_model(&ps, 13);
+    make_model(&ref, 13);
+    pg_optimizer opt;
+    assert_int_equal(pg_optimizer_init(&opt, &ps, &cfg), PG_OK);
+    pg_tensor *w = pg_params_find(&ps, "blocks.0.fc.weight")->tensor;
+    pg_tensor *b = pg_params_find(&ps, "blocks.0.fc.bias")->tensor;
+    assert_int_equal(pg_tensor_set_requires_grad(w, false), PG_OK);
+    float *keep = b->grad; /* a tensor without a gradient buffer */
+    b->grad = NULL;
+    pg_rng rng;
+    pg_rng_seed(&rng, 14);
+    for (int s = 0; s < 5; s++) {
+      fill_grads(&ps, &rng);
+      assert_int_equal(pg_optimizer_step(&opt), PG_OK);
+    }
+    assert_memory_equal(w->data, ref.items[0].tensor->data, (size_t)w->numel * 4);
+    assert_memory_equal(b->data, ref.items[1].tensor->data, (size_t)b->numel * 4);
+    for (int i = 0; i < opt.state.count; i++) /* no state either */
+      if (!strncmp(opt.state.items[i].name, "blocks.0.fc.", 12))
+        for (int64_t j = 0; j < opt.state.items[i].tensor->numel; j++)
+          assert_true(opt.state.items[i].tensor->data[j] == 0);
+    assert_int_equal(opt.slots[0].skipped, 5);
+    assert_int_equal(opt.slots[1].skipped, 5);
+    assert_int_equal(opt.slots[2].skipped, 0);
+    assert_true(memcmp(ps.items[3].tensor->data, ref.items[3].tensor->data, 12) != 0); /* the others move */
+    /* unfrozen: its first update is its own step 1, as a fresh optimizer's */
+    assert_int_equal(pg_tensor_set_requires_grad(w, true), PG_OK);
+    b->grad = keep;
+    pg_params fresh;
+    make_model(&fresh, 13);
+    pg_optimizer of;
+    assert_int_equal(pg_optimizer_init(&of, &fresh, &cfg), PG_OK);
+    fill_grads(&ps, &rng);
+    for (int i = 0; i < ps.count; i++)
+      if (ps.items[i].tensor->grad)
+        memcpy(fresh.items[i].tensor->grad, ps.items[i].tensor->grad, (size_t)ps.items[i].tensor->numel * 4);
+    assert_int_equal(pg_optimizer_step(&opt), PG_OK);
+    assert_int_equal(pg_optimizer_step(&of), PG_OK);
+    assert_memory_equal(w->data, fresh.items[0].tensor->data, (size_t)w->numel * 4);
+    assert_memory_equal(b->data, fresh.items[1].tensor->data, (size_t)b->numel * 4);
+    pg_optimizer_free(&of);
+    pg_params_free(&fresh);
+    pg_optimizer_free(&opt);
+    pg_params_free(&ps);
+    pg_params_free(&ref);
+  }
+}
+
 /* ---- Threads: a parameter above PG_OPTIM_PARALLEL_MIN is updated by the
  * OpenMP loop; the result must equal the same data as small parameters. ---- */
 static void test_large_parameter_threaded(void **state) {
@@ -741,6 +923,8 @@ int main(void) {
       cmocka_unit_test(test_torch_trajectories),   cmocka_unit_test(test_torch_freezing_and_groups),
       cmocka_unit_test(test_state_names),
       cmocka_unit_test(test_restore_continues_exactly), cmocka_unit_test(test_no_decay_grouping),
+      cmocka_unit_test(test_param_groups_assignment), cmocka_unit_test(test_param_groups_follow_schedule),
+      cmocka_unit_test(test_freeze_skips_everything),
       cmocka_unit_test(test_large_parameter_threaded), cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
