@@ -7,7 +7,8 @@
  *   autograd  autograd/ tensors, the step arena, the tape, ops, gradient checking
  *   layers    layers/ Linear, Patchify/Unpatchify, position embeddings, LayerNorm,
  *                     attention, MLP, embeddings, adaLN pieces
- *   optim     optim/  SGD, Adam, AdamW, clipping, schedules, EMA
+ *   optim     optim/  SGD, Adam, AdamW, param groups, clipping, schedules, EMA,
+ *                     parameter counts per module
  *   io        io/     HDF5 helpers, latent files and their loader, checkpoints,
  *                     case files
  *   io        render/ PNG images and loss plots
@@ -50,6 +51,7 @@
 #include "patchgrad/optim/ema.h"
 #include "patchgrad/optim/optimizer.h"
 #include "patchgrad/optim/schedule.h"
+#include "patchgrad/optim/summary.h"
 #include "patchgrad/optim/update.h"
 
 #include "patchgrad/io/atomic.h"

@@ -58,7 +58,7 @@ double pg_clip_grad_norm(pg_params *ps, double max_norm, double norm_type) {
   double total = 0;
   for (int i = 0; i < ps->count; i++) {
     const pg_tensor *t = ps->items[i].tensor;
-    if (!pg_param_trainable(&ps->items[i]) || !t->grad) continue;
+    if (!pg_optim_param_active(&ps->items[i])) continue;
     double s = power_sum(t->grad, t->numel, norm_type);
     if (isinf(norm_type)) {
       float norm = (float)s;
@@ -75,7 +75,7 @@ double pg_clip_grad_norm(pg_params *ps, double max_norm, double norm_type) {
   if (clip_coef > 1.0f) clip_coef = 1.0f; /* clamp(max=1.0) keeps NaN */
   for (int i = 0; i < ps->count; i++) {
     pg_tensor *t = ps->items[i].tensor;
-    if (!pg_param_trainable(&ps->items[i]) || !t->grad) continue;
+    if (!pg_optim_param_active(&ps->items[i])) continue;
     scale_args a = {.g = t->grad, .coef = clip_coef};
     pg_optim_parallel(t->numel, scale_range, &a);
   }
@@ -88,7 +88,7 @@ pg_status pg_clip_grad_value(pg_params *ps, double clip_value) {
     return pg_fail(PG_ERR_ARG, "pg_clip_grad_value: clip_value = %g must be >= 0", clip_value);
   for (int i = 0; i < ps->count; i++) {
     pg_tensor *t = ps->items[i].tensor;
-    if (!pg_param_trainable(&ps->items[i]) || !t->grad) continue;
+    if (!pg_optim_param_active(&ps->items[i])) continue;
     scale_args a = {.g = t->grad, .clip = (float)clip_value};
     pg_optim_parallel(t->numel, clamp_range, &a);
   }

@@ -1,6 +1,9 @@
-/* Gradient clipping over the trainable entries of a parameter list (buffers
- * are skipped), as torch.nn.utils does it. Call between backward and the
- * optimizer step. */
+/* Gradient clipping over the entries of a parameter list that the optimizer
+ * updates (pg_optim_param_active: buffers, tensors with requires_grad off
+ * and tensors without a gradient buffer are skipped, so a frozen tensor
+ * neither enters the norm nor has its gradient scaled), as torch.nn.utils
+ * does it over the parameters that have a .grad. Call between backward and
+ * the optimizer step. */
 #ifndef PG_CLIP_H
 #define PG_CLIP_H
 

@@ -82,6 +82,10 @@ pg_status pg_ema_update(pg_ema *ema) {
   for (int i = 0; i < ema->shadow.count; i++) {
     const pg_param *p = &ema->model->items[i];
     if (!pg_param_trainable(p)) continue;
+    if (!p->tensor->requires_grad) { /* frozen: the shadow is the value itself */
+      memcpy(ema->shadow.items[i].tensor->data, p->tensor->data, (size_t)p->tensor->numel * sizeof(float));
+      continue;
+    }
     ema_args a = {.ema = ema->shadow.items[i].tensor->data, .model = p->tensor->data,
                   .decay = (float)ema->decay, .rest = (float)(1.0 - ema->decay)};
     pg_optim_parallel(p->tensor->numel, update_range, &a);

@@ -33,7 +33,11 @@ PG_API void pg_ema_free(pg_ema *ema);
 
 /* For every trainable entry: ema = decay * ema + (1 - decay) * param, in
  * float32 as DiT's update_ema (ema.mul_(decay).add_(param, alpha=1-decay)).
- * Buffers are not averaged (they are fixed). Refused while swapped. */
+ * A frozen entry (its tensor's requires_grad off) is copied instead, so its
+ * shadow follows the frozen value exactly, bit for bit (the formula would
+ * drift by an ulp now and then: decay * x + (1 - decay) * x is not always x
+ * in float32; the average of a constant is that constant). Buffers are not
+ * averaged (they are fixed). Refused while swapped. */
 PG_API pg_status pg_ema_update(pg_ema *ema);
 
 /* Exchanges model and shadow values in place (no allocation); call once to

@@ -51,7 +51,11 @@ PG_API pg_status pg_schedule_check(const pg_schedule *s);
 /* The lr for the update after `step` updates (step < 0 counts as 0). */
 PG_API double pg_schedule_lr(const pg_schedule *s, int64_t step);
 
-/* opt->config.lr = pg_schedule_lr(s, opt->step). */
+/* opt->config.lr = pg_schedule_lr(s, opt->step). With param groups, every
+ * group's lr follows by the same factor config.lr / opt->initial_lr (see
+ * pg_optimizer_group_lr), as torch's LambdaLR scales every group's
+ * initial_lr by one lambda; so base_lr should be the lr the optimizer was
+ * created with. Setting config.lr directly has the same effect. */
 PG_API void pg_schedule_apply(const pg_schedule *s, pg_optimizer *opt);
 
 /* "constant", "warmup", "cosine", "step" (for a --schedule flag). An unknown

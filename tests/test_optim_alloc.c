@@ -40,7 +40,7 @@ static void step(pg_params *ps, pg_optimizer *opt, const pg_schedule *sched, pg_
   pg_ema_swap(ema);
 }
 
-static void check_no_allocation(pg_optim_config cfg) {
+static void check_no_allocation_groups(pg_optim_config cfg, const pg_param_group *groups, int n_groups) {
   pg_params ps;
   pg_params_init(&ps);
   /* small, large, small, large, buffer: thread counts alternate every call */
@@ -51,7 +51,7 @@ static void check_no_allocation(pg_optim_config cfg) {
   assert_non_null(pg_params_add(&ps, PG_PARAM_BUFFER, PG_SHAPE(64), "pos_embed"));
   assert_true(ps.items[1].tensor->numel >= PG_OPTIM_PARALLEL_MIN);
   pg_optimizer opt;
-  assert_int_equal(pg_optimizer_init(&opt, &ps, &cfg), PG_OK);
+  assert_int_equal(pg_optimizer_init_groups(&opt, &ps, &cfg, groups, n_groups), PG_OK);
   pg_schedule sched = pg_schedule_make(PG_SCHEDULE_COSINE, cfg.lr);
   sched.warmup_steps = 3;
   sched.total_steps = 20;
@@ -77,6 +77,8 @@ static void check_no_allocation(pg_optim_config cfg) {
   pg_params_free(&ps);
 }
 
+static void check_no_allocation(pg_optim_config cfg) { check_no_allocation_groups(cfg, NULL, 0); }
+
 static void test_sgd_steps_allocate_nothing(void **state) {
   (void)state;
   pg_optim_config cfg = pg_optim_sgd(0.1);
@@ -96,11 +98,30 @@ static void test_adam_steps_allocate_nothing(void **state) {
   check_no_allocation(cfg);
 }
 
+/* Param groups (their own lr, decay, betas or momentum) and a frozen group:
+ * still no allocation. */
+static void test_groups_allocate_nothing(void **state) {
+  (void)state;
+  const pg_optim_config cfgs[2] = {pg_optim_sgd(0.1), pg_optim_adamw(1e-3)};
+  for (int k = 0; k < 2; k++) {
+    pg_param_group g[3] = {pg_param_group_make(&cfgs[k], "*.bias"),
+                           pg_param_group_make(&cfgs[k], "b.*"),
+                           pg_param_group_make(&cfgs[k], "norm.*")};
+    g[0].weight_decay = 0;
+    g[1].lr = 3 * cfgs[k].lr;
+    g[1].momentum = 0.9;
+    g[1].betas[0] = 0.8;
+    g[2].frozen = true;
+    check_no_allocation_groups(cfgs[k], g, 3);
+  }
+}
+
 int main(void) {
   pg_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sgd_steps_allocate_nothing),
       cmocka_unit_test(test_adam_steps_allocate_nothing),
+      cmocka_unit_test(test_groups_allocate_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,12 +3,15 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/optim/clip.h"
 #include "patchgrad/optim/ema.h"
 #include "patchgrad/optim/schedule.h"
+#include "patchgrad/optim/summary.h"
 
 /* ---- Clipping ---- */
 
@@ -94,6 +97,29 @@ static void test_clip_grad_value(void **state) {
   assert_true(isnan(w->grad[4])); /* clamp keeps NaN, as torch.clamp_ does */
   assert_int_equal(pg_clip_grad_value(&ps, -0.5), PG_ERR_ARG);
   assert_error_contains("clip_value = -0.5 must be >= 0");
+  pg_params_free(&ps);
+}
+
+/* A frozen tensor (requires_grad off) neither enters the norm nor is
+ * scaled or clamped, whatever its gradient buffer holds. */
+static void test_clip_skips_frozen(void **state) {
+  (void)state;
+  pg_params ps;
+  make_grads(&ps);
+  pg_tensor *w = ps.items[0].tensor, *b = ps.items[1].tensor;
+  assert_int_equal(pg_tensor_set_requires_grad(b, false), PG_OK);
+  /* the weight's norm alone: 5; coef 2.5 / (5 + 1e-6) */
+  assert_true(pg_clip_grad_norm(&ps, 2.5, 2.0) == 5.0);
+  float want_w = (float)(3 * (2.5 / (5.0 + 1e-6)));
+  assert_close(w->grad, &want_w, 1, 0, 1e-7);
+  assert_true(b->grad[0] == 12);
+  const float max_w = w->grad[1]; /* 4 * coef, the largest */
+  assert_true(pg_clip_grad_norm(&ps, 1e9, INFINITY) == max_w);
+  assert_int_equal(pg_clip_grad_value(&ps, 1.0), PG_OK);
+  assert_true(w->grad[0] == 1 && b->grad[0] == 12);
+  /* nothing trainable left: norm 0 */
+  assert_int_equal(pg_tensor_set_requires_grad(w, false), PG_OK);
+  assert_true(pg_clip_grad_norm(&ps, 1.0, 2.0) == 0.0);
   pg_params_free(&ps);
 }
 
@@ -270,11 +296,123 @@ static void test_ema(void **state) {
   pg_params_free(&model);
 }
 
+/* The shadow of a frozen parameter is its value, bit for bit, from the
+ * first update after freezing; the others keep averaging. */
+static void test_ema_follows_frozen(void **state) {
+  (void)state;
+  pg_params model;
+  make_model(&model);
+  pg_tensor *w = model.items[0].tensor, *b = model.items[2].tensor;
+  for (int64_t j = 0; j < w->numel; j++) w->data[j] = 0.0913f + 0.37f * (float)j; /* values where */
+  pg_ema ema;                                    /* 0.9999 x + 1e-4 x drifts in float32 */
+  assert_int_equal(pg_ema_init(&ema, &model, 0.9999), PG_OK);
+  assert_int_equal(pg_tensor_set_requires_grad(w, false), PG_OK); /* frozen from the start */
+  bool formula_drifts = false;
+  for (int64_t j = 0; j < w->numel; j++) {
+    float x = w->data[j], once = (float)((double)x * (float)(1.0 - 0.9999) + x * (float)0.9999);
+    formula_drifts |= once != x;
+  }
+  assert_true(formula_drifts); /* so copying is what keeps it exact */
+  pg_rng rng;
+  pg_rng_seed(&rng, 13);
+  for (int s = 0; s < 50; s++) {
+    for (int64_t j = 0; j < b->numel; j++) b->data[j] += pg_rng_normal(&rng);
+    assert_int_equal(pg_ema_update(&ema), PG_OK);
+    assert_memory_equal(ema.shadow.items[0].tensor->data, w->data, (size_t)w->numel * 4);
+  }
+  assert_true(memcmp(ema.shadow.items[2].tensor->data, b->data, (size_t)b->numel * 4) != 0);
+  /* frozen mid-run: the next update makes the shadow the frozen value */
+  assert_int_equal(pg_tensor_set_requires_grad(b, false), PG_OK);
+  assert_int_equal(pg_ema_update(&ema), PG_OK);
+  for (int s = 0; s < 3; s++) {
+    assert_int_equal(pg_ema_update(&ema), PG_OK);
+    assert_memory_equal(ema.shadow.items[2].tensor->data, b->data, (size_t)b->numel * 4);
+  }
+  pg_ema_free(&ema);
+  pg_params_free(&model);
+}
+
+/* ---- Parameter counts per module ---- */
+
+static void test_module_counts(void **state) {
+  (void)state;
+  pg_params ps;
+  pg_params_init(&ps);
+  struct {
+    pg_param_kind kind;
+    int64_t rows, cols;
+    const char *name;
+  } entries[] = {
+      {PG_PARAM_WEIGHT, 4, 8, "x_embedder.proj.weight"},
+      {PG_PARAM_BIAS, 4, 1, "x_embedder.proj.bias"},
+      {PG_PARAM_BUFFER, 16, 4, "pos_embed"},
+      {PG_PARAM_WEIGHT, 4, 4, "t_embedder.mlp.0.weight"},
+      {PG_PARAM_BIAS, 4, 1, "t_embedder.mlp.0.bias"},
+      {PG_PARAM_WEIGHT, 4, 4, "t_embedder.mlp.2.weight"},
+      {PG_PARAM_WEIGHT, 12, 4, "blocks.0.attn.qkv.weight"},
+      {PG_PARAM_BIAS, 12, 1, "blocks.0.attn.qkv.bias"},
+      {PG_PARAM_WEIGHT, 16, 4, "blocks.0.mlp.fc1.weight"},
+      {PG_PARAM_WEIGHT, 12, 4, "blocks.1.attn.qkv.weight"},
+      {PG_PARAM_BIAS, 12, 1, "blocks.1.attn.qkv.bias"},
+      {PG_PARAM_WEIGHT, 16, 4, "blocks.1.mlp.fc1.weight"},
+      {PG_PARAM_WEIGHT, 8, 4000, "final_layer.linear.weight"},
+  };
+  for (size_t i = 0; i < sizeof entries / sizeof *entries; i++)
+    assert_non_null(pg_params_add(&ps, entries[i].kind, PG_SHAPE(entries[i].rows, entries[i].cols),
+                                  "%s", entries[i].name));
+  assert_int_equal(pg_tensor_set_requires_grad(ps.items[0].tensor, false), PG_OK); /* frozen */
+
+  pg_module_count m[10];
+  assert_int_equal(pg_params_count_modules(&ps, 1, m, 10), 6);
+  const char *names1[] = {"x_embedder", "pos_embed", "t_embedder", "blocks.0", "blocks.1", "final_layer"};
+  const int64_t params1[] = {36, 64, 36, 124, 124, 32000}, trainable1[] = {4, 0, 36, 124, 124, 32000};
+  const int tensors1[] = {2, 1, 3, 3, 3, 1};
+  for (int i = 0; i < 6; i++) {
+    assert_string_equal(m[i].name, names1[i]);
+    assert_int_equal(m[i].params, params1[i]);
+    assert_int_equal(m[i].trainable, trainable1[i]);
+    assert_int_equal(m[i].tensors, tensors1[i]);
+  }
+  /* depth 2: a ModuleList index stays with its list */
+  assert_int_equal(pg_params_count_modules(&ps, 2, m, 10), 9);
+  const char *names2[] = {"x_embedder.proj", "pos_embed",     "t_embedder.mlp.0",
+                          "t_embedder.mlp.2", "blocks.0.attn", "blocks.0.mlp",
+                          "blocks.1.attn",    "blocks.1.mlp",  "final_layer.linear"};
+  for (int i = 0; i < 9; i++) assert_string_equal(m[i].name, names2[i]);
+  /* too little room: the count, and the first modules filled */
+  assert_int_equal(pg_params_count_modules(&ps, 2, m, 3), 9);
+  assert_string_equal(m[2].name, "t_embedder.mlp.0");
+  assert_int_equal(pg_params_count_modules(&ps, 0, m, 8), -1);
+  assert_error_contains("depth = 0 must be >= 1");
+
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  assert_non_null(f);
+  assert_int_equal(pg_params_print_summary(&ps, 1, f), PG_OK);
+  fclose(f);
+  assert_string_equal(text,
+                      "module              params      trainable\n"
+                      "x_embedder              36              4\n"
+                      "pos_embed               64              0\n"
+                      "t_embedder              36             36\n"
+                      "blocks.0               124            124\n"
+                      "blocks.1               124            124\n"
+                      "final_layer         32,000         32,000\n"
+                      "Total params: 32,384\n"
+                      "Trainable params: 32,288\n"
+                      "Non-trainable params: 96\n");
+  free(text);
+  pg_params_free(&ps);
+}
+
 int main(void) {
   pg_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_clip_grad_norm), cmocka_unit_test(test_clip_grad_value),
       cmocka_unit_test(test_schedules),      cmocka_unit_test(test_ema),
+      cmocka_unit_test(test_clip_skips_frozen), cmocka_unit_test(test_ema_follows_frozen),
+      cmocka_unit_test(test_module_counts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

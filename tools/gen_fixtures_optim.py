@@ -14,8 +14,25 @@ float32 result after the last step).
 decay_weights_only = 1 is written for PyTorch as two param groups, the second
 (biases) with weight_decay=0.
 
+Freezing and param groups (group /experiments, one subgroup per case):
+the case's attributes hold the optimizer settings as above, `steps`, the
+lr schedule (`schedule`: constant, warmup, cosine or step, with
+`warmup_steps`, `total_steps`, `min_lr`, `step_size`, `gamma` as
+optim/schedule.h defines them; PyTorch runs it as LambdaLR with
+lambda(step) = lr(step) / lr), `params` (the parameter names, space
+separated, in registration order; `kinds` their kinds), and the param groups
+`n_groups`, `group.K.pattern`, `group.K.lr`, `group.K.weight_decay`,
+`group.K.beta1`, `group.K.beta2`, `group.K.momentum`, `group.K.frozen` for
+K = 1..n_groups (fnmatch globs, first match wins, the rest in the default
+group). Each parameter NAME has NAME.init, NAME.grads, NAME.traj, NAME.final32
+as above and NAME.frozen (uint8 [steps]: 1 where the parameter is frozen at
+that step; PyTorch then sees p.grad = None, and the gradient in NAME.grads is
+noise that must be ignored).
+
 Run with Debian's python (torch 1.13, h5py): /usr/bin/python3 tools/gen_fixtures_optim.py
 """
+import fnmatch
+import math
 import os
 
 import h5py
@@ -96,6 +113,174 @@ def run_torch(settings, params, steps, dtype):
     return traj
 
 
+# ---- Freezing and param groups ----
+
+# The model of the experiments: (name, kind, shape), in registration order.
+MODEL = [
+    ("embed.weight", "embedding", (5, 3)),
+    ("blocks.0.fc.weight", "weight", (4, 3)),
+    ("blocks.0.fc.bias", "bias", (4,)),
+    ("norm.weight", "norm", (4,)),
+    ("head.weight", "weight", (2, 4)),
+]
+
+# Freezing over 100 steps: (name, first frozen step, first step after) per
+# frozen stretch. embed.weight is frozen by its group; the others by
+# requires_grad: frozen from step 40 with leftover moments, frozen from 25 to
+# 59 then trained again (its own step count resumes), frozen for the first 30
+# steps (its first update is its step 1).
+FREEZE_STEPS = 100
+FREEZE_SCHEDULE = {
+    "blocks.0.fc.weight": [(40, FREEZE_STEPS)],
+    "blocks.0.fc.bias": [(25, 60)],
+    "norm.weight": [(0, 30)],
+}
+FROZEN_EMBED = [dict(pattern="embed.*", frozen=1)]
+
+SCHED_NONE = dict(schedule="constant")
+
+EXPERIMENTS = {
+    "adam_freeze": (dict(ADAM, lr=1e-2, weight_decay=0.01), FREEZE_STEPS, SCHED_NONE,
+                    FROZEN_EMBED, FREEZE_SCHEDULE),
+    "adamw_freeze": (dict(ADAMW, lr=1e-2, weight_decay=0.1), FREEZE_STEPS, SCHED_NONE,
+                     FROZEN_EMBED, FREEZE_SCHEDULE),
+    "adamw_amsgrad_freeze": (dict(ADAMW, lr=5e-3, weight_decay=0.05, amsgrad=1), FREEZE_STEPS,
+                             dict(schedule="cosine", warmup_steps=10, total_steps=FREEZE_STEPS, min_lr=1e-4),
+                             FROZEN_EMBED, FREEZE_SCHEDULE),
+    "sgd_momentum_freeze": (dict(SGD, lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01),
+                            FREEZE_STEPS, SCHED_NONE, FROZEN_EMBED, FREEZE_SCHEDULE),
+    # no-decay groups for biases and norms, an lr and betas of their own
+    "adamw_groups": (dict(ADAMW, lr=1e-2, weight_decay=0.05), 40,
+                     dict(schedule="cosine", warmup_steps=5, total_steps=40, min_lr=0.0),
+                     [dict(pattern="*.bias", weight_decay=0.0),
+                      dict(pattern="norm.*", weight_decay=0.0, beta1=0.8, beta2=0.99),
+                      dict(pattern="head.*", lr=3e-2, weight_decay=0.1, beta1=0.85, beta2=0.95)], {}),
+    # first match wins: blocks.0.fc.bias goes to '*.bias', not 'blocks.*'
+    "adam_groups": (dict(ADAM, lr=5e-3, weight_decay=0.01), 40, dict(schedule="warmup", warmup_steps=10),
+                    [dict(pattern="*.bias", lr=1e-2, weight_decay=0.0),
+                     dict(pattern="blocks.*", beta1=0.5, beta2=0.9)], {}),
+    # momentum per group (none for biases), a frozen group, a step schedule
+    "sgd_groups": (dict(SGD, lr=0.05, momentum=0.9, weight_decay=0.01), 40,
+                   dict(schedule="step", step_size=10, gamma=0.5),
+                   [dict(pattern="*.bias", weight_decay=0.0, momentum=0.0),
+                    dict(pattern="norm.*", weight_decay=0.0, momentum=0.5),
+                    dict(pattern="head.*", lr=0.1, momentum=0.95),
+                    dict(pattern="embed.*", frozen=1)], {}),
+}
+
+
+def schedule_lr(sched, base_lr, step):
+    """optim/schedule.h's pg_schedule_lr."""
+    kind = sched["schedule"]
+    if kind == "constant":
+        return base_lr
+    warmup = sched.get("warmup_steps", 0)
+    if step < warmup:
+        return base_lr * step / warmup
+    since = step - warmup
+    if kind == "cosine":
+        span = sched["total_steps"] - warmup
+        progress = min(1.0, since / span) if span > 0 else 1.0
+        min_lr = sched.get("min_lr", 0.0)
+        return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if kind == "step":
+        return base_lr * sched.get("gamma", 0.1) ** (since // sched["step_size"])
+    return base_lr
+
+
+def full_group(settings, group):
+    """A group spec with every field, the missing ones from the settings."""
+    return dict(pattern=group["pattern"], lr=group.get("lr", settings["lr"]),
+                weight_decay=group.get("weight_decay", settings["weight_decay"]),
+                beta1=group.get("beta1", settings.get("beta1", 0.0)),
+                beta2=group.get("beta2", settings.get("beta2", 0.0)),
+                momentum=group.get("momentum", settings.get("momentum", 0.0)),
+                frozen=group.get("frozen", 0))
+
+
+def group_of(name, groups):
+    """The first group whose glob matches (1-based), else 0 (default)."""
+    for k, g in enumerate(groups):
+        if fnmatch.fnmatchcase(name, g["pattern"]):
+            return k + 1
+    return 0
+
+
+def run_experiment(settings, sched, groups, params, frozen, steps, dtype):
+    """params: [(name, init, grads)]; frozen: {name: bool [steps]}."""
+    tensors = [torch.tensor(init, dtype=dtype, requires_grad=True) for _, init, _ in params]
+    members = [[] for _ in range(len(groups) + 1)]
+    for (name, _, _), t in zip(params, tensors):
+        members[group_of(name, groups)].append(t)
+    torch_groups = [{"params": members[0]}]
+    for g, m in zip(groups, members[1:]):
+        tg = {"params": m, "lr": g["lr"], "weight_decay": g["weight_decay"]}
+        if settings["optimizer"] == "sgd":
+            tg["momentum"] = g["momentum"]
+        else:
+            tg["betas"] = (g["beta1"], g["beta2"])
+        torch_groups.append(tg)
+    opt_name = settings["optimizer"]
+    if opt_name == "sgd":
+        opt = torch.optim.SGD(torch_groups, lr=settings["lr"], momentum=settings["momentum"],
+                              dampening=settings["dampening"], nesterov=bool(settings["nesterov"]),
+                              weight_decay=settings["weight_decay"])
+    else:
+        cls = torch.optim.Adam if opt_name == "adam" else torch.optim.AdamW
+        opt = cls(torch_groups, lr=settings["lr"], betas=(settings["beta1"], settings["beta2"]),
+                  eps=settings["eps"], weight_decay=settings["weight_decay"],
+                  amsgrad=bool(settings["amsgrad"]))
+    base = settings["lr"]
+    lam = lambda step: schedule_lr(sched, base, step) / base
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lam)
+    traj = [np.zeros((steps,) + init.shape, dtype=np.float64) for _, init, _ in params]
+    for s in range(steps):
+        for t, (name, _, grads) in zip(tensors, params):
+            t.grad = None if frozen[name][s] else torch.tensor(grads[s], dtype=dtype)
+        opt.step()
+        scheduler.step()
+        for i, t in enumerate(tensors):
+            traj[i][s] = t.detach().numpy()
+    return traj
+
+
+def write_experiment(parent, case, spec, rng):
+    settings, steps, sched, groups, freeze_schedule = spec
+    settings = dict(settings)
+    settings.setdefault("decay_weights_only", 0)
+    groups = [full_group(settings, g) for g in groups]
+    params, frozen = [], {}
+    for name, kind, shape in MODEL:
+        init = rng.standard_normal(shape).astype(np.float32)
+        grads = rng.standard_normal((steps,) + shape).astype(np.float32)
+        mask = np.zeros(steps, dtype=np.uint8)
+        for lo, hi in freeze_schedule.get(name, []):
+            mask[lo:hi] = 1
+        k = group_of(name, groups)
+        if k and groups[k - 1]["frozen"]:
+            mask[:] = 1
+        params.append((name, init, grads))
+        frozen[name] = mask
+    traj64 = run_experiment(settings, sched, groups, params, frozen, steps, torch.float64)
+    traj32 = run_experiment(settings, sched, groups, params, frozen, steps, torch.float32)
+    g = create_group_compact_attrs(parent, case, max_compact=64)
+    for k, v in settings.items():
+        g.attrs[k] = v
+    g.attrs["steps"] = steps
+    for k, v in dict(dict(warmup_steps=0, total_steps=0, min_lr=0.0, step_size=0, gamma=0.1), **sched).items():
+        g.attrs[k] = v
+    g.attrs["params"] = " ".join(name for name, _, _ in MODEL)
+    g.attrs["kinds"] = " ".join(kind for _, kind, _ in MODEL)
+    g.attrs["n_groups"] = len(groups)
+    for k, grp in enumerate(groups):
+        for key, v in grp.items():
+            g.attrs["group.%d.%s" % (k + 1, key)] = v
+    for (name, init, grads), t64, t32 in zip(params, traj64, traj32):
+        for key, data in (("init", init), ("grads", grads), ("traj", t64),
+                          ("final32", t32[-1].astype(np.float32)), ("frozen", frozen[name])):
+            write_compact(g, name + "." + key, data)
+
+
 def write_compact(group, name, data):
     """A dataset stored inside its object header: no separate block, which
     keeps this file of many tiny arrays small."""
@@ -104,11 +289,11 @@ def write_compact(group, name, data):
     group.create_dataset(name, data=data, dcpl=dcpl)
 
 
-def create_group_compact_attrs(parent, name):
+def create_group_compact_attrs(parent, name, max_compact=32):
     """A group whose dozen attributes stay in its header (the default moves
     more than 8 into a separate heap and B-tree, several KB each)."""
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
-    gcpl.set_attr_phase_change(32, 24)
+    gcpl.set_attr_phase_change(max_compact, max_compact * 3 // 4)
     return h5py.Group(h5py.h5g.create(parent.id, name.encode(), gcpl=gcpl))
 
 
@@ -132,6 +317,9 @@ def main():
                 for key, data in (("init", init), ("grads", grads), ("traj", t64),
                                   ("final32", t32[-1].astype(np.float32))):
                     write_compact(g, name + "." + key, data)
+        ex = f.create_group("experiments")
+        for case, spec in EXPERIMENTS.items():
+            write_experiment(ex, case, spec, rng)
     print("wrote", os.path.normpath(OUT), os.path.getsize(OUT), "bytes")
 
 
