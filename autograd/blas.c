@@ -67,3 +67,8 @@ void pg_gemm_auto(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   else
     pg_gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+
+const char *pg_blas_kernels(void) {
+  if (!pg_blis_started()) return "(BLIS has not run yet)";
+  return bli_arch_string(bli_arch_query_id());
+}

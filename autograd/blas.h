@@ -34,4 +34,9 @@ PG_API void pg_gemm_auto(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
 PG_API void pg_set_threads(int n);
 PG_API int pg_get_threads(void);
 
+/* The name of the kernel set BLIS runs ("zen3", "skx", ...) once it has run
+ * a product; "(BLIS has not run yet)" before (asking earlier could make BLIS
+ * 0.9 abort when BLIS_ARCH_TYPE is set). */
+PG_API const char *pg_blas_kernels(void);
+
 #endif

@@ -3,6 +3,9 @@
 #include <blis.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
@@ -11,10 +14,75 @@
 
 pg_runtime_options pg_runtime_defaults(void) { return (pg_runtime_options){.blis_arch = true}; }
 
-/* The skx kernel set on AMD CPUs with AVX-512 (runtime.h says why). */
+static char blis_choice[160] = "BLIS's own detection (pg_runtime_init was not asked to choose)";
+
+const char *pg_runtime_blis_choice(void) { return blis_choice; }
+
+/* Seconds of the best of five 256^3 products on one thread, in a child
+ * process whose BLIS starts with BLIS_ARCH_TYPE = arch (NULL: BLIS's own
+ * detection); a negative value when the child could not run. The child
+ * writes the figure and the kernel set's name through a pipe. */
+static double time_kernels(const char *arch, char *name, size_t cap) {
+  int fd[2];
+  if (pipe(fd)) return -1;
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fd[0]);
+    close(fd[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(fd[0]);
+    if (arch) setenv("BLIS_ARCH_TYPE", arch, 1);
+    enum { N = 256 };
+    static float a[N * N], b[N * N], c[N * N];
+    for (int i = 0; i < N * N; i++) a[i] = b[i] = (float)(i % 7) * 0.25f;
+    float one = 1.0f, zero = 0.0f;
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(1, &rntm);
+    double best = 1e9;
+    for (int rep = 0; rep < 6; rep++) {
+      struct timespec t0, t1;
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, N, N, N, &one, a, N, 1, b, N, 1, &zero, c, N, 1,
+                   NULL, &rntm);
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      const double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+      if (rep > 0 && s < best) best = s; /* the first call sets BLIS up */
+    }
+    char msg[64];
+    /* the kernel set's name is known only after BLIS's first product */
+    const int len = snprintf(msg, sizeof msg, "%.9f %s", best, bli_arch_string(bli_arch_query_id()));
+    if (write(fd[1], msg, (size_t)len) != len) _exit(1);
+    _exit(0);
+  }
+  close(fd[1]);
+  char msg[64] = "";
+  ssize_t got = 0, r;
+  while (got < (ssize_t)sizeof msg - 1 && (r = read(fd[0], msg + got, sizeof msg - 1 - (size_t)got)) > 0)
+    got += r;
+  close(fd[0]);
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  msg[got > 0 ? got : 0] = '\0';
+  double s = -1;
+  char kname[32] = "";
+  if (sscanf(msg, "%lf %31s", &s, kname) != 2) return -1;
+  snprintf(name, cap, "%s", kname);
+  return s;
+}
+
+/* On AMD CPUs with AVX-512, BLIS's own detection can fall back to its slow
+ * generic kernels (runtime.h); there the kernel set is chosen by timing
+ * BLIS's choice against skx, each in a child process (BLIS fixes its kernels
+ * at its first call, so they cannot both be tried in this one), and the
+ * faster one is kept: skx only when it is more than 5% faster. */
 static void choose_blis_arch(void) {
 #if defined(__x86_64__)
-  if (getenv("BLIS_ARCH_TYPE")) return;
+  if (getenv("BLIS_ARCH_TYPE")) {
+    snprintf(blis_choice, sizeof blis_choice, "BLIS_ARCH_TYPE=%s, set by the user", getenv("BLIS_ARCH_TYPE"));
+    return;
+  }
   unsigned max_leaf, vendor_b, vendor_c, vendor_d;
   if (!__get_cpuid(0, &max_leaf, &vendor_b, &vendor_c, &vendor_d)) return;
   const bool amd = vendor_b == 0x68747541u; /* "Auth" of "AuthenticAMD" */
@@ -23,10 +91,22 @@ static void choose_blis_arch(void) {
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                       __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
-  if (amd && avx512) {
-    char id[16];
-    snprintf(id, sizeof id, "%d", (int)BLIS_ARCH_SKX);
-    setenv("BLIS_ARCH_TYPE", id, 0);
+  if (!amd || !avx512) {
+    snprintf(blis_choice, sizeof blis_choice, "BLIS's own detection (not an AMD CPU with AVX-512)");
+    return;
+  }
+  char skx_id[16], own_name[32] = "?", skx_name[32] = "?";
+  snprintf(skx_id, sizeof skx_id, "%d", (int)BLIS_ARCH_SKX);
+  const double own = time_kernels(NULL, own_name, sizeof own_name);
+  const double skx = time_kernels(skx_id, skx_name, sizeof skx_name);
+  const double gflop = 2.0 * 256 * 256 * 256 * 1e-9;
+  if (skx > 0 && (own <= 0 || skx < 0.95 * own)) {
+    setenv("BLIS_ARCH_TYPE", skx_id, 0);
+    snprintf(blis_choice, sizeof blis_choice, "skx, measured at start: %.0f GFLOP/s against %s's %.0f",
+             gflop / skx, own_name, own > 0 ? gflop / own : 0.0);
+  } else {
+    snprintf(blis_choice, sizeof blis_choice, "%s (BLIS's own), measured at start: %.0f GFLOP/s against skx's %.0f",
+             own_name, own > 0 ? gflop / own : 0.0, skx > 0 ? gflop / skx : 0.0);
   }
 #endif
 }

@@ -16,6 +16,7 @@
 #include "bench_floor.h"
 #include "patchgrad/autograd/autocast.h"
 #include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/runtime.h"
 #include "patchgrad/dit/diffusion.h"
 #include "patchgrad/optim/optimizer.h"
 
@@ -221,6 +222,7 @@ int pg_cmd_bench(int argc, char **argv) {
   for (int p = 0; p < 4; p++)
     printf("%-10s %10.3f %10.3f %10.3f\n", phase[p], ph[p].median, ph[p].min, ph[p].max);
   printf("GEMM work  %.3f GFLOP per step (3 x forward), %.1f GFLOP/s at the median\n", gflop, gflops);
+  printf("BLIS       %s kernels running; %s\n", pg_blas_kernels(), pg_runtime_blis_choice());
   printf("CPU time   %.3f ms per step (all threads), %.1f page faults per step\n", cpu_per_step,
          (double)(faults1 - faults0) / (double)steps);
   printf("peak RSS   %.1f MiB (arena %.1f MiB)\n", rss, (double)s.ctx->arena.reserved / (1024.0 * 1024.0));
@@ -257,10 +259,10 @@ int pg_cmd_bench(int argc, char **argv) {
            "\"forward_ms\": %.4f, \"backward_ms\": %.4f, \"optimizer_ms\": %.4f, "
            "\"step_median_ms\": %.4f, \"step_min_ms\": %.4f, \"step_max_ms\": %.4f, "
            "\"gflop\": %.6f, \"gflops\": %.3f, \"cpu_ms_per_step\": %.4f, \"peak_rss_mib\": %.2f, "
-           "\"allocations\": %ld",
+           "\"allocations\": %ld, \"blis_kernels\": \"%s\"",
            bc->name, pg_precision_name(precision), pg_get_threads(), (long long)steps, ph[0].median, ph[1].median, ph[2].median,
            ph[3].median, ph[3].min, ph[3].max, gflop, gflops, cpu_per_step, rss,
-           allocs_counted() ? allocs : -1L);
+           allocs_counted() ? allocs : -1L, pg_blas_kernels());
     if (floor)
       printf(", \"floor_ms\": %.4f, \"floor_attention_ms\": %.4f, \"blis_gflops\": %.3f",
              fl.total_ms, fl.attention_ms, fl.blis_gflops);

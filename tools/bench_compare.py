@@ -53,10 +53,14 @@ def main():
                          "throughput relative to idle (same run, alternating)")
     ap.add_argument("--patchgrad", default=os.path.join(HERE, "..", "build", "patchgrad"))
     ap.add_argument("--torch-blas-as-installed", action="store_true",
-                    help="pass --blas-as-installed to bench_torch.py")
+                    help="let BLIS detect its kernels in PyTorch instead of giving it patchgrad's")
     args = ap.parse_args()
 
     loads = [0] + ([args.contend] if args.contend else [])
+    # the kernel set patchgrad's start-up timing picks, for PyTorch's BLIS too
+    blis_kernels = run_json([args.patchgrad, "bench", "--config", "S", "--steps", "1", "--warmup", "0",
+                             "--threads", "1", "--json"]).get("blis_kernels")
+    print("BLIS kernels on both sides: %s" % blis_kernels, file=sys.stderr)
     rows = []
     for cfg in args.configs.split(","):
         for prec in args.precisions.split(","):
@@ -74,8 +78,8 @@ def main():
                         th += ["--steps", str(args.steps)]
                     if args.floor and r == 0 and prec == "fp32" and load == 0:
                         pg.append("--floor")
-                    if args.torch_blas_as_installed:
-                        th.append("--blas-as-installed")
+                    if not args.torch_blas_as_installed and blis_kernels:
+                        th += ["--blis-arch", blis_kernels]
                     # alternate which side goes first, so neither always gets the cooler machine
                     for side in ((pg, pg_runs), (th, th_runs)) if r % 2 == 0 else ((th, th_runs), (pg, pg_runs)):
                         busy = busy_processes(load)

@@ -30,19 +30,10 @@ CONFIGS = {  # input, hidden, depth, heads, batch, default steps
 }
 
 
-def blis_arch_like_patchgrad():
-    """BLIS_ARCH_TYPE for BLIS 0.9 as autograd/runtime.c chooses it, or None."""
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return None
-    flags = set()
-    for line in info.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    avx512 = {"avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"} <= flags
-    return "0" if "AuthenticAMD" in info and avx512 else None  # 0 = BLIS_ARCH_SKX in BLIS 0.9
+# BLIS 0.9's arch_t ids (its enum order) for the kernel sets of x86-64.
+BLIS_ARCH_IDS = {"skx": "0", "knl": "1", "haswell": "3", "sandybridge": "4", "penryn": "5",
+                 "zen3": "6", "zen2": "7", "zen": "8", "excavator": "9", "steamroller": "10",
+                 "piledriver": "11", "bulldozer": "12"}
 
 
 def main():
@@ -55,14 +46,16 @@ def main():
     ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
                     help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line of every number")
-    ap.add_argument("--blas-as-installed", action="store_true",
-                    help="do not set BLIS_ARCH_TYPE (BLIS's own CPU detection)")
+    ap.add_argument("--blis-arch", default=None,
+                    help="BLIS kernel set to run (skx, zen3, ...), as patchgrad bench reports it")
     args = ap.parse_args()
 
     # Threads and BLAS kernels must be fixed before torch (and BLIS) load.
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ["BLIS_NUM_THREADS"] = str(args.threads)
-    arch = None if args.blas_as_installed else blis_arch_like_patchgrad()
+    arch = BLIS_ARCH_IDS.get(args.blis_arch) if args.blis_arch else None
+    if args.blis_arch and arch is None:
+        sys.exit("bench_torch: --blis-arch %s is not one of %s" % (args.blis_arch, ", ".join(sorted(BLIS_ARCH_IDS))))
     if arch is not None and "BLIS_ARCH_TYPE" not in os.environ:
         os.environ["BLIS_ARCH_TYPE"] = arch
     import torch
