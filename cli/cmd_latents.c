@@ -87,9 +87,6 @@ static void report_skip(void *ctx, const char *path, const char *message) {
 }
 
 static pg_status make_images(const char *dir, pg_image_folder_opts *img, const char *out) {
-  if (!dir)
-    return pg_fail(PG_ERR_ARG, "--source images needs the folder: --source images DIR");
-  if (img->size < 1) return pg_fail(PG_ERR_ARG, "--source images needs --size S");
   img->on_skip = report_skip;
   pg_image_folder_result r;
   pg_status st = pg_make_image_folder(dir, img, out, &r);
@@ -154,6 +151,11 @@ int pg_cmd_latents(int argc, char **argv) {
   if (!strcmp(source, "fashion-mnist")) {
     st = pg_make_fashion_mnist(dir, split, count > 0 ? count : 0, out);
   } else if (!strcmp(source, "images")) {
+    if (!dir || size < 1) {
+      fprintf(stderr, "patchgrad latents: --source images needs %s: --source images DIR --size S\n",
+              !dir ? "the folder" : "--size");
+      return 2;
+    }
     img.size = size;
     if (channels > 0) img.channels = channels;
     img.split = split;
