@@ -114,10 +114,8 @@ static const uint8_t flat_blue[3] = {20, 60, 200};
  *   zebra/z2.jpg     a JPEG cut in the middle of its data
  *   .hidden/h.png    ignored (hidden folder)
  *   loose.png        ignored (not in a class folder) */
-static const char *make_folder(const char *name) {
-  const char *root = pg_test_tmp(name);
-  char dir[1024];
-  snprintf(dir, sizeof dir, "%s", root);
+static void make_folder(const char *name, char dir[1024]) {
+  snprintf(dir, 1024, "%s", pg_test_tmp(name));
   make_dir(dir);
   make_dir(path_in(dir, "apple"));
   make_dir(path_in(dir, "apple/sub"));
@@ -140,7 +138,6 @@ static const char *make_folder(const char *name) {
   assert_int_equal(remove(path_in(dir, "zebra/full.tmp")), 0);
   write_png(path_in(dir, ".hidden/h.png"), 8, 8, 3, 7);
   write_png(path_in(dir, "loose.png"), 8, 8, 3, 8);
-  return root;
 }
 
 /* ---- Reading the output ---- */
@@ -157,6 +154,17 @@ static void on_skip(void *ctx, const char *path, const char *message) {
   snprintf(s->paths[s->count], sizeof s->paths[0], "%s", path);
   snprintf(s->messages[s->count], sizeof s->messages[0], "%s", message);
   s->count++;
+}
+
+/* Options for make_folder's folder: size 8, RGB, skipped files into sk. */
+static pg_image_folder_opts folder_opts(pg_image_bad_policy on_bad, skips *sk) {
+  pg_image_folder_opts o;
+  pg_image_folder_opts_init(&o);
+  o.size = 8;
+  o.on_bad = on_bad;
+  o.on_skip = on_skip;
+  o.on_skip_ctx = sk;
+  return o;
 }
 
 /* A 1-D string dataset into a newly allocated array of n strings. */
@@ -203,17 +211,11 @@ static void expected_latent(const pg_latents *ds, const uint8_t *img, int64_t s,
 
 static void test_folder_skip(void **state) {
   (void)state;
-  const char *dir = make_folder("skip");
   char dir_copy[1024];
-  snprintf(dir_copy, sizeof dir_copy, "%s", dir);
+  make_folder("skip", dir_copy);
   const char *out = pg_test_tmp("skip.h5");
-  pg_image_folder_opts o;
-  pg_image_folder_opts_init(&o);
-  o.size = 8;
-  o.on_bad = PG_IMAGE_BAD_SKIP;
   skips sk = {0};
-  o.on_skip = on_skip;
-  o.on_skip_ctx = &sk;
+  pg_image_folder_opts o = folder_opts(PG_IMAGE_BAD_SKIP, &sk);
   pg_image_folder_result r;
   assert_int_equal(pg_make_image_folder(dir_copy, &o, out, &r), PG_OK);
   assert_int_equal(r.images, 6);
@@ -308,16 +310,11 @@ static void test_folder_skip(void **state) {
 
 static void test_folder_fail(void **state) {
   (void)state;
-  const char *dir = make_folder("fail");
   char dir_copy[1024];
-  snprintf(dir_copy, sizeof dir_copy, "%s", dir);
+  make_folder("fail", dir_copy);
   const char *out = pg_test_tmp("fail.h5");
-  pg_image_folder_opts o;
-  pg_image_folder_opts_init(&o);
-  o.size = 8;
   skips sk = {0};
-  o.on_skip = on_skip;
-  o.on_skip_ctx = &sk;
+  pg_image_folder_opts o = folder_opts(PG_IMAGE_BAD_FAIL, &sk);
   assert_int_equal(pg_make_image_folder(dir_copy, &o, out, NULL), PG_ERR_FORMAT);
   assert_error_contains("mango/bad.png: libpng");
   assert_error_contains("--on-bad skip");
