@@ -27,6 +27,9 @@
 #include <stb_image_resize.h>
 
 #define PATH_CAP 4096
+/* PIL's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS): a larger
+ * image is a bad file, not an attempt to allocate gigabytes. */
+#define MAX_PIXELS 178956970.0
 #define MAX_DEPTH 32 /* folders inside a class folder (a symlink loop stops here) */
 
 /* ---- Decoding ---- */
@@ -79,8 +82,9 @@ static pg_status read_jpeg(jpeg_job *j, const char *path) {
   jpeg_start_decompress(&j->cinfo);
   JDIMENSION w = j->cinfo.output_width, h = j->cinfo.output_height;
   int c = j->cinfo.output_components;
-  if (w > (JDIMENSION)INT32_MAX / 4 || h > (JDIMENSION)INT32_MAX / 4)
-    return pg_fail(PG_ERR_FORMAT, "%s: JPEG of %u x %u pixels is too large", path, w, h);
+  if ((double)w * (double)h > MAX_PIXELS)
+    return pg_fail(PG_ERR_FORMAT, "%s: a JPEG of %u x %u pixels, more than %.0f", path, w, h,
+                   MAX_PIXELS);
   j->im = pg_image_new((int)w, (int)h, c);
   if (!j->im) return pg_fail(PG_ERR_MEMORY, "%s: out of memory for a %u x %u image", path, w, h);
   while (j->cinfo.output_scanline < h) {
@@ -122,11 +126,24 @@ static pg_image *decode(const char *path) {
     pg_fail(PG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     return NULL;
   }
-  uint8_t head[8];
+  uint8_t head[24]; /* a PNG's signature and the size in its first chunk, IHDR */
   size_t got = fread(head, 1, sizeof head, f);
   fclose(f);
   static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (got == 8 && !memcmp(head, png_sig, 8)) return pg_png_read(path);
+  if (got >= 8 && !memcmp(head, png_sig, 8)) {
+    if (got == 24 && !memcmp(head + 12, "IHDR", 4)) {
+      double w = (double)((uint32_t)head[16] << 24 | (uint32_t)head[17] << 16 |
+                          (uint32_t)head[18] << 8 | head[19]);
+      double h = (double)((uint32_t)head[20] << 24 | (uint32_t)head[21] << 16 |
+                          (uint32_t)head[22] << 8 | head[23]);
+      if (w * h > MAX_PIXELS) {
+        pg_fail(PG_ERR_FORMAT, "%s: a PNG of %.0f x %.0f pixels, more than %.0f", path, w, h,
+                MAX_PIXELS);
+        return NULL;
+      }
+    }
+    return pg_png_read(path);
+  }
   if (got >= 3 && head[0] == 0xff && head[1] == 0xd8 && head[2] == 0xff) return jpeg_read(path);
   if (got == 0) {
     pg_fail(PG_ERR_FORMAT, "%s: not an image (empty file)", path);

@@ -15,9 +15,11 @@
  *
  * Each image becomes, in this order (torchvision's Resize(S) then
  * CenterCrop(S)):
- *   decoded: PNG by libpng (16-bit taken to 8, palettes expanded, alpha
- *            dropped without compositing, as PIL's convert does), JPEG by
- *            libjpeg-turbo;
+ *   decoded: PNG by libpng (16-bit taken to its high byte, palettes
+ *            expanded, alpha dropped without compositing, as PIL's convert
+ *            does), JPEG by libjpeg-turbo; an image of more than 178956970
+ *            pixels (PIL's decompression-bomb limit) is a bad file, refused
+ *            before it is decoded;
  *   converted to `channels`: gray -> RGB repeats the value; RGB -> gray is
  *            PIL's convert("L"), L = (19595 R + 38470 G + 7471 B + 32768) >> 16;
  *   resized so that its shorter side is S (the longer side int(S * long /

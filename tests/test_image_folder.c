@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include <jpeglib.h>
+#include <zlib.h>
 
 #include "patchgrad/data/image_folder.h"
 #include "patchgrad/data/latent_image.h"
@@ -420,6 +421,17 @@ static void test_gray_and_crop(void **state) {
   assert_int_equal(pg_image_file_load(p, 8, 1, out), PG_OK);
   for (int y = 0; y < 8; y++)
     for (int x = 0; x < 8; x++) assert_int_equal(out[y * 8 + x], pattern(10, y + 2, x, 0));
+
+  /* a PNG claiming 20000 x 20000 pixels: refused before any allocation */
+  uint8_t bomb[33] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                      0, 0, 0x4e, 0x20, 0, 0, 0x4e, 0x20, 8, 2, 0, 0, 0};
+  uLong crc = crc32(0L, bomb + 12, 17);
+  for (int k = 0; k < 4; k++) bomb[29 + k] = (uint8_t)(crc >> (24 - 8 * k));
+  p = pg_test_tmp("bomb.png");
+  write_bytes(p, bomb, sizeof bomb);
+  uint8_t small[8 * 8 * 3];
+  assert_int_equal(pg_image_file_load(p, 8, 3, small), PG_ERR_FORMAT);
+  assert_error_contains("bomb.png: a PNG of 20000 x 20000 pixels, more than 178956970");
 
   /* resizing keeps a flat image flat, enlarging and shrinking */
   const uint8_t grey[1] = {77};
