@@ -13,11 +13,12 @@ OUT.pt (torch.save of a dict):
   ema        the EMA weights under the same names (when the checkpoint has them)
   optimizer  a torch.optim state_dict (when the checkpoint has optimizer state):
              state {index: {step, exp_avg, exp_avg_sq[, max_exp_avg_sq]} or
-             {momentum_buffer}}, param_groups with the parameter indices in the
-             order of the twin's parameters() (lr, betas, eps, weight_decay, ...
-             from the checkpoint; with decay_weights_only two groups: the
-             weights, then the rest with weight_decay 0; each group also lists
-             its param_names)
+             {momentum_buffer}}, param_groups with the parameter indices
+             numbered group by group, each group's parameters in the twin's
+             parameters() order (lr, betas, eps, weight_decay, ... from the
+             checkpoint; patchgrad's default group first, then its param
+             groups; decay_weights_only splits a group into its weights and
+             the rest with weight_decay 0; each group lists its param_names)
   config     the checkpoint's /config attributes; step: its step
 
 --safetensors writes the weights (the model's, or the EMA's with --ema) as a
@@ -176,59 +177,122 @@ def load_into(model, arrays, what):
 
 # ---- The optimizer ----
 
-def optimizer_groups(names, kinds, optim):
-    """Parameter names per group, as the checkpoint's optimizer treated them."""
-    if optim.get("decay_weights_only") and optim.get("weight_decay", 0) != 0:
-        decay = [n for n in names if kinds.get(n) == "weight"]
-        rest = [n for n in names if kinds.get(n) != "weight"]
-        return [(decay, optim["weight_decay"]), (rest, 0.0)]
-    return [(names, optim.get("weight_decay", 0.0))]
+def skipped_steps(optim):
+    """Steps each trainable parameter (slot index, registration order) sat out."""
+    text, part = [], 0
+    while True:
+        key = "skipped_steps" if part == 0 else "skipped_steps.%d" % part
+        if key not in optim:
+            break
+        text.append(str(optim[key]))
+        part += 1
+    out = {}
+    for token in " ".join(text).split():
+        span, n = token.split(":")
+        first, _, last = span.partition("-")
+        for i in range(int(first), int(last or first) + 1):
+            out[i] = int(n)
+    return out
 
 
-def make_torch_optimizer(kind, param_lists, optim):
-    """torch.optim.SGD / Adam / AdamW over the given groups, with the checkpoint's settings."""
+def optimizer_groups(ck, names):
+    """The checkpoint's param groups as torch ones: a list of (settings,
+    parameter names in the twin's order). patchgrad's group 0 (the parameters
+    no pattern took, with the optimizer's own settings) comes first, then
+    groups 1..n in their order; a group is split in two (weights, then the
+    rest with weight_decay 0) under decay_weights_only, as patchgrad decays
+    only weights then. Empty groups are left out."""
+    import fnmatch
+    optim, kinds = ck["optim"], ck["kinds"]
+    n = int(optim.get("param_groups", 0))
+    base = {"lr": optim["lr"], "weight_decay": optim.get("weight_decay", 0.0),
+            "beta1": optim.get("beta1", 0.9), "beta2": optim.get("beta2", 0.999),
+            "momentum": optim.get("momentum", 0.0), "frozen": 0}
+    initial = optim.get("initial_lr")
+    if initial:
+        base["initial_lr"] = initial
+    settings = [base]
+    for k in range(1, n + 1):
+        g = {f: optim["param_groups.%d.%s" % (k, f)] for f in
+             ("pattern", "lr", "weight_decay", "beta1", "beta2", "momentum", "frozen")}
+        g["initial_lr"] = g["lr"]  # the group's lr at schedule factor 1
+        if initial and initial > 0 and g["lr"] != initial:
+            g["lr"] = g["lr"] * (optim["lr"] / initial)
+        elif initial and initial > 0:
+            g["lr"] = optim["lr"]
+        settings.append(g)
+    members = [[] for _ in settings]
+    for name in names:
+        k = next((k for k in range(1, n + 1)
+                  if fnmatch.fnmatchcase(name, settings[k]["pattern"])), 0)
+        members[k].append(name)
+    out = []
+    for g, ms in zip(settings, members):
+        if optim.get("decay_weights_only") and g["weight_decay"] != 0:
+            out.append((g, [m for m in ms if kinds.get(m) == "weight"]))
+            out.append((dict(g, weight_decay=0.0), [m for m in ms if kinds.get(m) != "weight"]))
+        else:
+            out.append((g, ms))
+    return [(g, ms) for g, ms in out if ms]
+
+
+def make_torch_optimizer(kind, groups, optim):
+    """torch.optim.SGD / Adam / AdamW over groups [(settings, params)]."""
     import torch
-    groups = [{"params": ps, "weight_decay": wd} for ps, wd in param_lists]
+    tg = []
+    for g, ps in groups:
+        d = {"params": ps, "lr": g["lr"], "weight_decay": g["weight_decay"]}
+        if kind == "sgd":
+            d["momentum"] = g["momentum"]
+        else:
+            d["betas"] = (g["beta1"], g["beta2"])
+        tg.append(d)
     if kind == "sgd":
-        return torch.optim.SGD(groups, lr=optim["lr"], momentum=optim.get("momentum", 0.0),
-                               dampening=optim.get("dampening", 0.0),
+        return torch.optim.SGD(tg, lr=optim["lr"], dampening=optim.get("dampening", 0.0),
                                nesterov=bool(optim.get("nesterov", 0)))
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(kind)
     if cls is None:
         fail("unknown optimizer '%s' in the checkpoint (expected sgd, adam or adamw)" % kind)
-    return cls(groups, lr=optim["lr"], betas=(optim.get("beta1", 0.9), optim.get("beta2", 0.999)),
-               eps=optim.get("eps", 1e-8), amsgrad=bool(optim.get("amsgrad", 0)))
+    return cls(tg, lr=optim["lr"], eps=optim.get("eps", 1e-8), amsgrad=bool(optim.get("amsgrad", 0)))
 
 
 def optimizer_state_dict(ck, model):
-    """The checkpoint's optimizer as torch.optim's state_dict for model.parameters()."""
+    """The checkpoint's optimizer as torch.optim's state_dict over the twin's
+    parameters: groups as optimizer_groups says, indices numbered group by
+    group as torch numbers them, each parameter's step its own update count
+    (the optimizer's step less the steps it sat out frozen)."""
     import torch
     optim, state = ck["optim"], ck["optim_state"]
     kind = optim.get("optimizer", "adamw")
     names = [n for n, _ in model.named_parameters()]
-    groups = optimizer_groups(names, ck["kinds"], optim)
+    groups = optimizer_groups(ck, names)
     # A throwaway optimizer of the same class gives this torch version's group keys.
-    template = make_torch_optimizer(kind, [([torch.zeros(1)], wd) for _, wd in groups], optim)
+    template = make_torch_optimizer(kind, [(g, [torch.zeros(1)]) for g, _ in groups], optim)
     buffers = {"sgd": ["momentum_buffer"],
                "adam": ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
                "adamw": ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]}[kind]
     step = int(optim.get("step", 0))
+    slots = [n for n in ck["params"] if ck["kinds"].get(n) != "buffer"]  # registration order
+    skipped = {slots[i]: k for i, k in skipped_steps(optim).items() if i < len(slots)}
     out_state, out_groups, index = {}, [], 0
-    for (group_names, _), tg in zip(groups, template.state_dict()["param_groups"]):
-        g = dict(tg)
-        g["params"], g["param_names"] = [], list(group_names)
+    for (g, group_names), tg in zip(groups, template.state_dict()["param_groups"]):
+        d = dict(tg)
+        if "initial_lr" in g:
+            d["initial_lr"] = g["initial_lr"]
+        d["params"], d["param_names"] = [], list(group_names)
         for n in group_names:
-            entry = {}
+            done = step - skipped.get(n, 0)
+            entry = OrderedDict()
+            if kind != "sgd":
+                entry["step"] = torch.tensor(float(done))
             for b in buffers:
                 if n + "." + b in state:
                     entry[b] = torch.from_numpy(np.ascontiguousarray(state[n + "." + b]))
-            if entry and kind != "sgd":
-                entry = OrderedDict([("step", torch.tensor(float(step)))] + list(entry.items()))
-            if entry and step > 0:
+            if done > 0 and len(entry) > (0 if kind == "sgd" else 1):
                 out_state[index] = entry
-            g["params"].append(index)
+            d["params"].append(index)
             index += 1
-        out_groups.append(g)
+        out_groups.append(d)
     known = {n + "." + b for n in names for b in buffers}
     stray = [k for k in state if k not in known]
     if stray:
@@ -236,9 +300,9 @@ def optimizer_state_dict(ck, model):
     sd = {"state": out_state, "param_groups": out_groups}
     # It must load into the same optimizer built over the twin's parameters.
     params = dict(model.named_parameters())
-    opt = make_torch_optimizer(kind, [([params[n] for n in ns], wd) for ns, wd in groups], optim)
+    opt = make_torch_optimizer(kind, [(g, [params[n] for n in ns]) for g, ns in groups], optim)
     opt.load_state_dict(sd)
-    for i, (n, p) in enumerate(model.named_parameters()):
+    for i, (n, p) in enumerate((n, params[n]) for _, ns in groups for n in ns):
         for b, v in out_state.get(i, {}).items():
             if b != "step" and not torch.equal(opt.state[p][b], v):
                 fail("internal: optimizer state %s.%s did not load" % (n, b))
