@@ -12,8 +12,8 @@
  *   io        io/     HDF5 helpers, latent files and their loader, checkpoints,
  *                     case files
  *   io        render/ PNG images and loss plots
- *   io        data/   dataset makers: IDX, Fashion-MNIST, synthetic shapes, the
- *                     image <-> latent transform
+ *   io        data/   dataset makers: IDX, Fashion-MNIST, synthetic shapes, folders
+ *                     of images, the image <-> latent transform
  *   models    train/  the training loop every model runs through (callbacks)
  *   models    dit/    the DiT denoiser, diffusion objective, samplers, trainer,
  *                     sample sheet
@@ -68,6 +68,7 @@
 
 #include "patchgrad/data/fashion_mnist.h"
 #include "patchgrad/data/idx.h"
+#include "patchgrad/data/image_folder.h"
 #include "patchgrad/data/latent_image.h"
 #include "patchgrad/data/synthetic.h"
 
