@@ -398,6 +398,16 @@ static void test_vit_features(void **state) {
 
 /* ---- files and the command ---- */
 
+static int run(const char *cmd, char *out, size_t cap) {
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t len = fread(out, 1, cap - 1, p);
+  out[len] = 0;
+  fputs(out, stdout); /* for the test log */
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 /* A labelled latent file of n random [4, 4, 2] samples with mean 0, std 1. */
 static void write_latents(const char *path, int64_t n, float scale, uint64_t seed) {
   pg_latents_info info;
@@ -426,7 +436,7 @@ static void test_files_and_command(void **state) {
   pg_vit m;
   assert_int_equal(pg_vit_init(&m, &tiny, &rng), PG_OK);
   pg_vit_data_info data = {.mean = 0, .std = 1, .source = "synthetic"};
-  char ckpt[1024], real[1024], near[1024], far[1024];
+  char ckpt[1024], real[1024], near[1024], far[1024], cmd[4096], out[8192];
   snprintf(ckpt, sizeof ckpt, "%s", pg_test_tmp("vit.h5"));
   snprintf(real, sizeof real, "%s", pg_test_tmp("real.h5"));
   snprintf(near, sizeof near, "%s", pg_test_tmp("near.h5"));
@@ -455,6 +465,45 @@ static void test_files_and_command(void **state) {
   pg_ctx_free(ctx);
   pg_vit_free(&m);
 
+  /* the command: samples from the same distribution are near the reference,
+   * samples three times as spread are far; the floor is printed */
+  double d_near, d_far, floor_fd;
+  snprintf(cmd, sizeof cmd, "'%s/patchgrad' score --classifier '%s' --samples '%s' --reference '%s' 2>&1",
+           PG_BUILD_DIR, ckpt, near, real);
+  assert_int_equal(run(cmd, out, sizeof out), 0);
+  const char *line = strstr(out, "Frechet distance to the reference");
+  assert_non_null(line);
+  assert_int_equal(sscanf(strchr(line, ':') + 1, "%lf", &d_near), 1);
+  assert_non_null(strstr(out, "comparable only within patchgrad"));
+  snprintf(cmd, sizeof cmd, "'%s/patchgrad' score --classifier '%s' --samples '%s' --reference '%s' 2>&1",
+           PG_BUILD_DIR, ckpt, far, real);
+  assert_int_equal(run(cmd, out, sizeof out), 0);
+  line = strstr(out, "Frechet distance to the reference");
+  assert_non_null(line);
+  assert_int_equal(sscanf(strchr(line, ':') + 1, "%lf", &d_far), 1);
+  assert_true(d_far > 5 * d_near);
+  /* the floor alone: no --samples */
+  snprintf(cmd, sizeof cmd, "'%s/patchgrad' score --classifier '%s' --reference '%s' --split-halves 2>&1",
+           PG_BUILD_DIR, ckpt, real);
+  assert_int_equal(run(cmd, out, sizeof out), 0);
+  line = strstr(out, "real-vs-real floor");
+  assert_non_null(line);
+  assert_non_null(strstr(line, "200 even- vs 200 odd-numbered"));
+  assert_int_equal(sscanf(strchr(line, ':') + 1, "%lf", &floor_fd), 1);
+  assert_true(floor_fd > 0 && floor_fd < d_far);
+  assert_null(strstr(out, "agreement"));
+  /* usage errors exit 2 */
+  snprintf(cmd, sizeof cmd, "'%s/patchgrad' score --classifier '%s' --split-halves 2>&1", PG_BUILD_DIR, ckpt);
+  assert_int_equal(run(cmd, out, sizeof out), 2);
+  assert_non_null(strstr(out, "--split-halves needs --reference"));
+  snprintf(cmd, sizeof cmd, "'%s/patchgrad' score --classifier '%s' --reference '%s' 2>&1", PG_BUILD_DIR, ckpt,
+           real);
+  assert_int_equal(run(cmd, out, sizeof out), 2);
+  /* a reference the classifier cannot read exits 1 with the reason */
+  snprintf(cmd, sizeof cmd, "'%s/patchgrad' score --classifier '%s' --samples '%s' --reference '%s' 2>&1",
+           PG_BUILD_DIR, ckpt, near, ckpt);
+  assert_int_equal(run(cmd, out, sizeof out), 1);
+  assert_non_null(strstr(out, "has neither 'samples'"));
 }
 
 int main(void) {
