@@ -121,19 +121,19 @@ static void random_cov(int64_t d, pg_rng *rng, double *c) {
   free(g);
 }
 
-/* A random rotation: Gram-Schmidt on a normal matrix's rows. */
+/* A random rotation: the product of a Givens rotation by a random angle in
+ * every plane (i, j), applied to the rows of the identity. */
 static void random_rotation(int64_t d, pg_rng *rng, double *q) {
-  for (int64_t i = 0; i < d * d; i++) q[i] = pg_rng_normal(rng);
-  for (int64_t i = 0; i < d; i++) {
-    for (int64_t j = 0; j < i; j++) {
-      double dot = 0;
-      for (int64_t k = 0; k < d; k++) dot += q[i * d + k] * q[j * d + k];
-      for (int64_t k = 0; k < d; k++) q[i * d + k] -= dot * q[j * d + k];
+  for (int64_t i = 0; i < d * d; i++) q[i] = i % (d + 1) == 0;
+  for (int64_t i = 0; i < d; i++)
+    for (int64_t j = i + 1; j < d; j++) {
+      const double t = 6.283185307179586 * pg_rng_uniform_double(rng), c = cos(t), sn = sin(t);
+      for (int64_t k = 0; k < d; k++) {
+        const double qi = q[i * d + k], qj = q[j * d + k];
+        q[i * d + k] = c * qi - sn * qj;
+        q[j * d + k] = sn * qi + c * qj;
+      }
     }
-    double norm = 0;
-    for (int64_t k = 0; k < d; k++) norm += q[i * d + k] * q[i * d + k];
-    for (int64_t k = 0; k < d; k++) q[i * d + k] /= sqrt(norm);
-  }
 }
 
 /* out = r a r^T */
