@@ -17,7 +17,8 @@
  *   models    train/  the training loop every model runs through (callbacks)
  *   models    dit/    the DiT denoiser, diffusion objective, samplers, trainer,
  *                     sample sheet
- *   models    vit/    the ViT classifier, its training, the sample score
+ *   models    vit/    the ViT classifier, its training, the sample score, the
+ *                     Frechet distance of its features
  */
 #ifndef PATCHGRAD_H
 #define PATCHGRAD_H
@@ -80,6 +81,7 @@
 #include "patchgrad/dit/trainer.h"
 
 #include "patchgrad/vit/classify.h"
+#include "patchgrad/vit/frechet.h"
 #include "patchgrad/vit/score.h"
 #include "patchgrad/vit/vit.h"
 

@@ -3,7 +3,8 @@
 # demo. Safe to run again; skipped packages are those already present.
 set -euo pipefail
 PKGS="gcc meson ninja-build pkg-config libblis-dev libcmocka-dev libhdf5-dev hdf5-tools
-      libpng-dev zlib1g-dev libjpeg62-turbo-dev libstb-dev libdnnl-dev libopenmpi-dev openmpi-bin"
+      libpng-dev zlib1g-dev libjpeg62-turbo-dev libstb-dev liblapacke-dev libdnnl-dev libopenmpi-dev
+      openmpi-bin"
 if [ "${1:-}" = "--demo" ]; then PKGS="$PKGS dataset-fashion-mnist"; fi
 missing=""
 for p in $PKGS; do

@@ -83,7 +83,7 @@ fail:
 
 void pg_vit_free(pg_vit *m) { pg_params_free(&m->params); }
 
-pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x) {
+pg_tensor *pg_vit_features(pg_ctx *ctx, pg_vit *m, pg_tensor *x) {
   if (!x) return NULL;
   const pg_vit_config *c = &m->cfg;
   if (x->ndim != 4 || x->shape[1] != c->height || x->shape[2] != c->width ||
@@ -114,7 +114,11 @@ pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x) {
   /* LayerNorm acts per token, so normalising only the class token gives the
    * same logits as normalising all of them and then picking it. */
   pg_tensor *cls_out = pg_reshape(ctx, pg_slice(ctx, tok, 1, 0, 1), 2, (int64_t[]){B, h});
-  return pg_linear_forward(ctx, &m->head, pg_layernorm_forward(ctx, &m->norm, cls_out));
+  return pg_layernorm_forward(ctx, &m->norm, cls_out);
+}
+
+pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x) {
+  return pg_linear_forward(ctx, &m->head, pg_vit_features(ctx, m, x));
 }
 
 #define CKPT_CASE (PG_FIELD_CKPT | PG_FIELD_CASE)

@@ -78,6 +78,11 @@ PG_API void pg_vit_free(pg_vit *m);
 
 /* Logits [B, num_classes] for x [B, H, W, C]. Records on ctx's tape. */
 PG_API pg_tensor *pg_vit_forward(pg_ctx *ctx, pg_vit *m, pg_tensor *x);
+/* The penultimate features [B, hidden] for x [B, H, W, C]: the normed class
+ * token, norm(x[:, 0]), which is what the head reads (pg_vit_forward is the
+ * head applied to these). The feature network of the Frechet distance
+ * (frechet.h). Records on ctx's tape; NULL with a message on a bad shape. */
+PG_API pg_tensor *pg_vit_features(pg_ctx *ctx, pg_vit *m, pg_tensor *x);
 
 /* The config's settings, one row each (io/kv.h): the checkpoint's integer
  * keys in this order, the attributes of a `vit` case of `patchgrad check`,
