@@ -1,0 +1,220 @@
+#include "patchgrad/vae/autoencode.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "patchgrad/autograd/gaussian.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/io/h5util.h"
+
+pg_vae_data_info pg_vae_data_info_of(const pg_latents_info *info) {
+  pg_vae_data_info d = {.tf = pg_latent_transform_of(info)};
+  snprintf(d.source, sizeof d.source, "%s", info->source);
+  return d;
+}
+
+pg_status pg_vae_image_shape(const pg_latents_info *info, const char *path, int64_t shape[3]) {
+  const int64_t f = info->space_to_depth;
+  if (info->channels % (f * f))
+    return pg_fail(PG_ERR_ARG, "%s: %lld channels do not divide by space_to_depth %lld squared: "
+                               "not a file of images", path, (long long)info->channels, (long long)f);
+  shape[0] = info->height * f;
+  shape[1] = info->width * f;
+  shape[2] = info->channels / (f * f);
+  return PG_OK;
+}
+
+pg_status pg_vae_check_data(const pg_vae *m, const pg_vae_data_info *trained,
+                            const pg_latents_info *info, const char *path) {
+  const pg_latent_transform *t = &trained->tf;
+  if (info->vae_checkpoint[0])
+    return pg_fail(PG_ERR_ARG, "%s holds VAE latents (of %s), not images", path, info->vae_checkpoint);
+  if (info->pad != t->pad || info->space_to_depth != t->factor)
+    return pg_fail(PG_ERR_ARG, "%s has pad %lld and space_to_depth %lld; the VAE was trained on pad "
+                               "%lld and space_to_depth %lld (%s)", path, (long long)info->pad,
+                   (long long)info->space_to_depth, (long long)t->pad, (long long)t->factor,
+                   trained->source[0] ? trained->source : "unknown source");
+  /* 5% of the scale, as the classifier's check (vit/classify.h) */
+  const double tol = 0.05 * fabs(t->std);
+  if (fabs(info->mean - t->mean) > tol || fabs(info->std - t->std) > tol)
+    return pg_fail(PG_ERR_ARG, "%s holds images normalised with mean %g, std %g; the VAE was trained "
+                               "on mean %g, std %g (%s): make both from the same training split",
+                   path, info->mean, info->std, t->mean, t->std,
+                   trained->source[0] ? trained->source : "unknown source");
+  int64_t s[3];
+  if (pg_vae_image_shape(info, path, s)) return pg_last_status();
+  const pg_vae_config *c = &m->cfg;
+  if (s[0] != c->height || s[1] != c->width || s[2] != c->in_channels)
+    return pg_fail(PG_ERR_ARG, "%s holds [%lld, %lld, %lld] images, the VAE takes [%lld, %lld, %lld]",
+                   path, (long long)s[0], (long long)s[1], (long long)s[2], (long long)c->height,
+                   (long long)c->width, (long long)c->in_channels);
+  return PG_OK;
+}
+
+pg_status pg_vae_images_of(const pg_latent_transform *tf, int64_t n, const float *samples,
+                           int64_t lh, int64_t lw, int64_t lc, float *images) {
+  const int64_t per = lh * lw * lc;
+  for (int64_t i = 0; i < n; i++)
+    if (pg_depth_to_space(samples + i * per, lh, lw, lc, tf->factor, images + i * per))
+      return pg_last_status();
+  return PG_OK;
+}
+
+pg_status pg_vae_samples_of(const pg_latent_transform *tf, int64_t n, const float *images,
+                            int64_t h, int64_t w, int64_t c, float *samples) {
+  const int64_t per = h * w * c;
+  for (int64_t i = 0; i < n; i++)
+    if (pg_space_to_depth(images + i * per, h, w, c, tf->factor, samples + i * per))
+      return pg_last_status();
+  return PG_OK;
+}
+
+/* ---- checkpoints ---- */
+
+pg_status pg_vae_save(const char *path, pg_vae *m, const pg_vae_data_info *data, double beta,
+                      int64_t step) {
+  pg_kv config;
+  pg_kv_init(&config);
+  pg_status st = pg_vae_config_to_kv(&m->cfg, &config);
+  st = st ? st : pg_kv_set_double(&config, "beta", beta);
+  if (data) {
+    st = st ? st : pg_kv_set_string(&config, "data_source", data->source);
+    st = st ? st : pg_kv_set_double(&config, "data_mean", data->tf.mean);
+    st = st ? st : pg_kv_set_double(&config, "data_std", data->tf.std);
+    st = st ? st : pg_kv_set_int(&config, "data_pad", data->tf.pad);
+    st = st ? st : pg_kv_set_int(&config, "data_space_to_depth", data->tf.factor);
+  }
+  pg_checkpoint ck = {.config = &config, .params = &m->params, .step = &step};
+  st = st ? st : pg_checkpoint_save(path, &ck);
+  pg_kv_free(&config);
+  return st;
+}
+
+pg_status pg_vae_load(const char *path, pg_vae *m, pg_vae_data_info *data) {
+  memset(m, 0, sizeof *m);
+  pg_kv config;
+  pg_kv_init(&config);
+  pg_checkpoint ck = {.config = &config};
+  /* the config first: the model is built from it, then its tensors are read */
+  pg_status st = pg_checkpoint_load(path, &ck);
+  pg_vae_config c;
+  if (!st && pg_vae_config_from_kv(&config, &c)) st = pg_error_prefix(path);
+  if (!st && data) {
+    const char *source = "";
+    *data = (pg_vae_data_info){.tf = {.pad = 0, .factor = 1, .mean = 0, .std = 1}};
+    pg_kv_get_double(&config, "data_mean", &data->tf.mean);
+    pg_kv_get_double(&config, "data_std", &data->tf.std);
+    pg_kv_get_int(&config, "data_pad", &data->tf.pad);
+    pg_kv_get_int(&config, "data_space_to_depth", &data->tf.factor);
+    pg_kv_get_string(&config, "data_source", &source);
+    snprintf(data->source, sizeof data->source, "%s", source);
+  }
+  pg_kv_free(&config);
+  if (st) return st;
+  pg_rng rng;
+  pg_rng_seed(&rng, 0);
+  if ((st = pg_vae_init(m, &c, &rng))) return st;
+  pg_checkpoint weights = {.params = &m->params};
+  if ((st = pg_checkpoint_load(path, &weights))) pg_vae_free(m);
+  return st;
+}
+
+/* ---- whole datasets ---- */
+
+/* Runs fn over [n] in batches with gradients and training mode off. */
+typedef pg_tensor *(*batch_fn)(pg_ctx *ctx, pg_vae *m, pg_tensor *in, pg_rng *rng);
+
+static pg_status run_batches(pg_ctx *ctx, pg_vae *m, batch_fn fn, const float *in, int64_t n,
+                             int64_t batch, const int64_t in_shape[3], int64_t out_per,
+                             pg_rng *rng, float *out) {
+  if (batch < 1) return pg_fail(PG_ERR_ARG, "vae: batch must be >= 1, got %lld", (long long)batch);
+  const int64_t in_per = in_shape[0] * in_shape[1] * in_shape[2];
+  const bool grad_was = pg_set_grad_enabled(ctx, false);
+  const bool training_was = pg_set_training(ctx, false);
+  pg_status st = PG_OK;
+  for (int64_t s = 0; s < n && !st; s += batch) {
+    const int64_t b = n - s < batch ? n - s : batch;
+    pg_ctx_reset(ctx);
+    pg_tensor *x = pg_from_array(ctx, 4, (int64_t[]){b, in_shape[0], in_shape[1], in_shape[2]}, in + s * in_per);
+    pg_tensor *y = fn(ctx, m, x, rng);
+    if (!y) st = pg_last_status();
+    else memcpy(out + s * out_per, y->data, (size_t)(b * out_per) * sizeof(float));
+  }
+  pg_ctx_reset(ctx);
+  pg_set_grad_enabled(ctx, grad_was);
+  pg_set_training(ctx, training_was);
+  return st;
+}
+
+static pg_tensor *encode_batch(pg_ctx *ctx, pg_vae *m, pg_tensor *x, pg_rng *rng) {
+  pg_tensor *logvar, *mean = pg_vae_encode(ctx, m, x, &logvar);
+  return rng ? pg_reparameterize(ctx, mean, logvar, rng) : mean;
+}
+
+static pg_tensor *decode_batch(pg_ctx *ctx, pg_vae *m, pg_tensor *z, pg_rng *rng) {
+  (void)rng;
+  return pg_vae_decode(ctx, m, z);
+}
+
+pg_status pg_vae_encode_all(pg_ctx *ctx, pg_vae *m, const float *images, int64_t n, int64_t batch,
+                            pg_rng *rng, float *latents) {
+  const pg_vae_config *c = &m->cfg;
+  int64_t ls[3];
+  pg_vae_latent_shape(c, ls);
+  const int64_t img[3] = {c->height, c->width, c->in_channels};
+  return run_batches(ctx, m, encode_batch, images, n, batch, img, ls[0] * ls[1] * ls[2], rng, latents);
+}
+
+pg_status pg_vae_decode_all(pg_ctx *ctx, pg_vae *m, const float *latents, int64_t n, int64_t batch,
+                            float *images) {
+  const pg_vae_config *c = &m->cfg;
+  int64_t ls[3];
+  pg_vae_latent_shape(c, ls);
+  return run_batches(ctx, m, decode_batch, latents, n, batch, ls, c->height * c->width * c->in_channels,
+                     NULL, images);
+}
+
+pg_status pg_vae_scale_factor(const float *latents, int64_t n, int64_t per, double *scale) {
+  const int64_t count = n * per;
+  double sum = 0, sq = 0;
+  for (int64_t i = 0; i < count; i++) sum += latents[i];
+  const double mean = count ? sum / (double)count : 0;
+  for (int64_t i = 0; i < count; i++) sq += (latents[i] - mean) * (latents[i] - mean);
+  const double std = count ? sqrt(sq / (double)count) : 0;
+  if (!(std > 0) || !isfinite(std))
+    return pg_fail(PG_ERR_ARG, "vae: the %lld latent values have std %g; no scale makes them unit "
+                               "variance", (long long)count, std);
+  *scale = 1.0 / std;
+  return PG_OK;
+}
+
+pg_status pg_vae_write_latents(const char *path, const pg_latents_info *images,
+                               const char *vae_checkpoint, double scale, int64_t n, int64_t h,
+                               int64_t w, int64_t c, float *latents, const int64_t *labels) {
+  if (!(scale > 0) || !isfinite(scale))
+    return pg_fail(PG_ERR_ARG, "vae: scale factor %g (need a finite value > 0)", scale);
+  pg_latents_info info;
+  pg_latents_info_init(&info);
+  info.n = n;
+  info.height = h;
+  info.width = w;
+  info.channels = c;
+  info.has_labels = labels != NULL;
+  info.num_classes = labels ? images->num_classes : 0;
+  snprintf(info.source, sizeof info.source, "vae");
+  snprintf(info.split, sizeof info.split, "%s", images->split);
+  snprintf(info.class_names, sizeof info.class_names, "%s", images->class_names);
+  info.scale_factor = scale;
+  if ((size_t)snprintf(info.vae_checkpoint, sizeof info.vae_checkpoint, "%s", vae_checkpoint) >=
+      sizeof info.vae_checkpoint)
+    return pg_fail(PG_ERR_ARG, "vae: checkpoint path too long (%zu characters, at most %zu)",
+                   strlen(vae_checkpoint), sizeof info.vae_checkpoint - 1);
+  snprintf(info.description, sizeof info.description,
+           "%s latents [%lld, %lld, %lld] of the VAE %s, multiplied by scale_factor %.6g (unit "
+           "variance); the VAE decodes latents / scale_factor into images of %s",
+           images->split[0] ? images->split : "the", (long long)h, (long long)w, (long long)c,
+           vae_checkpoint, scale, images->source[0] ? images->source : "its training data");
+  for (int64_t i = 0; i < n * h * w * c; i++) latents[i] = (float)(latents[i] * scale);
+  return pg_latents_save(path, &info, latents, labels);
+}
