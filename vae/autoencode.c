@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "patchgrad/autograd/gaussian.h"
@@ -68,6 +69,83 @@ pg_status pg_vae_samples_of(const pg_latent_transform *tf, int64_t n, const floa
     if (pg_space_to_depth(images + i * per, h, w, c, tf->factor, samples + i * per))
       return pg_last_status();
   return PG_OK;
+}
+
+pg_status pg_vae_read_images(const char *path, int64_t limit, const pg_vae *m,
+                             const pg_vae_data_info *trained, pg_latents_info *info, float **images,
+                             int64_t **labels, int64_t *n) {
+  *images = NULL;
+  *labels = NULL;
+  *n = 0;
+  pg_latents *ds = pg_latents_open(path);
+  if (!ds) return pg_last_status();
+  *info = ds->info;
+  const int64_t count = limit > 0 && limit < ds->info.n ? limit : ds->info.n;
+  const size_t bytes = (size_t)(count * ds->sample_numel) * sizeof(float);
+  float *raw = NULL;
+  pg_status st = pg_vae_check_data(m, trained, &ds->info, path);
+  if (!st) {
+    raw = malloc(bytes);
+    *images = malloc(bytes);
+    if (ds->labels) *labels = malloc((size_t)count * sizeof(int64_t));
+    if (!raw || !*images || (ds->labels && !*labels))
+      st = pg_fail(PG_ERR_MEMORY, "vae: out of memory for %lld images of %s", (long long)count, path);
+  }
+  if (!st) st = pg_latents_read(ds, 0, count, raw);
+  if (!st) st = pg_vae_images_of(&trained->tf, count, raw, ds->info.height, ds->info.width, ds->info.channels, *images);
+  if (!st && ds->labels) memcpy(*labels, ds->labels, (size_t)count * sizeof(int64_t));
+  if (!st) *n = count;
+  free(raw);
+  pg_latents_close(ds);
+  if (st) {
+    free(*images);
+    free(*labels);
+    *images = NULL;
+    *labels = NULL;
+  }
+  return st;
+}
+
+pg_status pg_vae_write_images(const char *path, const pg_vae *m, const pg_vae_data_info *trained,
+                              const pg_latents_info *like, const char *description, int64_t n,
+                              const float *images, const int64_t *labels) {
+  const pg_vae_config *c = &m->cfg;
+  const pg_latent_transform *tf = &trained->tf;
+  const int64_t f = tf->factor, per = c->height * c->width * c->in_channels;
+  if (c->height % f || c->width % f)
+    return pg_fail(PG_ERR_ARG, "vae: images %lld x %lld do not divide by the data's space_to_depth %lld",
+                   (long long)c->height, (long long)c->width, (long long)f);
+  pg_latents_info info;
+  pg_latents_info_init(&info);
+  info.n = n;
+  info.height = c->height / f;
+  info.width = c->width / f;
+  info.channels = c->in_channels * f * f;
+  info.has_labels = labels != NULL;
+  info.num_classes = labels ? like->num_classes : 0;
+  info.mean = tf->mean;
+  info.std = tf->std;
+  info.pad = tf->pad;
+  info.space_to_depth = f;
+  snprintf(info.source, sizeof info.source, "%s", trained->source);
+  snprintf(info.split, sizeof info.split, "%s", like->split);
+  snprintf(info.class_names, sizeof info.class_names, "%s", like->class_names);
+  snprintf(info.description, sizeof info.description, "%s", description);
+  float *samples = malloc((size_t)(n * per) * sizeof *samples);
+  if (!samples) return pg_fail(PG_ERR_MEMORY, "vae: out of memory for %lld images", (long long)n);
+  pg_status st = pg_vae_samples_of(tf, n, images, c->height, c->width, c->in_channels, samples);
+  if (!st) st = pg_latents_save(path, &info, samples, labels);
+  free(samples);
+  return st;
+}
+
+pg_image *pg_vae_images_to_grid(const pg_vae *m, const pg_vae_data_info *trained, int64_t n,
+                                const float *images, int cols, int pad) {
+  /* the images are the files' samples before the pixel-unshuffle */
+  const pg_latent_transform tf = {.pad = trained->tf.pad, .factor = 1, .mean = trained->tf.mean,
+                                  .std = trained->tf.std};
+  const pg_vae_config *c = &m->cfg;
+  return pg_latents_to_grid(&tf, n, images, c->height, c->width, c->in_channels, cols, pad);
 }
 
 /* ---- checkpoints ---- */
@@ -175,6 +253,53 @@ pg_status pg_vae_decode_all(pg_ctx *ctx, pg_vae *m, const float *latents, int64_
                      NULL, images);
 }
 
+pg_status pg_vae_reconstruct_all(pg_ctx *ctx, pg_vae *m, const float *images, int64_t n,
+                                 int64_t batch, pg_rng *rng, const pg_vae_arrays *out, double *mse,
+                                 double *kl) {
+  if (batch < 1) return pg_fail(PG_ERR_ARG, "vae: batch must be >= 1, got %lld", (long long)batch);
+  const pg_vae_config *c = &m->cfg;
+  int64_t ls[3];
+  pg_vae_latent_shape(c, ls);
+  const int64_t per = c->height * c->width * c->in_channels, lper = ls[0] * ls[1] * ls[2];
+  const bool grad_was = pg_set_grad_enabled(ctx, false);
+  const bool training_was = pg_set_training(ctx, false);
+  double se = 0, kl_sum = 0;
+  pg_status st = PG_OK;
+  for (int64_t s = 0; s < n && !st; s += batch) {
+    const int64_t b = n - s < batch ? n - s : batch;
+    pg_ctx_reset(ctx);
+    const int64_t lshape[4] = {b, ls[0], ls[1], ls[2]};
+    pg_tensor *x = pg_from_array(ctx, 4, (int64_t[]){b, c->height, c->width, c->in_channels}, images + s * per);
+    pg_tensor *eps = rng ? pg_normal(ctx, 4, lshape, 0.0f, 1.0f, rng) : pg_zeros(ctx, 4, lshape);
+    pg_vae_output o;
+    pg_tensor *k = NULL;
+    if (!x || !eps || pg_vae_forward(ctx, m, x, eps, NULL, &o) || !(k = pg_kl_normal(ctx, o.mean, o.logvar))) {
+      st = pg_last_status();
+      break;
+    }
+    kl_sum += (double)k->data[0] * (double)b;
+    for (int64_t i = 0; i < b * per; i++) {
+      const double d = (double)o.recon->data[i] - x->data[i];
+      se += d * d;
+    }
+    const struct {
+      float *dst;
+      const pg_tensor *src;
+      int64_t per;
+    } copies[] = {{out->eps, o.eps, lper},       {out->mean, o.mean, lper}, {out->logvar, o.logvar, lper},
+                  {out->z, o.z, lper},           {out->recon, o.recon, per}};
+    for (size_t j = 0; j < sizeof copies / sizeof *copies; j++)
+      if (copies[j].dst)
+        memcpy(copies[j].dst + s * copies[j].per, copies[j].src->data, (size_t)(b * copies[j].per) * sizeof(float));
+  }
+  pg_ctx_reset(ctx);
+  pg_set_grad_enabled(ctx, grad_was);
+  pg_set_training(ctx, training_was);
+  if (!st && mse) *mse = se / (double)(n * per);
+  if (!st && kl) *kl = kl_sum / (double)n;
+  return st;
+}
+
 pg_status pg_vae_scale_factor(const float *latents, int64_t n, int64_t per, double *scale) {
   const int64_t count = n * per;
   double sum = 0, sq = 0;
@@ -211,7 +336,7 @@ pg_status pg_vae_write_latents(const char *path, const pg_latents_info *images,
     return pg_fail(PG_ERR_ARG, "vae: checkpoint path too long (%zu characters, at most %zu)",
                    strlen(vae_checkpoint), sizeof info.vae_checkpoint - 1);
   snprintf(info.description, sizeof info.description,
-           "%s latents [%lld, %lld, %lld] of the VAE %s, multiplied by scale_factor %.6g (unit "
+           "%s latents [%lld, %lld, %lld] of the VAE %.200s, multiplied by scale_factor %.6g (unit "
            "variance); the VAE decodes latents / scale_factor into images of %s",
            images->split[0] ? images->split : "the", (long long)h, (long long)w, (long long)c,
            vae_checkpoint, scale, images->source[0] ? images->source : "its training data");

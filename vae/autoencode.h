@@ -16,6 +16,7 @@
 
 #include "patchgrad/data/latent_image.h"
 #include "patchgrad/io/latents.h"
+#include "patchgrad/render/png_image.h"
 #include "patchgrad/vae/vae.h"
 
 /* What the VAE was trained on: the files' transform (pad, space_to_depth,
@@ -44,6 +45,27 @@ PG_API pg_status pg_vae_images_of(const pg_latent_transform *tf, int64_t n, cons
 PG_API pg_status pg_vae_samples_of(const pg_latent_transform *tf, int64_t n, const float *images,
                                    int64_t h, int64_t w, int64_t c, float *samples);
 
+/* The first `limit` samples (0: all) of a pixel-space latent file as the
+ * VAE's images: malloc'd images [n, H, W, C] and labels [n] (NULL when the
+ * file has none); the caller frees both. The file must pass
+ * pg_vae_check_data; *info receives its attributes. */
+PG_API pg_status pg_vae_read_images(const char *path, int64_t limit, const pg_vae *m,
+                                    const pg_vae_data_info *trained, pg_latents_info *info,
+                                    float **images, int64_t **labels, int64_t *n);
+/* Writes images [n, H, W, C] as a pixel-space latent file of the VAE's
+ * training transform (space-to-depth back to the file layout), so the
+ * classifier and `patchgrad vae encode` read it like the original data.
+ * Labels (may be NULL), num_classes, class_names and split come from
+ * `like`; description says where the images came from. */
+PG_API pg_status pg_vae_write_images(const char *path, const pg_vae *m, const pg_vae_data_info *trained,
+                                     const pg_latents_info *like, const char *description,
+                                     int64_t n, const float *images, const int64_t *labels);
+/* A sheet of n images [n, H, W, C] (`cols` per row, `pad` gray pixels
+ * between), turned back into 8-bit pixels by the training data's transform
+ * (un-normalised, padding cropped, clamped to [0, 1]); for pg_png_write. */
+PG_API pg_image *pg_vae_images_to_grid(const pg_vae *m, const pg_vae_data_info *trained, int64_t n,
+                                       const float *images, int cols, int pad);
+
 /* ---- checkpoints (io/checkpoint.h format) ----
  * /config: pg_vae_config_to_kv plus data_source, data_mean, data_std,
  * data_pad, data_space_to_depth and the training's beta; /params: every
@@ -63,6 +85,22 @@ PG_API pg_status pg_vae_encode_all(pg_ctx *ctx, pg_vae *m, const float *images, 
 /* latents [n, H/p, W/p, C_lat] -> images [n, H, W, C]. */
 PG_API pg_status pg_vae_decode_all(pg_ctx *ctx, pg_vae *m, const float *latents, int64_t n,
                                    int64_t batch, float *images);
+
+/* The arrays of n images through the whole model (pg_vae_forward); every
+ * pointer but recon may be NULL. */
+typedef struct {
+  float *eps, *mean, *logvar, *z; /* [n, H/p, W/p, C_lat] each */
+  float *recon;                   /* [n, H, W, C] */
+} pg_vae_arrays;
+
+/* Encodes and decodes images [n, H, W, C]: z = mean (eps = 0) without rng,
+ * a draw mean + exp(0.5 logvar) eps with eps from rng otherwise. *mse
+ * (may be NULL) receives the mean squared error of the reconstructions over
+ * every pixel and channel, in the images' units; *kl (may be NULL) the mean
+ * KL per image (gaussian.h). */
+PG_API pg_status pg_vae_reconstruct_all(pg_ctx *ctx, pg_vae *m, const float *images, int64_t n,
+                                        int64_t batch, pg_rng *rng, const pg_vae_arrays *out,
+                                        double *mse, double *kl);
 
 /* The latent-diffusion scale factor (Rombach et al. 2022, section 4.3.2):
  * 1 / std of all n * per values (population std about their mean), so that

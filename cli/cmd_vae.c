@@ -1,0 +1,352 @@
+/* patchgrad vae encode|decode|reconstruct: the patch VAE of vae/ on files
+ * (vae/autoencode.h does the work; this file turns flags into calls).
+ * docs/vae.md describes the model, the files and these commands. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/io/h5util.h"
+#include "patchgrad/vae/autoencode.h"
+
+static int usage(FILE *f) {
+  fprintf(f,
+"usage: patchgrad vae encode --ckpt V.h5 --data IMAGES.h5 --out LATENTS.h5 [options]\n"
+"       patchgrad vae decode --data LATENTS.h5 --out IMAGES.png|IMAGES.h5 [options]\n"
+"       patchgrad vae reconstruct --ckpt V.h5 --data IMAGES.h5 [options]\n"
+"\n"
+"IMAGES.h5 is a pixel-space latent file (patchgrad latents --source fashion-mnist);\n"
+"the VAE sees its samples as images (depth-to-space, normalised units).\n"
+"\n"
+"encode: the posterior mean of every image, times a scale factor that gives the\n"
+"latents unit variance, as a latent file `patchgrad train` takes (attributes\n"
+"scale_factor and vae_checkpoint; labels and class names kept).\n"
+"  --scale S             use this scale factor (the test split: the train split's)\n"
+"  --scale-from F.h5     use the scale_factor attribute of another encoded file\n"
+"  --sample              a draw mean + exp(logvar / 2) eps instead of the mean (--seed)\n"
+"  --count N             the first N images (all)\n"
+"decode: latents / scale_factor through the decoder. To .png: a sheet of the\n"
+"first --count images (64), --cols per row (8); to .h5: every image, as a\n"
+"pixel-space latent file of the VAE's training transform (labels kept).\n"
+"  --ckpt V.h5           the VAE (default: the file's vae_checkpoint attribute)\n"
+"reconstruct: the reconstruction error of images through encoder and decoder\n"
+"(z = the posterior mean unless --sample), in the images' normalised units and\n"
+"in [0, 1] pixel units (times std^2), and the mean KL per image.\n"
+"  --count N             the first N images (all)\n"
+"  --sheet P.png         originals above their reconstructions, --per-class K (2)\n"
+"                        images of each class (the first in the file), or the\n"
+"                        first 2 x --cols images of a file without labels\n"
+"  --dump D.h5           x, eps, mean, logvar, z, recon of every image (for the\n"
+"                        PyTorch twin, tools/vae_torch.py)\n"
+"all: --batch B (256)  --seed X (0)  --threads N (all cores)\n");
+  return f == stdout ? 0 : 2;
+}
+
+/* The flags every subcommand takes. */
+typedef struct {
+  const char *ckpt, *data, *out, *scale_from, *sheet, *dump;
+  int64_t count, batch, seed, threads, cols, per_class;
+  double scale;
+  bool sample;
+} vae_args;
+
+static int parse(const char *cmd, int argc, char **argv, vae_args *v) {
+  *v = (vae_args){.batch = 256, .cols = 8, .per_class = 2};
+  pg_args a = pg_args_begin(cmd, argc, argv);
+  while (pg_args_next(&a)) {
+    if (pg_args_help(&a)) {
+      usage(stdout);
+      return -1; /* done: exit 0 */
+    }
+    if (pg_arg_string(&a, "--ckpt", &v->ckpt)) continue;
+    if (pg_arg_string(&a, "--data", &v->data)) continue;
+    if (pg_arg_string(&a, "--out", &v->out)) continue;
+    if (pg_arg_string(&a, "--scale-from", &v->scale_from)) continue;
+    if (pg_arg_string(&a, "--sheet", &v->sheet)) continue;
+    if (pg_arg_string(&a, "--dump", &v->dump)) continue;
+    if (pg_arg_double(&a, "--scale", 1e-30, 1e30, &v->scale)) continue;
+    if (pg_arg_switch(&a, "--sample", &v->sample)) continue;
+    if (pg_arg_int(&a, "--count", 1, INT64_MAX, &v->count)) continue;
+    if (pg_arg_int(&a, "--batch", 1, 1 << 20, &v->batch)) continue;
+    if (pg_arg_int(&a, "--cols", 1, 1024, &v->cols)) continue;
+    if (pg_arg_int(&a, "--per-class", 1, 1024, &v->per_class)) continue;
+    if (pg_arg_int(&a, "--seed", 0, INT64_MAX, &v->seed)) continue;
+    if (pg_arg_int(&a, "--threads", 1, 1024, &v->threads)) continue;
+    return pg_args_unknown(&a);
+  }
+  if (a.failed) return 2;
+  if (!v->data) return pg_args_error(&a, "--data F.h5 is required");
+  pg_set_threads((int)v->threads);
+  return 0;
+}
+
+static int fail(const char *cmd) {
+  fprintf(stderr, "patchgrad %s: %s\n", cmd, pg_last_error());
+  return 1;
+}
+
+/* ---- encode ---- */
+
+static pg_status scale_of(const vae_args *v, const float *latents, int64_t n, int64_t per,
+                          double *scale) {
+  if (v->scale > 0) {
+    *scale = v->scale;
+    return PG_OK;
+  }
+  if (!v->scale_from) return pg_vae_scale_factor(latents, n, per, scale);
+  pg_latents *ds = pg_latents_open(v->scale_from);
+  if (!ds) return pg_last_status();
+  *scale = ds->info.scale_factor;
+  pg_latents_close(ds);
+  if (!(*scale > 0))
+    return pg_fail(PG_ERR_ARG, "%s has no scale_factor attribute (not written by patchgrad vae encode)",
+                   v->scale_from);
+  return PG_OK;
+}
+
+static int run_encode(int argc, char **argv) {
+  const char *cmd = "vae encode";
+  vae_args v;
+  int rc = parse(cmd, argc, argv, &v);
+  if (rc) return rc < 0 ? 0 : rc;
+  if (!v.ckpt || !v.out) {
+    fprintf(stderr, "patchgrad %s: --ckpt V.h5 and --out LATENTS.h5 are required\n", cmd);
+    return 2;
+  }
+  if (v.scale > 0 && v.scale_from) {
+    fprintf(stderr, "patchgrad %s: give --scale or --scale-from, not both\n", cmd);
+    return 2;
+  }
+  pg_vae m;
+  pg_vae_data_info trained;
+  if (pg_vae_load(v.ckpt, &m, &trained)) return fail(cmd);
+  pg_latents_info info;
+  float *images = NULL, *latents = NULL;
+  int64_t *labels = NULL, n = 0, ls[3];
+  pg_vae_latent_shape(&m.cfg, ls);
+  const int64_t per = ls[0] * ls[1] * ls[2];
+  pg_ctx *ctx = NULL;
+  pg_rng rng;
+  pg_rng_seed(&rng, (uint64_t)v.seed);
+  double scale = 0;
+  pg_status st = pg_vae_read_images(v.data, v.count, &m, &trained, &info, &images, &labels, &n);
+  if (!st && !(latents = malloc((size_t)(n * per) * sizeof *latents)))
+    st = pg_fail(PG_ERR_MEMORY, "out of memory for %lld latents", (long long)n);
+  if (!st && !(ctx = pg_ctx_new(0))) st = pg_last_status();
+  if (!st) st = pg_vae_encode_all(ctx, &m, images, n, v.batch, v.sample ? &rng : NULL, latents);
+  if (!st) st = scale_of(&v, latents, n, per, &scale);
+  if (!st) st = pg_vae_write_latents(v.out, &info, v.ckpt, scale, n, ls[0], ls[1], ls[2], latents, labels);
+  if (!st)
+    printf("wrote %s: %lld latents [%lld, %lld, %lld] (%s), scale_factor %.6g, from %s\n", v.out,
+           (long long)n, (long long)ls[0], (long long)ls[1], (long long)ls[2],
+           v.sample ? "posterior draws" : "posterior means", scale, v.data);
+  pg_ctx_free(ctx);
+  free(images);
+  free(latents);
+  free(labels);
+  pg_vae_free(&m);
+  return st ? fail(cmd) : 0;
+}
+
+/* ---- decode ---- */
+
+static bool ends_with(const char *s, const char *tail) {
+  size_t n = strlen(s), t = strlen(tail);
+  return n >= t && !strcmp(s + n - t, tail);
+}
+
+static int run_decode(int argc, char **argv) {
+  const char *cmd = "vae decode";
+  vae_args v;
+  int rc = parse(cmd, argc, argv, &v);
+  if (rc) return rc < 0 ? 0 : rc;
+  const bool png = v.out && ends_with(v.out, ".png"), h5 = v.out && ends_with(v.out, ".h5");
+  if (!png && !h5) {
+    fprintf(stderr, "patchgrad %s: --out must name a .png sheet or an .h5 file\n", cmd);
+    return 2;
+  }
+  pg_latents *ds = pg_latents_open(v.data);
+  if (!ds) return fail(cmd);
+  pg_latents_info info = ds->info;
+  const char *ckpt = v.ckpt ? v.ckpt : info.vae_checkpoint;
+  pg_status st = PG_OK;
+  if (!info.vae_checkpoint[0])
+    st = pg_fail(PG_ERR_ARG, "%s holds no VAE latents (no vae_checkpoint attribute: make them with "
+                             "patchgrad vae encode)", v.data);
+  pg_vae m;
+  pg_vae_data_info trained;
+  bool loaded = false;
+  if (!st && !(st = pg_vae_load(ckpt, &m, &trained))) loaded = true;
+  int64_t ls[3] = {0};
+  if (loaded) pg_vae_latent_shape(&m.cfg, ls);
+  if (!st && (info.height != ls[0] || info.width != ls[1] || info.channels != ls[2]))
+    st = pg_fail(PG_ERR_ARG, "%s holds [%lld, %lld, %lld] latents, the VAE %s decodes [%lld, %lld, %lld]",
+                 v.data, (long long)info.height, (long long)info.width, (long long)info.channels, ckpt,
+                 (long long)ls[0], (long long)ls[1], (long long)ls[2]);
+  const int64_t want = v.count ? v.count : png ? 64 : info.n, n = want < info.n ? want : info.n;
+  const int64_t per = loaded ? m.cfg.height * m.cfg.width * m.cfg.in_channels : 0;
+  float *latents = NULL, *images = NULL;
+  pg_ctx *ctx = NULL;
+  if (!st) {
+    latents = malloc((size_t)(n * ds->sample_numel) * sizeof *latents);
+    images = malloc((size_t)(n * per) * sizeof *images);
+    if (!latents || !images) st = pg_fail(PG_ERR_MEMORY, "out of memory for %lld images", (long long)n);
+  }
+  if (!st) st = pg_latents_read(ds, 0, n, latents);
+  for (int64_t i = 0; !st && i < n * ds->sample_numel; i++) latents[i] = (float)(latents[i] / info.scale_factor);
+  if (!st && !(ctx = pg_ctx_new(0))) st = pg_last_status();
+  if (!st) st = pg_vae_decode_all(ctx, &m, latents, n, v.batch, images);
+  if (!st && png) {
+    pg_image *grid = pg_vae_images_to_grid(&m, &trained, n, images, (int)v.cols, 2);
+    st = grid ? pg_png_write(v.out, grid) : pg_last_status();
+    pg_image_free(grid);
+  } else if (!st) {
+    char desc[512];
+    snprintf(desc, sizeof desc, "images decoded by the VAE %.200s from the latents of %.200s", ckpt, v.data);
+    st = pg_vae_write_images(v.out, &m, &trained, &info, desc, n, images, ds->labels);
+  }
+  if (!st) printf("wrote %s: %lld images decoded by %s\n", v.out, (long long)n, ckpt);
+  pg_ctx_free(ctx);
+  free(latents);
+  free(images);
+  pg_latents_close(ds);
+  if (loaded) pg_vae_free(&m);
+  return st ? fail(cmd) : 0;
+}
+
+/* ---- reconstruct ---- */
+
+/* Originals above reconstructions: per_class images of each class (rows of
+ * originals, then their reconstructions), or the first 2 * cols images. */
+static pg_status write_sheet(const vae_args *v, const pg_vae *m, const pg_vae_data_info *trained,
+                             const pg_latents_info *info, const float *images, const float *recon,
+                             const int64_t *labels, int64_t n) {
+  const int64_t per = m->cfg.height * m->cfg.width * m->cfg.in_channels;
+  const int64_t K = labels ? info->num_classes : 0;
+  int64_t cols = K ? K : (v->cols < n ? v->cols : n);
+  int64_t rows = K ? v->per_class : (n / cols < 2 ? n / cols : 2);
+  int64_t *pick = malloc((size_t)(rows * cols) * sizeof *pick);
+  float *tiles = malloc((size_t)(2 * rows * cols * per) * sizeof *tiles);
+  pg_status st = pick && tiles ? PG_OK : pg_fail(PG_ERR_MEMORY, "vae reconstruct: out of memory for the sheet");
+  for (int64_t k = 0; !st && k < cols; k++) { /* column k: class k, or images k, k + cols */
+    int64_t found = 0;
+    for (int64_t i = 0; i < n && found < rows; i++)
+      if (K ? labels[i] == k : i % cols == k) pick[found++ * cols + k] = i;
+    if (found < rows)
+      st = pg_fail(PG_ERR_ARG, "vae reconstruct: %s has %lld images of class %lld in its first %lld, "
+                               "the sheet needs %lld (--per-class)", v->data, (long long)found,
+                   (long long)k, (long long)n, (long long)rows);
+  }
+  for (int64_t r = 0; !st && r < rows; r++)
+    for (int64_t k = 0; k < cols; k++) {
+      const int64_t i = pick[r * cols + k];
+      memcpy(tiles + ((2 * r) * cols + k) * per, images + i * per, (size_t)per * sizeof(float));
+      memcpy(tiles + ((2 * r + 1) * cols + k) * per, recon + i * per, (size_t)per * sizeof(float));
+    }
+  pg_image *grid = st ? NULL : pg_vae_images_to_grid(m, trained, 2 * rows * cols, tiles, (int)cols, 2);
+  if (!st) st = grid ? pg_png_write(v->sheet, grid) : pg_last_status();
+  pg_image_free(grid);
+  free(pick);
+  free(tiles);
+  return st;
+}
+
+static pg_status write_dump(const char *path, const pg_vae *m, int64_t n, const float *images,
+                            const pg_vae_arrays *a) {
+  const pg_vae_config *c = &m->cfg;
+  int64_t ls[3];
+  pg_vae_latent_shape(c, ls);
+  const int64_t img[4] = {n, c->height, c->width, c->in_channels}, lat[4] = {n, ls[0], ls[1], ls[2]};
+  hid_t f = pg_h5_create_in_memory(path);
+  if (f < 0) return pg_last_status();
+  pg_status st = pg_h5_write_floats(f, "x", 4, img, images, 0);
+  st = st ? st : pg_h5_write_floats(f, "eps", 4, lat, a->eps, 0);
+  st = st ? st : pg_h5_write_floats(f, "mean", 4, lat, a->mean, 0);
+  st = st ? st : pg_h5_write_floats(f, "logvar", 4, lat, a->logvar, 0);
+  st = st ? st : pg_h5_write_floats(f, "z", 4, lat, a->z, 0);
+  st = st ? st : pg_h5_write_floats(f, "recon", 4, img, a->recon, 0);
+  st = st ? st : pg_h5_set_attr_string(f, "description",
+                                       "patchgrad vae reconstruct: images x, the draws eps, the encoder's "
+                                       "mean and logvar, z = mean + exp(logvar / 2) eps, and the "
+                                       "decoder's recon (channels last)");
+  if (st) {
+    H5Fclose(f);
+    return st;
+  }
+  return pg_h5_commit_image(f, path);
+}
+
+static int run_reconstruct(int argc, char **argv) {
+  const char *cmd = "vae reconstruct";
+  vae_args v;
+  int rc = parse(cmd, argc, argv, &v);
+  if (rc) return rc < 0 ? 0 : rc;
+  if (!v.ckpt) {
+    fprintf(stderr, "patchgrad %s: --ckpt V.h5 is required\n", cmd);
+    return 2;
+  }
+  pg_vae m;
+  pg_vae_data_info trained;
+  if (pg_vae_load(v.ckpt, &m, &trained)) return fail(cmd);
+  pg_latents_info info;
+  float *images = NULL;
+  int64_t *labels = NULL, n = 0, ls[3];
+  pg_vae_latent_shape(&m.cfg, ls);
+  const int64_t per = m.cfg.height * m.cfg.width * m.cfg.in_channels, lper = ls[0] * ls[1] * ls[2];
+  pg_vae_arrays a = {0};
+  pg_ctx *ctx = NULL;
+  pg_rng rng;
+  pg_rng_seed(&rng, (uint64_t)v.seed);
+  double mse = 0, kl = 0;
+  pg_status st = pg_vae_read_images(v.data, v.count, &m, &trained, &info, &images, &labels, &n);
+  if (!st) {
+    a.recon = malloc((size_t)(n * per) * sizeof(float));
+    if (v.dump) {
+      a.eps = malloc((size_t)(n * lper) * sizeof(float));
+      a.mean = malloc((size_t)(n * lper) * sizeof(float));
+      a.logvar = malloc((size_t)(n * lper) * sizeof(float));
+      a.z = malloc((size_t)(n * lper) * sizeof(float));
+    }
+    if (!a.recon || (v.dump && (!a.eps || !a.mean || !a.logvar || !a.z)))
+      st = pg_fail(PG_ERR_MEMORY, "out of memory for %lld reconstructions", (long long)n);
+  }
+  if (!st && !(ctx = pg_ctx_new(0))) st = pg_last_status();
+  if (!st) st = pg_vae_reconstruct_all(ctx, &m, images, n, v.batch, v.sample ? &rng : NULL, &a, &mse, &kl);
+  if (!st) {
+    const double s2 = trained.tf.std * trained.tf.std;
+    printf("%s: %lld images [%lld, %lld, %lld] through %s (z = %s)\n", v.data, (long long)n,
+           (long long)m.cfg.height, (long long)m.cfg.width, (long long)m.cfg.in_channels, v.ckpt,
+           v.sample ? "a posterior draw" : "the posterior mean");
+    printf("reconstruction MSE %.6f (normalised units), %.6f in [0, 1] pixels (PSNR %.2f dB); "
+           "KL %.2f per image\n", mse, mse * s2, 10.0 * log10(1.0 / (mse * s2)), kl);
+  }
+  if (!st && v.sheet) st = write_sheet(&v, &m, &trained, &info, images, a.recon, labels, n);
+  if (!st && v.sheet) printf("wrote %s: originals above their reconstructions\n", v.sheet);
+  if (!st && v.dump) st = write_dump(v.dump, &m, n, images, &a);
+  if (!st && v.dump) printf("wrote %s: x, eps, mean, logvar, z, recon\n", v.dump);
+  pg_ctx_free(ctx);
+  free(images);
+  free(labels);
+  free(a.recon);
+  free(a.eps);
+  free(a.mean);
+  free(a.logvar);
+  free(a.z);
+  pg_vae_free(&m);
+  return st ? fail(cmd) : 0;
+}
+
+int pg_cmd_vae(int argc, char **argv) {
+  static const struct {
+    const char *name;
+    int (*run)(int, char **);
+  } subs[] = {{"encode", run_encode}, {"decode", run_decode}, {"reconstruct", run_reconstruct}};
+  for (size_t i = 0; argc >= 2 && i < sizeof subs / sizeof *subs; i++)
+    if (!strcmp(argv[1], subs[i].name)) return subs[i].run(argc - 1, argv + 1);
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) return usage(stdout);
+  fprintf(stderr, "patchgrad vae: %s\n", argc < 2 ? "say encode, decode or reconstruct"
+                                                  : "the first word must be encode, decode or reconstruct");
+  return usage(stderr);
+}
