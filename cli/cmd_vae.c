@@ -52,7 +52,10 @@ typedef struct {
   bool sample;
 } vae_args;
 
-static int parse(const char *cmd, int argc, char **argv, vae_args *v) {
+/* 0: go on; 2: a usage error (printed); -1: --help was printed. `needs`
+ * names the flags the subcommand requires besides --data ("co": --ckpt
+ * and --out). */
+static int parse(const char *cmd, int argc, char **argv, const char *needs, vae_args *v) {
   *v = (vae_args){.batch = 256, .cols = 8, .per_class = 2};
   pg_args a = pg_args_begin(cmd, argc, argv);
   while (pg_args_next(&a)) {
@@ -78,6 +81,9 @@ static int parse(const char *cmd, int argc, char **argv, vae_args *v) {
   }
   if (a.failed) return 2;
   if (!v->data) return pg_args_error(&a, "--data F.h5 is required");
+  if (strchr(needs, 'c') && !v->ckpt) return pg_args_error(&a, "--ckpt V.h5 is required");
+  if (strchr(needs, 'o') && !v->out) return pg_args_error(&a, "--out F is required");
+  if (v->scale > 0 && v->scale_from) return pg_args_error(&a, "give --scale or --scale-from, not both");
   pg_set_threads((int)v->threads);
   return 0;
 }
@@ -109,16 +115,8 @@ static pg_status scale_of(const vae_args *v, const float *latents, int64_t n, in
 static int run_encode(int argc, char **argv) {
   const char *cmd = "vae encode";
   vae_args v;
-  int rc = parse(cmd, argc, argv, &v);
+  int rc = parse(cmd, argc, argv, "co", &v);
   if (rc) return rc < 0 ? 0 : rc;
-  if (!v.ckpt || !v.out) {
-    fprintf(stderr, "patchgrad %s: --ckpt V.h5 and --out LATENTS.h5 are required\n", cmd);
-    return 2;
-  }
-  if (v.scale > 0 && v.scale_from) {
-    fprintf(stderr, "patchgrad %s: give --scale or --scale-from, not both\n", cmd);
-    return 2;
-  }
   pg_vae m;
   pg_vae_data_info trained;
   if (pg_vae_load(v.ckpt, &m, &trained)) return fail(cmd);
@@ -160,11 +158,11 @@ static bool ends_with(const char *s, const char *tail) {
 static int run_decode(int argc, char **argv) {
   const char *cmd = "vae decode";
   vae_args v;
-  int rc = parse(cmd, argc, argv, &v);
+  int rc = parse(cmd, argc, argv, "o", &v);
   if (rc) return rc < 0 ? 0 : rc;
-  const bool png = v.out && ends_with(v.out, ".png"), h5 = v.out && ends_with(v.out, ".h5");
+  const bool png = ends_with(v.out, ".png"), h5 = ends_with(v.out, ".h5");
   if (!png && !h5) {
-    fprintf(stderr, "patchgrad %s: --out must name a .png sheet or an .h5 file\n", cmd);
+    fprintf(stderr, "patchgrad %s: --out must name a .png sheet or an .h5 file, got '%s'\n", cmd, v.out);
     return 2;
   }
   pg_latents *ds = pg_latents_open(v.data);
@@ -281,12 +279,8 @@ static pg_status write_dump(const char *path, const pg_vae *m, int64_t n, const 
 static int run_reconstruct(int argc, char **argv) {
   const char *cmd = "vae reconstruct";
   vae_args v;
-  int rc = parse(cmd, argc, argv, &v);
+  int rc = parse(cmd, argc, argv, "c", &v);
   if (rc) return rc < 0 ? 0 : rc;
-  if (!v.ckpt) {
-    fprintf(stderr, "patchgrad %s: --ckpt V.h5 is required\n", cmd);
-    return 2;
-  }
   pg_vae m;
   pg_vae_data_info trained;
   if (pg_vae_load(v.ckpt, &m, &trained)) return fail(cmd);

@@ -53,22 +53,24 @@ pg_status pg_vae_check_data(const pg_vae *m, const pg_vae_data_info *trained,
   return PG_OK;
 }
 
+/* fn over each of n samples of [h, w, c] floats */
+static pg_status each_sample(pg_status (*fn)(const float *, int64_t, int64_t, int64_t, int64_t, float *),
+                             int64_t f, int64_t n, const float *src, int64_t h, int64_t w, int64_t c,
+                             float *dst) {
+  const int64_t per = h * w * c;
+  for (int64_t i = 0; i < n; i++)
+    if (fn(src + i * per, h, w, c, f, dst + i * per)) return pg_last_status();
+  return PG_OK;
+}
+
 pg_status pg_vae_images_of(const pg_latent_transform *tf, int64_t n, const float *samples,
                            int64_t lh, int64_t lw, int64_t lc, float *images) {
-  const int64_t per = lh * lw * lc;
-  for (int64_t i = 0; i < n; i++)
-    if (pg_depth_to_space(samples + i * per, lh, lw, lc, tf->factor, images + i * per))
-      return pg_last_status();
-  return PG_OK;
+  return each_sample(pg_depth_to_space, tf->factor, n, samples, lh, lw, lc, images);
 }
 
 pg_status pg_vae_samples_of(const pg_latent_transform *tf, int64_t n, const float *images,
                             int64_t h, int64_t w, int64_t c, float *samples) {
-  const int64_t per = h * w * c;
-  for (int64_t i = 0; i < n; i++)
-    if (pg_space_to_depth(images + i * per, h, w, c, tf->factor, samples + i * per))
-      return pg_last_status();
-  return PG_OK;
+  return each_sample(pg_space_to_depth, tf->factor, n, images, h, w, c, samples);
 }
 
 pg_status pg_vae_read_images(const char *path, int64_t limit, const pg_vae *m,
