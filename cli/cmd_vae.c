@@ -216,41 +216,6 @@ static int run_decode(int argc, char **argv) {
 
 /* ---- reconstruct ---- */
 
-/* Originals above reconstructions: per_class images of each class (rows of
- * originals, then their reconstructions), or the first 2 * cols images. */
-static pg_status write_sheet(const vae_args *v, const pg_vae *m, const pg_vae_data_info *trained,
-                             const pg_latents_info *info, const float *images, const float *recon,
-                             const int64_t *labels, int64_t n) {
-  const int64_t per = m->cfg.height * m->cfg.width * m->cfg.in_channels;
-  const int64_t K = labels ? info->num_classes : 0;
-  int64_t cols = K ? K : (v->cols < n ? v->cols : n);
-  int64_t rows = K ? v->per_class : (n / cols < 2 ? n / cols : 2);
-  int64_t *pick = malloc((size_t)(rows * cols) * sizeof *pick);
-  float *tiles = malloc((size_t)(2 * rows * cols * per) * sizeof *tiles);
-  pg_status st = pick && tiles ? PG_OK : pg_fail(PG_ERR_MEMORY, "vae reconstruct: out of memory for the sheet");
-  for (int64_t k = 0; !st && k < cols; k++) { /* column k: class k, or images k, k + cols */
-    int64_t found = 0;
-    for (int64_t i = 0; i < n && found < rows; i++)
-      if (K ? labels[i] == k : i % cols == k) pick[found++ * cols + k] = i;
-    if (found < rows)
-      st = pg_fail(PG_ERR_ARG, "vae reconstruct: %s has %lld images of class %lld in its first %lld, "
-                               "the sheet needs %lld (--per-class)", v->data, (long long)found,
-                   (long long)k, (long long)n, (long long)rows);
-  }
-  for (int64_t r = 0; !st && r < rows; r++)
-    for (int64_t k = 0; k < cols; k++) {
-      const int64_t i = pick[r * cols + k];
-      memcpy(tiles + ((2 * r) * cols + k) * per, images + i * per, (size_t)per * sizeof(float));
-      memcpy(tiles + ((2 * r + 1) * cols + k) * per, recon + i * per, (size_t)per * sizeof(float));
-    }
-  pg_image *grid = st ? NULL : pg_vae_images_to_grid(m, trained, 2 * rows * cols, tiles, (int)cols, 2);
-  if (!st) st = grid ? pg_png_write(v->sheet, grid) : pg_last_status();
-  pg_image_free(grid);
-  free(pick);
-  free(tiles);
-  return st;
-}
-
 static pg_status write_dump(const char *path, const pg_vae *m, int64_t n, const float *images,
                             const pg_vae_arrays *a) {
   const pg_vae_config *c = &m->cfg;
@@ -316,7 +281,9 @@ static int run_reconstruct(int argc, char **argv) {
     printf("reconstruction MSE %.6f (normalised units), %.6f in [0, 1] pixels (PSNR %.2f dB); "
            "KL %.2f per image\n", mse, mse * s2, 10.0 * log10(1.0 / (mse * s2)), kl);
   }
-  if (!st && v.sheet) st = write_sheet(&v, &m, &trained, &info, images, a.recon, labels, n);
+  if (!st && v.sheet)
+    st = pg_vae_write_sheet(v.sheet, &m, &trained, images, a.recon, labels, labels ? info.num_classes : 0,
+                            n, v.per_class, v.cols);
   if (!st && v.sheet) printf("wrote %s: originals above their reconstructions\n", v.sheet);
   if (!st && v.dump) st = write_dump(v.dump, &m, n, images, &a);
   if (!st && v.dump) printf("wrote %s: x, eps, mean, logvar, z, recon\n", v.dump);

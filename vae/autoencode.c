@@ -150,6 +150,41 @@ pg_image *pg_vae_images_to_grid(const pg_vae *m, const pg_vae_data_info *trained
   return pg_latents_to_grid(&tf, n, images, c->height, c->width, c->in_channels, cols, pad);
 }
 
+pg_status pg_vae_write_sheet(const char *path, const pg_vae *m, const pg_vae_data_info *trained,
+                             const float *images, const float *recon, const int64_t *labels,
+                             int64_t num_classes, int64_t n, int64_t per_class, int64_t cols) {
+  const int64_t per = m->cfg.height * m->cfg.width * m->cfg.in_channels;
+  const int64_t K = labels ? num_classes : 0;
+  if (n < 1 || per_class < 1 || cols < 1)
+    return pg_fail(PG_ERR_ARG, "vae sheet: %lld images, %lld per class, %lld columns (each must be >= 1)",
+                   (long long)n, (long long)per_class, (long long)cols);
+  if (K < 1) cols = cols < n ? cols : n;
+  const int64_t c = K > 0 ? K : cols, rows = K > 0 ? per_class : (n / cols < 2 ? n / cols : 2);
+  int64_t *pick = malloc((size_t)(rows * c) * sizeof *pick);
+  float *tiles = malloc((size_t)(2 * rows * c * per) * sizeof *tiles);
+  pg_status st = pick && tiles ? PG_OK : pg_fail(PG_ERR_MEMORY, "vae sheet: out of memory");
+  for (int64_t k = 0; !st && k < c; k++) { /* column k: class k, or images k, k + cols */
+    int64_t found = 0;
+    for (int64_t i = 0; i < n && found < rows; i++)
+      if (K > 0 ? labels[i] == k : i % c == k) pick[found++ * c + k] = i;
+    if (found < rows)
+      st = pg_fail(PG_ERR_ARG, "vae sheet: %lld images of class %lld among the %lld, the sheet needs %lld",
+                   (long long)found, (long long)k, (long long)n, (long long)rows);
+  }
+  for (int64_t r = 0; !st && r < rows; r++)
+    for (int64_t k = 0; k < c; k++) {
+      const int64_t i = pick[r * c + k];
+      memcpy(tiles + ((2 * r) * c + k) * per, images + i * per, (size_t)per * sizeof(float));
+      memcpy(tiles + ((2 * r + 1) * c + k) * per, recon + i * per, (size_t)per * sizeof(float));
+    }
+  pg_image *grid = st ? NULL : pg_vae_images_to_grid(m, trained, 2 * rows * c, tiles, (int)c, 2);
+  if (!st) st = grid ? pg_png_write(path, grid) : pg_last_status();
+  pg_image_free(grid);
+  free(pick);
+  free(tiles);
+  return st;
+}
+
 /* ---- checkpoints ---- */
 
 pg_status pg_vae_save(const char *path, pg_vae *m, const pg_vae_data_info *data, double beta,

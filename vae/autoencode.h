@@ -66,6 +66,16 @@ PG_API pg_status pg_vae_write_images(const char *path, const pg_vae *m, const pg
 PG_API pg_image *pg_vae_images_to_grid(const pg_vae *m, const pg_vae_data_info *trained, int64_t n,
                                        const float *images, int cols, int pad);
 
+/* A PNG sheet of originals above their reconstructions (images and recon
+ * [n, H, W, C]): with labels and num_classes K > 0, one column per class
+ * holding the first per_class images of that class, as per_class pairs of
+ * rows (originals, then their reconstructions); without, the first
+ * 2 * cols images as two such pairs of rows of cols. An error names the
+ * class that has fewer than per_class images among the n. */
+PG_API pg_status pg_vae_write_sheet(const char *path, const pg_vae *m, const pg_vae_data_info *trained,
+                                    const float *images, const float *recon, const int64_t *labels,
+                                    int64_t num_classes, int64_t n, int64_t per_class, int64_t cols);
+
 /* ---- checkpoints (io/checkpoint.h format) ----
  * /config: pg_vae_config_to_kv plus data_source, data_mean, data_std,
  * data_pad, data_space_to_depth and the training's beta; /params: every
