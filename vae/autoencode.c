@@ -187,19 +187,25 @@ pg_status pg_vae_write_sheet(const char *path, const pg_vae *m, const pg_vae_dat
 
 /* ---- checkpoints ---- */
 
+pg_status pg_vae_checkpoint_config(const pg_vae *m, const pg_vae_data_info *data, double beta,
+                                   pg_kv *config) {
+  pg_status st = pg_vae_config_to_kv(&m->cfg, config);
+  st = st ? st : pg_kv_set_double(config, "beta", beta);
+  if (data) {
+    st = st ? st : pg_kv_set_string(config, "data_source", data->source);
+    st = st ? st : pg_kv_set_double(config, "data_mean", data->tf.mean);
+    st = st ? st : pg_kv_set_double(config, "data_std", data->tf.std);
+    st = st ? st : pg_kv_set_int(config, "data_pad", data->tf.pad);
+    st = st ? st : pg_kv_set_int(config, "data_space_to_depth", data->tf.factor);
+  }
+  return st;
+}
+
 pg_status pg_vae_save(const char *path, pg_vae *m, const pg_vae_data_info *data, double beta,
                       int64_t step) {
   pg_kv config;
   pg_kv_init(&config);
-  pg_status st = pg_vae_config_to_kv(&m->cfg, &config);
-  st = st ? st : pg_kv_set_double(&config, "beta", beta);
-  if (data) {
-    st = st ? st : pg_kv_set_string(&config, "data_source", data->source);
-    st = st ? st : pg_kv_set_double(&config, "data_mean", data->tf.mean);
-    st = st ? st : pg_kv_set_double(&config, "data_std", data->tf.std);
-    st = st ? st : pg_kv_set_int(&config, "data_pad", data->tf.pad);
-    st = st ? st : pg_kv_set_int(&config, "data_space_to_depth", data->tf.factor);
-  }
+  pg_status st = pg_vae_checkpoint_config(m, data, beta, &config);
   pg_checkpoint ck = {.config = &config, .params = &m->params, .step = &step};
   st = st ? st : pg_checkpoint_save(path, &ck);
   pg_kv_free(&config);

@@ -80,6 +80,9 @@ PG_API pg_status pg_vae_write_sheet(const char *path, const pg_vae *m, const pg_
  * /config: pg_vae_config_to_kv plus data_source, data_mean, data_std,
  * data_pad, data_space_to_depth and the training's beta; /params: every
  * tensor of vae.h under its name; the step attribute. */
+/* The /config entries above (data may be NULL: no data_* keys). */
+PG_API pg_status pg_vae_checkpoint_config(const pg_vae *m, const pg_vae_data_info *data, double beta,
+                                          pg_kv *config);
 PG_API pg_status pg_vae_save(const char *path, pg_vae *m, const pg_vae_data_info *data, double beta,
                              int64_t step);
 /* Builds m from the file's config and reads its weights; data (may be NULL)
