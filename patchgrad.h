@@ -20,7 +20,8 @@
  *   models    dit/    the DiT denoiser, diffusion objective, samplers, trainer,
  *                     sample sheet
  *   models    vit/    the ViT classifier, its training, the sample score
- *   models    vae/    the patch VAE, its checkpoints, datasets encoded and decoded
+ *   models    vae/    the patch VAE, its checkpoints, datasets encoded and decoded,
+ *                     its training
  */
 #ifndef PATCHGRAD_H
 #define PATCHGRAD_H
@@ -89,6 +90,7 @@
 #include "patchgrad/vit/vit.h"
 
 #include "patchgrad/vae/autoencode.h"
+#include "patchgrad/vae/train.h"
 #include "patchgrad/vae/vae.h"
 
 #endif

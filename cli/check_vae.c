@@ -3,9 +3,9 @@
  *                                  out = mean + exp(0.5 logvar) eps; grad/mean, grad/logvar, grad/eps
  *   kl_normal                      mean, logvar [B, ...]; out the 0-d
  *                                  -0.5 * sum(1 + logvar - mean^2 - exp(logvar)) / B
- *   vae       height, width, in_channels, patch_size, latent_channels, hidden,
- *             encoder_depth, decoder_depth, heads, mlp_ratio (the config of
- *             vae/vae.h), beta (float, default 1)
+ *   vae       the settings of pg_vae_config_fields (vae/vae.h): height, width,
+ *             in_channels, patch_size, latent_channels, hidden, encoder_depth,
+ *             decoder_depth, heads (1), mlp_ratio (4); and beta (float, default 1)
  *                                  x [B, H, W, C], eps [B, H/p, W/p, C_lat],
  *                                  params/<every name of vae/vae.h>; `out` the 0-d
  *                                  loss mse(recon, x) + beta * KL, and the arrays
@@ -36,18 +36,8 @@ void pg_check_kl_normal(pg_case *c) {
 }
 
 void pg_check_vae(pg_case *c) {
-  pg_vae_config cfg = {
-      .height = pg_case_attr_int(c, "height", 0),
-      .width = pg_case_attr_int(c, "width", 0),
-      .in_channels = pg_case_attr_int(c, "in_channels", 0),
-      .patch_size = pg_case_attr_int(c, "patch_size", 0),
-      .latent_channels = pg_case_attr_int(c, "latent_channels", 0),
-      .hidden = pg_case_attr_int(c, "hidden", 0),
-      .encoder_depth = pg_case_attr_int(c, "encoder_depth", 0),
-      .decoder_depth = pg_case_attr_int(c, "decoder_depth", 0),
-      .heads = pg_case_attr_int(c, "heads", 1),
-      .mlp_ratio = pg_case_attr_int(c, "mlp_ratio", 4),
-  };
+  pg_vae_config cfg = {0};
+  pg_case_read_fields(c, PG_VAE_CONFIG_FIELDS, pg_vae_config_fields, &cfg);
   const double beta = pg_case_attr_double(c, "beta", 1.0);
   if (c->error) return;
   pg_vae m;

@@ -1,5 +1,6 @@
-/* patchgrad vae encode|decode|reconstruct: the patch VAE of vae/ on files
- * (vae/autoencode.h does the work; this file turns flags into calls).
+/* patchgrad vae train|encode|decode|reconstruct: the patch VAE of vae/
+ * (vae/train.h and vae/autoencode.h do the work; this file turns flags into
+ * options and calls).
  * docs/vae.md describes the model, the files and these commands. */
 #include <math.h>
 #include <stdio.h>
@@ -10,16 +11,20 @@
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/io/h5util.h"
 #include "patchgrad/vae/autoencode.h"
+#include "patchgrad/vae/train.h"
+#include "stop.h"
 
 static int usage(FILE *f) {
   fprintf(f,
-"usage: patchgrad vae encode --ckpt V.h5 --data IMAGES.h5 --out LATENTS.h5 [options]\n"
+"usage: patchgrad vae train --data IMAGES.h5 [--test-data TEST.h5] --out DIR [options]\n"
+"       patchgrad vae encode --ckpt V.h5 --data IMAGES.h5 --out LATENTS.h5 [options]\n"
 "       patchgrad vae decode --data LATENTS.h5 --out IMAGES.png|IMAGES.h5 [options]\n"
 "       patchgrad vae reconstruct --ckpt V.h5 --data IMAGES.h5 [options]\n"
 "\n"
 "IMAGES.h5 is a pixel-space latent file (patchgrad latents --source fashion-mnist);\n"
 "the VAE sees its samples as images (depth-to-space, normalised units).\n"
 "\n"
+"train: the VAE on those images (patchgrad vae train --help lists its options).\n"
 "encode: the posterior mean of every image, times a scale factor that gives the\n"
 "latents unit variance, as a latent file `patchgrad train` takes (attributes\n"
 "scale_factor and vae_checkpoint; labels and class names kept).\n"
@@ -91,6 +96,90 @@ static int parse(const char *cmd, int argc, char **argv, const char *needs, vae_
 static int fail(const char *cmd) {
   fprintf(stderr, "patchgrad %s: %s\n", cmd, pg_last_error());
   return 1;
+}
+
+/* ---- train ---- */
+
+static int usage_train(FILE *f) {
+  pg_vae_train_opts d;
+  pg_vae_train_opts_init(&d);
+  fprintf(f,
+"usage: patchgrad vae train --data TRAIN.h5 [--test-data TEST.h5] [options]\n"
+"\n"
+"Trains the patch VAE (docs/vae.md) on the images of a pixel-space latent file:\n"
+"loss = mse(recon, x) + beta * KL, the KL summed over each image's latent\n"
+"values and averaged over the batch. Writes DIR/ckpt.h5, DIR/log.csv and, with\n"
+"test data, DIR/reconstructions.png (test images above their reconstructions).\n"
+"data\n"
+"  --data F.h5           training images (patchgrad latents --source fashion-mnist)\n"
+"  --test-data F.h5      held-out images for the reconstruction error (none: no evaluation)\n"
+"  --test-count N        use the first N of them (all)\n"
+"model (the image shape comes from the data)\n");
+  pg_args_usage_fields(f, PG_VAE_CONFIG_FIELDS, pg_vae_config_fields, &d.model, true);
+  fprintf(f,
+"  --beta B (%g; the weight of the KL term)\n"
+"optimisation (AdamW, linear warmup then cosine decay to 0)\n"
+"  --lr LR (%g)  --weight-decay W (%g)  --warmup N (%lld)  --clip MAX (%g; 0: off)\n"
+"  --batch B (%lld)  --epochs E (%lld)  or --steps N\n"
+"  --seed X (0)  --threads N (all cores)\n"
+"output\n"
+"  --out DIR             ckpt.h5, log.csv, reconstructions.png (%s)\n"
+"  --eval-every N        held-out error every N steps (each epoch)\n"
+"  --sheet-per-class K   pairs of rows in reconstructions.png (%lld; 0: none)\n"
+"  --log-every N (%lld)  --quiet\n",
+          d.beta, d.optim.lr, d.optim.weight_decay, (long long)d.warmup, d.clip, (long long)d.batch,
+          (long long)d.epochs, d.out_dir, (long long)d.sheet_per_class, (long long)d.log_every);
+  return f == stdout ? 0 : 2;
+}
+
+static int run_train(int argc, char **argv) {
+  pg_vae_train_opts o;
+  pg_vae_train_opts_init(&o);
+  double lr = o.optim.lr, wd = o.optim.weight_decay;
+  int64_t threads = 0;
+  pg_args a = pg_args_begin("vae train", argc, argv);
+  while (pg_args_next(&a)) {
+    if (pg_args_help(&a)) return usage_train(stdout);
+    if (pg_arg_string(&a, "--data", &o.data_path)) continue;
+    if (pg_arg_string(&a, "--test-data", &o.val_path)) continue;
+    if (pg_arg_int(&a, "--test-count", 1, INT64_MAX, &o.val_count)) continue;
+    if (pg_arg_field(&a, PG_VAE_CONFIG_FIELDS, pg_vae_config_fields, &o.model)) continue;
+    if (pg_arg_double(&a, "--beta", 0, 1e6, &o.beta)) continue;
+    if (pg_arg_double(&a, "--lr", 0, 1e3, &lr)) continue;
+    if (pg_arg_double(&a, "--weight-decay", 0, 1e3, &wd)) continue;
+    if (pg_arg_int(&a, "--warmup", 0, INT64_MAX, &o.warmup)) continue;
+    if (pg_arg_double(&a, "--clip", 0, INFINITY, &o.clip)) continue;
+    if (pg_arg_int(&a, "--batch", 1, 1 << 20, &o.batch)) continue;
+    if (pg_arg_int(&a, "--epochs", 1, 1 << 20, &o.epochs)) continue;
+    if (pg_arg_int(&a, "--steps", 1, INT64_MAX / 2, &o.steps)) continue;
+    if (pg_arg_int(&a, "--seed", 0, INT64_MAX, (int64_t *)&o.seed)) continue;
+    if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
+    if (pg_arg_string(&a, "--out", &o.out_dir)) continue;
+    if (pg_arg_int(&a, "--eval-every", 1, INT64_MAX, &o.val_every)) continue;
+    if (pg_arg_int(&a, "--sheet-per-class", 0, 64, &o.sheet_per_class)) continue;
+    if (pg_arg_int(&a, "--log-every", 1, INT64_MAX, &o.log_every)) continue;
+    if (pg_arg_switch(&a, "--quiet", &o.quiet)) continue;
+    return pg_args_unknown(&a);
+  }
+  if (a.failed) return 2;
+  if (!o.data_path)
+    return pg_args_error(&a, "--data FILE.h5 is required (make one with: patchgrad latents --source fashion-mnist)");
+  o.optim.lr = lr;
+  o.optim.weight_decay = wd;
+  pg_set_threads((int)threads);
+  pg_vae_train_result r;
+  o.stop = pg_cli_catch_sigint();
+  const pg_status st = pg_vae_train(&o, &r);
+  pg_cli_release_sigint();
+  if (st) {
+    fprintf(stderr, "patchgrad vae train: %s\n", pg_last_error());
+    return 1;
+  }
+  printf("step %lld: train loss %.5f (mse %.5f, kl %.1f per image, last %lld steps), %.0f s at %.2f steps/s\n",
+         (long long)r.step, r.train_loss, r.train_mse, r.train_kl, (long long)o.log_every, r.seconds,
+         r.steps_per_second);
+  if (!isnan(r.val_mse)) printf("test: reconstruction mse %.5f (z = the posterior mean), kl %.1f per image\n", r.val_mse, r.val_kl);
+  return r.interrupted ? 130 : 0;
 }
 
 /* ---- encode ---- */
@@ -303,11 +392,14 @@ int pg_cmd_vae(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*run)(int, char **);
-  } subs[] = {{"encode", run_encode}, {"decode", run_decode}, {"reconstruct", run_reconstruct}};
+  } subs[] = {{"train", run_train},
+              {"encode", run_encode},
+              {"decode", run_decode},
+              {"reconstruct", run_reconstruct}};
   for (size_t i = 0; argc >= 2 && i < sizeof subs / sizeof *subs; i++)
     if (!strcmp(argv[1], subs[i].name)) return subs[i].run(argc - 1, argv + 1);
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) return usage(stdout);
-  fprintf(stderr, "patchgrad vae: %s\n", argc < 2 ? "say encode, decode or reconstruct"
-                                                  : "the first word must be encode, decode or reconstruct");
+  fprintf(stderr, "patchgrad vae: %s\n", argc < 2 ? "say train, encode, decode or reconstruct"
+                                                  : "the first word must be train, encode, decode or reconstruct");
   return usage(stderr);
 }

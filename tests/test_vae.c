@@ -1,9 +1,9 @@
 /* The patch VAE: the Gaussian latent ops (values by hand, finite
  * differences, errors, PyTorch fixtures through `patchgrad check`), the
  * model (names, shapes, finite differences through the whole loss, bad
- * configs), its checkpoints, the pixel-space files it reads and writes, and
- * the `patchgrad vae` commands on a small synthetic dataset (nothing to
- * install). */
+ * configs), its checkpoints, the pixel-space files it reads and writes, its
+ * training, and the `patchgrad vae` commands on a small synthetic dataset
+ * (nothing to install). */
 #include "testutil.h"
 
 #include <math.h>
@@ -12,11 +12,13 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/gaussian.h"
 #include "patchgrad/autograd/ops.h"
 #include "patchgrad/data/synthetic.h"
 #include "patchgrad/io/h5util.h"
 #include "patchgrad/vae/autoencode.h"
+#include "patchgrad/vae/train.h"
 #include "patchgrad/vit/classify.h"
 
 static const pg_gradcheck_opts loose = {.eps = 1e-3, .atol = 1e-3, .rtol = 1e-2};
@@ -368,6 +370,89 @@ static void test_scale_factor(void **state) {
   assert_error_contains("std 0");
 }
 
+/* ---- training ---- */
+
+static void test_training(void **state) {
+  (void)state;
+  pg_vae_train_opts o;
+  pg_vae_train_opts_init(&o);
+  char out[512];
+  snprintf(out, sizeof out, "%s", pg_test_tmp("run"));
+  o.data_path = pg_test_tmp("train.h5");
+  o.val_path = pg_test_tmp("test.h5");
+  o.out_dir = out;
+  o.model = (pg_vae_config){.patch_size = 4, .latent_channels = 2, .hidden = 16, .encoder_depth = 1,
+                            .decoder_depth = 1, .heads = 2, .mlp_ratio = 2};
+  o.batch = 16;
+  o.steps = 60;
+  o.warmup = 5;
+  o.optim.lr = 5e-3;
+  o.val_every = 1000; /* at the end only */
+  o.sheet_per_class = 1;
+  o.quiet = true;
+  pg_vae_train_result r;
+  assert_int_equal(pg_vae_train(&o, &r), PG_OK);
+  assert_int_equal(r.step, 60);
+  assert_false(r.interrupted);
+  assert_true(isfinite(r.val_mse) && isfinite(r.val_kl) && r.val_kl > 0);
+  /* it learned: the held-out error is below an untrained model's */
+  pg_vae m;
+  pg_vae_data_info trained;
+  char ckpt[600];
+  snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", out);
+  assert_int_equal(pg_vae_load(ckpt, &m, &trained), PG_OK);
+  assert_int_equal(m.cfg.height, 16);
+  assert_int_equal(m.cfg.in_channels, 1);
+  assert_string_equal(trained.source, "synthetic");
+  pg_latents_info info;
+  float *images;
+  int64_t *labels, n;
+  assert_int_equal(pg_vae_read_images(o.val_path, 0, &m, &trained, &info, &images, &labels, &n), PG_OK);
+  pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
+  float *recon = malloc((size_t)(n * 256) * sizeof *recon);
+  double mse, kl;
+  assert_int_equal(pg_vae_reconstruct_all(ctx, &m, images, n, 64, NULL, &(pg_vae_arrays){.recon = recon}, &mse, &kl), PG_OK);
+  assert_float_equal(mse, r.val_mse, 1e-6 * mse); /* the checkpoint is the final model */
+  pg_vae fresh;
+  pg_rng rng;
+  pg_rng_seed(&rng, o.seed);
+  assert_int_equal(pg_vae_init(&fresh, &m.cfg, &rng), PG_OK);
+  double mse0;
+  assert_int_equal(pg_vae_reconstruct_all(ctx, &fresh, images, n, 64, NULL, &(pg_vae_arrays){.recon = recon}, &mse0, NULL), PG_OK);
+  printf("held-out mse: %.4f untrained, %.4f after 60 steps\n", mse0, mse);
+  assert_true(mse < 0.7 * mse0);
+  char path[600];
+  snprintf(path, sizeof path, "%s/reconstructions.png", out);
+  assert_true(pg_test_exists(path));
+  snprintf(path, sizeof path, "%s/log.csv", out);
+  FILE *f = fopen(path, "r");
+  char header[256] = "";
+  assert_non_null(fgets(header, sizeof header, f));
+  fclose(f);
+  assert_string_equal(header, "step,epoch,lr,train_loss,train_mse,train_kl,test_mse,test_kl,seconds\n");
+
+  /* bad options and data are named */
+  pg_vae_train_opts bad = o;
+  bad.beta = -1;
+  assert_int_equal(pg_vae_train(&bad, &r), PG_ERR_ARG);
+  assert_error_contains("beta must be a number >= 0, got -1");
+  bad = o;
+  bad.model.patch_size = 3;
+  assert_int_not_equal(pg_vae_train(&bad, &r), PG_OK);
+  assert_error_contains("patch_size 3 must be >= 1 and divide the image 16 x 16");
+  bad = o;
+  bad.model.height = 32;
+  assert_int_not_equal(pg_vae_train(&bad, &r), PG_OK);
+  assert_error_contains("holds [16, 16, 1] images, the model was asked for [32, 0, 0]");
+
+  pg_ctx_free(ctx);
+  free(images);
+  free(labels);
+  free(recon);
+  pg_vae_free(&m);
+  pg_vae_free(&fresh);
+}
+
 /* ---- the commands ---- */
 
 static int run(const char *args) {
@@ -498,6 +583,12 @@ static void test_commands(void **state) {
 }
 
 int main(void) {
+  /* One thread, here and in the commands the tests run: the models are tiny,
+   * and on a busy machine every OpenMP region of two threads waits for the
+   * second one to be scheduled (ten times slower than one thread). */
+  setenv("OMP_NUM_THREADS", "1", 1);
+  setenv("BLIS_NUM_THREADS", "1", 1);
+  pg_set_threads(1);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reparameterize_values),
       cmocka_unit_test(test_kl_values),
@@ -508,6 +599,7 @@ int main(void) {
       cmocka_unit_test(test_model_gradcheck),
       cmocka_unit_test(test_images_and_checkpoint),
       cmocka_unit_test(test_scale_factor),
+      cmocka_unit_test(test_training),
       cmocka_unit_test(test_commands),
   };
   return cmocka_run_group_tests(tests, setup_dir, pg_test_tmpdir_remove);

@@ -160,24 +160,32 @@ pg_tensor *pg_vae_loss(pg_ctx *ctx, const pg_vae_output *out, pg_tensor *x, floa
   return pg_add(ctx, r, pg_mul_scalar(ctx, k, beta));
 }
 
-/* The integer settings, in the order the checkpoint lists them. */
-static const pg_kv_int_field vae_int_fields[] = {
-    {"height", offsetof(pg_vae_config, height)},
-    {"width", offsetof(pg_vae_config, width)},
-    {"in_channels", offsetof(pg_vae_config, in_channels)},
-    {"patch_size", offsetof(pg_vae_config, patch_size)},
-    {"latent_channels", offsetof(pg_vae_config, latent_channels)},
-    {"hidden", offsetof(pg_vae_config, hidden)},
-    {"encoder_depth", offsetof(pg_vae_config, encoder_depth)},
-    {"decoder_depth", offsetof(pg_vae_config, decoder_depth)},
-    {"heads", offsetof(pg_vae_config, heads)},
-    {"mlp_ratio", offsetof(pg_vae_config, mlp_ratio)},
+#define CKPT_CASE (PG_FIELD_CKPT | PG_FIELD_CASE)
+const pg_config_field pg_vae_config_fields[] = {
+    {"height", PG_FIELD_INT, offsetof(pg_vae_config, height), CKPT_CASE, .required = true},
+    {"width", PG_FIELD_INT, offsetof(pg_vae_config, width), CKPT_CASE, .required = true},
+    {"in_channels", PG_FIELD_INT, offsetof(pg_vae_config, in_channels), CKPT_CASE, .required = true},
+    {"patch_size", PG_FIELD_INT, offsetof(pg_vae_config, patch_size), CKPT_CASE, .required = true,
+     .flag = "--patch", .metavar = "P", .min = 1, .max = 1 << 10},
+    {"latent_channels", PG_FIELD_INT, offsetof(pg_vae_config, latent_channels), CKPT_CASE, .required = true,
+     .flag = "--latent-channels", .metavar = "C", .min = 1, .max = 1 << 10},
+    {"hidden", PG_FIELD_INT, offsetof(pg_vae_config, hidden), CKPT_CASE, .required = true,
+     .flag = "--hidden", .metavar = "H", .min = 4, .max = 1 << 16},
+    {"encoder_depth", PG_FIELD_INT, offsetof(pg_vae_config, encoder_depth), CKPT_CASE, .required = true,
+     .flag = "--encoder-depth", .metavar = "D", .min = 0, .max = PG_VAE_MAX_DEPTH},
+    {"decoder_depth", PG_FIELD_INT, offsetof(pg_vae_config, decoder_depth), CKPT_CASE, .required = true,
+     .flag = "--decoder-depth", .metavar = "D", .min = 0, .max = PG_VAE_MAX_DEPTH},
+    {"heads", PG_FIELD_INT, offsetof(pg_vae_config, heads), CKPT_CASE, .def = 1,
+     .flag = "--heads", .metavar = "N", .min = 1, .max = 1 << 10},
+    {"mlp_ratio", PG_FIELD_INT, offsetof(pg_vae_config, mlp_ratio), CKPT_CASE, .def = 4,
+     .flag = "--mlp-ratio", .metavar = "R", .min = 1, .max = 64},
 };
-#define VAE_INT_FIELDS ((int)(sizeof vae_int_fields / sizeof *vae_int_fields))
+_Static_assert(sizeof pg_vae_config_fields / sizeof *pg_vae_config_fields == PG_VAE_CONFIG_FIELDS,
+               "PG_VAE_CONFIG_FIELDS counts the rows of pg_vae_config_fields");
 
 pg_status pg_vae_config_to_kv(const pg_vae_config *c, pg_kv *kv) {
   pg_status st = pg_kv_set_string(kv, "model", "vae");
-  return st ? st : pg_kv_set_int_fields(kv, c, VAE_INT_FIELDS, vae_int_fields);
+  return st ? st : pg_kv_set_fields(kv, c, PG_VAE_CONFIG_FIELDS, pg_vae_config_fields);
 }
 
 pg_status pg_vae_config_from_kv(const pg_kv *kv, pg_vae_config *c) {
@@ -186,6 +194,6 @@ pg_status pg_vae_config_from_kv(const pg_kv *kv, pg_vae_config *c) {
     return pg_fail(PG_ERR_FORMAT, "checkpoint config: no 'model' key, so not a VAE (a DiT checkpoint?)");
   if (strcmp(model, "vae"))
     return pg_fail(PG_ERR_FORMAT, "checkpoint config: model is '%s', not a VAE ('vae')", model);
-  if (pg_kv_get_int_fields(kv, c, VAE_INT_FIELDS, vae_int_fields)) return pg_last_status();
+  if (pg_kv_get_fields(kv, c, PG_VAE_CONFIG_FIELDS, pg_vae_config_fields)) return pg_last_status();
   return pg_vae_config_check(c);
 }

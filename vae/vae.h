@@ -114,7 +114,15 @@ PG_API pg_status pg_vae_forward(pg_ctx *ctx, pg_vae *m, pg_tensor *x, pg_tensor 
 PG_API pg_tensor *pg_vae_loss(pg_ctx *ctx, const pg_vae_output *out, pg_tensor *x, float beta,
                               pg_tensor **rec, pg_tensor **kl);
 
-/* Config <-> a checkpoint's key/value list ("model" = "vae" marks it). */
+/* The config's settings, one row each (io/kv.h): the checkpoint's integer
+ * keys in this order, the attributes of a `vae` case of `patchgrad check`,
+ * and the model flags of `patchgrad vae train` (the image shape comes from
+ * the data and has no flag). */
+#define PG_VAE_CONFIG_FIELDS 10
+PG_API extern const pg_config_field pg_vae_config_fields[];
+
+/* Config <-> a checkpoint's key/value list: "model" = "vae" (which marks
+ * it) and the integer settings. */
 PG_API pg_status pg_vae_config_to_kv(const pg_vae_config *c, pg_kv *kv);
 PG_API pg_status pg_vae_config_from_kv(const pg_kv *kv, pg_vae_config *c);
 
