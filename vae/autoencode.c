@@ -193,10 +193,7 @@ pg_status pg_vae_checkpoint_config(const pg_vae *m, const pg_vae_data_info *data
   st = st ? st : pg_kv_set_double(config, "beta", beta);
   if (data) {
     st = st ? st : pg_kv_set_string(config, "data_source", data->source);
-    st = st ? st : pg_kv_set_double(config, "data_mean", data->tf.mean);
-    st = st ? st : pg_kv_set_double(config, "data_std", data->tf.std);
-    st = st ? st : pg_kv_set_int(config, "data_pad", data->tf.pad);
-    st = st ? st : pg_kv_set_int(config, "data_space_to_depth", data->tf.factor);
+    st = st ? st : pg_latent_transform_to_kv(&data->tf, config);
   }
   return st;
 }
@@ -224,10 +221,7 @@ pg_status pg_vae_load(const char *path, pg_vae *m, pg_vae_data_info *data) {
   if (!st && data) {
     const char *source = "";
     *data = (pg_vae_data_info){.tf = {.pad = 0, .factor = 1, .mean = 0, .std = 1}};
-    pg_kv_get_double(&config, "data_mean", &data->tf.mean);
-    pg_kv_get_double(&config, "data_std", &data->tf.std);
-    pg_kv_get_int(&config, "data_pad", &data->tf.pad);
-    pg_kv_get_int(&config, "data_space_to_depth", &data->tf.factor);
+    pg_latent_transform_from_kv(&config, &data->tf);
     pg_kv_get_string(&config, "data_source", &source);
     snprintf(data->source, sizeof data->source, "%s", source);
   }
