@@ -4,9 +4,11 @@
  *
  * Floors, each using only those above it in this list (the build enforces
  * it; docs/architecture.md draws them):
- *   autograd  autograd/ tensors, the step arena, the tape, ops, gradient checking
+ *   autograd  autograd/ tensors, the step arena, the tape, ops (the Gaussian
+ *                     latent's in gaussian.h), gradient checking
  *   layers    layers/ Linear, Patchify/Unpatchify, position embeddings, LayerNorm,
- *                     attention, MLP, embeddings, adaLN pieces
+ *                     attention, MLP, the pre-norm transformer block, embeddings,
+ *                     adaLN pieces
  *   optim     optim/  SGD, Adam, AdamW, param groups, clipping, schedules, EMA,
  *                     parameter counts per module
  *   io        io/     HDF5 helpers, latent files and their loader, checkpoints,
@@ -19,6 +21,8 @@
  *                     sample sheet
  *   models    vit/    the ViT classifier, its training, the sample score, the
  *                     Frechet distance of its features
+ *   models    vae/    the patch VAE, its checkpoints, datasets encoded and decoded,
+ *                     its training
  */
 #ifndef PATCHGRAD_H
 #define PATCHGRAD_H
@@ -27,6 +31,7 @@
 #include "patchgrad/autograd/arena.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/error.h"
+#include "patchgrad/autograd/gaussian.h"
 #include "patchgrad/autograd/gradcheck.h"
 #include "patchgrad/autograd/op.h"
 #include "patchgrad/autograd/ops.h"
@@ -46,6 +51,7 @@
 #include "patchgrad/layers/patch_geometry.h"
 #include "patchgrad/layers/patchify.h"
 #include "patchgrad/layers/pos_embed.h"
+#include "patchgrad/layers/transformer_block.h"
 #include "patchgrad/layers/unpatchify.h"
 
 #include "patchgrad/optim/clip.h"
@@ -84,5 +90,9 @@
 #include "patchgrad/vit/frechet.h"
 #include "patchgrad/vit/score.h"
 #include "patchgrad/vit/vit.h"
+
+#include "patchgrad/vae/autoencode.h"
+#include "patchgrad/vae/train.h"
+#include "patchgrad/vae/vae.h"
 
 #endif

@@ -46,4 +46,9 @@ void pg_check_embedding(pg_case *c);
 void pg_check_cross_entropy(pg_case *c);
 void pg_check_vit(pg_case *c);
 
+/* check_vae.c: the patch VAE's Gaussian latent ops and the whole VAE */
+void pg_check_reparameterize(pg_case *c);
+void pg_check_kl_normal(pg_case *c);
+void pg_check_vae(pg_case *c);
+
 #endif

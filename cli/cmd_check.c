@@ -41,6 +41,9 @@ static const struct {
     {"embedding", pg_check_embedding, 1e-5, 1e-4},
     {"cross_entropy", pg_check_cross_entropy, 1e-5, 1e-4},
     {"vit", pg_check_vit, 1e-4, 1e-3},
+    {"reparameterize", pg_check_reparameterize, 1e-5, 1e-4},
+    {"kl_normal", pg_check_kl_normal, 1e-5, 1e-4},
+    {"vae", pg_check_vae, 1e-4, 1e-3},
     {NULL, NULL, 0, 0},
 };
 

@@ -10,4 +10,7 @@ typedef struct {
   const char *summary;
 } pg_command;
 
+/* cli/cmd_vae.c */
+int pg_cmd_vae(int argc, char **argv);
+
 #endif

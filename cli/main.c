@@ -30,6 +30,7 @@ static const pg_command commands[] = {
     {"sample", pg_cmd_sample, "draw a sample grid from a DiT checkpoint"},
     {"classify", pg_cmd_classify, "train or evaluate a ViT classifier on labelled latents"},
     {"score", pg_cmd_score, "score class-conditional samples with a trained classifier"},
+    {"vae", pg_cmd_vae, "train a patch VAE, encode images to latents and decode them back"},
     {"bench", pg_cmd_bench, "time DiT training steps (configs S, M, L) and the GEMM floor"},
     {"version", cmd_version, "print the version"},
 };

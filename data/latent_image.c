@@ -7,6 +7,20 @@ pg_latent_transform pg_latent_transform_of(const pg_latents_info *info) {
   return (pg_latent_transform){info->pad, info->space_to_depth, info->mean, info->std};
 }
 
+pg_status pg_latent_transform_to_kv(const pg_latent_transform *tf, pg_kv *kv) {
+  pg_status st = pg_kv_set_double(kv, "data_mean", tf->mean);
+  st = st ? st : pg_kv_set_double(kv, "data_std", tf->std);
+  st = st ? st : pg_kv_set_int(kv, "data_pad", tf->pad);
+  return st ? st : pg_kv_set_int(kv, "data_space_to_depth", tf->factor);
+}
+
+void pg_latent_transform_from_kv(const pg_kv *kv, pg_latent_transform *tf) {
+  pg_kv_get_double(kv, "data_mean", &tf->mean);
+  pg_kv_get_double(kv, "data_std", &tf->std);
+  pg_kv_get_int(kv, "data_pad", &tf->pad);
+  pg_kv_get_int(kv, "data_space_to_depth", &tf->factor);
+}
+
 static pg_status check_factor(const char *who, int64_t h, int64_t w, int64_t c, int64_t f) {
   if (f < 1 || h < 1 || w < 1 || c < 1)
     return pg_fail(PG_ERR_ARG, "%s: sizes [%lld, %lld, %lld] and factor %lld must be positive",

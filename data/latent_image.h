@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "patchgrad/autograd/error.h"
+#include "patchgrad/io/kv.h"
 #include "patchgrad/io/latents.h"
 #include "patchgrad/render/png_image.h"
 
@@ -26,6 +27,13 @@ typedef struct {
 
 /* The transform a dataset was made with (from its attributes). */
 PG_API pg_latent_transform pg_latent_transform_of(const pg_latents_info *info);
+
+/* The transform as the config entries of a model's checkpoint that say
+ * what its data was: data_mean, data_std (doubles), data_pad,
+ * data_space_to_depth (integers). From: the entries present replace tf's
+ * values, the absent ones leave them. */
+PG_API pg_status pg_latent_transform_to_kv(const pg_latent_transform *tf, pg_kv *kv);
+PG_API void pg_latent_transform_from_kv(const pg_kv *kv, pg_latent_transform *tf);
 
 /* Channels-last space-to-depth: src [h, w, c] -> dst [h/f, w/f, c f f];
  * depth-to-space is its exact inverse. h and w must divide by f. */

@@ -187,11 +187,15 @@ static pg_status write_attributes(pg_latents_writer *w) {
   if (!st) st = pg_h5_set_attr_double(f, "std", in->std);
   if (!st) st = pg_h5_set_attr_int(f, "pad", in->pad);
   if (!st) st = pg_h5_set_attr_int(f, "space_to_depth", in->space_to_depth);
-  /* The image size the inverse transform gives back, for readers' benefit. */
-  if (!st) st = pg_h5_set_attr_int(f, "image_height", in->height * in->space_to_depth - 2 * in->pad);
-  if (!st) st = pg_h5_set_attr_int(f, "image_width", in->width * in->space_to_depth - 2 * in->pad);
-  if (!st && in->channels % f2 == 0)
-    st = pg_h5_set_attr_int(f, "image_channels", in->channels / f2);
+  if (in->vae_checkpoint[0]) { /* the VAE decodes them into images */
+    if (!st) st = pg_h5_set_attr_double(f, "scale_factor", in->scale_factor);
+    if (!st) st = pg_h5_set_attr_string(f, "vae_checkpoint", in->vae_checkpoint);
+  } else { /* the image size the inverse transform gives back, for readers' benefit */
+    if (!st) st = pg_h5_set_attr_int(f, "image_height", in->height * in->space_to_depth - 2 * in->pad);
+    if (!st) st = pg_h5_set_attr_int(f, "image_width", in->width * in->space_to_depth - 2 * in->pad);
+    if (!st && in->channels % f2 == 0)
+      st = pg_h5_set_attr_int(f, "image_channels", in->channels / f2);
+  }
   if (!st && in->class_names[0]) st = pg_h5_set_attr_string(f, "class_names", in->class_names);
   if (!st) st = pg_h5_set_attr_string(f, "description", in->description);
   if (!st && in->has_labels) {
@@ -305,8 +309,13 @@ static pg_status read_attributes(pg_latents *ds) {
       pg_h5_attr_string(ds->file, "source", in->source, sizeof in->source) < 0 ||
       pg_h5_attr_string(ds->file, "split", in->split, sizeof in->split) < 0 ||
       pg_h5_attr_string(ds->file, "class_names", in->class_names, sizeof in->class_names) < 0 ||
-      pg_h5_attr_string(ds->file, "description", in->description, sizeof in->description) < 0)
+      pg_h5_attr_string(ds->file, "description", in->description, sizeof in->description) < 0 ||
+      pg_h5_attr_double(ds->file, "scale_factor", &in->scale_factor) < 0 ||
+      pg_h5_attr_string(ds->file, "vae_checkpoint", in->vae_checkpoint, sizeof in->vae_checkpoint) < 0)
     return pg_error_prefix(p);
+  if (in->vae_checkpoint[0] && !(in->scale_factor > 0 && isfinite(in->scale_factor)))
+    return pg_fail(PG_ERR_FORMAT, "%s: attribute scale_factor = %g (VAE latents need a finite "
+                                  "scale_factor > 0)", p, in->scale_factor);
   if (!(in->std > 0) || !isfinite(in->std) || !isfinite(in->mean))
     return pg_fail(PG_ERR_FORMAT, "%s: attributes mean = %g, std = %g (std must be finite and > 0)",
                    p, in->mean, in->std);

@@ -6,7 +6,8 @@
  *   /labels   int64 [N], optional: class of each sample, in [0, num_classes)
  *   root attributes: format, format_version, source, split, num_classes,
  *             mean, std, pad, space_to_depth, image_height, image_width,
- *             image_channels, class_names, description
+ *             image_channels, class_names, description; VAE latents have
+ *             scale_factor and vae_checkpoint instead of the image_* ones
  *
  * The stored values are (x - mean) / std, where x is the image padded with
  * `pad` zero pixels on every side, scaled to [0, 1], and rearranged by a
@@ -38,6 +39,11 @@ typedef struct {
   char split[16];         /* "train", "test", or "" */
   char class_names[512];  /* "0 T-shirt/top, 1 Trouser, ..." or "" */
   char description[512];  /* how the file was made */
+  /* VAE latents (vae/autoencode.h): stored = z * scale_factor, z the latent
+   * of the VAE checkpoint at vae_checkpoint, which decodes them (attributes
+   * of those names); 0 and "" for any other file. */
+  double scale_factor;
+  char vae_checkpoint[1024];
 } pg_latents_info;
 
 /* Defaults: mean 0, std 1, pad 0, space_to_depth 1, empty strings. */

@@ -1,0 +1,258 @@
+#include "patchgrad/vae/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/optim/schedule.h"
+#include "patchgrad/train/run.h"
+#include "patchgrad/vae/autoencode.h"
+
+void pg_vae_train_opts_init(pg_vae_train_opts *o) {
+  *o = (pg_vae_train_opts){
+      .model = {.patch_size = 4, .latent_channels = 4, .hidden = 64, .encoder_depth = 2,
+                .decoder_depth = 2, .heads = 4, .mlp_ratio = 2},
+      .beta = 1e-5,
+      .optim = pg_optim_adamw(2e-3),
+      .warmup = 100,
+      .clip = 1.0,
+      .batch = 64,
+      .epochs = 1,
+      .seed = 0,
+      .out_dir = "out-vae",
+      .log_every = 50,
+      .sheet_per_class = 2,
+  };
+  o->optim.weight_decay = 0.0;
+}
+
+/* The VAE's side of a run. */
+typedef struct {
+  const pg_vae_train_opts *o;
+  pg_latents_info info;    /* the training data */
+  pg_vae_data_info data;   /* its transform */
+  int64_t sample[3];       /* one sample of the file [h, w, c] */
+  pg_vae model;
+  bool model_ready;
+  float *val_x, *val_recon; /* the held-out images, in memory, and their reconstructions */
+  int64_t *val_y, val_n;
+  pg_latents_info val_info;
+  double val_mse, val_kl;  /* the last evaluation */
+} vae_run;
+
+static pg_status vae_build(void *self, const pg_latents_info *info, pg_rng *rng, pg_params **params) {
+  vae_run *v = self;
+  const pg_vae_train_opts *o = v->o;
+  v->info = *info;
+  v->data = pg_vae_data_info_of(info);
+  v->sample[0] = info->height;
+  v->sample[1] = info->width;
+  v->sample[2] = info->channels;
+  if (info->n / o->batch < 1)
+    return pg_fail(PG_ERR_ARG, "vae: %s has fewer images than one batch of %lld", o->data_path, (long long)o->batch);
+  if (info->vae_checkpoint[0])
+    return pg_fail(PG_ERR_ARG, "vae: %s holds VAE latents (of %s), not images", o->data_path, info->vae_checkpoint);
+  int64_t img[3];
+  if (pg_vae_image_shape(info, o->data_path, img)) return pg_last_status();
+  pg_vae_config c = o->model;
+  if ((c.height && c.height != img[0]) || (c.width && c.width != img[1]) || (c.in_channels && c.in_channels != img[2]))
+    return pg_fail(PG_ERR_ARG, "vae: %s holds [%lld, %lld, %lld] images, the model was asked for [%lld, %lld, %lld]",
+                   o->data_path, (long long)img[0], (long long)img[1], (long long)img[2], (long long)c.height,
+                   (long long)c.width, (long long)c.in_channels);
+  c.height = img[0];
+  c.width = img[1];
+  c.in_channels = img[2];
+  pg_status st = pg_vae_init(&v->model, &c, rng);
+  if (st) return st;
+  v->model_ready = true;
+  *params = &v->model.params;
+  return PG_OK;
+}
+
+/* The held-out images (the first val_count of val_path), in memory. */
+static pg_status vae_prepare(void *self, pg_run *run) {
+  (void)run;
+  vae_run *v = self;
+  const pg_vae_train_opts *o = v->o;
+  if (!o->val_path) return PG_OK;
+  pg_status st = pg_vae_read_images(o->val_path, o->val_count, &v->model, &v->data, &v->val_info, &v->val_x,
+                                    &v->val_y, &v->val_n);
+  if (st) return st;
+  const pg_vae_config *c = &v->model.cfg;
+  if (!(v->val_recon = malloc((size_t)(v->val_n * c->height * c->width * c->in_channels) * sizeof(float))))
+    return pg_fail(PG_ERR_MEMORY, "vae: out of memory for the held-out reconstructions");
+  return PG_OK;
+}
+
+/* mse + beta * KL of the batch's images; metrics: the two terms, summed
+ * over the batch's images. */
+static pg_tensor *vae_loss(void *self, pg_ctx *ctx, const pg_batch *b, pg_rng *rng, double *metrics) {
+  vae_run *v = self;
+  const pg_vae_config *c = &v->model.cfg;
+  pg_tensor *x = pg_empty(ctx, 4, (int64_t[]){b->count, c->height, c->width, c->in_channels});
+  if (!x || pg_vae_images_of(&v->data.tf, b->count, b->x->data, v->sample[0], v->sample[1], v->sample[2], x->data))
+    return NULL;
+  pg_vae_output out;
+  if (pg_vae_forward(ctx, &v->model, x, NULL, rng, &out)) return NULL;
+  pg_tensor *rec, *kl, *loss = pg_vae_loss(ctx, &out, x, (float)v->o->beta, &rec, &kl);
+  if (!loss) return NULL;
+  metrics[0] += (double)rec->data[0] * (double)b->count;
+  metrics[1] += (double)kl->data[0] * (double)b->count;
+  return loss;
+}
+
+/* values: the held-out reconstruction MSE and mean KL (z = the posterior mean). */
+static pg_status vae_validate(void *self, pg_ctx *ctx, double *values) {
+  vae_run *v = self;
+  pg_status st = pg_vae_reconstruct_all(ctx, &v->model, v->val_x, v->val_n, 256, NULL,
+                                        &(pg_vae_arrays){.recon = v->val_recon}, &v->val_mse, &v->val_kl);
+  values[0] = v->val_mse;
+  values[1] = v->val_kl;
+  return st;
+}
+
+static pg_status vae_config(void *self, pg_kv *config) {
+  const vae_run *v = self;
+  return pg_vae_checkpoint_config(&v->model, &v->data, v->o->beta, config);
+}
+
+/* The sheet of held-out originals above their reconstructions, from the
+ * last validation (at the last step). */
+static pg_status vae_finish(void *self, pg_run *run) {
+  vae_run *v = self;
+  char path[PG_RUN_PATH_MAX];
+  if (!v->val_n || v->o->sheet_per_class < 1 || !pg_run_path(run, "reconstructions.png", path)) return PG_OK;
+  return pg_vae_write_sheet(path, &v->model, &v->data, v->val_x, v->val_recon, v->val_y,
+                            v->val_y ? v->val_info.num_classes : 0, v->val_n, v->o->sheet_per_class, 10);
+}
+
+static void report_done(const vae_run *v, const pg_run *run) {
+  if (run->opts->out_dir)
+    fprintf(stderr, "vae: %lld steps in %.0f s (%.1f steps/s); wrote %s/ckpt.h5, log.csv%s\n", (long long)run->step,
+            run->train_seconds, pg_run_rate(run, true), run->opts->out_dir,
+            v->val_n && v->o->sheet_per_class > 0 ? " and reconstructions.png" : "");
+}
+
+/* Progress: the step, the training loss and its two terms since the last
+ * row, and the held-out error when measured. */
+static void vae_report(void *self, const pg_run *run, pg_run_event event) {
+  const vae_run *v = self;
+  const pg_run_opts *o = run->opts;
+  const double rate = pg_run_rate(run, true);
+  const pg_vae_config *c = &v->model.cfg;
+  int64_t ls[3];
+  pg_vae_latent_shape(c, ls);
+  switch (event) {
+  case PG_RUN_START:
+    fprintf(stderr, "vae: [%lld, %lld, %lld] images -> [%lld, %lld, %lld] latents, %lld parameters, %lld steps of "
+                    "batch %lld, AdamW lr %.2e, beta %g, %lld training images, %lld held out\n",
+            (long long)c->height, (long long)c->width, (long long)c->in_channels, (long long)ls[0], (long long)ls[1],
+            (long long)ls[2], (long long)pg_params_numel(run->params, true), (long long)run->total,
+            (long long)o->batch, o->optim.lr, v->o->beta, (long long)v->info.n, (long long)v->val_n);
+    break;
+  case PG_RUN_TICK:
+    fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  mse %.4f  kl %.1f  lr %.2e  %.1f steps/s  ETA %.0fs",
+            (long long)run->step, (long long)run->total, run->interval_loss / (double)run->interval_steps,
+            run->interval_metrics[0] / (double)run->interval_samples,
+            run->interval_metrics[1] / (double)run->interval_samples, run->lr, rate,
+            (double)(run->total - run->step) / rate);
+    break;
+  case PG_RUN_ROW:
+    if (run->tty && !run->validated) break;
+    fprintf(stderr, "%sstep %lld/%lld train loss %.4f mse %.4f kl %.1f lr %.2e %.1f steps/s", run->tty ? "\n" : "",
+            (long long)run->step, (long long)run->total, run->train_loss, run->metrics[0], run->metrics[1], run->lr,
+            rate);
+    if (run->validated) fprintf(stderr, " | test mse %.5f kl %.1f", run->val[0], run->val[1]);
+    fputc('\n', stderr);
+    break;
+  case PG_RUN_STOPPED:
+    fprintf(stderr, "\nvae: interrupted at step %lld\n", (long long)run->step);
+    report_done(v, run);
+    break;
+  case PG_RUN_DONE:
+    report_done(v, run);
+    break;
+  }
+  fflush(stderr);
+}
+
+/* log.csv's columns after the step. */
+static const pg_run_column vae_columns[] = {
+    {"epoch", PG_COL_EPOCH, 0, "%.4f"},
+    {"lr", PG_COL_LR, 0, "%.6g"},
+    {"train_loss", PG_COL_TRAIN_LOSS, 0, "%.6g"},
+    {"train_mse", PG_COL_METRIC, 0, "%.6g"},
+    {"train_kl", PG_COL_METRIC, 1, "%.6g"},
+    {"test_mse", PG_COL_VAL, 0, "%.6g"},
+    {"test_kl", PG_COL_VAL, 1, "%.6g"},
+    {"seconds", PG_COL_TRAIN_SECONDS, 0, "%.2f"},
+};
+
+pg_status pg_vae_train(const pg_vae_train_opts *o, pg_vae_train_result *res) {
+  memset(res, 0, sizeof *res);
+  res->val_mse = res->val_kl = NAN;
+  if (!o->data_path) return pg_fail(PG_ERR_ARG, "vae: the training images (--data F.h5) are required");
+  if (o->batch < 1) return pg_fail(PG_ERR_ARG, "vae: batch must be >= 1, got %lld", (long long)o->batch);
+  if (o->steps < 1 && o->epochs < 1)
+    return pg_fail(PG_ERR_ARG, "vae: give epochs >= 1 or steps >= 1 (got %lld and %lld)", (long long)o->epochs,
+                   (long long)o->steps);
+  if (o->clip < 0) return pg_fail(PG_ERR_ARG, "vae: clip must be >= 0, got %g", o->clip);
+  if (!(o->beta >= 0) || !isfinite(o->beta)) return pg_fail(PG_ERR_ARG, "vae: beta must be a number >= 0, got %g", o->beta);
+
+  vae_run v = {.o = o, .val_mse = NAN, .val_kl = NAN};
+  const pg_run_model model = {
+      .name = "vae",
+      .self = &v,
+      .n_metrics = 2,
+      .n_val = 2,
+      .build = vae_build,
+      .prepare = vae_prepare,
+      .loss = vae_loss,
+      .validate = o->val_path ? vae_validate : NULL,
+      .config = vae_config,
+      .finish = vae_finish,
+      .report = vae_report,
+      .log_name = "log.csv",
+      .columns = vae_columns,
+      .n_columns = (int)(sizeof vae_columns / sizeof *vae_columns),
+      .log_from_start = true,
+      .weights_only = true,
+      .loss_not_finite = "stopping (lower --lr?)",
+      .grad_not_finite = "",
+  };
+  pg_run_opts run = {
+      .data_path = o->data_path,
+      .out_dir = o->out_dir,
+      .batch = o->batch,
+      .steps = o->steps,
+      .epochs = o->epochs,
+      .seed = o->seed,
+      .optim = o->optim,
+      .schedule = pg_schedule_make(PG_SCHEDULE_COSINE, o->optim.lr), /* to 0 at the last step */
+      .warmup_within_run = true,
+      .clip = o->clip,
+      .log_every = o->log_every,
+      .val_every = o->val_every,
+      .quiet = o->quiet,
+      .stop = o->stop,
+  };
+  run.schedule.warmup_steps = o->warmup;
+  pg_run_result r;
+  pg_status st = pg_run_training(&run, &model, &r);
+  res->step = r.step;
+  res->train_loss = r.train_loss;
+  res->train_mse = r.metrics[0];
+  res->train_kl = r.metrics[1];
+  res->val_mse = v.val_mse;
+  res->val_kl = v.val_kl;
+  res->seconds = r.train_seconds;
+  res->steps_per_second = r.train_seconds > 0 ? (double)r.step / r.train_seconds : 0;
+  res->interrupted = r.stopped;
+  if (v.model_ready) pg_vae_free(&v.model);
+  free(v.val_x);
+  free(v.val_y);
+  free(v.val_recon);
+  return st;
+}
