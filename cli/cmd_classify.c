@@ -82,13 +82,17 @@ static int run_train(int argc, char **argv) {
   o.optim.weight_decay = wd;
   pg_set_threads((int)threads);
   pg_classify_result r;
+  pg_dist dist;
+  if (pg_cli_dist_start(&dist, "classify train")) return 1;
+  o.dist = &dist;
   o.stop = pg_cli_catch_sigint();
   const pg_status st = pg_classify_train(&o, &r);
   pg_cli_release_sigint();
   if (st) {
-    fprintf(stderr, "patchgrad classify train: %s\n", pg_last_error());
-    return 1;
+    if (dist.rank == 0 || r.local_error) fprintf(stderr, "patchgrad classify train: %s\n", pg_last_error());
+    return pg_cli_dist_end(&dist, st, r.local_error, 1);
   }
+  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? 130 : 0;
   printf("step %lld: train loss %.4f, train accuracy %.4f (last %lld steps), %.0f s at %.1f steps/s\n",
          (long long)r.step, r.train_loss, r.train_accuracy, (long long)o.log_every, r.seconds,
          r.steps_per_second);

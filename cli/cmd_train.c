@@ -149,15 +149,21 @@ int pg_cmd_train(int argc, char **argv) {
   pg_set_threads((int)threads);
 
   pg_train_result r;
+  pg_dist dist;
+  if (pg_cli_dist_start(&dist, "train")) return 1;
+  o.dist = &dist;
   o.stop = pg_cli_catch_sigint();
   const pg_status st = pg_train(&o, &r);
   pg_cli_release_sigint();
   if (st) {
-    /* the trainer's own messages start with "train: " already */
+    /* the trainer's own messages start with "train: " already; an error
+     * every rank agreed on is printed by rank 0 */
     const char *msg = pg_last_error();
-    fprintf(stderr, "patchgrad %s%s\n", strncmp(msg, "train: ", 7) ? "train: " : "", msg);
-    return 1;
+    if (dist.rank == 0 || r.local_error)
+      fprintf(stderr, "patchgrad %s%s\n", strncmp(msg, "train: ", 7) ? "train: " : "", msg);
+    return pg_cli_dist_end(&dist, st, r.local_error, 1);
   }
+  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? 130 : 0;
   if (r.interrupted) return 130;
   printf("step %lld: train loss %.5f, validation loss %s%.5f\n", (long long)r.step, r.train_loss,
          isnan(r.val_loss) ? "(none) " : "", r.val_loss);

@@ -1,9 +1,10 @@
 #include "stop.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 static volatile sig_atomic_t stop_requested;
-static struct sigaction previous;
+static struct sigaction previous, previous_term;
 
 static void on_sigint(int sig) {
   if (stop_requested) { /* the second one: die of it */
@@ -19,7 +20,23 @@ volatile sig_atomic_t *pg_cli_catch_sigint(void) {
   struct sigaction sa = {.sa_handler = on_sigint};
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &previous);
+  sigaction(SIGTERM, &sa, &previous_term);
   return &stop_requested;
 }
 
-void pg_cli_release_sigint(void) { sigaction(SIGINT, &previous, NULL); }
+void pg_cli_release_sigint(void) {
+  sigaction(SIGINT, &previous, NULL);
+  sigaction(SIGTERM, &previous_term, NULL);
+}
+
+int pg_cli_dist_start(pg_dist *d, const char *who) {
+  if (!pg_dist_init(d, NULL, NULL)) return 0;
+  fprintf(stderr, "patchgrad %s: %s\n", who, pg_last_error());
+  return 1;
+}
+
+int pg_cli_dist_end(pg_dist *d, pg_status st, bool local_error, int code) {
+  if (st && local_error) pg_dist_abort(d, code); /* other ranks may wait for this one */
+  pg_dist_finalize(d);
+  return code;
+}

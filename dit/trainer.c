@@ -46,6 +46,7 @@ typedef struct {
   int64_t val_n;
   float *val_x, *val_t, *val_eps;
   int64_t *val_y;
+  const pg_run *run;             /* from prepare: the ranks */
 } dit_run;
 
 /* The model's config from the options and the data's shape. */
@@ -199,27 +200,50 @@ static pg_status setup_validation(dit_run *d, const pg_run *run) {
 
 static pg_status dit_prepare(void *self, pg_run *run) {
   dit_run *d = self;
+  d->run = run;
   char path[PG_RUN_PATH_MAX];
   pg_status st = PG_OK;
   if (!run->resumed && pg_run_path(run, "init.h5", path)) st = save_initial(d, path);
   return st ? st : setup_validation(d, run);
 }
 
+/* Each sample's timestep, noise and class dropout come from its own
+ * generator keyed by (seed, step, place in the global batch), drawn in that
+ * order, so a data-parallel run draws what one process draws. */
 static pg_tensor *dit_loss(void *self, pg_ctx *ctx, const pg_batch *b, pg_rng *rng, double *metrics) {
-  (void)metrics;
+  (void)metrics, (void)rng;
   dit_run *d = self;
-  return pg_diffusion_loss(ctx, &d->model, &d->diff, b->x, d->model.cfg.num_classes ? b->labels : NULL,
-                           true, rng, NULL, NULL);
+  const pg_dit_config *c = &d->model.cfg;
+  const int64_t n = b->x->numel / (b->count ? b->count : 1);
+  const bool labelled = c->num_classes > 0;
+  float *t = pg_ctx_alloc(ctx, (size_t)b->count * sizeof *t);
+  float *eps = pg_ctx_alloc(ctx, (size_t)(b->count * n) * sizeof *eps);
+  int64_t *y = labelled ? pg_ctx_alloc(ctx, (size_t)b->count * sizeof *y) : NULL;
+  if (!t || !eps || (labelled && !y)) return NULL;
+  for (int64_t i = 0; i < b->count; i++) {
+    pg_rng r;
+    pg_rng_seed_keyed(&r, b->seed, (uint64_t)b->step, (uint64_t)(b->first + i));
+    t[i] = (float)pg_rng_below(&r, PG_DIFFUSION_T);
+    for (int64_t j = 0; j < n; j++) eps[i * n + j] = pg_rng_normal(&r);
+    if (!labelled) continue;
+    y[i] = b->labels[i];
+    if (c->class_dropout > 0 && pg_rng_uniform(&r) < c->class_dropout) y[i] = c->num_classes;
+  }
+  /* the draws are made: the loss itself draws nothing (training false) */
+  return pg_diffusion_loss(ctx, &d->model, &d->diff, b->x, y, false, NULL, t, eps);
 }
 
-/* The diffusion loss at the fixed draws, in batches of the run's size. */
+/* The diffusion loss at the fixed draws, in batches of the run's size;
+ * with several ranks each evaluates its share and the sums are added. */
 static pg_status dit_validate(void *self, pg_ctx *ctx, double *values) {
   dit_run *d = self;
   const pg_dit_config *c = &d->model.cfg;
   const int64_t per = c->input_size * c->input_size * c->in_channels, bs = d->o->batch;
+  int64_t begin, end;
+  pg_run_share(d->run, d->val_n, &begin, &end);
   double total = 0;
-  for (int64_t s = 0; s < d->val_n; s += bs) {
-    int64_t n = d->val_n - s < bs ? d->val_n - s : bs;
+  for (int64_t s = begin; s < end; s += bs) {
+    int64_t n = end - s < bs ? end - s : bs;
     pg_ctx_reset(ctx);
     pg_tensor *x0 = pg_from_array(ctx, 4, (int64_t[]){n, c->input_size, c->input_size, c->in_channels},
                                   d->val_x + s * per);
@@ -228,8 +252,9 @@ static pg_status dit_validate(void *self, pg_ctx *ctx, double *values) {
     if (!loss) return pg_last_status();
     total += (double)loss->data[0] * (double)n;
   }
+  pg_status st = pg_dist_allreduce_sum(d->run->dist, &total, 1);
   values[0] = total / (double)d->val_n;
-  return PG_OK;
+  return st;
 }
 
 /* samples.png (and samples.h5) from the EMA weights when kept. */
@@ -293,6 +318,7 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
       .ckpt_every = o->ckpt_every,
       .quiet = o->quiet,
       .stop = o->stop,
+      .dist = o->dist,
   };
   pg_run_result r;
   pg_status st = pg_run_training(&run, &model, &r);
@@ -301,6 +327,7 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
   res->val_loss = r.val[0];
   res->steps_per_second = r.seconds > 0 ? (double)r.steps_done / r.seconds : 0;
   res->interrupted = r.stopped;
+  res->local_error = r.local_error;
   dit_run_free(&d);
   return st;
 }

@@ -13,6 +13,7 @@
 #include <signal.h>
 
 #include "patchgrad/optim/clip.h"
+#include "patchgrad/dist/dist.h"
 #include "patchgrad/dit/diffusion.h"
 #include "patchgrad/dit/dit.h"
 #include "patchgrad/optim/optimizer.h"
@@ -43,6 +44,7 @@ typedef struct {
   int64_t log_every;      /* a loss.csv row every N steps and at the end */
   bool quiet;             /* no progress output (tests) */
   volatile sig_atomic_t *stop; /* when non-NULL and set: checkpoint after the current step, return */
+  const pg_dist *dist;    /* data-parallel ranks (train/run.h), NULL: one process */
   /* the sample sheet at the end (0 columns: none) */
   int sample_cols, sample_steps;
   float sample_cfg;
@@ -54,6 +56,7 @@ typedef struct {
   double val_loss;        /* the last validation loss (NaN when none) */
   double steps_per_second;
   bool interrupted;       /* stopped by *stop (a checkpoint was saved) */
+  bool local_error;       /* data-parallel: print the error, then pg_dist_abort */
 } pg_train_result;
 
 /* Defaults of `patchgrad train` (small model, AdamW 1e-4, batch 64, ...). */

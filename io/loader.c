@@ -22,6 +22,14 @@ pg_loader *pg_loader_open(const char *path, const pg_loader_opts *opts) {
     pg_fail(PG_ERR_ARG, "pg_loader_open: batch_size %lld must be >= 1", (long long)opts->batch_size);
     return NULL;
   }
+  const int64_t ranks = opts->ranks > 1 ? opts->ranks : 1;
+  if (ranks > 1 && (!opts->drop_last || opts->batch_size % ranks || opts->rank < 0 || opts->rank >= ranks)) {
+    pg_fail(PG_ERR_ARG,
+            "pg_loader_open: the global batch %lld must be divisible by the %lld ranks (rank %lld, drop_last %s)",
+            (long long)opts->batch_size, (long long)ranks, (long long)opts->rank,
+            opts->drop_last ? "on" : "off (needed)");
+    return NULL;
+  }
   pg_latents *ds = opts->in_memory ? pg_latents_load(path) : pg_latents_open(path);
   if (!ds) return NULL;
   int64_t n = ds->info.n;
@@ -96,14 +104,17 @@ pg_status pg_loader_next(pg_loader *l, float *x, int64_t *labels, int64_t *indic
   }
   if (l->perm_epoch != l->state.epoch) build_permutation(l);
   int64_t pos = l->state.position, m = n - pos < b ? n - pos : b;
-  for (int64_t k = 0; k < m; k++) {
-    int64_t i = l->perm[pos + k];
+  /* this rank's slice of the global batch (all of it with one rank) */
+  const int64_t ranks = l->opts.ranks > 1 ? l->opts.ranks : 1, share = m / ranks,
+                from = pos + (ranks > 1 ? l->opts.rank * share : 0);
+  for (int64_t k = 0; k < share; k++) {
+    int64_t i = l->perm[from + k];
     if (pg_latents_read(ds, i, 1, x + k * per)) return pg_last_status(); /* disk or RAM */
     if (labels) labels[k] = ds->labels[i];
     if (indices) indices[k] = i;
   }
   l->state.position = pos + m;
-  *count = m;
+  *count = share;
   return PG_OK;
 }
 

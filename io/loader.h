@@ -32,9 +32,18 @@ typedef struct {
   bool shuffle;       /* false: file order every epoch (evaluation) */
   bool in_memory;     /* read the whole dataset at open */
   uint64_t seed;
+  /* Data-parallel share: with ranks > 1, batch_size is the global batch
+   * and each call returns only this rank's slice of it, samples
+   * [rank * batch_size / ranks, (rank + 1) * batch_size / ranks) of the
+   * global batch, while the position moves by the whole global batch. The
+   * order is the one global permutation of the seed, so the samples of a
+   * step are the same whatever the number of ranks. Needs drop_last and a
+   * batch_size divisible by ranks. 0 or 1: the whole batch. */
+  int64_t rank, ranks;
 } pg_loader_opts;
 
-/* Defaults: batch 64, shuffle, keep the last batch, read from disk, seed 0. */
+/* Defaults: batch 64, shuffle, keep the last batch, read from disk, seed 0,
+ * one rank. */
 PG_API void pg_loader_opts_init(pg_loader_opts *o);
 
 typedef struct {
@@ -53,8 +62,9 @@ PG_API void pg_loader_close(pg_loader *l);
 PG_API const pg_latents_info *pg_loader_info(const pg_loader *l);
 
 /* Fills x [count, H, W, C] and, when not NULL, labels [count] (the dataset
- * must have labels) with the next batch; count is batch_size except for an
- * epoch's last batch without drop_last. `indices` (optional) receives the
+ * must have labels) with the next batch; count is batch_size (its rank's
+ * slice, batch_size / ranks, with several ranks) except for an epoch's last
+ * batch without drop_last. `indices` (optional) receives the
  * sample numbers. */
 PG_API pg_status pg_loader_next(pg_loader *l, float *x, int64_t *labels, int64_t *indices,
                          int64_t *count);

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "patchgrad/autograd/tape.h"
+#include "patchgrad/dist/dist.h"
+#include "patchgrad/dist/reducer.h"
 #include "patchgrad/io/checkpoint.h"
 #include "patchgrad/io/loader.h"
 #include "patchgrad/io/optim_kv.h"
@@ -60,6 +62,79 @@ const char *pg_run_format_duration(double s, char *buf, size_t cap) {
   return buf;
 }
 
+/* ---- data parallelism (docs/distributed.md) ----
+ * Everything the loop does differently with several ranks is here: the
+ * share of each batch, rank 0's parameters broadcast, the per-step
+ * agreement on the loss, the metrics and the stop flag, and the gradients
+ * averaged by the reducer. With one rank none of it communicates and the
+ * loop is the plain one. */
+
+/* Bucket size of the gradient reduction (DDP's default is 25 MiB for much
+ * larger models; the models here have a few MiB of gradients). */
+#define DP_BUCKET_BYTES ((size_t)1 << 20)
+
+void pg_run_share(const pg_run *run, int64_t n, int64_t *begin, int64_t *end) {
+  const int64_t r = run->dist->rank, k = run->dist->size;
+  *begin = r * n / k;
+  *end = (r + 1) * n / k;
+}
+
+/* Before the loader opens: the communicator and this rank's share. */
+static pg_status dp_check(pg_run *run) {
+  const pg_run_opts *o = run->opts;
+  const int k = run->dist->size;
+  if (o->batch % k)
+    return pg_fail(PG_ERR_ARG, "%s: the global batch %lld is not divisible by the %d ranks (choose a multiple of %d)",
+                   run->model->name, (long long)o->batch, k, k);
+  run->local_batch = o->batch / k;
+  return PG_OK;
+}
+
+/* After the model is built: every rank agrees on the setup so far (a
+ * failing rank's message reaches all), then rank 0's parameters go to
+ * every rank and the reducer adopts the gradient buffers. */
+static pg_status dp_start(pg_run *run, pg_status local) {
+  pg_status st = pg_dist_agree(run->dist, local);
+  if (st || run->dist->size == 1) return st;
+  if ((st = pg_dist_broadcast_params(run->dist, run->params))) return st;
+  if ((st = pg_reducer_init(&run->reducer, run->dist, run->params, DP_BUCKET_BYTES))) return st;
+  run->reducer_ready = true;
+  return PG_OK;
+}
+
+/* After the loss, before backward: the global mean loss, the metrics and
+ * sample count summed over ranks, any rank's stop flag, and whether any
+ * rank failed (then every rank gets the lowest failing rank's message). */
+static pg_status dp_agree_step(pg_run *run, pg_status local, double *loss, double *metrics, int64_t *count) {
+  const pg_run_opts *o = run->opts;
+  const int k = run->dist->size;
+  run->stop_now = o->stop && *o->stop;
+  if (k == 1) return local;
+  double v[4 + PG_RUN_MAX_METRICS];
+  const int n = 4 + run->model->n_metrics;
+  v[0] = local ? 1 : 0;
+  v[1] = local ? 0 : *loss;
+  v[2] = (double)*count;
+  v[3] = run->stop_now ? 1 : 0;
+  for (int i = 0; i < run->model->n_metrics; i++) v[4 + i] = metrics[i];
+  pg_status st = pg_dist_allreduce_sum(run->dist, v, n);
+  if (st) return st;
+  if (v[0] > 0) {
+    run->agreed_error = true;
+    return pg_dist_agree(run->dist, local);
+  }
+  *loss = v[1] / (double)k; /* the mean of equal shares' means */
+  *count = (int64_t)v[2];
+  run->stop_now = v[3] > 0;
+  for (int i = 0; i < run->model->n_metrics; i++) metrics[i] = v[4 + i];
+  return PG_OK;
+}
+
+/* After backward: the gradients averaged over ranks. */
+static pg_status dp_average_grads(pg_run *run) {
+  return run->reducer_ready ? pg_reducer_finish(&run->reducer) : PG_OK;
+}
+
 /* ---- one step ---- */
 
 /* One update on the next batch: its loss (into *loss_value), the
@@ -73,21 +148,32 @@ static pg_status train_step(pg_run *run, double *loss_value, int64_t *count) {
   run->opt.config.lr = run->lr;
   pg_ctx_reset(run->ctx);
   int64_t *labels = info->has_labels ? run->y : NULL;
+  double metrics[PG_RUN_MAX_METRICS] = {0};
+  pg_tensor *loss = NULL;
   pg_status st = pg_loader_next(run->loader, run->x, labels, NULL, count);
-  if (st) return st;
-  pg_batch b = {.x = pg_from_array(run->ctx, 4, (int64_t[]){*count, info->height, info->width, info->channels}, run->x),
-                .labels = labels, .count = *count};
-  pg_tensor *loss = m->loss(m->self, run->ctx, &b, &run->rng, run->interval_metrics);
-  if (!loss) return pg_last_status();
-  *loss_value = loss->data[0];
+  if (!st) {
+    pg_batch b = {.x = pg_from_array(run->ctx, 4, (int64_t[]){*count, info->height, info->width, info->channels}, run->x),
+                  .labels = labels, .count = *count, .seed = o->seed, .step = run->step,
+                  .first = run->dist->rank * run->local_batch};
+    loss = m->loss(m->self, run->ctx, &b, &run->rng, metrics);
+    if (loss) *loss_value = loss->data[0];
+    else st = pg_last_status();
+  }
+  if ((st = dp_agree_step(run, st, loss_value, metrics, count))) return st;
+  for (int k = 0; k < m->n_metrics; k++) run->interval_metrics[k] += metrics[k];
+  run->agreed_error = true; /* the loss and the gradient norm are the same on every rank */
   if (!isfinite(*loss_value))
     return pg_fail(PG_ERR_STATE, "%s: the loss is %s at step %lld; %s", m->name, isnan(*loss_value) ? "NaN" : "Inf",
                    (long long)run->step + 1,
                    m->loss_not_finite ? m->loss_not_finite : "stopping without saving (the last checkpoint, if any, is kept)");
+  run->agreed_error = false;
   if ((st = pg_backward(run->ctx, loss))) return st;
+  if ((st = dp_average_grads(run))) return st;
+  run->agreed_error = true;
   if (o->clip > 0 && !isfinite(pg_clip_grad_norm(run->params, o->clip, 2.0)))
     return pg_fail(PG_ERR_STATE, "%s: the gradient norm is not finite at step %lld%s", m->name,
                    (long long)run->step + 1, m->grad_not_finite ? m->grad_not_finite : "; stopping without saving");
+  run->agreed_error = false;
   if ((st = pg_optimizer_step(&run->opt))) return st;
   pg_optimizer_zero_grad(&run->opt);
   if (run->ema_ready && (st = pg_ema_update(&run->ema))) return st;
@@ -319,7 +405,8 @@ static pg_status resume(pg_run *run, const char *path) {
 
 /* ---- setup and the loop ---- */
 
-static pg_status setup(pg_run *run) {
+/* The loader and the model. */
+static pg_status setup_model(pg_run *run) {
   const pg_run_opts *o = run->opts;
   const pg_run_model *m = run->model;
   const char *who = m->name;
@@ -328,6 +415,8 @@ static pg_status setup(pg_run *run) {
     return pg_fail(PG_ERR_ARG, "%s: at most %d metrics, %d validation values and %d log columns", who,
                    PG_RUN_MAX_METRICS, PG_RUN_MAX_VAL, PG_RUN_MAX_COLUMNS);
   if (o->batch < 1) return pg_fail(PG_ERR_ARG, "%s: batch must be >= 1, got %lld", who, (long long)o->batch);
+  pg_status st = dp_check(run);
+  if (st) return st;
   if (o->out_dir && mkdir(o->out_dir, 0755) && errno != EEXIST)
     return pg_fail(PG_ERR_IO, "%s: cannot create the output folder %s: %s", who, o->out_dir, strerror(errno));
 
@@ -338,13 +427,23 @@ static pg_status setup(pg_run *run) {
   lo.drop_last = true;
   lo.in_memory = true;
   lo.seed = o->seed;
+  lo.rank = run->dist->rank;
+  lo.ranks = run->dist->size;
   if (!(run->loader = pg_loader_open(o->data_path, &lo))) return pg_last_status();
   run->info = pg_loader_info(run->loader);
   run->batches_per_epoch = pg_loader_batches_per_epoch(run->loader);
 
   pg_rng_seed(&run->rng, o->seed);
-  pg_status st = m->build(m->self, run->info, &run->rng, &run->params);
-  if (st) return st;
+  return m->build(m->self, run->info, &run->rng, &run->params);
+}
+
+/* The optimizer, the EMA, the schedule, the buffers, a resumed state, the
+ * model's own setup. */
+static pg_status setup_rest(pg_run *run) {
+  const pg_run_opts *o = run->opts;
+  const pg_run_model *m = run->model;
+  const char *who = m->name;
+  pg_status st;
   if ((st = pg_optimizer_init(&run->opt, run->params, &o->optim))) return st;
   run->opt_ready = true;
   if (o->ema_decay > 0) {
@@ -361,8 +460,8 @@ static pg_status setup(pg_run *run) {
   if ((st = pg_schedule_check(&run->schedule))) return st;
 
   const int64_t per = run->info->height * run->info->width * run->info->channels;
-  run->x = malloc((size_t)(o->batch * per) * sizeof *run->x);
-  run->y = malloc((size_t)o->batch * sizeof *run->y);
+  run->x = malloc((size_t)(run->local_batch * per) * sizeof *run->x);
+  run->y = malloc((size_t)run->local_batch * sizeof *run->y);
   if (!run->x || !run->y) return pg_fail(PG_ERR_MEMORY, "%s: out of memory for a batch", who);
   if (!(run->ctx = pg_ctx_new(0))) return pg_last_status();
   if (o->resume && (st = resume(run, o->resume))) return st;
@@ -372,7 +471,14 @@ static pg_status setup(pg_run *run) {
   return PG_OK;
 }
 
+/* Every rank runs both parts; their errors are agreed over ranks. */
+static pg_status setup(pg_run *run) {
+  pg_status st = dp_start(run, setup_model(run));
+  return st ? st : pg_dist_agree(run->dist, setup_rest(run));
+}
+
 static void run_free(pg_run *run) {
+  if (run->reducer_ready) pg_reducer_free(&run->reducer);
   if (run->ema_ready) pg_ema_free(&run->ema);
   if (run->opt_ready) pg_optimizer_free(&run->opt);
   pg_loader_close(run->loader);
@@ -402,7 +508,15 @@ static pg_status finish(pg_run *run) {
 pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_run_result *res) {
   pg_run_model m = *model;
   if (!m.report) m.report = pg_run_report_default;
-  pg_run run = {.opts = o, .model = &m, .smoothed_loss = NAN};
+  /* ranks other than 0 neither print nor write */
+  pg_run_opts mine = *o;
+  if (o->dist && o->dist->rank > 0) {
+    mine.out_dir = NULL;
+    mine.quiet = true;
+  }
+  o = &mine;
+  pg_run run = {.opts = o, .model = &m, .smoothed_loss = NAN, .single = {.rank = 0, .size = 1}};
+  run.dist = o->dist ? o->dist : &run.single;
   for (int k = 0; k < PG_RUN_MAX_VAL; k++) run.val[k] = NAN;
   memset(res, 0, sizeof *res);
   pg_status st = setup(&run);
@@ -438,7 +552,7 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
       run.t_tick = t;
     }
     if ((row_now || val_now) && (st = log_row(&run, val_now))) break;
-    const bool stop = o->stop && *o->stop;
+    const bool stop = run.dist->size > 1 ? run.stop_now : o->stop && *o->stop;
     if (((o->ckpt_every > 0 && run.step % o->ckpt_every == 0) || stop) && (st = save_checkpoint(&run))) break;
     if (stop) {
       res->stopped = true;
@@ -455,6 +569,8 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
   res->seconds = run.wall_seconds;
   res->train_seconds = run.train_seconds;
   res->steps_done = run.step - run.first_step;
+  res->comm_wait_seconds = run.reducer.wait_seconds;
+  res->local_error = st && run.dist->size > 1 && !run.agreed_error;
   run_free(&run);
   return st;
 }

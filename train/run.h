@@ -30,6 +30,8 @@
 #include <stdint.h>
 
 #include "patchgrad/autograd/params.h"
+#include "patchgrad/dist/dist.h"
+#include "patchgrad/dist/reducer.h"
 #include "patchgrad/io/kv.h"
 #include "patchgrad/io/latents.h"
 #include "patchgrad/io/loader.h"
@@ -63,6 +65,15 @@ typedef struct {
   int64_t ckpt_every;      /* a checkpoint every N steps (0: only at the end) */
   bool quiet;              /* no progress output */
   volatile sig_atomic_t *stop; /* when non-NULL and set: save after this step, return */
+  /* Data-parallel training (docs/distributed.md), NULL or one rank: a plain
+   * run. With K ranks, batch is the global batch (divisible by K) and each
+   * rank trains on its slice of it; rank 0's parameters are broadcast at
+   * the start, the gradients averaged over ranks before clipping and the
+   * optimizer step; the loss, the metrics and validation are global; only
+   * rank 0 prints and writes files; the stop flag of any rank stops every
+   * rank after the same step. Every rank must call pg_run_training with the
+   * same options. */
+  const pg_dist *dist;
 } pg_run_opts;
 
 /* A batch from the loader, as the loss callback receives it. */
@@ -70,6 +81,11 @@ typedef struct {
   pg_tensor *x;            /* [count, H, W, C], on the step's tape (no gradient) */
   const int64_t *labels;   /* [count], NULL when the data has none */
   int64_t count;
+  /* the keys of per-sample randomness (pg_rng_seed_keyed): the run's seed,
+   * the step (updates before this one) and the global batch position of
+   * sample 0 of this batch (0 with one rank) */
+  uint64_t seed;
+  int64_t step, first;
 } pg_batch;
 
 /* What a log column holds. */
@@ -118,12 +134,17 @@ typedef struct {
   /* After the optimizer, the context and a resumed state exist: the model's
    * own setup (held-out data, files of its own: pg_run_path). */
   pg_status (*prepare)(void *self, pg_run *run);
-  /* The loss of one batch on ctx's tape (a 0-d tensor), drawing any
-   * randomness from rng; adds the batch's sums of the metrics into
+  /* The loss of one batch on ctx's tape (a 0-d tensor), its mean over the
+   * batch, drawing any randomness from rng (or, so that a data-parallel run
+   * draws what one process draws, per sample from pg_rng_seed_keyed with
+   * the batch's keys); adds the batch's sums of the metrics into
    * metrics[0 .. n_metrics). NULL with the error set. */
   pg_tensor *(*loss)(void *self, pg_ctx *ctx, const pg_batch *b, pg_rng *rng, double *metrics);
   /* n_val numbers on held-out data, with ctx in evaluation mode and
-   * without gradients (reset it before each use). */
+   * without gradients (reset it before each use). Every rank calls it; with
+   * several ranks a model may evaluate only its share (pg_run_share) and
+   * combine the ranks' parts with pg_dist_allreduce_sum on run->dist (the
+   * run it got in prepare), so that every rank returns the same values. */
   pg_status (*validate)(void *self, pg_ctx *ctx, double *values);
   /* The checkpoint's config: the model's settings and what reading it back
    * needs (e.g. the data's normalisation). */
@@ -187,6 +208,15 @@ struct pg_run {
   float *x;                     /* the batch buffers */
   int64_t *y;
   double t0, t_tick;            /* clock readings: setup's end, the last TICK */
+  /* data parallelism: the communicator (one rank when the options had
+   * none), this rank's share of a batch, the gradient reducer */
+  const pg_dist *dist;
+  pg_dist single;
+  int64_t local_batch;
+  pg_reducer reducer;
+  bool reducer_ready;
+  bool agreed_error;            /* the error of a step is every rank's (no abort) */
+  bool stop_now;                /* the stop flag, agreed over ranks, of this step */
 };
 
 typedef struct {
@@ -198,12 +228,21 @@ typedef struct {
   double train_seconds;    /* of which in training steps */
   int64_t steps_done;      /* steps made by this process */
   bool stopped;            /* *stop ended the run (the checkpoint is saved) */
+  double comm_wait_seconds; /* data-parallel: waiting for gradient reductions */
+  /* data-parallel: the error is this rank's alone (past the step's
+   * agreement), other ranks may wait for it in a collective: the caller
+   * prints it and ends every rank (pg_dist_abort) */
+  bool local_error;
 } pg_run_result;
 
 /* Runs the training. Errors (bad options or data, a NaN loss, a failed
  * save) come back as a status with the message set, prefixed with
  * model->name. */
 PG_API pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_run_result *res);
+
+/* This rank's share [*begin, *end) of n items split over the run's ranks
+ * (rank r of K: [r n / K, (r + 1) n / K)); [0, n) with one rank. */
+PG_API void pg_run_share(const pg_run *run, int64_t n, int64_t *begin, int64_t *end);
 
 /* "out_dir/name" written into buf (PG_RUN_PATH_MAX chars) and returned;
  * NULL without out_dir. */

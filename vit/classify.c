@@ -192,6 +192,7 @@ typedef struct {
   float *val_x, *val_probs;      /* the held-out set, in memory, and its predictions */
   int64_t *val_y, val_n;
   pg_classify_stats val;         /* the last evaluation */
+  const pg_run *run;             /* from prepare: the ranks */
 } vit_run;
 
 /* What the training latents were, for the checkpoint and pg_vit_check_data. */
@@ -243,8 +244,8 @@ static pg_status vit_build(void *self, const pg_latents_info *info, pg_rng *rng,
 
 /* The held-out set (the first val_count samples of val_path), in memory. */
 static pg_status vit_prepare(void *self, pg_run *run) {
-  (void)run;
   vit_run *v = self;
+  v->run = run;
   const pg_classify_opts *o = v->o;
   if (!o->val_path) return PG_OK;
   pg_latents_info ti;
@@ -274,11 +275,27 @@ static pg_tensor *vit_loss(void *self, pg_ctx *ctx, const pg_batch *b, pg_rng *r
   return loss;
 }
 
-/* values: the held-out loss and accuracy. */
+/* values: the held-out loss and accuracy. With several ranks each scores
+ * its share of the held-out samples and the sums are added. */
 static pg_status vit_validate(void *self, pg_ctx *ctx, double *values) {
   vit_run *v = self;
-  pg_status st = pg_vit_predict(ctx, &v->model, v->val_x, v->val_n, 256, v->val_probs);
-  st = st ? st : pg_classify_stats_of(v->val_probs, v->val_y, v->val_n, v->model.cfg.num_classes, &v->val);
+  const int64_t K = v->model.cfg.num_classes, per = v->model.cfg.height * v->model.cfg.width * v->model.cfg.in_channels;
+  int64_t begin, end;
+  pg_run_share(v->run, v->val_n, &begin, &end);
+  pg_status st = pg_vit_predict(ctx, &v->model, v->val_x + begin * per, end - begin, 256, v->val_probs + begin * K);
+  st = st ? st : pg_classify_stats_of(v->val_probs + begin * K, v->val_y + begin, end - begin, K, &v->val);
+  if (!st && v->run->dist->size > 1) {
+    pg_classify_stats *s = &v->val;
+    double sums[5] = {(double)s->n, (double)s->agree, s->mean_confidence * (double)s->n,
+                      s->mean_label_prob * (double)s->n, s->loss * (double)s->n};
+    st = pg_dist_allreduce_sum(v->run->dist, sums, 5);
+    s->n = (int64_t)sums[0];
+    s->agree = (int64_t)sums[1];
+    s->accuracy = sums[1] / sums[0];
+    s->mean_confidence = sums[2] / sums[0];
+    s->mean_label_prob = sums[3] / sums[0];
+    s->loss = sums[4] / sums[0];
+  }
   values[0] = v->val.loss;
   values[1] = v->val.accuracy;
   return st;
@@ -399,6 +416,7 @@ pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) 
       .val_every = o->val_every, /* 0: each epoch */
       .quiet = o->quiet,
       .stop = o->stop,
+      .dist = o->dist,
   };
   run.schedule.warmup_steps = o->warmup;
   pg_run_result r;
@@ -410,6 +428,7 @@ pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) 
   res->seconds = r.train_seconds;
   res->steps_per_second = r.train_seconds > 0 ? (double)r.step / r.train_seconds : 0;
   res->interrupted = r.stopped;
+  res->local_error = r.local_error;
   vit_run_free(&v);
   return st;
 }

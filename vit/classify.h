@@ -10,6 +10,7 @@
 
 #include <signal.h>
 
+#include "patchgrad/dist/dist.h"
 #include "patchgrad/io/latents.h"
 #include "patchgrad/optim/optimizer.h"
 #include "patchgrad/vit/vit.h"
@@ -85,6 +86,7 @@ typedef struct {
   int64_t log_every;       /* progress lines (non-terminal) and log.csv rows */
   bool quiet;              /* no progress output */
   volatile sig_atomic_t *stop; /* when non-NULL and set: stop after the current step, save */
+  const pg_dist *dist;     /* data-parallel ranks (train/run.h), NULL: one process */
 } pg_classify_opts;
 
 /* The defaults of `patchgrad classify train` (README: the ViT example). */
@@ -98,6 +100,7 @@ typedef struct {
   double seconds;          /* training time (evaluations excluded) */
   double steps_per_second;
   bool interrupted;        /* *stop: stopped after the current step, saved */
+  bool local_error;        /* data-parallel: print the error, then pg_dist_abort */
 } pg_classify_result;
 
 /* Trains, evaluates on the test data, saves out_dir/ckpt.h5 at the end. */

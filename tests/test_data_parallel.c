@@ -1,0 +1,323 @@
+/* Data-parallel training equals one process (docs/distributed.md). Under
+ * `mpirun -n K` (the suite runs K = 2 and 4) rank 0 first trains alone
+ * (no communicator: a plain run), then all K ranks train the same run at
+ * the same global batch and seed; rank 0 compares the final parameters and
+ * the loss curves: equal within float32 reduction-order tolerance, the
+ * only difference being the order in which the gradient sum is added up.
+ * Run alone (K = 1) it compares two plain runs, which must be identical.
+ * For the tiny DiT (per-sample noise, timesteps and class dropout keyed by
+ * the global sample index) and for the ViT classifier. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/data/synthetic.h"
+#include "patchgrad/dist/dist.h"
+#include "patchgrad/dit/trainer.h"
+#include "patchgrad/io/checkpoint.h"
+#include "patchgrad/vit/classify.h"
+
+#define STEPS 50
+/* the largest relative difference of the final parameters accepted,
+ * ||a - b|| / ||b|| (Adam's update divides by sqrt(v), which makes
+ * reduction-order differences of ~1e-7 grow over the steps) */
+#define TOLERANCE 1e-3
+/* the loss curves: relative difference per logged row */
+#define LOSS_TOLERANCE 1e-4
+
+static pg_dist dist;
+static char dir[256];
+
+static void path_of(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+
+/* Every rank waits here (a sum over ranks is a barrier). */
+static void barrier(void) {
+  double one = 1;
+  assert_int_equal(pg_dist_allreduce_sum(&dist, &one, 1), PG_OK);
+  assert_true(one == (double)dist.size);
+}
+
+/* The folder all ranks share: named after the launcher's process, which
+ * is every rank's parent. */
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/pg_test_dp_%ld_%d", (long)getppid(), dist.size);
+  int st = 0;
+  if (dist.rank == 0) {
+    mkdir(dir, 0755);
+    pg_synthetic_opts so;
+    pg_synthetic_opts_init(&so);
+    so.count = 96;
+    so.size = 8;
+    so.classes = 4;
+    char p[512];
+    path_of(p, sizeof p, "train.h5");
+    st |= pg_make_synthetic(&so, p) ? -1 : 0;
+    so.seed = 1;
+    so.count = 30; /* not divisible by 4: the validation shares differ in size */
+    path_of(p, sizeof p, "val.h5");
+    st |= pg_make_synthetic(&so, p) ? -1 : 0;
+  }
+  double one = 1;
+  pg_dist_allreduce_sum(&dist, &one, 1);
+  return st;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  double one = 1;
+  pg_dist_allreduce_sum(&dist, &one, 1);
+  if (dist.rank == 0) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) return -1;
+  }
+  return 0;
+}
+
+/* The relative difference of two parameter lists, ||a - b|| / ||b|| over
+ * all their values; the largest per-tensor max |a - b| / max |b| is
+ * printed. (The key part of the attention's qkv bias has a gradient that is
+ * zero in exact arithmetic, softmax being blind to a shift shared by all
+ * keys: there the gradient is rounding noise, which Adam scales up to
+ * lr-sized steps, so that tensor's elements differ at the 1e-2 level
+ * relative to its own tiny values, without changing what the model
+ * computes.) */
+static double rel_diff(const pg_params *a, const pg_params *b) {
+  assert_int_equal(a->count, b->count);
+  double d2 = 0, b2 = 0, worst = 0;
+  const char *worst_name = "";
+  for (int i = 0; i < a->count; i++) {
+    const pg_tensor *x = a->items[i].tensor, *y = b->items[i].tensor;
+    assert_string_equal(a->items[i].name, b->items[i].name);
+    assert_int_equal(x->numel, y->numel);
+    double scale = 0, diff = 0;
+    for (int64_t k = 0; k < x->numel; k++) {
+      const double dk = (double)x->data[k] - (double)y->data[k];
+      scale = fmax(scale, fabs((double)y->data[k]));
+      diff = fmax(diff, fabs(dk));
+      d2 += dk * dk;
+      b2 += (double)y->data[k] * (double)y->data[k];
+    }
+    if (scale > 0 && diff / scale > worst) {
+      worst = diff / scale;
+      worst_name = a->items[i].name;
+    }
+  }
+  printf("# per tensor: the largest max|a - b| / max|b| is %.3g (%s)\n", worst, worst_name);
+  return sqrt(d2 / b2);
+}
+
+/* Column `col` (0: step) of every row of a CSV log, into v; the row count. */
+static int read_column(const char *path, int col, double *v, int cap) {
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  char line[1024];
+  int n = 0;
+  if (!fgets(line, sizeof line, f)) line[0] = 0;
+  while (n < cap && fgets(line, sizeof line, f)) {
+    char *p = line;
+    for (int c = 0; c < col && p; c++) {
+      p = strchr(p, ',');
+      if (p) p++;
+    }
+    assert_non_null(p);
+    v[n++] = strtod(p, NULL);
+  }
+  fclose(f);
+  return n;
+}
+
+static void compare_logs(const char *one, const char *many, int col, const char *what) {
+  double a[STEPS + 2], b[STEPS + 2];
+  const int na = read_column(one, col, a, STEPS + 2), nb = read_column(many, col, b, STEPS + 2);
+  assert_int_equal(na, nb);
+  assert_true(na >= STEPS);
+  double worst = 0;
+  for (int i = 0; i < na; i++)
+    if (a[i] != 0) worst = fmax(worst, fabs(a[i] - b[i]) / fabs(a[i])); /* 0: an empty field */
+  printf("# %s with %d ranks: max relative difference of the %s curve over %d rows: %.3g\n",
+         what, dist.size, what, na, worst);
+  assert_true(worst <= LOSS_TOLERANCE);
+}
+
+static pg_train_opts dit_run(const char *out) {
+  pg_train_opts o;
+  pg_train_opts_init(&o);
+  static char data[512], val[512];
+  path_of(data, sizeof data, "train.h5");
+  path_of(val, sizeof val, "val.h5");
+  o.data_path = data;
+  o.val_path = val;
+  o.val_count = 30;
+  o.model.hidden = 16;
+  o.model.depth = 1;
+  o.model.heads = 2;
+  o.model.class_dropout = 0.25f;
+  o.batch = 16;
+  o.steps = STEPS;
+  o.optim = pg_optim_adamw(1e-3);
+  o.clip = 1.0;
+  o.out_dir = out;
+  o.log_every = 1;
+  o.val_every = 10;
+  o.ckpt_every = 0;
+  o.quiet = true;
+  o.sample_cols = 0;
+  o.ema_decay = 0.9;
+  o.seed = 7;
+  return o;
+}
+
+static void load_dit(const char *ckpt, pg_dit *m) {
+  pg_kv config;
+  pg_kv_init(&config);
+  pg_checkpoint c = {.config = &config};
+  assert_int_equal(pg_checkpoint_load(ckpt, &c), PG_OK);
+  pg_dit_config cfg;
+  assert_int_equal(pg_dit_config_from_kv(&config, &cfg), PG_OK);
+  pg_kv_free(&config);
+  pg_rng rng;
+  pg_rng_seed(&rng, 0);
+  assert_int_equal(pg_dit_init(m, &cfg, &rng), PG_OK);
+  pg_checkpoint w = {.params = &m->params};
+  assert_int_equal(pg_checkpoint_load(ckpt, &w), PG_OK);
+}
+
+static void test_dit_equals_one_process(void **state) {
+  (void)state;
+  char one[512], many[512];
+  path_of(one, sizeof one, "dit1");
+  path_of(many, sizeof many, "ditK");
+  pg_train_result r;
+  if (dist.rank == 0) {
+    pg_train_opts o = dit_run(one);
+    assert_int_equal(pg_train(&o, &r), PG_OK);
+  }
+  pg_train_opts o = dit_run(many);
+  o.dist = &dist;
+  const pg_status st = pg_train(&o, &r);
+  if (st) fail_msg("rank %d: %s", dist.rank, pg_last_error());
+  assert_int_equal(r.step, STEPS);
+  if (dist.rank == 0) {
+    char a[600], b[600];
+    pg_dit m1, mk;
+    snprintf(a, sizeof a, "%s/ckpt.h5", one);
+    snprintf(b, sizeof b, "%s/ckpt.h5", many);
+    load_dit(a, &m1);
+    load_dit(b, &mk);
+    const double worst = rel_diff(&mk.params, &m1.params);
+    printf("# DiT, %d steps, %d ranks vs 1: relative parameter difference ||a - b|| / ||b|| %.3g\n", STEPS, dist.size, worst);
+    if (dist.size == 1) assert_true(worst == 0);
+    assert_true(worst <= TOLERANCE);
+    pg_dit_free(&m1);
+    pg_dit_free(&mk);
+    snprintf(a, sizeof a, "%s/loss.csv", one);
+    snprintf(b, sizeof b, "%s/loss.csv", many);
+    compare_logs(a, b, 1, "DiT training loss");
+  }
+  barrier();
+}
+
+static pg_classify_opts vit_run(const char *out) {
+  pg_classify_opts o;
+  pg_classify_opts_init(&o);
+  static char data[512], val[512];
+  path_of(data, sizeof data, "train.h5");
+  path_of(val, sizeof val, "val.h5");
+  o.data_path = data;
+  o.val_path = val;
+  o.val_count = 30;
+  o.model.hidden = 16;
+  o.model.depth = 1;
+  o.model.heads = 2;
+  o.batch = 16;
+  o.steps = STEPS;
+  o.epochs = 0;
+  o.warmup = 5;
+  o.out_dir = out;
+  o.log_every = 1;
+  o.val_every = 10;
+  o.quiet = true;
+  o.seed = 3;
+  return o;
+}
+
+static void test_vit_equals_one_process(void **state) {
+  (void)state;
+  char one[512], many[512];
+  path_of(one, sizeof one, "vit1");
+  path_of(many, sizeof many, "vitK");
+  pg_classify_result r;
+  if (dist.rank == 0) {
+    pg_classify_opts o = vit_run(one);
+    assert_int_equal(pg_classify_train(&o, &r), PG_OK);
+  }
+  pg_classify_opts o = vit_run(many);
+  o.dist = &dist;
+  const pg_status st = pg_classify_train(&o, &r);
+  if (st) fail_msg("rank %d: %s", dist.rank, pg_last_error());
+  assert_int_equal(r.step, STEPS);
+  assert_int_equal(r.test.n, 30); /* every rank holds the global validation */
+  if (dist.rank == 0) {
+    char a[600], b[600];
+    pg_vit m1, mk;
+    snprintf(a, sizeof a, "%s/ckpt.h5", one);
+    snprintf(b, sizeof b, "%s/ckpt.h5", many);
+    assert_int_equal(pg_vit_load(a, &m1, NULL), PG_OK);
+    assert_int_equal(pg_vit_load(b, &mk, NULL), PG_OK);
+    const double worst = rel_diff(&mk.params, &m1.params);
+    printf("# ViT, %d steps, %d ranks vs 1: relative parameter difference ||a - b|| / ||b|| %.3g\n", STEPS, dist.size, worst);
+    if (dist.size == 1) assert_true(worst == 0);
+    assert_true(worst <= TOLERANCE);
+    pg_vit_free(&m1);
+    pg_vit_free(&mk);
+    snprintf(a, sizeof a, "%s/log.csv", one);
+    snprintf(b, sizeof b, "%s/log.csv", many);
+    compare_logs(a, b, 3, "ViT training loss");
+    compare_logs(a, b, 5, "ViT test loss");
+  }
+  barrier();
+}
+
+/* The global batch must be divisible by the ranks: every rank fails with
+ * the same message (no hang). */
+static void test_batch_not_divisible(void **state) {
+  (void)state;
+  if (dist.size == 1) skip();
+  char out[512];
+  path_of(out, sizeof out, "bad");
+  pg_train_opts o = dit_run(out);
+  o.batch = 2 * dist.size + 1;
+  o.dist = &dist;
+  pg_train_result r;
+  assert_int_not_equal(pg_train(&o, &r), PG_OK);
+  assert_false(r.local_error);
+  if (!strstr(pg_last_error(), "not divisible")) fail_msg("rank %d: %s", dist.rank, pg_last_error());
+  char want[64];
+  snprintf(want, sizeof want, "%d ranks", dist.size);
+  assert_non_null(strstr(pg_last_error(), want));
+  barrier();
+}
+
+int main(int argc, char **argv) {
+  if (pg_dist_init(&dist, &argc, &argv)) {
+    fprintf(stderr, "%s\n", pg_last_error());
+    return 1;
+  }
+  pg_set_threads(1);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_dit_equals_one_process),
+      cmocka_unit_test(test_vit_equals_one_process),
+      cmocka_unit_test(test_batch_not_divisible),
+  };
+  const int failed = cmocka_run_group_tests(tests, setup, teardown);
+  pg_dist_finalize(&dist);
+  return failed;
+}
