@@ -1,11 +1,11 @@
 /* The reparameterisation and the KL divergence to N(0, I) (gaussian.h).
- * Forward and backward side by side; exp is libm's expf (these ops touch a
- * latent, a few hundred values per sample, so exactness beats speed). */
+ * Forward and backward side by side, written with the op kit (op.h); exp is
+ * the library's one (kernels.h). Neither op keeps state of its own: the
+ * tape's record holds the inputs, eps among them. */
 #include "patchgrad/autograd/gaussian.h"
 
-#include <math.h>
-
-#include "patchgrad/autograd/op_util.h"
+#include "patchgrad/autograd/kernels.h"
+#include "patchgrad/autograd/op.h"
 
 static bool same_shapes(const char *op, const pg_tensor *mean, const pg_tensor *logvar,
                         const pg_tensor *eps) {
@@ -32,25 +32,25 @@ static void reparameterize_backward(pg_ctx *ctx, pg_node *node) {
   float *gl = pg_grad_dest(ctx, logvar, &fresh);
   if (gl)
     for (int64_t i = 0; i < n; i++) {
-      const float d = g[i] * 0.5f * expf(0.5f * lv[i]) * e[i];
+      const float d = g[i] * 0.5f * pg_expf(0.5f * lv[i]) * e[i];
       gl[i] = fresh ? d : gl[i] + d;
     }
   float *ge = pg_grad_dest(ctx, eps, &fresh);
   if (ge)
     for (int64_t i = 0; i < n; i++) {
-      const float d = g[i] * expf(0.5f * lv[i]);
+      const float d = g[i] * pg_expf(0.5f * lv[i]);
       ge[i] = fresh ? d : ge[i] + d;
     }
 }
 
 pg_tensor *pg_reparameterize_eps(pg_ctx *ctx, pg_tensor *mean, pg_tensor *logvar, pg_tensor *eps) {
   if (!mean || !logvar || !eps) return NULL;
-  if (!same_shapes("pg_reparameterize", mean, logvar, eps)) return NULL;
+  if (!same_shapes("pg_reparameterize_eps", mean, logvar, eps)) return NULL;
   pg_tensor *z = pg_empty(ctx, mean->ndim, mean->shape);
   if (!z) return NULL;
   const float *m = mean->data, *lv = logvar->data, *e = eps->data;
-  for (int64_t i = 0; i < z->numel; i++) z->data[i] = m[i] + expf(0.5f * lv[i]) * e[i];
-  pg_tape_record(ctx, "pg_reparameterize", reparameterize_backward, z, 3,
+  for (int64_t i = 0; i < z->numel; i++) z->data[i] = m[i] + pg_expf(0.5f * lv[i]) * e[i];
+  pg_tape_record(ctx, "pg_reparameterize_eps", reparameterize_backward, z, 3,
                  (pg_tensor *[]){mean, logvar, eps});
   return z;
 }
@@ -81,7 +81,7 @@ static void kl_normal_backward(pg_ctx *ctx, pg_node *node) {
   float *gl = pg_grad_dest(ctx, logvar, &fresh);
   if (gl)
     for (int64_t i = 0; i < n; i++) {
-      const float d = s * 0.5f * (expf(lv[i]) - 1.0f);
+      const float d = s * 0.5f * (pg_expf(lv[i]) - 1.0f);
       gl[i] = fresh ? d : gl[i] + d;
     }
 }
@@ -98,7 +98,7 @@ pg_tensor *pg_kl_normal(pg_ctx *ctx, pg_tensor *mean, pg_tensor *logvar) {
   const float *m = mean->data, *lv = logvar->data;
   double sum = 0;
   for (int64_t i = 0; i < mean->numel; i++)
-    sum += 1.0 + (double)lv[i] - (double)m[i] * m[i] - exp((double)lv[i]);
+    sum += 1.0 + (double)lv[i] - (double)m[i] * m[i] - (double)pg_expf(lv[i]);
   out->data[0] = (float)(-0.5 * sum / (double)mean->shape[0]); /* NaN for B = 0 */
   pg_tape_record(ctx, "pg_kl_normal", kl_normal_backward, out, 2, (pg_tensor *[]){mean, logvar});
   return out;

@@ -105,7 +105,7 @@ static void test_ops_errors(void **state) {
   pg_ctx *ctx = pg_ctx_new(PG_TEST_ARENA_CHUNK);
   pg_tensor *a = pg_zeros(ctx, PG_SHAPE(2, 3)), *b = pg_zeros(ctx, PG_SHAPE(3, 2));
   assert_null(pg_reparameterize_eps(ctx, a, b, a));
-  assert_error_contains("pg_reparameterize: mean [2, 3], logvar [3, 2] and eps [2, 3] must have the same shape");
+  assert_error_contains("pg_reparameterize_eps: mean [2, 3], logvar [3, 2] and eps [2, 3] must have the same shape");
   assert_null(pg_reparameterize(ctx, a, a, NULL));
   assert_error_contains("pg_reparameterize: rng is NULL");
   assert_null(pg_kl_normal(ctx, a, b));
