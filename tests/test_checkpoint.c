@@ -90,7 +90,7 @@ static void test_round_trip_every_part(void **state) {
   pg_loader_state ls = {.seed = 0xFFFFFFFFFFFFFFF1ULL, .epoch = 3, .position = 17};
   pg_checkpoint ck = {&config, &params, &ema, &optim, &ostep, &oconfig, &step, &rng, &ls};
   assert_int_equal(pg_checkpoint_save(pg_test_tmp("ck.h5"), &ck), PG_OK);
-  assert_false(pg_test_exists(pg_test_tmp("ck.h5.tmp")));
+  assert_int_equal(pg_test_temporaries(pg_test_tmp("ck.h5")), 0);
 
   /* load into objects of the same shapes holding other values */
   make_params(&params2, 10, 5);
@@ -269,7 +269,7 @@ static void test_not_a_checkpoint(void **state) {
                        PG_OK);
   assert_error_contains("'params/a/b'");
   assert_false(pg_test_exists(pg_test_tmp("slash.h5")));
-  assert_false(pg_test_exists(pg_test_tmp("slash.h5.tmp")));
+  assert_int_equal(pg_test_temporaries(pg_test_tmp("slash.h5")), 0);
   pg_params_free(&slash);
   pg_params_free(&ps);
 }
@@ -301,8 +301,8 @@ static void test_atomic_save(void **state) {
   assert_int_not_equal(st, PG_OK);
   assert_error_contains(keep);
   char tmp_path[600];
-  snprintf(tmp_path, sizeof tmp_path, "%s.tmp", keep);
-  assert_false(pg_test_exists(tmp_path));
+  snprintf(tmp_path, sizeof tmp_path, "%s", pg_test_temporary_of(keep));
+  assert_int_equal(pg_test_temporaries(keep), 0);
   read_bytes(keep, &after, &after_len);
   assert_int_equal(after_len, before_len);
   assert_memory_equal(after, before, (size_t)before_len);
@@ -331,7 +331,7 @@ static void test_atomic_save(void **state) {
 
   /* and a successful save replaces the file */
   assert_int_equal(pg_checkpoint_save(keep, &(pg_checkpoint){.params = &big}), PG_OK);
-  assert_false(pg_test_exists(tmp_path));
+  assert_int_equal(pg_test_temporaries(keep), 0);
   free(before);
   pg_params_free(&loaded);
   pg_params_free(&small);

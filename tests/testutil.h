@@ -63,6 +63,11 @@ int pg_test_tmpdir_remove(void **state);
 const char *pg_test_tmpdir(void);
 const char *pg_test_tmp(const char *name);
 bool pg_test_exists(const char *path);
+/* The temporary files of atomic writes to path (io/atomic.h) present in its
+ * folder: "PATH.patchgrad-PID.tmp", any PID. */
+int pg_test_temporaries(const char *path);
+/* This process's temporary name for path (a ring of 4 buffers). */
+const char *pg_test_temporary_of(const char *path);
 
 /* Runs the built `patchgrad check FILE`, its report copied to stdout (the
  * test log); returns its exit status, and the counts of its "N passed, M
