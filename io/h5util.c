@@ -130,13 +130,13 @@ static pg_status check_layout(hid_t d, const char *path, const char *what) {
   return st;
 }
 
+bool pg_h5_is_external_link(hid_t loc, const char *name) {
+  return !strchr(name, '/') && link_kind(loc, name) < 0;
+}
+
 hid_t pg_h5_open_dataset(hid_t loc, const char *path, const char *what) {
-  int k = 0;
   if (!pg_h5_exists(loc, path)) {
-    /* the last component may be a link to elsewhere */
-    const char *slash = strrchr(path, '/');
-    k = slash ? 0 : link_kind(loc, path);
-    if (k < 0)
+    if (pg_h5_is_external_link(loc, path))
       pg_fail(PG_ERR_FORMAT, "%s: '%s' is a link to another file (not followed)", what, path);
     else
       pg_fail(PG_ERR_FORMAT, "%s: missing dataset '%s'", what, path);
@@ -460,7 +460,8 @@ int pg_h5_attr_string(hid_t obj, const char *name, char *buf, size_t cap) {
     if (!s) {
       pg_fail(PG_ERR_FORMAT, "attribute '%s': a string of %zu bytes is refused (at most %zu)",
               name, size, MAX_STRING_ATTR);
-    } else if (H5Tset_size(mt, size + 1) < 0 || H5Aread(a, mt, s) < 0) {
+    } else if (H5Tset_size(mt, size + 1) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0 ||
+               H5Aread(a, mt, s) < 0) {
       pg_fail(PG_ERR_FORMAT, "attribute '%s' cannot be read as a string", name);
     } else {
       snprintf(buf, cap, "%s", s);
@@ -497,11 +498,15 @@ pg_status pg_h5_set_attr_int_array(hid_t obj, const char *name, const int64_t *v
 }
 
 pg_status pg_h5_set_attr_string(hid_t obj, const char *name, const char *value) {
-  /* variable-length UTF-8, as h5py writes strings */
+  /* Fixed-length UTF-8: the bytes live in the attribute itself, inside the
+   * object header and its checksum. A variable-length string would live in
+   * HDF5's global heap, which has no checksum (a flipped bit there can send
+   * HDF5 into an endless loop). h5py reads it as bytes. */
   hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_size(t, strlen(value) + 1);
+  H5Tset_strpad(t, H5T_STR_NULLTERM);
   H5Tset_cset(t, H5T_CSET_UTF8);
-  pg_status st = write_attr(obj, name, t, H5Screate(H5S_SCALAR), &value);
+  pg_status st = write_attr(obj, name, t, H5Screate(H5S_SCALAR), value);
   H5Tclose(t);
   return st;
 }
@@ -561,6 +566,15 @@ pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t
 
 /* ---- Files written atomically ---- */
 
+/* Attributes and links stay in the group's object header (which carries a
+ * checksum) instead of moving to "dense" storage past 8 of them, whose
+ * fractal heap blocks HDF5 does not checksum: a flipped bit in a config
+ * value would otherwise go unnoticed. */
+static void keep_in_object_header(hid_t gcpl) {
+  H5Pset_attr_phase_change(gcpl, 65535, 0);
+  H5Pset_link_phase_change(gcpl, 65535, 0);
+}
+
 hid_t pg_h5_create_in_memory(const char *name) {
   pg_h5_quiet();
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -569,7 +583,10 @@ hid_t pg_h5_create_in_memory(const char *name) {
    * headers, group indexes, chunk indexes) carries a checksum that HDF5
    * verifies when it reads it. Readable by HDF5 1.10 and later. */
   H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
-  hid_t file = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+  keep_in_object_header(fcpl); /* the root group's */
+  hid_t file = H5Fcreate(name, H5F_ACC_TRUNC, fcpl, fapl);
+  H5Pclose(fcpl);
   H5Pclose(fapl);
   if (file < 0) pg_fail(PG_ERR_MEMORY, "%s: cannot create the file in memory", name);
   return file;
@@ -648,6 +665,7 @@ hid_t pg_h5_create_group(hid_t loc, const char *path) {
   hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
   H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
   H5Pset_attr_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  keep_in_object_header(gcpl);
   hid_t g = H5Gcreate2(loc, path, lcpl, gcpl, H5P_DEFAULT);
   H5Pclose(gcpl);
   H5Pclose(lcpl);
@@ -710,11 +728,12 @@ pg_status pg_h5_read_rows(hid_t dset, int64_t start, int64_t count, float *dst) 
   H5Sselect_hyperslab(fspace, H5S_SELECT_SET, offset, NULL, block, NULL);
   hid_t mspace = H5Screate_simple(nd, block, NULL);
   herr_t e = H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, dst);
+  const char *damage = e < 0 ? pg_h5_damage() : ""; /* before the next call clears HDF5's errors */
   H5Sclose(mspace);
   H5Sclose(fspace);
   if (e < 0)
     return pg_fail(PG_ERR_FORMAT, "cannot read rows [%lld, %lld) (%s)", (long long)start,
-                   (long long)(start + count), pg_h5_damage());
+                   (long long)(start + count), damage);
   return PG_OK;
 }
 

@@ -27,6 +27,9 @@ PG_API hid_t pg_h5_open(const char *path, bool writable);
  * reached through hard or soft links only: links to other files (external
  * links) are never followed. */
 PG_API bool pg_h5_exists(hid_t loc, const char *path);
+/* True when `name` (one component) is a link of loc to another file or of a
+ * user-defined kind: for messages, since pg_h5_exists reports it absent. */
+PG_API bool pg_h5_is_external_link(hid_t loc, const char *name);
 
 /* Opens a dataset for reading, refusing what this reader does not follow
  * (data in external files, virtual datasets) and filters the HDF5 library
@@ -72,6 +75,8 @@ PG_API int pg_h5_attr_int_array(hid_t obj, const char *name, int64_t *values, in
 
 PG_API pg_status pg_h5_set_attr_int(hid_t obj, const char *name, int64_t value);
 PG_API pg_status pg_h5_set_attr_double(hid_t obj, const char *name, double value);
+/* Strings are written fixed-length UTF-8 (inside the object header and its
+ * checksum; h5py reads them as bytes); the getter reads both kinds. */
 PG_API pg_status pg_h5_set_attr_string(hid_t obj, const char *name, const char *value);
 PG_API pg_status pg_h5_set_attr_int_array(hid_t obj, const char *name, const int64_t *values, int n);
 

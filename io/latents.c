@@ -320,6 +320,8 @@ pg_status pg_latents_save(const char *path, const pg_latents_info *info, const f
 static pg_status open_latents_dataset(pg_latents *ds) {
   const char *p = ds->path;
   pg_latents_info *in = &ds->info;
+  if (pg_h5_is_external_link(ds->file, "latents"))
+    return pg_fail(PG_ERR_FORMAT, "%s: 'latents' is a link to another file (not followed)", p);
   if (!pg_h5_exists(ds->file, "latents"))
     return pg_fail(PG_ERR_FORMAT, "%s: missing dataset 'latents' (a latent dataset holds "
                                   "'latents' [N, H, W, C] and optionally 'labels' [N])", p);

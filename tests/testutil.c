@@ -177,6 +177,27 @@ int pg_test_run_check(const char *file, int *passed, int *failed) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int pg_test_run(char *out, size_t cap, const char *fmt, ...) {
+  char cmd[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  char full[4200];
+  snprintf(full, sizeof full, "( %s ) 2>&1", cmd);
+  FILE *p = popen(full, "r");
+  assert_non_null(p);
+  size_t n = 0;
+  int ch;
+  while ((ch = fgetc(p)) != EOF)
+    if (n + 1 < cap) out[n++] = (char)ch;
+  out[n] = '\0';
+  printf("$ %s\n%s", cmd, out);
+  int status = pclose(p);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 typedef struct {
   hid_t dst;
   int n;
