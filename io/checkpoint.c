@@ -35,6 +35,13 @@ pg_status pg_params_save_group(hid_t file, const char *group, const pg_params *p
     if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
       return pg_fail(PG_ERR_ARG, "%s: cannot save '%s/%s': a tensor name must be non-empty "
                                  "without '/'", fname, group, name);
+    /* never write a checkpoint that loading would refuse */
+    const pg_tensor *t = ps->items[i].tensor;
+    for (int64_t k = 0; k < t->numel; k++)
+      if (!isfinite(t->data[k]))
+        return pg_fail(PG_ERR_ARG, "%s: cannot save '%s/%s': element %lld is %g (a checkpoint's "
+                                   "tensors must be finite)", fname, group, name, (long long)k,
+                       t->data[k]);
   }
   hid_t g = pg_h5_create_group(file, group);
   if (g < 0) return pg_error_prefix(fname);

@@ -59,7 +59,8 @@ PG_API pg_status pg_checkpoint_save(const char *path, const pg_checkpoint *ck);
 PG_API pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck);
 
 /* Each tensor of ps as a float32 dataset group/<name> (attribute `kind`:
- * weight, bias, norm, embedding or buffer). The group is created. */
+ * weight, bias, norm, embedding or buffer). The group is created. A NaN or
+ * Inf value is an error naming the tensor (nothing is written then). */
 PG_API pg_status pg_params_save_group(hid_t file, const char *group, const pg_params *ps);
 /* Checks that group holds exactly the entries of ps (names, shapes, dtype
  * float32) and reports EVERY mismatch by name in one message (missing,

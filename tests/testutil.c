@@ -178,12 +178,12 @@ int pg_test_run_check(const char *file, int *passed, int *failed) {
 }
 
 int pg_test_run(char *out, size_t cap, const char *fmt, ...) {
-  char cmd[4096];
+  char cmd[16384];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(cmd, sizeof cmd, fmt, ap);
   va_end(ap);
-  char full[4200];
+  char full[16500];
   snprintf(full, sizeof full, "( %s ) 2>&1", cmd);
   FILE *p = popen(full, "r");
   assert_non_null(p);
