@@ -16,7 +16,8 @@ typedef struct {
                         float *scratch);
 } pg_attn_kernels;
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* (clang, used for the fuzz build, ignores GCC's target pragmas: baseline only) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define HAVE_X86_VARIANTS 1
 #include <immintrin.h>
 
