@@ -583,6 +583,9 @@ hid_t pg_h5_create_in_memory(const char *name) {
    * headers, group indexes, chunk indexes) carries a checksum that HDF5
    * verifies when it reads it. Readable by HDF5 1.10 and later. */
   H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+  /* no 2 KB metadata blocks: the file holds no padding nobody reads */
+  H5Pset_meta_block_size(fapl, 0);
+  H5Pset_small_data_block_size(fapl, 0);
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
   keep_in_object_header(fcpl); /* the root group's */
   hid_t file = H5Fcreate(name, H5F_ACC_TRUNC, fcpl, fapl);

@@ -594,7 +594,8 @@ static void test_impossible_contents(void **state) {
   make_params(&loaded, 9, 4);
   make_params(&loaded_ema, 9, 4);
   int64_t step = 12, got_step = -5;
-  const char *good = pg_test_tmp("good.h5");
+  char good[600];
+  snprintf(good, sizeof good, "%s", pg_test_tmp("good.h5"));
   assert_int_equal(pg_checkpoint_save(good, &(pg_checkpoint){.params = &ps, .ema = &ema, .step = &step}),
                    PG_OK);
   char copy[600];

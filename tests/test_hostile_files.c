@@ -121,7 +121,8 @@ static bool train_command(const char *path) {
 
 static void test_fifo_and_folders_refused(void **state) {
   (void)state;
-  const char *fifo = pg_test_tmp("pipe.h5");
+  char fifo[600];
+  snprintf(fifo, sizeof fifo, "%s", pg_test_tmp("pipe.h5"));
   assert_int_equal(mkfifo(fifo, 0600), 0);
   reader_fn readers[] = {latents_reader, loader_reader, checkpoint_reader, idx_reader,
                          png_reader, check_command, train_command};
@@ -461,7 +462,8 @@ static void test_flipped_bits_are_damage(void **state) {
   small_params(&saved, 1.0f);
   small_params(&loaded, 100.0f);
   int64_t step = 7;
-  const char *ck = pg_test_tmp("flip_ck.h5");
+  char ck[600]; /* pg_test_tmp's buffers are reused */
+  snprintf(ck, sizeof ck, "%s", pg_test_tmp("flip_ck.h5"));
   assert_int_equal(pg_checkpoint_save(ck, &(pg_checkpoint){.params = &saved, .step = &step}), PG_OK);
   haddr_t addr;
   hsize_t size;
@@ -486,7 +488,8 @@ static void test_flipped_bits_are_damage(void **state) {
   info.channels = 2;
   float x[6 * 18];
   for (int i = 0; i < 6 * 18; i++) x[i] = (float)i / 7.0f;
-  const char *lat = pg_test_tmp("flip_lat.h5");
+  char lat[600];
+  snprintf(lat, sizeof lat, "%s", pg_test_tmp("flip_lat.h5"));
   assert_int_equal(pg_latents_save(lat, &info, x, NULL), PG_OK);
   chunk_place(lat, "latents", 3, &addr, &size);
   b = read_file(lat, &len);
@@ -506,7 +509,9 @@ static void test_flipped_bits_are_damage(void **state) {
   int refused_n = 0, same = 0;
   flip_load load = {ck, &saved, &loaded};
   assert_int_equal(run_child(load_compare, &load, "the file as saved", 30), 0);
-  load.path = pg_test_tmp("flip_one.h5");
+  char one[600];
+  snprintf(one, sizeof one, "%s", pg_test_tmp("flip_one.h5"));
+  load.path = one;
   for (long i = 0; i < len; i++) {
     b[i] ^= 0x20;
     write_file(load.path, b, len);
@@ -521,7 +526,7 @@ static void test_flipped_bits_are_damage(void **state) {
   print_message("flipping each of %ld bytes of a checkpoint: %d refused, %d loaded unchanged "
                 "(bytes HDF5 does not read), 0 loaded different numbers, 0 crashes\n",
                 len, refused_n, same);
-  assert_true(refused_n > len * 3 / 4);
+  assert_true(refused_n >= len * 9 / 10); /* the file holds (almost) no unread padding */
   free(b);
   pg_params_free(&saved);
   pg_params_free(&loaded);

@@ -89,8 +89,8 @@ static void test_sample_never_overwrites_its_checkpoint(void **state) {
 
 static void test_sample_refuses_bad_outputs_up_front(void **state) {
   (void)state;
-  char args[8000];
-  const char *ck = pg_test_tmp("run/ckpt.h5");
+  char args[8000], ck[600];
+  snprintf(ck, sizeof ck, "%s", pg_test_tmp("run/ckpt.h5"));
   snprintf(args, sizeof args, "--ckpt %s --out ''", ck);
   assert_sample_refused(args, "an output path may not be empty");
   assert_false(pg_test_exists(".h5"));
