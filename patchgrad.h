@@ -67,6 +67,7 @@
 #include "patchgrad/io/h5util.h"
 #include "patchgrad/io/kv.h"
 #include "patchgrad/io/latents.h"
+#include "patchgrad/io/limits.h"
 #include "patchgrad/io/loader.h"
 #include "patchgrad/io/optim_kv.h"
 

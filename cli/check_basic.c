@@ -87,7 +87,14 @@ static void check_reduce(pg_case *c, bool mean) {
   pg_tensor *x = pg_case_array(c, "x");
   if (c->error) return;
   int axes[PG_MAX_DIMS];
-  for (int i = 0; i < n_axes; i++) axes[i] = (int)axes64[i];
+  for (int i = 0; i < n_axes; i++) {
+    if (axes64[i] < -x->ndim || axes64[i] >= x->ndim) {
+      pg_case_fail(c, "attribute 'axes': axis %lld is outside [%d, %d) for 'x' %s",
+                   (long long)axes64[i], -x->ndim, x->ndim, pg_shape_of(x));
+      return;
+    }
+    axes[i] = (int)axes64[i];
+  }
   check_unary(c, x, mean ? pg_mean(c->ctx, x, n_axes, axes, keepdims)
                          : pg_sum(c->ctx, x, n_axes, axes, keepdims));
 }

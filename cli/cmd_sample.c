@@ -1,10 +1,14 @@
 /* patchgrad sample: draws images from a trained DiT checkpoint. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "args.h"
 #include "patchgrad/autograd/blas.h"
+#include "patchgrad/io/atomic.h"
 #include "patchgrad/io/checkpoint.h"
 #include "patchgrad/dit/sample_sheet.h"
 #include "patchgrad/dit/trainer.h"
@@ -32,11 +36,7 @@ static pg_status load_model(const char *path, bool ema, pg_dit *m, pg_latent_tra
   pg_status st = pg_checkpoint_load(path, &ck);
   pg_dit_config c;
   if (!st) st = pg_dit_config_from_kv(&config, &c);
-  *tf = (pg_latent_transform){.pad = 0, .factor = 1, .mean = 0, .std = 1};
-  pg_kv_get_double(&config, "data_mean", &tf->mean);
-  pg_kv_get_double(&config, "data_std", &tf->std);
-  pg_kv_get_int(&config, "data_pad", &tf->pad);
-  pg_kv_get_int(&config, "data_space_to_depth", &tf->factor);
+  if (!st) st = pg_latent_transform_from_kv(&config, path, tf);
   pg_kv_free(&config);
   pg_rng rng;
   pg_rng_seed(&rng, 0);
@@ -47,6 +47,29 @@ static pg_status load_model(const char *path, bool ema, pg_dit *m, pg_latent_tra
   else weights.params = &m->params;
   if ((st = pg_checkpoint_load(path, &weights))) pg_dit_free(m);
   return st;
+}
+
+/* The files sample writes must not be the checkpoint it reads (same file
+ * through any name), and their names must fit the system's limits. */
+static bool output_ok(const pg_args *a, const char *ckpt, const char *out) {
+  char raw[PG_ATOMIC_PATH_CAP];
+  if (pg_atomic_check_path(out) || pg_sample_sheet_raw_path(out, raw, sizeof raw) ||
+      pg_atomic_check_path(raw)) {
+    pg_args_error(a, "--out: %s", pg_last_error());
+    return false;
+  }
+  struct stat in;
+  if (stat(ckpt, &in) != 0) return true; /* loading it reports that */
+  const char *outputs[] = {out, raw};
+  for (int i = 0; i < 2; i++) {
+    struct stat o;
+    if (stat(outputs[i], &o) == 0 && o.st_dev == in.st_dev && o.st_ino == in.st_ino) {
+      pg_args_error(a, "--out %s would write %s, which is the checkpoint --ckpt %s it reads", out,
+                    outputs[i], ckpt);
+      return false;
+    }
+  }
+  return true;
 }
 
 int pg_cmd_sample(int argc, char **argv) {
@@ -72,6 +95,7 @@ int pg_cmd_sample(int argc, char **argv) {
   }
   if (a.failed) return 2;
   if (!ckpt || !out) return pg_args_error(&a, "--ckpt F.h5 and --out grid.png are required");
+  if (!output_ok(&a, ckpt, out)) return 2;
   pg_sample_sheet_opts o = {.per_class = (int)count, .rows = (int)rows, .class_id = -1};
   if (!strcmp(sampler, "ddim")) o.sampler.kind = PG_SAMPLER_DDIM;
   else if (!strcmp(sampler, "ddpm")) o.sampler.kind = PG_SAMPLER_DDPM;
@@ -81,9 +105,11 @@ int pg_cmd_sample(int argc, char **argv) {
   o.sampler.seed = (uint64_t)seed;
   if (strcmp(cls, "all")) {
     char *end;
-    long v = strtol(cls, &end, 10);
-    if (*end || end == cls || v < 0)
-      return pg_args_error(&a, "--class '%s' is not a class number or 'all'", cls);
+    errno = 0;
+    long long v = strtoll(cls, &end, 10);
+    if (errno || *end || end == cls || v < 0 || v > INT_MAX)
+      return pg_args_error(&a, "--class '%s' is not a class number in [0, %d] or 'all'", cls,
+                           INT_MAX);
     o.class_id = (int)v;
   }
   pg_set_threads((int)threads);

@@ -5,15 +5,27 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "patchgrad/io/atomic.h"
+#include "patchgrad/io/limits.h"
+
 /* The whole (decompressed) content of a file; gzread passes plain files
  * through unchanged. */
 static pg_status read_all(const char *path, uint8_t **out, int64_t *len) {
+  if (pg_check_regular_file(path)) return pg_last_status(); /* a FIFO would block gzopen */
   gzFile f = gzopen(path, "rb");
   if (!f) return pg_fail(PG_ERR_IO, "%s: cannot open (no such file, or not readable)", path);
   size_t cap = 1 << 20, n = 0;
   uint8_t *buf = malloc(cap);
   while (buf) {
     if (n == cap) {
+      /* a gzip stream can expand 1000-fold: grow only while memory lasts */
+      char what[1100];
+      snprintf(what, sizeof what, "%s: its uncompressed content (more than %zu bytes)", path, cap);
+      if (cap > (size_t)INT64_MAX / 4 || pg_check_memory(what, (int64_t)cap * 2)) {
+        free(buf);
+        gzclose(f);
+        return pg_last_status();
+      }
       uint8_t *bigger = realloc(buf, cap * 2);
       if (!bigger) break;
       buf = bigger;

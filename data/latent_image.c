@@ -1,6 +1,10 @@
 #include "patchgrad/data/latent_image.h"
 
+#include "patchgrad/io/limits.h"
+
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 pg_latent_transform pg_latent_transform_of(const pg_latents_info *info) {
@@ -14,11 +18,30 @@ pg_status pg_latent_transform_to_kv(const pg_latent_transform *tf, pg_kv *kv) {
   return st ? st : pg_kv_set_int(kv, "data_space_to_depth", tf->factor);
 }
 
-void pg_latent_transform_from_kv(const pg_kv *kv, pg_latent_transform *tf) {
-  pg_kv_get_double(kv, "data_mean", &tf->mean);
-  pg_kv_get_double(kv, "data_std", &tf->std);
-  pg_kv_get_int(kv, "data_pad", &tf->pad);
-  pg_kv_get_int(kv, "data_space_to_depth", &tf->factor);
+pg_status pg_latent_transform_check(const pg_latent_transform *tf, const char *who) {
+  return pg_latents_check_transform(who, tf->mean, tf->std, tf->pad, tf->factor, 0, 0, 0);
+}
+
+pg_status pg_latent_transform_from_kv(const pg_kv *config, const char *who,
+                                      pg_latent_transform *tf) {
+  *tf = (pg_latent_transform){.pad = 0, .factor = 1, .mean = 0, .std = 1};
+  if (pg_kv_get_double(config, "data_mean", &tf->mean) < 0 ||
+      pg_kv_get_double(config, "data_std", &tf->std) < 0 ||
+      pg_kv_get_int(config, "data_pad", &tf->pad) < 0 ||
+      pg_kv_get_int(config, "data_space_to_depth", &tf->factor) < 0) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", pg_last_error());
+    return pg_fail(PG_ERR_FORMAT, "%s: config %s", who, msg);
+  }
+  char what[1100];
+  snprintf(what, sizeof what, "%s: config data_mean, data_std, data_pad, data_space_to_depth",
+           who);
+  if (pg_latent_transform_check(tf, what)) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", pg_last_error());
+    return pg_fail(PG_ERR_FORMAT, "%s", msg);
+  }
+  return PG_OK;
 }
 
 static pg_status check_factor(const char *who, int64_t h, int64_t w, int64_t c, int64_t f) {
@@ -64,9 +87,10 @@ pg_status pg_depth_to_space(const float *src, int64_t h, int64_t w, int64_t c, i
 
 pg_status pg_image_to_latent(const pg_latent_transform *tf, const uint8_t *img, int64_t h,
                              int64_t w, int64_t c, float *latent) {
+  if (pg_latent_transform_check(tf, "pg_image_to_latent")) return pg_last_status();
   int64_t f = tf->factor, p = tf->pad, ph = h + 2 * p, pw = w + 2 * p;
   if (check_factor("pg_image_to_latent", h, w, c, f)) return pg_last_status();
-  if (p < 0 || ph % f || pw % f)
+  if (ph % f || pw % f)
     return pg_fail(PG_ERR_ARG, "pg_image_to_latent: padded image %lld x %lld (pad %lld) does "
                                "not divide by factor %lld", (long long)ph, (long long)pw,
                    (long long)p, (long long)f);
@@ -90,15 +114,12 @@ pg_status pg_latent_image_size(const pg_latent_transform *tf, int64_t lh, int64_
                                int64_t *h, int64_t *w, int64_t *c) {
   int64_t f = tf->factor;
   if (check_factor("pg_latent_to_image", lh, lw, lc, f)) return pg_last_status();
-  if (lc % (f * f))
-    return pg_fail(PG_ERR_ARG, "pg_latent_to_image: %lld latent channels do not divide by "
-                               "%lld x %lld", (long long)lc, (long long)f, (long long)f);
+  /* the transform and the latent shape together (overflow-checked) */
+  if (pg_latents_check_transform("pg_latent_to_image", tf->mean, tf->std, tf->pad, f, lh, lw, lc))
+    return pg_last_status();
   *h = lh * f - 2 * tf->pad;
   *w = lw * f - 2 * tf->pad;
   *c = lc / (f * f);
-  if (*h < 1 || *w < 1)
-    return pg_fail(PG_ERR_ARG, "pg_latent_to_image: pad %lld leaves no image of a %lld x %lld "
-                               "latent", (long long)tf->pad, (long long)lh, (long long)lw);
   return PG_OK;
 }
 
@@ -127,10 +148,15 @@ pg_image *pg_latents_to_grid(const pg_latent_transform *tf, int64_t n, const flo
     return NULL;
   }
   if (pg_latent_image_size(tf, lh, lw, lc, &h, &w, &c)) return NULL;
+  int64_t per, bytes;
+  if (n > INT_MAX || !pg_mul_i64(lh * lw, lc, &per) || !pg_mul_i64(h * w, c, &bytes)) {
+    pg_fail(PG_ERR_ARG, "pg_latents_to_grid: %lld latents of [%lld, %lld, %lld] are too many",
+            (long long)n, (long long)lh, (long long)lw, (long long)lc);
+    return NULL;
+  }
   int shown = (c == 1 || c == 3) ? (int)c : 1;
-  int64_t per = lh * lw * lc;
   float *scratch = malloc((size_t)per * sizeof *scratch);
-  uint8_t *img = malloc((size_t)(h * w * c));
+  uint8_t *img = malloc((size_t)bytes);
   pg_image **tiles = calloc((size_t)n, sizeof *tiles);
   pg_image *grid = NULL;
   if (!scratch || !img || !tiles) {

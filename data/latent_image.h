@@ -33,7 +33,16 @@ PG_API pg_latent_transform pg_latent_transform_of(const pg_latents_info *info);
  * data_space_to_depth (integers). From: the entries present replace tf's
  * values, the absent ones leave them. */
 PG_API pg_status pg_latent_transform_to_kv(const pg_latent_transform *tf, pg_kv *kv);
-PG_API void pg_latent_transform_from_kv(const pg_kv *kv, pg_latent_transform *tf);
+/* pg_latents_check_transform of tf alone (no latent shape): mean finite, std
+ * finite and > 0, pad and factor within the limits of latents.h. */
+PG_API pg_status pg_latent_transform_check(const pg_latent_transform *tf, const char *who);
+/* The transform a checkpoint's config records (data_mean, data_std,
+ * data_pad, data_space_to_depth; an absent key keeps the identity's value),
+ * checked: a key of the wrong type (a string for data_std) or a value out of
+ * range (data_pad -1, data_std 0 or NaN, data_space_to_depth 2^32) is an
+ * error naming it; `who` (the checkpoint's path) begins the message. */
+PG_API pg_status pg_latent_transform_from_kv(const pg_kv *config, const char *who,
+                                             pg_latent_transform *tf);
 
 /* Channels-last space-to-depth: src [h, w, c] -> dst [h/f, w/f, c f f];
  * depth-to-space is its exact inverse. h and w must divide by f. */
@@ -45,7 +54,9 @@ PG_API pg_status pg_depth_to_space(const float *src, int64_t h, int64_t w, int64
 /* One image [h, w, c] (uint8) -> one latent [(h+2p)/f, (w+2p)/f, c f f]. */
 PG_API pg_status pg_image_to_latent(const pg_latent_transform *tf, const uint8_t *img, int64_t h,
                              int64_t w, int64_t c, float *latent);
-/* The dimensions pg_latent_to_image gives for a latent [lh, lw, lc]. */
+/* The dimensions pg_latent_to_image gives for a latent [lh, lw, lc]; an
+ * error when the transform is out of range or does not fit the shape
+ * (pg_latents_check_transform). */
 PG_API pg_status pg_latent_image_size(const pg_latent_transform *tf, int64_t lh, int64_t lw, int64_t lc,
                                int64_t *h, int64_t *w, int64_t *c);
 /* One latent [lh, lw, lc] -> image uint8 [h, w, c] (sizes from

@@ -78,6 +78,16 @@ pg_status pg_make_synthetic(const pg_synthetic_opts *o, const char *out_path) {
   if (o->classes < 1 || o->classes > PG_SYNTHETIC_MAX_CLASSES)
     return pg_fail(PG_ERR_ARG, "synthetic: --classes %lld (expected 1..%d)", (long long)o->classes,
                    PG_SYNTHETIC_MAX_CLASSES);
+  /* the size of the whole file, checked before the first sample is drawn */
+  pg_latents_info shape;
+  pg_latents_info_init(&shape);
+  shape.n = o->count;
+  shape.height = shape.width = o->size;
+  shape.channels = o->channels;
+  shape.has_labels = true;
+  shape.num_classes = o->classes;
+  shape.space_to_depth = factor_of(o);
+  if (pg_latents_check_info(out_path, &shape)) return pg_last_status();
   int64_t per = o->size * o->size * o->channels;
   enum { BLOCK = 256 };
   float *buf = malloc((size_t)(BLOCK * per + 4 * per) * sizeof *buf);

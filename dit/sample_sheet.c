@@ -18,16 +18,21 @@ static void show_progress(int step, int total, void *user) {
     fprintf(stderr, "sample: step %d/%d\n", step, total);
 }
 
-static pg_status write_raw(const char *png_path, const float *x, const int64_t *labels, int64_t n,
-                           const pg_dit_config *c, const pg_sample_sheet_opts *o) {
-  char path[1024], tmp[1100];
+pg_status pg_sample_sheet_raw_path(const char *png_path, char *buf, size_t cap) {
   size_t len = strlen(png_path);
   if (len > 4 && !strcmp(png_path + len - 4, ".png")) len -= 4;
-  if (len + 4 >= sizeof path) return pg_fail(PG_ERR_ARG, "sample: output path too long");
-  snprintf(path, sizeof path, "%.*s.h5", (int)len, png_path);
-  if (pg_atomic_tmp_path(path, tmp, sizeof tmp)) return pg_last_status();
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return pg_fail(PG_ERR_IO, "sample: cannot create %s", tmp);
+  if (len + 4 >= cap) return pg_fail(PG_ERR_ARG, "sample: output path too long");
+  snprintf(buf, cap, "%.*s.h5", (int)len, png_path);
+  return PG_OK;
+}
+
+static pg_status write_raw(const char *png_path, const float *x, const int64_t *labels, int64_t n,
+                           const pg_dit_config *c, const pg_sample_sheet_opts *o) {
+  char path[PG_ATOMIC_PATH_CAP];
+  if (pg_sample_sheet_raw_path(png_path, path, sizeof path)) return pg_last_status();
+  /* in memory, then written out atomically: a full disk leaves no HDF5 file half-closed */
+  hid_t f = pg_h5_create_in_memory(path);
+  if (f < 0) return pg_last_status();
   int64_t shape[4] = {n, c->input_size, c->input_size, c->in_channels};
   pg_status st = pg_h5_write_floats(f, "samples", 4, shape, x, 1);
   if (!st && labels) st = pg_h5_write_int64(f, "labels", 1, &n, labels);
@@ -36,12 +41,11 @@ static pg_status write_raw(const char *png_path, const float *x, const int64_t *
   st = st ? st : pg_h5_set_attr_double(f, "cfg_scale", o->sampler.cfg_scale);
   st = st ? st : pg_h5_set_attr_int(f, "seed", (int64_t)o->sampler.seed);
   st = st ? st : pg_h5_set_attr_string(f, "description", "DiT samples in latent space (channels last), before the inverse transform");
-  if (H5Fclose(f) < 0 && !st) st = pg_fail(PG_ERR_IO, "sample: cannot write %s", tmp);
   if (st) {
-    pg_atomic_discard(tmp);
+    H5Fclose(f);
     return st;
   }
-  return pg_atomic_commit(tmp, path);
+  return pg_h5_commit_image(f, path);
 }
 
 pg_status pg_sample_sheet(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,

@@ -18,6 +18,10 @@ typedef struct {
   int rows;        /* unconditional models: rows of per_class samples (default 4) */
 } pg_sample_sheet_opts;
 
+/* The raw latents' file beside the PNG: grid.png -> grid.h5 (any other
+ * name gets ".h5" appended). */
+PG_API pg_status pg_sample_sheet_raw_path(const char *png_path, char *buf, size_t cap);
+
 PG_API pg_status pg_sample_sheet(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
                           const pg_latent_transform *tf, const pg_sample_sheet_opts *o,
                           const char *png_path, bool quiet);

@@ -16,13 +16,61 @@ void pg_case_begin(pg_case *c, hid_t group, const char *name, double atol, doubl
   c->name = name;
   c->atol = atol;
   c->rtol = rtol;
-  double v;
-  if (!atol_forced && pg_h5_attr_double(group, "atol", &v) == 1) c->atol = v;
-  if (!rtol_forced && pg_h5_attr_double(group, "rtol", &v) == 1) c->rtol = v;
-  if (pg_h5_attr_string(group, "op", c->op, sizeof c->op) != 1)
-    pg_case_fail(c, "no string attribute 'op'");
+  const char *names[2] = {"atol", "rtol"};
+  double *slots[2] = {&c->atol, &c->rtol};
+  bool forced[2] = {atol_forced, rtol_forced};
+  for (int i = 0; i < 2; i++) {
+    double v;
+    int rc = forced[i] ? 0 : pg_h5_attr_double(group, names[i], &v);
+    if (rc < 0) pg_case_fail(c, "%s", pg_last_error());
+    else if (rc == 1 && !(v >= 0 && isfinite(v)))
+      pg_case_fail(c, "attribute '%s' is %g (a tolerance must be finite and >= 0)", names[i], v);
+    else if (rc == 1) *slots[i] = v;
+  }
+  int rc = pg_h5_attr_string(group, "op", c->op, sizeof c->op);
+  if (rc < 0) pg_case_fail(c, "%s", pg_last_error());
+  else if (rc == 0) pg_case_fail(c, "no string attribute 'op'");
   c->ctx = pg_ctx_new((size_t)1 << 20); /* cases are small; chunks grow as needed */
   if (!c->ctx) pg_case_fail(c, "%s", pg_last_error());
+}
+
+typedef struct {
+  const char *known;
+  char unknown[128];
+} attr_visit;
+
+/* True when `name` is one of the space-separated words of `list`. */
+static bool listed(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ' ');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == n && !strncmp(p, name, n)) return true;
+    p = end ? end + 1 : NULL;
+  }
+  return false;
+}
+
+static herr_t find_unknown_attr(hid_t obj, const char *name, const H5A_info_t *info, void *data) {
+  (void)obj;
+  (void)info;
+  attr_visit *v = data;
+  if (listed(PG_CASE_COMMON_ATTRS, name) || listed(v->known, name)) return 0;
+  snprintf(v->unknown, sizeof v->unknown, "%s", name);
+  return 1; /* stop at the first */
+}
+
+void pg_case_check_attrs(pg_case *c, const char *known) {
+  if (c->error) return;
+  attr_visit v = {known, ""};
+  hsize_t idx = 0;
+  if (H5Aiterate2(c->group, H5_INDEX_NAME, H5_ITER_INC, &idx, find_unknown_attr, &v) < 0) {
+    pg_case_fail(c, "its attributes cannot be listed (%s)", pg_h5_damage());
+    return;
+  }
+  if (v.unknown[0])
+    pg_case_fail(c, "unknown attribute '%s' of op '%s' (its settings: %s; and %s for every op)",
+                 v.unknown, c->op, known[0] ? known : "none", PG_CASE_COMMON_ATTRS);
 }
 
 void pg_case_end(pg_case *c) {
@@ -164,11 +212,18 @@ void pg_case_compare_raw(pg_case *c, const char *path, const float *got, int ndi
   double worst = -1.0; /* the element furthest beyond its tolerance */
   for (int64_t i = 0; i < want->numel; i++) {
     double g = got ? got[i] : 0.0, w = want->data[i];
-    double d = fabs(g - w), tol = c->atol + c->rtol * fabs(w);
-    double excess = d <= tol ? (tol > 0 ? d / tol : 0.0) : (tol > 0 ? d / tol : INFINITY);
-    if (isnan(d)) excess = INFINITY;
-    if (d > r->max_abs || isnan(d)) r->max_abs = isnan(d) ? INFINITY : fmax(r->max_abs, d);
-    if (w != 0.0 && d / fabs(w) > r->max_rel) r->max_rel = d / fabs(w);
+    double d, excess;
+    if (!isfinite(w) || !isfinite(g)) {
+      /* non-finite values match by position: NaN with NaN, +Inf with +Inf */
+      bool same = (isnan(w) && isnan(g)) || w == g;
+      d = excess = same ? 0.0 : INFINITY;
+    } else {
+      d = fabs(g - w);
+      double tol = c->atol + c->rtol * fabs(w);
+      excess = d <= tol ? (tol > 0 ? d / tol : 0.0) : (tol > 0 ? d / tol : INFINITY);
+      if (w != 0.0 && d / fabs(w) > r->max_rel) r->max_rel = d / fabs(w);
+    }
+    if (d > r->max_abs) r->max_abs = d;
     if (excess > worst) {
       worst = excess;
       r->worst_index = i;

@@ -39,11 +39,22 @@ typedef struct pg_case {
 } pg_case;
 
 /* Tolerances from the case's attributes (falling back to the given ones, which
- * the caller resolved from flag / root attribute / default). */
+ * the caller resolved from flag / root attribute / default); an attribute
+ * that is not a finite number >= 0 (a string, NaN) marks the case, as does a
+ * missing or non-string `op`. */
 PG_API void pg_case_begin(pg_case *c, hid_t group, const char *name, double atol, double rtol,
                    bool atol_forced, bool rtol_forced);
 PG_API void pg_case_end(pg_case *c);
 PG_API bool pg_case_passed(const pg_case *c);
+
+/* Attributes every case may carry, whatever its op. */
+#define PG_CASE_COMMON_ATTRS "op atol rtol description"
+
+/* Marks the case when it has an attribute that is neither common nor one of
+ * `known` (the op's settings, space-separated: "data_dim patch_size stride
+ * bias"), naming it and the known ones: a misspelled `strides` is refused,
+ * not silently ignored. */
+PG_API void pg_case_check_attrs(pg_case *c, const char *known);
 
 /* Marks the case as not runnable, with a message (printf format). */
 PG_API void pg_case_fail(pg_case *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -54,7 +65,9 @@ PG_API void pg_case_fail(pg_case *c, const char *fmt, ...) __attribute__((format
 PG_API pg_tensor *pg_case_array(pg_case *c, const char *path);
 /* The same, but NULL without error when absent. */
 PG_API pg_tensor *pg_case_array_opt(pg_case *c, const char *path);
-/* An integer array (labels); *count receives its length. Owned by the case. */
+/* An integer array (labels); *count receives its length. Owned by the case.
+ * Floats are accepted only when they hold integers (2.7 marks the case,
+ * naming the array and the element). */
 PG_API int64_t *pg_case_ints(pg_case *c, const char *path, int64_t *count);
 
 /* Settings. A wrongly typed attribute marks the case. */
@@ -66,7 +79,10 @@ PG_API const char *pg_case_attr_string(pg_case *c, const char *name, const char 
 PG_API int pg_case_attr_ints(pg_case *c, const char *name, int64_t *values, int cap);
 
 /* Compares `got` with the expected array at `path` when the file has it (an
- * absent expectation is not checked). A shape mismatch marks the case. */
+ * absent expectation is not checked). A shape mismatch marks the case.
+ * Non-finite expected values are compared by position: NaN passes only
+ * against NaN, +Inf only against +Inf (and a non-finite result where a
+ * finite value is expected fails). */
 PG_API void pg_case_compare(pg_case *c, const char *path, const pg_tensor *got);
 PG_API void pg_case_compare_raw(pg_case *c, const char *path, const float *got, int ndim, const int64_t *shape);
 

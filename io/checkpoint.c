@@ -1,5 +1,6 @@
 #include "patchgrad/io/checkpoint.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,13 @@ pg_status pg_params_save_group(hid_t file, const char *group, const pg_params *p
     if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
       return pg_fail(PG_ERR_ARG, "%s: cannot save '%s/%s': a tensor name must be non-empty "
                                  "without '/'", fname, group, name);
+    /* never write a checkpoint that loading would refuse */
+    const pg_tensor *t = ps->items[i].tensor;
+    for (int64_t k = 0; k < t->numel; k++)
+      if (!isfinite(t->data[k]))
+        return pg_fail(PG_ERR_ARG, "%s: cannot save '%s/%s': element %lld is %g (a checkpoint's "
+                                   "tensors must be finite)", fname, group, name, (long long)k,
+                       t->data[k]);
   }
   hid_t g = pg_h5_create_group(file, group);
   if (g < 0) return pg_error_prefix(fname);
@@ -83,8 +91,11 @@ typedef struct {
 } unexpected_visit;
 
 static herr_t find_unexpected(hid_t g, const char *name, const H5L_info_t *info, void *data) {
-  (void)info;
   unexpected_visit *v = data;
+  if (info->type != H5L_TYPE_HARD && info->type != H5L_TYPE_SOFT) {
+    add_problem(v->pr, &v->pr->other, "'%s' is a link to another file (not followed)", name);
+    return 0;
+  }
   if (pg_params_find(v->ps, name)) return 0;
   H5O_info_t oi;
   if (H5Oget_info_by_name(g, name, &oi, H5P_DEFAULT) >= 0 && oi.type == H5O_TYPE_DATASET) {
@@ -164,23 +175,50 @@ pg_status pg_params_check_group(hid_t file, const char *group, const pg_params *
   return pg_fail(PG_ERR_FORMAT, "%s%s", head, pr.text);
 }
 
-pg_status pg_params_load_group(hid_t file, const char *group, pg_params *ps) {
-  if (pg_params_check_group(file, group, ps)) return pg_last_status();
+/* Reads every tensor of a checked group into dst (each its own buffer), or
+ * when check_only, one at a time into scratch to be checked: HDF5 verifies
+ * each dataset's checksum as it reads it, and every value must be finite. */
+static pg_status read_group(hid_t file, const char *group, pg_params *ps, bool check_only) {
+  char fname[1024];
+  file_name(file, fname, sizeof fname);
+  int64_t most = 1;
+  for (int i = 0; i < ps->count; i++)
+    if (ps->items[i].tensor->numel > most) most = ps->items[i].tensor->numel;
+  float *scratch = check_only ? malloc((size_t)most * sizeof *scratch) : NULL;
+  if (check_only && !scratch)
+    return pg_fail(PG_ERR_MEMORY, "%s: out of memory checking group '%s'", fname, group);
+  char where[1200];
+  snprintf(where, sizeof where, "%s: group '%s'", fname, group);
   hid_t g = H5Gopen2(file, group, H5P_DEFAULT);
-  pg_status st = PG_OK;
+  pg_status st = g < 0 ? pg_fail(PG_ERR_FORMAT, "%s: cannot open group '%s' (%s)", fname, group,
+                                 pg_h5_damage())
+                       : PG_OK;
   for (int i = 0; !st && i < ps->count; i++) {
     pg_tensor *t = ps->items[i].tensor;
-    hid_t d = H5Dopen2(g, ps->items[i].name, H5P_DEFAULT);
-    if (d < 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0) {
-      char fname[1024];
-      file_name(file, fname, sizeof fname);
-      st = pg_fail(PG_ERR_FORMAT, "%s: cannot read '%s/%s' (damaged file?)", fname, group,
-                   ps->items[i].name);
-    }
+    const char *name = ps->items[i].name;
+    float *dst = check_only ? scratch : t->data;
+    hid_t d = pg_h5_open_dataset(g, name, where);
+    if (d < 0) st = pg_last_status();
+    else if (t->numel > 0 && pg_h5_check_storage(d, name, where)) st = pg_last_status();
+    else if (t->numel > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+      st = pg_fail(PG_ERR_FORMAT, "%s: cannot read '%s/%s' (%s)", fname, group, name,
+                   pg_h5_damage());
+    for (int64_t k = 0; !st && check_only && k < t->numel; k++)
+      if (!isfinite(dst[k]))
+        st = pg_fail(PG_ERR_FORMAT, "%s: '%s/%s' holds %g at element %lld (every value of a "
+                                    "checkpoint's tensors must be finite)", fname, group, name,
+                     dst[k], (long long)k);
     if (d >= 0) H5Dclose(d);
   }
-  H5Gclose(g);
+  if (g >= 0) H5Gclose(g);
+  free(scratch);
   return st;
+}
+
+pg_status pg_params_load_group(hid_t file, const char *group, pg_params *ps) {
+  if (pg_params_check_group(file, group, ps) || read_group(file, group, ps, true))
+    return pg_last_status();
+  return read_group(file, group, ps, false);
 }
 
 /* ---- The whole checkpoint ---- */
@@ -296,6 +334,9 @@ static pg_status check_and_read_small(hid_t f, const char *path, const pg_checkp
     return pg_fail(PG_ERR_FORMAT, "%s: checkpoint format_version %lld (this build reads %d)",
                    path, (long long)version, FORMAT_VERSION);
   if (ck->step && need_int(f, path, "the file", "step", &v->step)) return pg_last_status();
+  if (ck->step && (v->step < 0 || v->step > PG_CHECKPOINT_MAX_STEP))
+    return pg_fail(PG_ERR_FORMAT, "%s: attribute 'step' = %lld is outside [0, %lld]", path,
+                   (long long)v->step, (long long)PG_CHECKPOINT_MAX_STEP);
   if (ck->config) {
     if (!pg_h5_exists(f, "config"))
       return pg_fail(PG_ERR_FORMAT, "%s: missing group 'config' (model configuration)", path);
@@ -304,9 +345,14 @@ static pg_status check_and_read_small(hid_t f, const char *path, const pg_checkp
     H5Gclose(g);
     if (st) return pg_error_prefix(path);
   }
+  /* names, shapes and dtypes of every group first, then every value */
   if (ck->params && pg_params_check_group(f, "params", ck->params)) return pg_last_status();
   if (ck->ema && pg_params_check_group(f, "ema", ck->ema)) return pg_last_status();
   if (ck->optim_state && pg_params_check_group(f, "optim", ck->optim_state))
+    return pg_last_status();
+  if ((ck->params && read_group(f, "params", ck->params, true)) ||
+      (ck->ema && read_group(f, "ema", ck->ema, true)) ||
+      (ck->optim_state && read_group(f, "optim", ck->optim_state, true)))
     return pg_last_status();
   if (ck->optim_step || ck->optim_config) {
     if (!pg_h5_exists(f, "optim"))
@@ -314,6 +360,10 @@ static pg_status check_and_read_small(hid_t f, const char *path, const pg_checkp
     hid_t g = H5Gopen2(f, "optim", H5P_DEFAULT);
     pg_status st = ck->optim_step ? need_int(g, path, "group 'optim'", "step", &v->optim_step)
                                   : PG_OK;
+    if (!st && ck->optim_step && (v->optim_step < 0 || v->optim_step > PG_CHECKPOINT_MAX_STEP))
+      st = pg_fail(PG_ERR_FORMAT, "%s: attribute 'step' of group 'optim' = %lld is outside "
+                                  "[0, %lld]", path, (long long)v->optim_step,
+                   (long long)PG_CHECKPOINT_MAX_STEP);
     if (!st && ck->optim_config && pg_kv_read_attrs(&v->optim_config, g, "step"))
       st = pg_error_prefix(path);
     H5Gclose(g);
@@ -335,9 +385,11 @@ static pg_status check_and_read_small(hid_t f, const char *path, const pg_checkp
     else if (rc < 0) st = pg_error_prefix(path);
     if (!st) st = need_int(g, path, "group 'loader'", "epoch", &v->loader.epoch);
     if (!st) st = need_int(g, path, "group 'loader'", "position", &v->loader.position);
-    if (!st && (v->loader.epoch < 0 || v->loader.position < 0))
-      st = pg_fail(PG_ERR_FORMAT, "%s: loader epoch %lld, position %lld must not be negative",
-                   path, (long long)v->loader.epoch, (long long)v->loader.position);
+    if (!st && (v->loader.epoch < 0 || v->loader.position < 0 ||
+                v->loader.epoch > PG_CHECKPOINT_MAX_STEP || v->loader.position > PG_CHECKPOINT_MAX_STEP))
+      st = pg_fail(PG_ERR_FORMAT, "%s: loader epoch %lld, position %lld must lie in [0, %lld]",
+                   path, (long long)v->loader.epoch, (long long)v->loader.position,
+                   (long long)PG_CHECKPOINT_MAX_STEP);
     H5Gclose(g);
     if (st) return st;
   }
@@ -365,9 +417,9 @@ pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck) {
   pg_kv_init(&v.optim_config);
   pg_status st = check_and_read_small(f, path, ck, &v);
   /* Everything is validated: only now are the caller's objects written. */
-  if (!st && ck->params) st = pg_params_load_group(f, "params", ck->params);
-  if (!st && ck->ema) st = pg_params_load_group(f, "ema", ck->ema);
-  if (!st && ck->optim_state) st = pg_params_load_group(f, "optim", ck->optim_state);
+  if (!st && ck->params) st = read_group(f, "params", ck->params, false);
+  if (!st && ck->ema) st = read_group(f, "ema", ck->ema, false);
+  if (!st && ck->optim_state) st = read_group(f, "optim", ck->optim_state, false);
   if (!st && ck->config) st = replace_kv(ck->config, &v.config);
   if (!st && ck->optim_config) st = replace_kv(ck->optim_config, &v.optim_config);
   if (!st) {

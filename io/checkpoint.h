@@ -13,7 +13,15 @@
  * Every part is optional: a NULL pointer in pg_checkpoint means "absent"
  * (not written by save, not read by load). Load reads only what is asked for,
  * validates all of it before touching anything (so a failed load leaves the
- * model as it was), and a part asked for but missing is an error.
+ * model as it was), and a part asked for but missing is an error. Validated:
+ * names, shapes and dtypes of every tensor; every value finite (NaN or Inf in
+ * a parameter, EMA or optimizer tensor is an error naming the tensor and the
+ * element); `step`, the optimizer's step and the loader's epoch and position
+ * integers in [0, PG_CHECKPOINT_MAX_STEP] (a float attribute such as 1.5 or
+ * NaN is refused, not rounded). The file is written with checksums (HDF5's
+ * on all metadata, Fletcher32 on every tensor) and HDF5 verifies them as it
+ * reads: flipped bits are reported as damage naming the dataset, before any
+ * value is used.
  *
  * Save is atomic: the file is written as PATH.tmp, flushed, closed, and
  * renamed over PATH; on any failure PATH.tmp is removed and the previous
@@ -31,6 +39,10 @@
 #include "patchgrad/autograd/params.h"
 #include "patchgrad/autograd/rng.h"
 
+/* The largest step (and loader epoch or position) a checkpoint may hold:
+ * 10^12, thirty years at a thousand steps a second. */
+#define PG_CHECKPOINT_MAX_STEP ((int64_t)1000000000000)
+
 typedef struct {
   pg_kv *config;             /* model config (load: replaced by the file's) */
   pg_params *params;         /* params/<name> (load: shapes must match) */
@@ -47,13 +59,16 @@ PG_API pg_status pg_checkpoint_save(const char *path, const pg_checkpoint *ck);
 PG_API pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck);
 
 /* Each tensor of ps as a float32 dataset group/<name> (attribute `kind`:
- * weight, bias, norm, embedding or buffer). The group is created. */
+ * weight, bias, norm, embedding or buffer). The group is created. A NaN or
+ * Inf value is an error naming the tensor (nothing is written then). */
 PG_API pg_status pg_params_save_group(hid_t file, const char *group, const pg_params *ps);
 /* Checks that group holds exactly the entries of ps (names, shapes, dtype
  * float32) and reports EVERY mismatch by name in one message (missing,
  * unexpected, wrong shape, wrong dtype); nothing is read then. */
 PG_API pg_status pg_params_check_group(hid_t file, const char *group, const pg_params *ps);
-/* pg_params_check_group, then reads every tensor's data in place. */
+/* pg_params_check_group, then every tensor read once to check it (HDF5's
+ * checksum, finite values) and then again in place: a failure leaves ps as
+ * it was. */
 PG_API pg_status pg_params_load_group(hid_t file, const char *group, pg_params *ps);
 
 #endif

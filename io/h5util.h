@@ -20,17 +20,47 @@
  * default error stack). For programs; the library never calls it. */
 PG_API void pg_h5_quiet(void);
 
-/* Opens an existing file read-only (or read-write); a missing file, or one
- * that is not HDF5, is a clear error. Returns a negative id on failure. */
+/* Opens an existing file read-only (or read-write); a missing file, one that
+ * is not a regular file (a FIFO would block the reader forever), or one that
+ * is not HDF5 is a clear error; a metadata checksum that does not match is
+ * reported as damage. Returns a negative id on failure. */
 PG_API hid_t pg_h5_open(const char *path, bool writable);
 
-/* True when `path` (relative to loc, may contain '/') names an object. */
+/* True when `path` (relative to loc, may contain '/') names an object
+ * reached through hard or soft links only: links to other files (external
+ * links) are never followed. */
 PG_API bool pg_h5_exists(hid_t loc, const char *path);
+/* True when `name` (one component) is a link of loc to another file or of a
+ * user-defined kind: for messages, since pg_h5_exists reports it absent. */
+PG_API bool pg_h5_is_external_link(hid_t loc, const char *name);
+
+/* Opens a dataset for reading, refusing what this reader does not follow
+ * (data in external files, virtual datasets) and filters the HDF5 library
+ * lacks, named by number and name ("filter 32000 ('lzf')"), before any read.
+ * Negative with a message naming `what` and the dataset on failure. */
+PG_API hid_t pg_h5_open_dataset(hid_t loc, const char *path, const char *what);
+
+/* Checks that the data an open dataset declares is stored: every chunk
+ * present (chunked), or the whole size inside the file (contiguous,
+ * compact). `path` and `what` name it in the message. */
+PG_API pg_status pg_h5_check_storage(hid_t dset, const char *path, const char *what);
+
+/* For messages after a failed HDF5 read: "damaged: its checksum does not
+ * match" when HDF5 reported a checksum failure, else "damaged or truncated
+ * file?". */
+PG_API const char *pg_h5_damage(void);
+
+/* Whole-dataset reads check first that the shape's products fit 64 bits,
+ * that the data the dataset declares is stored in the file (every chunk
+ * present; a contiguous block inside the file: a tiny file declaring 2^61
+ * elements is refused), and that the memory it needs is available
+ * (limits.h). */
 
 /* Reads a float or integer dataset of any shape into a new heap tensor
  * (float32; converted by HDF5). `what` names it in messages. */
 PG_API pg_status pg_h5_read_tensor(hid_t loc, const char *path, const char *what, pg_tensor **out);
-/* Reads an integer (or integral float) dataset into a malloc'd int64 array. */
+/* Reads an integer (or integral float) dataset into a malloc'd int64 array;
+ * a float that is not an integer (2.7) is an error naming the element. */
 PG_API pg_status pg_h5_read_int64(hid_t loc, const char *path, const char *what, int64_t **out,
                            int *ndim, int64_t shape[PG_MAX_DIMS]);
 /* Shape of a dataset without reading it. */
@@ -38,7 +68,8 @@ PG_API pg_status pg_h5_dataset_shape(hid_t loc, const char *path, const char *wh
                               int64_t shape[PG_MAX_DIMS]);
 
 /* Attributes of obj. Getters return 1 when found (value set), 0 when absent,
- * and -1 on a type error (message set). */
+ * and -1 on a type error (message set). Integer getters accept floats only
+ * when they hold integers: 2.5, NaN or 1e30 is an error, never rounded. */
 PG_API int pg_h5_attr_int(hid_t obj, const char *name, int64_t *value);
 PG_API int pg_h5_attr_double(hid_t obj, const char *name, double *value);
 PG_API int pg_h5_attr_string(hid_t obj, const char *name, char *buf, size_t cap);
@@ -47,11 +78,16 @@ PG_API int pg_h5_attr_int_array(hid_t obj, const char *name, int64_t *values, in
 
 PG_API pg_status pg_h5_set_attr_int(hid_t obj, const char *name, int64_t value);
 PG_API pg_status pg_h5_set_attr_double(hid_t obj, const char *name, double value);
+/* Strings are written fixed-length UTF-8 (inside the object header and its
+ * checksum; h5py reads them as bytes); the getter reads both kinds. */
 PG_API pg_status pg_h5_set_attr_string(hid_t obj, const char *name, const char *value);
 PG_API pg_status pg_h5_set_attr_int_array(hid_t obj, const char *name, const int64_t *values, int n);
 
 /* Writes a float32 dataset (chunk_rows > 0: chunked by that many rows of the
- * first axis and deflate-compressed). Intermediate groups are created. */
+ * first axis and deflate-compressed; 0: uncompressed chunks of about 1 MB).
+ * Every dataset with at least one element and rank >= 1 carries HDF5's
+ * Fletcher32 checksum, verified by HDF5 on every read. Intermediate groups
+ * are created. */
 PG_API pg_status pg_h5_write_floats(hid_t loc, const char *path, int ndim, const int64_t *shape,
                              const float *data, int64_t chunk_rows);
 PG_API pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const int64_t *shape,
@@ -63,12 +99,19 @@ PG_API pg_status pg_h5_write_int64(hid_t loc, const char *path, int ndim, const 
  * out by pg_h5_commit_image, so a write either fully succeeds or leaves no
  * trace: HDF5 1.10 cannot abandon a disk file whose writes failed (disk
  * full): the failed H5Fclose leaves a dangling id that crashes the library
- * at exit. `name` only labels the file in messages. */
+ * at exit. The file uses the HDF5 1.10 format, whose metadata all carries
+ * checksums (readable by HDF5 1.10 and later). `name` only labels the file
+ * in messages. */
 PG_API hid_t pg_h5_create_in_memory(const char *name);
-/* Writes the in-memory file to PATH.tmp (checked write, fsync), closes it,
- * and renames PATH.tmp over path. On any failure PATH.tmp is removed and the
- * previous path is intact; file is closed in every case. */
+/* Writes the in-memory file through pg_atomic_write (a temporary beside
+ * path, fsync, rename), closing it. On any failure the temporary is removed
+ * and the previous path is intact; file is closed in every case. */
 PG_API pg_status pg_h5_commit_image(hid_t file, const char *path);
+
+/* HDF5's metadata checksum (Jenkins' lookup3 hash, initial value 0) of len
+ * bytes: what the superblock, object headers and indexes of the 1.8 and
+ * later formats store after their bytes. */
+PG_API uint32_t pg_h5_checksum(const void *data, size_t len);
 
 /* Creates a group (and missing intermediate groups) that remembers the
  * creation order of its members and attributes; negative on failure. */

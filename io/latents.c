@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include "patchgrad/io/h5util.h"
+#include "patchgrad/io/limits.h"
 #include "patchgrad/autograd/tensor.h"
 
 #define FORMAT_NAME "patchgrad latent dataset"
@@ -56,6 +57,33 @@ static void shuffle4(const float *src, int64_t n, uint8_t *dst) {
     for (int k = 0; k < 4; k++) dst[k * n + i] = b[4 * i + k];
 }
 
+/* HDF5's Fletcher32 filter, which follows deflate in the pipeline: the
+ * checksum of the stored bytes (16-bit big-endian words, an odd last byte
+ * as the high half of a word), appended little-endian. */
+static uint32_t fletcher32(const uint8_t *data, size_t len) {
+  uint32_t sum1 = 0, sum2 = 0;
+  for (size_t words = len / 2; words > 0;) {
+    size_t block = words > 360 ? 360 : words; /* the most sums without overflow */
+    words -= block;
+    do {
+      sum1 += (uint32_t)((data[0] << 8) | data[1]);
+      data += 2;
+      sum2 += sum1;
+    } while (--block);
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  if (len % 2) {
+    sum1 += (uint32_t)(*data << 8);
+    sum2 += sum1;
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+  sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  return (sum2 << 16) | sum1;
+}
+
 static pg_status write_sample(pg_latents_writer *w, int64_t index, const float *x) {
   int64_t per = w->info.height * w->info.width * w->info.channels;
   shuffle4(x, per, w->shuffled);
@@ -63,37 +91,71 @@ static pg_status write_sample(pg_latents_writer *w, int64_t index, const float *
   w->zs.next_in = w->shuffled;
   w->zs.avail_in = (uInt)(per * 4);
   w->zs.next_out = w->packed;
-  w->zs.avail_out = (uInt)w->packed_cap;
+  w->zs.avail_out = (uInt)(w->packed_cap - 4);
   if (deflate(&w->zs, Z_FINISH) != Z_STREAM_END)
     return pg_fail(PG_ERR_IO, "%s: compressing sample %lld failed", w->path, (long long)index);
+  size_t n = w->zs.total_out;
+  uint32_t sum = fletcher32(w->packed, n);
+  for (int k = 0; k < 4; k++) w->packed[n + (size_t)k] = (uint8_t)(sum >> (8 * k));
   hsize_t offset[4] = {(hsize_t)index, 0, 0, 0};
-  if (H5Dwrite_chunk(w->dset, H5P_DEFAULT, 0, offset, w->zs.total_out, w->packed) < 0)
+  if (H5Dwrite_chunk(w->dset, H5P_DEFAULT, 0, offset, n + 4, w->packed) < 0)
     return pg_fail(PG_ERR_IO, "%s: cannot write sample %lld (disk full?)", w->path,
                    (long long)index);
   return PG_OK;
 }
 
-static pg_status check_info(const char *path, const pg_latents_info *in) {
+pg_status pg_latents_check_transform(const char *who, double mean, double std, int64_t pad,
+                                     int64_t factor, int64_t height, int64_t width,
+                                     int64_t channels) {
+  if (!(std > 0) || !isfinite(std) || !isfinite(mean))
+    return pg_fail(PG_ERR_ARG, "%s: mean = %g, std = %g (std must be finite and > 0, the mean "
+                               "finite)", who, mean, std);
+  if (pad < 0 || pad > PG_LATENTS_MAX_PAD || factor < 1 || factor > PG_LATENTS_MAX_FACTOR)
+    return pg_fail(PG_ERR_ARG, "%s: pad = %lld, space_to_depth = %lld (pad must lie in [0, %d], "
+                               "space_to_depth in [1, %d])", who, (long long)pad,
+                   (long long)factor, PG_LATENTS_MAX_PAD, PG_LATENTS_MAX_FACTOR);
+  if (height < 1 || width < 1 || channels < 1) return PG_OK; /* no latent shape to fit */
+  int64_t f2 = factor * factor, h, w;
+  if (channels % f2)
+    return pg_fail(PG_ERR_ARG, "%s: %lld latent channels do not divide by space_to_depth^2 = "
+                               "%lld", who, (long long)channels, (long long)f2);
+  if (!pg_mul_i64(height, factor, &h) || !pg_mul_i64(width, factor, &w) || h - 2 * pad < 1 ||
+      w - 2 * pad < 1 || h - 2 * pad > PG_LATENTS_MAX_IMAGE || w - 2 * pad > PG_LATENTS_MAX_IMAGE)
+    return pg_fail(PG_ERR_ARG, "%s: a %lld x %lld latent at space_to_depth %lld with pad %lld "
+                               "gives no image of 1..%d pixels a side", who, (long long)height,
+                   (long long)width, (long long)factor, (long long)pad, PG_LATENTS_MAX_IMAGE);
+  return PG_OK;
+}
+
+pg_status pg_latents_check_info(const char *path, const pg_latents_info *in) {
   if (in->n < 1)
     return pg_fail(PG_ERR_ARG, "%s: a latent dataset needs N >= 1 samples (got N = %lld)", path,
                    (long long)in->n);
   if (in->height < 1 || in->width < 1 || in->channels < 1)
     return pg_fail(PG_ERR_ARG, "%s: sample shape [%lld, %lld, %lld] must be positive", path,
                    (long long)in->height, (long long)in->width, (long long)in->channels);
-  if (!(in->std > 0) || !isfinite(in->std) || !isfinite(in->mean))
-    return pg_fail(PG_ERR_ARG, "%s: scaling mean %g, std %g (std must be finite and > 0)", path,
-                   in->mean, in->std);
-  if (in->num_classes < 0)
-    return pg_fail(PG_ERR_ARG, "%s: num_classes %lld is negative", path,
-                   (long long)in->num_classes);
-  if (in->pad < 0 || in->space_to_depth < 1)
-    return pg_fail(PG_ERR_ARG, "%s: pad %lld must be >= 0 and space_to_depth %lld >= 1", path,
-                   (long long)in->pad, (long long)in->space_to_depth);
-  return PG_OK;
+  if (in->num_classes < 0 || in->num_classes > PG_LATENTS_MAX_CLASSES)
+    return pg_fail(PG_ERR_ARG, "%s: num_classes %lld outside [0, %d]", path,
+                   (long long)in->num_classes, PG_LATENTS_MAX_CLASSES);
+  if (pg_latents_check_transform(path, in->mean, in->std, in->pad, in->space_to_depth,
+                                 in->height, in->width, in->channels))
+    return pg_last_status();
+  /* The file is assembled in memory before it is written: at most its
+   * uncompressed size, plus the labels. */
+  int64_t shape[4] = {in->n, in->height, in->width, in->channels}, per_sample, bytes;
+  char what[1200];
+  snprintf(what, sizeof what, "%s: %lld samples of [%lld, %lld, %lld] (assembled in memory "
+           "before writing)", path, (long long)in->n, (long long)in->height,
+           (long long)in->width, (long long)in->channels);
+  if (pg_shape_bytes(what, 3, shape + 1, 4, NULL, &per_sample) ||
+      per_sample > (int64_t)UINT32_MAX - 1024 ||
+      !pg_mul_i64(per_sample + 8, in->n, &bytes))
+    return pg_fail(PG_ERR_ARG, "%s: too large for one file", what);
+  return pg_check_memory(what, bytes);
 }
 
 pg_latents_writer *pg_latents_create(const char *path, const pg_latents_info *info) {
-  if (check_info(path, info)) return NULL;
+  if (pg_latents_check_info(path, info)) return NULL;
   pg_latents_writer *w = calloc(1, sizeof *w);
   if (!w) {
     pg_fail(PG_ERR_MEMORY, "%s: out of memory", path);
@@ -108,7 +170,7 @@ pg_latents_writer *pg_latents_create(const char *path, const pg_latents_info *in
     return NULL;
   }
   int64_t per_bytes = info->height * info->width * info->channels * 4;
-  w->packed_cap = (size_t)compressBound((uLong)per_bytes);
+  w->packed_cap = (size_t)compressBound((uLong)per_bytes) + 4; /* and the checksum */
   w->shuffled = malloc((size_t)per_bytes);
   w->packed = malloc(w->packed_cap);
   w->zs_ready = deflateInit(&w->zs, DEFLATE_LEVEL) == Z_OK;
@@ -127,6 +189,7 @@ pg_latents_writer *pg_latents_create(const char *path, const pg_latents_info *in
   H5Pset_chunk(dcpl, 4, chunk);
   H5Pset_shuffle(dcpl);
   H5Pset_deflate(dcpl, DEFLATE_LEVEL);
+  H5Pset_fletcher32(dcpl); /* computed here too: write_sample */
   /* native float: the chunks we compress hold the machine's own bytes */
   w->dset = H5Dcreate2(w->file, "latents", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   H5Pclose(dcpl);
@@ -159,11 +222,10 @@ pg_status pg_latents_append(pg_latents_writer *w, int64_t count, const float *la
                      w->path, (long long)(w->written + s), latents[s * per + bad],
                      (long long)bad);
     if (in->has_labels) {
-      int64_t y = labels[s];
-      if (y < 0 || (in->num_classes > 0 && y >= in->num_classes))
+      int64_t y = labels[s], k = in->num_classes > 0 ? in->num_classes : PG_LATENTS_MAX_CLASSES;
+      if (y < 0 || y >= k)
         return pg_fail(PG_ERR_ARG, "%s: label of sample %lld is %lld, outside [0, %lld)",
-                       w->path, (long long)(w->written + s), (long long)y,
-                       (long long)in->num_classes);
+                       w->path, (long long)(w->written + s), (long long)y, (long long)k);
       w->labels[w->written + s] = y;
     }
   }
@@ -262,6 +324,8 @@ pg_status pg_latents_save(const char *path, const pg_latents_info *info, const f
 static pg_status open_latents_dataset(pg_latents *ds) {
   const char *p = ds->path;
   pg_latents_info *in = &ds->info;
+  if (pg_h5_is_external_link(ds->file, "latents"))
+    return pg_fail(PG_ERR_FORMAT, "%s: 'latents' is a link to another file (not followed)", p);
   if (!pg_h5_exists(ds->file, "latents"))
     return pg_fail(PG_ERR_FORMAT, "%s: missing dataset 'latents' (a latent dataset holds "
                                   "'latents' [N, H, W, C] and optionally 'labels' [N])", p);
@@ -282,19 +346,30 @@ static pg_status open_latents_dataset(pg_latents *ds) {
   }
   if (shape[0] == 0)
     return pg_fail(PG_ERR_FORMAT, "%s: dataset 'latents' has N = 0 samples", p);
-  if (shape[1] == 0 || shape[2] == 0 || shape[3] == 0) {
-    char s[128];
-    return pg_fail(PG_ERR_FORMAT, "%s: dataset 'latents' has an empty sample shape %s", p,
-                   pg_h5_shape_str(s, sizeof s, 4, shape));
-  }
+  char s[128];
+  pg_h5_shape_str(s, sizeof s, 4, shape);
+  if (shape[1] == 0 || shape[2] == 0 || shape[3] == 0)
+    return pg_fail(PG_ERR_FORMAT, "%s: dataset 'latents' has an empty sample shape %s", p, s);
+  /* Sizes first (a batch holds whole samples, the loader keeps 16 bytes a
+   * sample: labels and its order), then that the data is there at all. */
+  int64_t per, sample_bytes, index_bytes;
+  char what[1300];
+  snprintf(what, sizeof what, "%s: dataset 'latents' %s", p, s);
+  if (pg_shape_bytes(what, 3, shape + 1, 4, &per, &sample_bytes) ||
+      pg_check_memory(what, sample_bytes))
+    return pg_last_status();
+  snprintf(what, sizeof what, "%s: dataset 'latents' %s (labels and sample order, 16 bytes a "
+           "sample)", p, s);
+  if (!pg_mul_i64(shape[0], 16, &index_bytes)) index_bytes = INT64_MAX;
+  if (pg_check_memory(what, index_bytes)) return pg_last_status();
   in->n = shape[0];
   in->height = shape[1];
   in->width = shape[2];
   in->channels = shape[3];
-  ds->sample_numel = shape[1] * shape[2] * shape[3];
-  ds->dset = H5Dopen2(ds->file, "latents", H5P_DEFAULT);
-  if (ds->dset < 0) return pg_fail(PG_ERR_FORMAT, "%s: cannot open dataset 'latents'", p);
-  return PG_OK;
+  ds->sample_numel = per;
+  ds->dset = pg_h5_open_dataset(ds->file, "latents", p);
+  if (ds->dset < 0) return pg_last_status();
+  return pg_h5_check_storage(ds->dset, "latents", p);
 }
 
 static pg_status read_attributes(pg_latents *ds) {
@@ -316,17 +391,20 @@ static pg_status read_attributes(pg_latents *ds) {
   if (in->vae_checkpoint[0] && !(in->scale_factor > 0 && isfinite(in->scale_factor)))
     return pg_fail(PG_ERR_FORMAT, "%s: attribute scale_factor = %g (VAE latents need a finite "
                                   "scale_factor > 0)", p, in->scale_factor);
-  if (!(in->std > 0) || !isfinite(in->std) || !isfinite(in->mean))
-    return pg_fail(PG_ERR_FORMAT, "%s: attributes mean = %g, std = %g (std must be finite and > 0)",
-                   p, in->mean, in->std);
-  if (in->pad < 0 || in->space_to_depth < 1)
-    return pg_fail(PG_ERR_FORMAT, "%s: attributes pad = %lld, space_to_depth = %lld (need pad "
-                                  ">= 0, space_to_depth >= 1)", p, (long long)in->pad,
-                   (long long)in->space_to_depth);
+  char who[1100];
+  snprintf(who, sizeof who, "%s: attributes", p);
+  /* the inverse transform must be able to turn every sample into an image */
+  if (pg_latents_check_transform(who, in->mean, in->std, in->pad, in->space_to_depth, in->height,
+                                 in->width, in->channels)) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", pg_last_error());
+    return pg_fail(PG_ERR_FORMAT, "%s", msg);
+  }
   rc = pg_h5_attr_int(ds->file, "num_classes", &v);
   if (rc < 0) return pg_error_prefix(p);
-  if (rc == 1 && v < 0)
-    return pg_fail(PG_ERR_FORMAT, "%s: attribute num_classes = %lld is negative", p, (long long)v);
+  if (rc == 1 && (v < 0 || v > PG_LATENTS_MAX_CLASSES))
+    return pg_fail(PG_ERR_FORMAT, "%s: attribute num_classes = %lld is outside [0, %d]", p,
+                   (long long)v, PG_LATENTS_MAX_CLASSES);
   in->num_classes = rc == 1 ? v : -1; /* -1: not given, from the labels below */
   return PG_OK;
 }
@@ -358,16 +436,23 @@ static pg_status read_labels(pg_latents *ds) {
     return pg_fail(PG_ERR_FORMAT, "%s: dataset 'labels' has %lld entries but 'latents' has "
                                   "N = %lld samples", p, (long long)shape[0], (long long)in->n);
   if (pg_h5_read_int64(ds->file, "labels", p, &ds->labels, &ndim, shape)) return pg_last_status();
-  int64_t max = -1;
+  /* without the attribute, labels must still leave num_classes = max + 1
+   * within the limit (a label near INT64_MAX would overflow it) */
+  int64_t limit = in->num_classes >= 0 ? in->num_classes : PG_LATENTS_MAX_CLASSES, max = -1;
   for (int64_t i = 0; i < in->n; i++) {
     int64_t y = ds->labels[i];
     if (y < 0)
       return pg_fail(PG_ERR_FORMAT, "%s: dataset 'labels': labels[%lld] = %lld is negative", p,
                      (long long)i, (long long)y);
-    if (in->num_classes >= 0 && y >= in->num_classes)
+    if (y >= limit) {
+      if (in->num_classes >= 0)
+        return pg_fail(PG_ERR_FORMAT, "%s: dataset 'labels': labels[%lld] = %lld is outside "
+                                      "[0, %lld) (attribute num_classes = %lld)", p, (long long)i,
+                       (long long)y, (long long)in->num_classes, (long long)in->num_classes);
       return pg_fail(PG_ERR_FORMAT, "%s: dataset 'labels': labels[%lld] = %lld is outside "
-                                    "[0, %lld) (attribute num_classes = %lld)", p, (long long)i,
-                     (long long)y, (long long)in->num_classes, (long long)in->num_classes);
+                                    "[0, %d) (at most %d classes)", p, (long long)i, (long long)y,
+                     PG_LATENTS_MAX_CLASSES, PG_LATENTS_MAX_CLASSES);
+    }
     if (y > max) max = y;
   }
   if (in->num_classes < 0) in->num_classes = max + 1;
@@ -417,11 +502,16 @@ static pg_status check_finite(pg_latents *ds) {
 }
 
 static pg_status load_everything(pg_latents *ds) {
-  size_t bytes = (size_t)(ds->info.n * ds->sample_numel) * sizeof(float);
-  float *all = malloc(bytes);
+  int64_t shape[2] = {ds->info.n, ds->sample_numel}, bytes;
+  char what[1200];
+  snprintf(what, sizeof what, "%s: reading all of 'latents' into memory (read from disk "
+           "instead)", ds->path);
+  if (pg_shape_bytes(what, 2, shape, sizeof(float), NULL, &bytes) || pg_check_memory(what, bytes))
+    return pg_last_status();
+  float *all = malloc((size_t)bytes);
   if (!all)
-    return pg_fail(PG_ERR_MEMORY, "%s: out of memory reading all of 'latents' (%zu MB; read "
-                                  "from disk instead)", ds->path, bytes >> 20);
+    return pg_fail(PG_ERR_MEMORY, "%s: out of memory reading all of 'latents' (%lld MB; read "
+                                  "from disk instead)", ds->path, (long long)(bytes >> 20));
   /* in blocks of about 4 MB: HDF5 is much slower on one selection spanning
    * tens of thousands of chunks */
   int64_t block = (1 << 20) / ds->sample_numel + 1;

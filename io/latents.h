@@ -11,7 +11,9 @@
  *
  * The stored values are (x - mean) / std, where x is the image padded with
  * `pad` zero pixels on every side, scaled to [0, 1], and rearranged by a
- * space_to_depth x space_to_depth pixel-unshuffle (imagelatents.h undoes it).
+ * space_to_depth x space_to_depth pixel-unshuffle (data/latent_image.h undoes
+ * it). Files written here carry checksums: HDF5's on all metadata, and
+ * Fletcher32 on every chunk of `latents` and `labels`.
  *
  * Opening validates everything a training run relies on, and each error
  * names the file, the dataset and the offending value. */
@@ -48,6 +50,31 @@ typedef struct {
 
 /* Defaults: mean 0, std 1, pad 0, space_to_depth 1, empty strings. */
 PG_API void pg_latents_info_init(pg_latents_info *info);
+
+/* Limits of what a latent file may declare (beyond them a file is refused,
+ * whoever wrote it): classes (labels lie below), the transform's padding and
+ * space-to-depth factor, and the side of the image it decodes to. */
+#define PG_LATENTS_MAX_CLASSES (1 << 24)
+#define PG_LATENTS_MAX_PAD 65536
+#define PG_LATENTS_MAX_FACTOR 64
+#define PG_LATENTS_MAX_IMAGE 65536
+
+/* Checks a latent <-> image transform: mean finite, std finite and > 0,
+ * pad in [0, PG_LATENTS_MAX_PAD], factor (space_to_depth) in
+ * [1, PG_LATENTS_MAX_FACTOR]; with a latent shape (height, width, channels
+ * all >= 1; pass 0s to skip) also that it decodes: channels divide by
+ * factor^2 and the image (height factor - 2 pad) x (width factor - 2 pad)
+ * has 1..PG_LATENTS_MAX_IMAGE pixels a side. `who` begins the message. */
+PG_API pg_status pg_latents_check_transform(const char *who, double mean, double std, int64_t pad,
+                                            int64_t factor, int64_t height, int64_t width,
+                                            int64_t channels);
+/* Everything pg_latents_create checks before it starts: N and the sample
+ * shape positive, num_classes in [0, PG_LATENTS_MAX_CLASSES], the transform
+ * (pg_latents_check_transform, with the shape), and the memory the file
+ * needs while it is assembled (its uncompressed size and the labels), which
+ * must be available: "needs 3.8 TB of memory, 22.1 GB available". Makers
+ * call it before any work. */
+PG_API pg_status pg_latents_check_info(const char *path, const pg_latents_info *info);
 
 /* ---- Writing ----
  * Samples are appended in order and compressed as they come; the file is
@@ -86,9 +113,15 @@ typedef struct {
   float *all;      /* the whole dataset (pg_latents_load), else NULL */
 } pg_latents;
 
-/* Opens and validates: `latents` present, rank 4, float, N > 0, every value
- * finite; `labels` (when present) rank 1, integer, N of them, each in
- * [0, num_classes). NULL with a message naming file, dataset and value. */
+/* Opens and validates: `latents` present, rank 4, float, N > 0, its sizes'
+ * products within 64 bits, one sample and 16 bytes a sample (labels, the
+ * loader's order) within the memory available, every chunk stored, every
+ * value finite (which reads the whole file once: HDF5 verifies each chunk's
+ * checksum then); the transform attributes (pg_latents_check_transform, with
+ * the sample shape); `labels` (when present) rank 1, integer (or floats
+ * holding integers), N of them, each in [0, num_classes) (without the
+ * attribute: below PG_LATENTS_MAX_CLASSES, and num_classes is the largest
+ * + 1). NULL with a message naming file, dataset and value. */
 PG_API pg_latents *pg_latents_open(const char *path);
 /* pg_latents_open, then the whole of `latents` read into memory once (and
  * checked there): reads are then copies from RAM. */

@@ -20,7 +20,8 @@ typedef struct {
 /* Rows of a register tile, at most (the dropout tile in scratch has this many). */
 #define MAX_RB 8
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* (clang, used for the fuzz build, ignores GCC's target pragmas: baseline only) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define HAVE_X86_VARIANTS 1
 #include <immintrin.h>
 

@@ -42,12 +42,17 @@ static inline VEC ISA(select)(IVEC take, VEC a, VEC b) {
 #define ROT16(by)                                                                             \
   ROT8(by), ((8 + by) % W), ((9 + by) % W), ((10 + by) % W), ((11 + by) % W), ((12 + by) % W), \
       ((13 + by) % W), ((14 + by) % W), ((15 + by) % W)
-#if W == 16
-#define ROT(v, by) __builtin_shuffle(v, (IVEC){ROT16(by)})
-#elif W == 8
-#define ROT(v, by) __builtin_shuffle(v, (IVEC){ROT8(by)})
+#ifdef __clang__
+#define SHUFFLE(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
 #else
-#define ROT(v, by) __builtin_shuffle(v, (IVEC){ROT4(by)})
+#define SHUFFLE(v, ...) __builtin_shuffle(v, (IVEC){__VA_ARGS__})
+#endif
+#if W == 16
+#define ROT(v, by) SHUFFLE(v, ROT16(by))
+#elif W == 8
+#define ROT(v, by) SHUFFLE(v, ROT8(by))
+#else
+#define ROT(v, by) SHUFFLE(v, ROT4(by))
 #endif
 
 /* Horizontal sum and max by halving: log2(W) vector steps, not W scalar ones. */
@@ -76,6 +81,7 @@ static inline float ISA(hmax)(VEC v) {
 }
 
 #undef ROT
+#undef SHUFFLE
 #undef ROT4
 #undef ROT8
 #undef ROT16

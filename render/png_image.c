@@ -1,5 +1,6 @@
 #include "patchgrad/render/png_image.h"
 
+#include <errno.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,13 @@ pg_image *pg_image_grid(int n, const pg_image *const *tiles, int cols, int pad,
     }
   if (cols > n) cols = n;
   int rows = (n + cols - 1) / cols;
-  pg_image *g = pg_image_new(pad + cols * (tw + pad), pad + rows * (th + pad), c);
+  int64_t gw = pad + (int64_t)cols * (tw + pad), gh = pad + (int64_t)rows * (th + pad);
+  if (gw > 65536 || gh > 65536) {
+    pg_fail(PG_ERR_ARG, "pg_image_grid: %d tiles of %d x %d, %d a row, make a %lld x %lld image "
+            "(at most 65536 a side)", n, tw, th, cols, (long long)gw, (long long)gh);
+    return NULL;
+  }
+  pg_image *g = pg_image_new((int)gw, (int)gh, c);
   if (!g) return NULL;
   memset(g->pixels, background, (size_t)g->width * (size_t)g->height * (size_t)c);
   for (int i = 0; i < n; i++) {
@@ -78,11 +85,29 @@ typedef struct {
   png_infop info;
   png_bytep *rows;
   pg_image *im;
+  int write_errno; /* the system's reason when a write failed */
 } png_job;
+
+/* libpng's own writer says only "Write Error": this one keeps errno. */
+static void write_bytes(png_structp png, png_bytep data, size_t n) {
+  png_job *j = png_get_io_ptr(png);
+  if (fwrite(data, 1, n, j->f) != n) {
+    j->write_errno = errno ? errno : EIO;
+    png_error(png, strerror(j->write_errno));
+  }
+}
+
+static void flush_bytes(png_structp png) {
+  png_job *j = png_get_io_ptr(png);
+  if (fflush(j->f) != 0) {
+    j->write_errno = errno ? errno : EIO;
+    png_error(png, strerror(j->write_errno));
+  }
+}
 
 static pg_status write_png(png_job *j, const pg_image *im) {
   if (setjmp(png_jmpbuf(j->png))) return PG_ERR_IO;
-  png_init_io(j->png, j->f);
+  png_set_write_fn(j->png, j, write_bytes, flush_bytes);
   png_set_IHDR(j->png, j->info, (png_uint_32)im->width, (png_uint_32)im->height, 8,
                im->channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
@@ -94,21 +119,27 @@ static pg_status write_png(png_job *j, const pg_image *im) {
 }
 
 pg_status pg_png_write(const char *path, const pg_image *im) {
-  char tmp[1100];
-  if (pg_atomic_tmp_path(path, tmp, sizeof tmp)) return pg_last_status();
   if (!im || im->width < 1 || im->height < 1 || (im->channels != 1 && im->channels != 3))
     return pg_fail(PG_ERR_ARG, "%s: image must have positive size and 1 or 3 channels", path);
+  char tmp[PG_ATOMIC_PATH_CAP];
+  if (pg_atomic_begin(path, tmp, sizeof tmp)) return pg_last_status();
   png_job j = {0};
   j.f = fopen(tmp, "wb");
-  if (!j.f) return pg_fail(PG_ERR_IO, "%s: cannot create %s (missing folder or no permission)",
-                           path, tmp);
+  if (!j.f) return pg_fail(PG_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
   j.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, on_png_error, on_png_warning);
   j.info = j.png ? png_create_info_struct(j.png) : NULL;
   pg_status st = j.info ? write_png(&j, im) : pg_fail(PG_ERR_MEMORY, "libpng: out of memory");
   png_destroy_write_struct(&j.png, &j.info);
-  if (fclose(j.f) != 0 && !st) st = pg_fail(PG_ERR_IO, "%s: writing %s failed (disk full?)", path, tmp);
+  errno = 0;
+  if (fclose(j.f) != 0 && !st) {
+    j.write_errno = errno ? errno : EIO;
+    st = PG_ERR_IO;
+  }
   if (st) {
     pg_atomic_discard(tmp);
+    if (j.write_errno)
+      return pg_fail(st, "%s: writing %s failed: %s (the previous file is unchanged)", path, tmp,
+                     strerror(j.write_errno));
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", pg_last_error());
     return pg_fail(st, "%s: %s", path, msg);
@@ -143,6 +174,7 @@ static pg_status read_png(png_job *j) {
 
 pg_image *pg_png_read(const char *path) {
   png_job j = {0};
+  if (pg_check_regular_file(path)) return NULL;
   j.f = fopen(path, "rb");
   if (!j.f) {
     pg_fail(PG_ERR_IO, "%s: cannot open (no such file, or not readable)", path);

@@ -207,6 +207,23 @@ static void bad_output_shape(hid_t g) {
 }
 static void bad_data_dim(hid_t g) { pg_h5_set_attr_int(g, "data_dim", 7); }
 static void no_patch_size(hid_t g) { H5Adelete(g, "patch_size"); }
+/* numbers that are not integers are refused, not rounded */
+static void fractional_data_dim(hid_t g) { pg_h5_set_attr_double(g, "data_dim", 2.5); }
+static void fractional_stride(hid_t g) { pg_h5_set_attr_double(g, "stride", 2.5); }
+static void fractional_output_shape(hid_t g) {
+  hsize_t two = 2;
+  hid_t s = H5Screate_simple(1, &two, NULL);
+  hid_t a = H5Acreate2(g, "output_spatial_shape", H5T_NATIVE_DOUBLE, s, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(a, H5T_NATIVE_DOUBLE, (double[]){8.5, 10});
+  H5Aclose(a);
+  H5Sclose(s);
+}
+static void string_atol(hid_t g) { pg_h5_set_attr_string(g, "atol", "x"); }
+static void nan_rtol(hid_t g) { pg_h5_set_attr_double(g, "rtol", 0.0 / 0.0); }
+static void misspelled(hid_t g) {
+  H5Adelete(g, "stride");
+  pg_h5_set_attr_int(g, "strides", 1);
+}
 
 static void test_broken_cases_error(void **state) {
   (void)state;
@@ -222,6 +239,14 @@ static void test_broken_cases_error(void **state) {
       {bad_output_shape, "unpatchify_2d_p2_s2", "output_spatial_shape[1] = 12 is invalid"},
       {bad_data_dim, "patchify_2d_p2_s2", "attribute 'data_dim' must be 1, 2 or 3, got 7"},
       {no_patch_size, "unpatchify_2d_p2_s2", "missing integer attribute 'patch_size'"},
+      {fractional_data_dim, "patchify_2d_p2_s2", "attribute 'data_dim' is 2.5, not an integer"},
+      {fractional_stride, "unpatchify_2d_p2_s2", "attribute 'stride' is 2.5, not an integer"},
+      {fractional_output_shape, "unpatchify_2d_p2_s2",
+       "attribute 'output_spatial_shape': value 0 is 8.5, not an integer"},
+      {string_atol, "patchify_2d_p2_s2", "attribute 'atol' is not a single number (it is a string)"},
+      {nan_rtol, "patchify_2d_p2_s2", "attribute 'rtol' is nan"},
+      {misspelled, "patchify_2d_p2_s2", "unknown attribute 'strides' of op 'patchify' (its "
+                                        "settings: data_dim patch_size stride bias"},
   };
   const char *path = scratch("broken");
   for (size_t k = 0; k < sizeof breaks / sizeof *breaks; k++) {

@@ -24,6 +24,7 @@
 #include "patchgrad/autograd/ops.h"
 #include "patchgrad/io/optim_kv.h"
 #include "patchgrad/optim/optimizer.h"
+#include "patchgrad/data/latent_image.h"
 #include "patchgrad/data/synthetic.h"
 
 static int setup(void **state) {
@@ -90,7 +91,7 @@ static void test_round_trip_every_part(void **state) {
   pg_loader_state ls = {.seed = 0xFFFFFFFFFFFFFFF1ULL, .epoch = 3, .position = 17};
   pg_checkpoint ck = {&config, &params, &ema, &optim, &ostep, &oconfig, &step, &rng, &ls};
   assert_int_equal(pg_checkpoint_save(pg_test_tmp("ck.h5"), &ck), PG_OK);
-  assert_false(pg_test_exists(pg_test_tmp("ck.h5.tmp")));
+  assert_int_equal(pg_test_temporaries(pg_test_tmp("ck.h5")), 0);
 
   /* load into objects of the same shapes holding other values */
   make_params(&params2, 10, 5);
@@ -269,7 +270,7 @@ static void test_not_a_checkpoint(void **state) {
                        PG_OK);
   assert_error_contains("'params/a/b'");
   assert_false(pg_test_exists(pg_test_tmp("slash.h5")));
-  assert_false(pg_test_exists(pg_test_tmp("slash.h5.tmp")));
+  assert_int_equal(pg_test_temporaries(pg_test_tmp("slash.h5")), 0);
   pg_params_free(&slash);
   pg_params_free(&ps);
 }
@@ -301,8 +302,8 @@ static void test_atomic_save(void **state) {
   assert_int_not_equal(st, PG_OK);
   assert_error_contains(keep);
   char tmp_path[600];
-  snprintf(tmp_path, sizeof tmp_path, "%s.tmp", keep);
-  assert_false(pg_test_exists(tmp_path));
+  snprintf(tmp_path, sizeof tmp_path, "%s", pg_test_temporary_of(keep));
+  assert_int_equal(pg_test_temporaries(keep), 0);
   read_bytes(keep, &after, &after_len);
   assert_int_equal(after_len, before_len);
   assert_memory_equal(after, before, (size_t)before_len);
@@ -331,7 +332,7 @@ static void test_atomic_save(void **state) {
 
   /* and a successful save replaces the file */
   assert_int_equal(pg_checkpoint_save(keep, &(pg_checkpoint){.params = &big}), PG_OK);
-  assert_false(pg_test_exists(tmp_path));
+  assert_int_equal(pg_test_temporaries(keep), 0);
   free(before);
   pg_params_free(&loaded);
   pg_params_free(&small);
@@ -549,8 +550,181 @@ static void test_resume_is_bit_identical(void **state) {
   run_free(&full);
 }
 
+/* Rewrites one root attribute of a saved checkpoint in place. */
+static void set_root_attr(const char *path, const char *name, bool as_double, double d, int64_t i,
+                          const char *str) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  assert_true(f >= 0);
+  pg_status st = str ? pg_h5_set_attr_string(f, name, str)
+                 : as_double ? pg_h5_set_attr_double(f, name, d) : pg_h5_set_attr_int(f, name, i);
+  assert_int_equal(st, PG_OK);
+  H5Fclose(f);
+}
+
+/* Writes a value into element k of a saved tensor, past save's checks. */
+static void poke(const char *path, const char *dset, int64_t k, float v) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, dset, H5P_DEFAULT);
+  hid_t space = H5Dget_space(d);
+  hsize_t at = (hsize_t)k;
+  int nd = H5Sget_simple_extent_ndims(space);
+  hsize_t coord[PG_MAX_DIMS] = {0}, dims[PG_MAX_DIMS];
+  H5Sget_simple_extent_dims(space, dims, NULL);
+  for (int i = nd - 1; i >= 0; i--) {
+    coord[i] = at % dims[i];
+    at /= dims[i];
+  }
+  H5Sselect_elements(space, H5S_SELECT_SET, 1, coord);
+  hsize_t one = 1;
+  hid_t mem = H5Screate_simple(1, &one, NULL);
+  assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, &v) >= 0);
+  H5Sclose(mem);
+  H5Sclose(space);
+  H5Dclose(d);
+  H5Fclose(f);
+}
+
+/* Impossible contents are refused, naming the tensor or attribute and the
+ * value, and the caller's objects stay as they were. */
+static void test_impossible_contents(void **state) {
+  (void)state;
+  pg_params ps, ema, loaded, loaded_ema;
+  make_params(&ps, 3, 4);
+  make_params(&ema, 4, 4);
+  make_params(&loaded, 9, 4);
+  make_params(&loaded_ema, 9, 4);
+  int64_t step = 12, got_step = -5;
+  char good[600];
+  snprintf(good, sizeof good, "%s", pg_test_tmp("good.h5"));
+  assert_int_equal(pg_checkpoint_save(good, &(pg_checkpoint){.params = &ps, .ema = &ema, .step = &step}),
+                   PG_OK);
+  char copy[600];
+  snprintf(copy, sizeof copy, "%s", pg_test_tmp("bad.h5"));
+  pg_checkpoint ck = {.params = &loaded, .ema = &loaded_ema, .step = &got_step};
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", good, copy);
+
+  /* non-finite tensors, named with the element */
+  const struct {
+    const char *dset;
+    int64_t k;
+    float v;
+    const char *needle;
+  } tensors[] = {
+      {"params/blocks.0.fc.weight", 5, NAN, "'params/blocks.0.fc.weight' holds nan at element 5"},
+      {"ema/pos_embed", 2, INFINITY, "'ema/pos_embed' holds inf at element 2"},
+      {"ema/blocks.0.fc.bias", 0, -INFINITY, "'ema/blocks.0.fc.bias' holds -inf at element 0"},
+  };
+  for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++) {
+    assert_int_equal(system(cmd), 0);
+    poke(copy, tensors[i].dset, tensors[i].k, tensors[i].v);
+    assert_int_not_equal(pg_checkpoint_load(copy, &ck), PG_OK);
+    assert_error_contains(tensors[i].needle);
+    assert_int_equal(got_step, -5); /* nothing was loaded */
+  }
+  pg_params check;
+  make_params(&check, 9, 4);
+  assert_params_equal(&loaded, &check);
+  assert_params_equal(&loaded_ema, &check);
+  pg_params_free(&check);
+
+  /* impossible root attributes */
+  const struct {
+    const char *name;
+    bool as_double;
+    double d;
+    int64_t i;
+    const char *str;
+    const char *needle;
+  } attrs[] = {
+      {"step", false, 0, -1, NULL, "'step' = -1 is outside [0, 1000000000000]"},
+      {"step", false, 0, (int64_t)1 << 62, NULL, "'step' = 4611686018427387904 is outside"},
+      {"step", true, NAN, 0, NULL, "attribute 'step' is nan, not an integer"},
+      {"step", true, 1e30, 0, NULL, "attribute 'step' is 1e+30, not an integer"},
+      {"step", false, 0, 0, "x", "attribute 'step' is not a number"},
+      {"format_version", true, 1.5, 0, NULL, "attribute 'format_version' is 1.5, not an integer"},
+      {"format_version", false, 0, 2, NULL, "format_version 2"},
+  };
+  for (size_t i = 0; i < sizeof attrs / sizeof *attrs; i++) {
+    assert_int_equal(system(cmd), 0);
+    set_root_attr(copy, attrs[i].name, attrs[i].as_double, attrs[i].d, attrs[i].i, attrs[i].str);
+    assert_int_not_equal(pg_checkpoint_load(copy, &ck), PG_OK);
+    assert_error_contains(copy);
+    assert_error_contains(attrs[i].needle);
+    assert_int_equal(got_step, -5);
+  }
+  assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+  /* and the good one loads */
+  assert_int_equal(pg_checkpoint_load(good, &ck), PG_OK);
+  assert_int_equal(got_step, 12);
+  assert_params_equal(&loaded, &ps);
+  assert_params_equal(&loaded_ema, &ema);
+
+  /* save refuses what load would refuse */
+  ps.items[1].tensor->data[2] = NAN;
+  assert_int_not_equal(pg_checkpoint_save(pg_test_tmp("nan.h5"), &(pg_checkpoint){.params = &ps}), PG_OK);
+  assert_error_contains("'params/blocks.0.fc.bias': element 2 is nan");
+  assert_false(pg_test_exists(pg_test_tmp("nan.h5")));
+  pg_params_free(&ps);
+  pg_params_free(&ema);
+  pg_params_free(&loaded);
+  pg_params_free(&loaded_ema);
+}
+
+/* The data transform a checkpoint records for `sample`: data_* settings. */
+static void test_transform_from_config(void **state) {
+  (void)state;
+  pg_kv kv;
+  pg_kv_init(&kv);
+  pg_latent_transform tf;
+  assert_int_equal(pg_latent_transform_from_kv(&kv, "ck.h5", &tf), PG_OK);
+  assert_true(tf.pad == 0 && tf.factor == 1 && tf.mean == 0 && tf.std == 1);
+  pg_kv_set_double(&kv, "data_mean", 0.25);
+  pg_kv_set_double(&kv, "data_std", 0.5);
+  pg_kv_set_int(&kv, "data_pad", 2);
+  pg_kv_set_int(&kv, "data_space_to_depth", 2);
+  assert_int_equal(pg_latent_transform_from_kv(&kv, "ck.h5", &tf), PG_OK);
+  assert_true(tf.pad == 2 && tf.factor == 2 && tf.mean == 0.25 && tf.std == 0.5);
+  const struct {
+    const char *key;
+    int type; /* 0 int, 1 double, 2 string */
+    double v;
+    const char *needle;
+  } bad[] = {
+      {"data_pad", 0, -1, "pad = -1"},
+      {"data_pad", 0, -100, "pad = -100"},
+      {"data_space_to_depth", 0, 4294967296.0, "space_to_depth = 4294967296"},
+      {"data_std", 1, 0, "std = 0"},
+      {"data_std", 1, -1, "std = -1"},
+      {"data_std", 1, NAN, "std = nan"},
+      {"data_std", 1, INFINITY, "std = inf"},
+      {"data_mean", 1, NAN, "mean = nan"},
+      {"data_std", 2, 0, "setting 'data_std' is a string, expected a double"},
+      {"data_pad", 1, 2.5, "setting 'data_pad' is a double, expected a int"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    pg_kv copy;
+    pg_kv_init(&copy);
+    for (int k = 0; k < kv.count; k++) {
+      const pg_kv_entry *e = &kv.items[k];
+      if (e->type == PG_KV_INT) pg_kv_set_int(&copy, e->key, e->i);
+      else pg_kv_set_double(&copy, e->key, e->d);
+    }
+    if (bad[i].type == 0) pg_kv_set_int(&copy, bad[i].key, (int64_t)bad[i].v);
+    else if (bad[i].type == 1) pg_kv_set_double(&copy, bad[i].key, bad[i].v);
+    else pg_kv_set_string(&copy, bad[i].key, "x");
+    assert_int_equal(pg_latent_transform_from_kv(&copy, "ck.h5", &tf), PG_ERR_FORMAT);
+    assert_error_contains("ck.h5: config");
+    assert_error_contains(bad[i].needle);
+    pg_kv_free(&copy);
+  }
+  pg_kv_free(&kv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_impossible_contents),
+      cmocka_unit_test(test_transform_from_config),
       cmocka_unit_test(test_round_trip_every_part),
       cmocka_unit_test(test_absent_parts),
       cmocka_unit_test(test_mismatches_named_in_one_message),

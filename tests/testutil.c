@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -140,6 +141,34 @@ const char *pg_test_tmp(const char *name) {
 
 bool pg_test_exists(const char *path) { return access(path, F_OK) == 0; }
 
+int pg_test_temporaries(const char *path) {
+  char dir[512];
+  const char *slash = strrchr(path, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+  const char *base = slash ? slash + 1 : path;
+  char prefix[512];
+  snprintf(prefix, sizeof prefix, "%s.patchgrad-", base);
+  DIR *d = opendir(dir);
+  assert_non_null(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    size_t len = strlen(e->d_name);
+    if (!strncmp(e->d_name, prefix, strlen(prefix)) && len > 4 && !strcmp(e->d_name + len - 4, ".tmp"))
+      n++;
+  }
+  closedir(d);
+  return n;
+}
+
+const char *pg_test_temporary_of(const char *path) {
+  static char buf[4][600];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s.patchgrad-%ld.tmp", path, (long)getpid());
+  return buf[k];
+}
+
 int pg_test_run_check(const char *file, int *passed, int *failed) {
   char cmd[2048];
   snprintf(cmd, sizeof cmd, "%s/patchgrad check '%s' 2>&1", PG_BUILD_DIR, file);
@@ -152,6 +181,27 @@ int pg_test_run_check(const char *file, int *passed, int *failed) {
     sscanf(line, "%d passed, %d failed", passed, failed);
   }
   int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int pg_test_run(char *out, size_t cap, const char *fmt, ...) {
+  char cmd[16384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  char full[16500];
+  snprintf(full, sizeof full, "( %s ) 2>&1", cmd);
+  FILE *p = popen(full, "r");
+  assert_non_null(p);
+  size_t n = 0;
+  int ch;
+  while ((ch = fgetc(p)) != EOF)
+    if (n + 1 < cap) out[n++] = (char)ch;
+  out[n] = '\0';
+  printf("$ %s\n%s", cmd, out);
+  int status = pclose(p);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

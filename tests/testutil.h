@@ -63,11 +63,21 @@ int pg_test_tmpdir_remove(void **state);
 const char *pg_test_tmpdir(void);
 const char *pg_test_tmp(const char *name);
 bool pg_test_exists(const char *path);
+/* The temporary files of atomic writes to path (io/atomic.h) present in its
+ * folder: "PATH.patchgrad-PID.tmp", any PID. */
+int pg_test_temporaries(const char *path);
+/* This process's temporary name for path (a ring of 4 buffers). */
+const char *pg_test_temporary_of(const char *path);
 
 /* Runs the built `patchgrad check FILE`, its report copied to stdout (the
  * test log); returns its exit status, and the counts of its "N passed, M
  * failed" line (-1 when it printed none). */
 int pg_test_run_check(const char *file, int *passed, int *failed);
+/* Runs a shell command (printf format) with its stdout and stderr captured
+ * into out (cap bytes, NUL-terminated, also copied to the test log);
+ * returns its exit status, or 128 + the signal that killed it. */
+int pg_test_run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Writes a new case file dst holding the cases of src whose op is one of
  * ops[0..n); returns how many were copied. */
 int pg_test_copy_cases(const char *src, const char *dst, int n, const char *const *ops);

@@ -5,6 +5,9 @@ set -euo pipefail
 PKGS="gcc meson ninja-build pkg-config libblis-dev libcmocka-dev libhdf5-dev hdf5-tools
       libpng-dev zlib1g-dev libjpeg62-turbo-dev libstb-dev liblapacke-dev libdnnl-dev libopenmpi-dev
       openmpi-bin"
+# The fuzz harnesses (tools/fuzz.sh: clang's libFuzzer and OpenMP runtime)
+# and the leak soak (tools/leak_soak.sh: valgrind).
+PKGS="$PKGS clang-14 libclang-rt-14-dev libomp-14-dev valgrind"
 if [ "${1:-}" = "--demo" ]; then PKGS="$PKGS dataset-fashion-mnist"; fi
 missing=""
 for p in $PKGS; do

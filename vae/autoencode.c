@@ -221,7 +221,7 @@ pg_status pg_vae_load(const char *path, pg_vae *m, pg_vae_data_info *data) {
   if (!st && data) {
     const char *source = "";
     *data = (pg_vae_data_info){.tf = {.pad = 0, .factor = 1, .mean = 0, .std = 1}};
-    pg_latent_transform_from_kv(&config, &data->tf);
+    st = pg_latent_transform_from_kv(&config, path, &data->tf);
     pg_kv_get_string(&config, "data_source", &source);
     snprintf(data->source, sizeof data->source, "%s", source);
   }
