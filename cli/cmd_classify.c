@@ -92,12 +92,12 @@ static int run_train(int argc, char **argv) {
     if (dist.rank == 0 || r.local_error) fprintf(stderr, "patchgrad classify train: %s\n", pg_last_error());
     return pg_cli_dist_end(&dist, st, r.local_error, 1);
   }
-  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? 130 : 0;
+  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? pg_cli_stop_status() : 0;
   printf("step %lld: train loss %.4f, train accuracy %.4f (last %lld steps), %.0f s at %.1f steps/s\n",
          (long long)r.step, r.train_loss, r.train_accuracy, (long long)o.log_every, r.seconds,
          r.steps_per_second);
   if (r.test.n) print_stats("test", &r.test);
-  return r.interrupted ? 130 : 0;
+  return r.interrupted ? pg_cli_stop_status() : 0;
 }
 
 static int run_eval(int argc, char **argv) {

@@ -163,8 +163,8 @@ int pg_cmd_train(int argc, char **argv) {
       fprintf(stderr, "patchgrad %s%s\n", strncmp(msg, "train: ", 7) ? "train: " : "", msg);
     return pg_cli_dist_end(&dist, st, r.local_error, 1);
   }
-  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? 130 : 0;
-  if (r.interrupted) return 130;
+  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? pg_cli_stop_status() : 0;
+  if (r.interrupted) return pg_cli_stop_status();
   printf("step %lld: train loss %.5f, validation loss %s%.5f\n", (long long)r.step, r.train_loss,
          isnan(r.val_loss) ? "(none) " : "", r.val_loss);
   return 0;
