@@ -90,6 +90,14 @@ static void test_sigterm_saves_and_resumes(void **state) {
   snprintf(out, sizeof out, "%s", pg_test_tmp("term"));
   snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", out);
   pid_t pid = start_training(out);
+  /* a second run on the same folder meanwhile is refused, naming it and the owner */
+  snprintf(args, sizeof args, "train --data '%s' --hidden 16 --depth 1 --batch 16 --steps 1 --out '%s' --quiet",
+           pg_test_tmp("train.h5"), out);
+  assert_int_equal(run_cli(args), 1);
+  char owner[64];
+  snprintf(owner, sizeof owner, "pid %ld", (long)pid);
+  assert_stderr_contains(owner);
+  assert_stderr_contains(out);
   kill(pid, SIGTERM);
   int status;
   waitpid(pid, &status, 0);
@@ -106,9 +114,68 @@ static void test_sigterm_saves_and_resumes(void **state) {
   assert_int_equal(checkpoint_step(ckpt), step + 2);
 }
 
+/* A lock left by a process that is gone (kill -9) is taken over with a
+ * note, and removed at the end of the run. */
+static void test_stale_lock_is_taken_over(void **state) {
+  (void)state;
+  char out[512], lock[600], args[2048];
+  snprintf(out, sizeof out, "%s", pg_test_tmp("stale"));
+  snprintf(lock, sizeof lock, "%s/.lock", out);
+  assert_int_equal(mkdir(out, 0755), 0);
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  waitpid(dead, NULL, 0);
+  FILE *f = fopen(lock, "w");
+  assert_non_null(f);
+  fprintf(f, "%ld\n", (long)dead);
+  fclose(f);
+  snprintf(args, sizeof args,
+           "train --data '%s' --hidden 16 --depth 1 --batch 16 --steps 1 --out '%s' --quiet --samples 0 "
+           "--threads 1",
+           pg_test_tmp("train.h5"), out);
+  assert_int_equal(run_cli(args), 0);
+  assert_stderr_contains("stale lock");
+  assert_false(pg_test_exists(lock));
+  /* a lock whose owner runs (this test) refuses */
+  f = fopen(lock, "w");
+  assert_non_null(f);
+  fprintf(f, "%ld\n", (long)getpid());
+  fclose(f);
+  assert_int_equal(run_cli(args), 1);
+  assert_stderr_contains("in use by another run");
+  assert_true(pg_test_exists(lock));
+  remove(lock);
+}
+
+/* Sizes the machine cannot hold are refused before any allocation, with
+ * the size and the limit. */
+static void test_absurd_sizes_refused(void **state) {
+  (void)state;
+  char args[2048];
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  snprintf(args, sizeof args, "train --data '%s' --threads %ld --steps 1 --out '%s' --quiet", pg_test_tmp("train.h5"),
+           cores + 1, pg_test_tmp("absurd"));
+  assert_int_equal(run_cli(args), 2);
+  char want[128];
+  snprintf(want, sizeof want, "--threads %ld is more than this machine's %ld cores", cores + 1, cores);
+  assert_stderr_contains(want);
+  snprintf(args, sizeof args, "train --data '%s' --hidden 65536 --steps 1 --out '%s' --quiet",
+           pg_test_tmp("train.h5"), pg_test_tmp("absurd"));
+  assert_int_equal(run_cli(args), 2);
+  assert_stderr_contains("GB of memory available");
+  snprintf(args, sizeof args, "classify train --data '%s' --hidden 65536 --steps 1 --out '%s' --quiet",
+           pg_test_tmp("train.h5"), pg_test_tmp("absurd"));
+  assert_int_equal(run_cli(args), 2);
+  assert_stderr_contains("GB of memory available");
+  /* nothing was written */
+  assert_false(pg_test_exists(pg_test_tmp("absurd")));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigterm_saves_and_resumes),
+      cmocka_unit_test(test_stale_lock_is_taken_over),
+      cmocka_unit_test(test_absurd_sizes_refused),
   };
   return cmocka_run_group_tests(tests, setup_dir, pg_test_tmpdir_remove);
 }
