@@ -171,11 +171,59 @@ static void test_absurd_sizes_refused(void **state) {
   assert_false(pg_test_exists(pg_test_tmp("absurd")));
 }
 
+/* loss.csv without its seconds column (the last). */
+static char *log_without_seconds(const char *path) {
+  char *csv = read_all(path);
+  assert_non_null(csv);
+  char *w = csv;
+  for (const char *line = csv; *line;) {
+    const char *end = strchr(line, '\n'), *cut = end;
+    if (!end) end = cut = line + strlen(line);
+    while (cut > line && cut[-1] != ',') cut--;
+    memmove(w, line, (size_t)(cut - line));
+    w += cut - line;
+    *w++ = '\n';
+    line = *end ? end + 1 : end;
+  }
+  *w = 0;
+  return csv;
+}
+
+/* 40 steps in one run, and 20 (or 25, off the log grid) then resumed to
+ * 40: the same loss.csv, row for row (the seconds aside). */
+static void test_resumed_log_is_uninterrupted_log(void **state) {
+  (void)state;
+  char args[2048], ckpt[600];
+  const char *common = "--hidden 16 --depth 1 --batch 16 --quiet --samples 0 --threads 1 --log-every 10";
+  snprintf(args, sizeof args, "train --data '%s' %s --steps 40 --out '%s'", pg_test_tmp("train.h5"), common,
+           pg_test_tmp("log40"));
+  assert_int_equal(run_cli(args), 0);
+  char *want = log_without_seconds(pg_test_tmp("log40/loss.csv"));
+  for (int split = 20; split <= 25; split += 5) {
+    char out[512];
+    snprintf(out, sizeof out, "%s%d", pg_test_tmp("split"), split);
+    snprintf(args, sizeof args, "train --data '%s' %s --steps %d --out '%s'", pg_test_tmp("train.h5"), common, split,
+             out);
+    assert_int_equal(run_cli(args), 0);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", out);
+    snprintf(args, sizeof args, "train --data '%s' %s --steps 40 --out '%s' --resume '%s'", pg_test_tmp("train.h5"),
+             common, out, ckpt);
+    assert_int_equal(run_cli(args), 0);
+    char csv[600];
+    snprintf(csv, sizeof csv, "%s/loss.csv", out);
+    char *got = log_without_seconds(csv);
+    assert_string_equal(got, want);
+    free(got);
+  }
+  free(want);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigterm_saves_and_resumes),
       cmocka_unit_test(test_stale_lock_is_taken_over),
       cmocka_unit_test(test_absurd_sizes_refused),
+      cmocka_unit_test(test_resumed_log_is_uninterrupted_log),
   };
   return cmocka_run_group_tests(tests, setup_dir, pg_test_tmpdir_remove);
 }
