@@ -21,6 +21,9 @@
 static double cross_entropy_row(const float *restrict x, float *restrict p, int64_t K,
                                 int64_t label, double smoothing) {
   const double lse = pg_softmax_row(x, p, K);
+  /* the smoothing term only when on: 0 * sum_x would be NaN for a -inf
+   * logit of a class other than the label, where PyTorch's loss is finite */
+  if (smoothing == 0) return lse - (double)x[label];
   double sum_x = 0;
   for (int64_t k = 0; k < K; k++) sum_x += x[k];
   return lse - (1.0 - smoothing) * (double)x[label] - smoothing / (double)K * sum_x;

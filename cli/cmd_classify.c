@@ -8,6 +8,7 @@
 #include "args.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/vit/classify.h"
+#include "guard.h"
 #include "stop.h"
 
 static int usage(FILE *f) {
@@ -80,7 +81,14 @@ static int run_train(int argc, char **argv) {
     return pg_args_error(&a, "--data FILE.h5 is required (make one with: patchgrad latents)");
   o.optim.lr = lr;
   o.optim.weight_decay = wd;
+  if (!pg_cli_check_threads("classify train", threads)) return 2;
+  /* the blocks' weights alone (attention 4h^2, MLP 2 r h^2); copies:
+   * weights, gradients, AdamW's two moments */
+  const double h = (double)o.model.hidden;
+  if (!pg_cli_check_memory("classify train", (double)o.model.depth * (4.0 + 2.0 * (double)o.model.mlp_ratio) * h * h, 4))
+    return 2;
   pg_set_threads((int)threads);
+  if (!pg_cli_lock_out("classify train", o.out_dir)) return 1;
   pg_classify_result r;
   pg_dist dist;
   if (pg_cli_dist_start(&dist, "classify train")) return 1;
@@ -88,16 +96,17 @@ static int run_train(int argc, char **argv) {
   o.stop = pg_cli_catch_sigint();
   const pg_status st = pg_classify_train(&o, &r);
   pg_cli_release_sigint();
+  pg_cli_unlock_out();
   if (st) {
     if (dist.rank == 0 || r.local_error) fprintf(stderr, "patchgrad classify train: %s\n", pg_last_error());
     return pg_cli_dist_end(&dist, st, r.local_error, 1);
   }
-  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? 130 : 0;
+  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? pg_cli_stop_status() : 0;
   printf("step %lld: train loss %.4f, train accuracy %.4f (last %lld steps), %.0f s at %.1f steps/s\n",
          (long long)r.step, r.train_loss, r.train_accuracy, (long long)o.log_every, r.seconds,
          r.steps_per_second);
   if (r.test.n) print_stats("test", &r.test);
-  return r.interrupted ? 130 : 0;
+  return r.interrupted ? pg_cli_stop_status() : 0;
 }
 
 static int run_eval(int argc, char **argv) {

@@ -8,6 +8,7 @@
 #include "args.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/dit/trainer.h"
+#include "guard.h"
 #include "stop.h"
 
 static int usage(FILE *f) {
@@ -146,7 +147,16 @@ int pg_cmd_train(int argc, char **argv) {
   o.sample_cols = (int)samples;
   o.sample_steps = (int)sample_steps;
   o.sample_cfg = (float)cfg;
+  if (!pg_cli_check_threads("train", threads)) return 2;
+  /* the blocks' weights alone (adaLN 6h^2, attention 4h^2, MLP 2 r h^2);
+   * copies: weights, gradients, the optimizer's moments, the EMA */
+  const double h = (double)o.model.hidden;
+  const int moments = kind == PG_OPTIM_SGD ? (momentum > 0) : 2;
+  if (!pg_cli_check_memory("train", (double)o.model.depth * (10.0 + 2.0 * (double)o.model.mlp_ratio) * h * h,
+                           2 + moments + (o.ema_decay > 0)))
+    return 2;
   pg_set_threads((int)threads);
+  if (!pg_cli_lock_out("train", o.out_dir)) return 1;
 
   pg_train_result r;
   pg_dist dist;
@@ -155,6 +165,7 @@ int pg_cmd_train(int argc, char **argv) {
   o.stop = pg_cli_catch_sigint();
   const pg_status st = pg_train(&o, &r);
   pg_cli_release_sigint();
+  pg_cli_unlock_out();
   if (st) {
     /* the trainer's own messages start with "train: " already; an error
      * every rank agreed on is printed by rank 0 */
@@ -163,8 +174,8 @@ int pg_cmd_train(int argc, char **argv) {
       fprintf(stderr, "patchgrad %s%s\n", strncmp(msg, "train: ", 7) ? "train: " : "", msg);
     return pg_cli_dist_end(&dist, st, r.local_error, 1);
   }
-  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? 130 : 0;
-  if (r.interrupted) return 130;
+  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? pg_cli_stop_status() : 0;
+  if (r.interrupted) return pg_cli_stop_status();
   printf("step %lld: train loss %.5f, validation loss %s%.5f\n", (long long)r.step, r.train_loss,
          isnan(r.val_loss) ? "(none) " : "", r.val_loss);
   return 0;

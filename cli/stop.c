@@ -4,30 +4,32 @@
 #include <stdio.h>
 
 static volatile sig_atomic_t stop_requested;
-static struct sigaction previous, previous_term;
+static struct sigaction previous_int, previous_term;
 
-static void on_sigint(int sig) {
+static void on_stop(int sig) {
   if (stop_requested) { /* the second one: die of it */
     signal(sig, SIG_DFL);
     raise(sig);
     return;
   }
-  stop_requested = 1;
+  stop_requested = sig;
 }
 
 volatile sig_atomic_t *pg_cli_catch_sigint(void) {
   stop_requested = 0;
-  struct sigaction sa = {.sa_handler = on_sigint};
+  struct sigaction sa = {.sa_handler = on_stop};
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, &previous);
+  sigaction(SIGINT, &sa, &previous_int);
   sigaction(SIGTERM, &sa, &previous_term);
   return &stop_requested;
 }
 
 void pg_cli_release_sigint(void) {
-  sigaction(SIGINT, &previous, NULL);
+  sigaction(SIGINT, &previous_int, NULL);
   sigaction(SIGTERM, &previous_term, NULL);
 }
+
+int pg_cli_stop_status(void) { return 128 + (stop_requested ? (int)stop_requested : SIGINT); }
 
 int pg_cli_dist_start(pg_dist *d, const char *who) {
   if (!pg_dist_init(d, NULL, NULL)) return 0;

@@ -55,6 +55,27 @@ static void test_cross_entropy_values(void **state) {
   pg_ctx_free(ctx);
 }
 
+/* A -inf logit for a class other than the label: PyTorch's loss and
+ * gradient are finite (F.cross_entropy([[0, -inf, 0]], [0]) = ln 2, the
+ * gradient [-1/2, 0, 1/2]); the smoothing term must not turn 0 * -inf into
+ * NaN. */
+static void test_cross_entropy_minus_inf_logit(void **state) {
+  (void)state;
+  pg_ctx *ctx = pg_ctx_new(0);
+  pg_tensor *x = pg_tensor_new(PG_SHAPE(1, 3), true);
+  x->data[0] = 0;
+  x->data[1] = -INFINITY;
+  x->data[2] = 0;
+  pg_tensor *loss = pg_cross_entropy(ctx, x, (int64_t[]){0});
+  assert_non_null(loss);
+  assert_close(loss->data, ((float[]){(float)log(2)}), 1, 1e-7, 1e-6);
+  assert_int_equal(pg_backward(ctx, loss), PG_OK);
+  assert_non_null(x->grad);
+  assert_close(x->grad, ((float[]){-0.5f, 0, 0.5f}), 3, 1e-7, 1e-6);
+  pg_tensor_free(x);
+  pg_ctx_free(ctx);
+}
+
 typedef struct {
   const int64_t *labels;
   float smoothing;
@@ -529,6 +550,7 @@ static void test_train_and_score(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cross_entropy_values),
+      cmocka_unit_test(test_cross_entropy_minus_inf_logit),
       cmocka_unit_test(test_cross_entropy_gradcheck),
       cmocka_unit_test(test_cross_entropy_errors),
       cmocka_unit_test(test_pytorch_fixtures),

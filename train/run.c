@@ -230,7 +230,57 @@ static pg_status write_log(pg_run *run) {
   return PG_OK;
 }
 
-/* On resume: the rows of the earlier run up to the checkpoint's step. */
+static int64_t log_every_of(const pg_run_opts *o) { return o->log_every > 0 ? o->log_every : 50; }
+
+/* Whether a run writes a row at step whether or not it ends there: on the
+ * log_every grid or at a validation. */
+static bool row_due(const pg_run *run, int64_t step) {
+  const pg_run_opts *o = run->opts;
+  const int64_t val_every = o->val_every > 0 ? o->val_every : run->batches_per_epoch;
+  return step % log_every_of(o) == 0 || (run->model->validate && o->val_every >= 0 && val_every > 0 && step % val_every == 0);
+}
+
+/* The open log interval (the steps since the last row on the log_every
+ * grid), saved beside each checkpoint as "LOG.interval" with exact (hex)
+ * numbers, so that a resumed run's next row averages the same steps as an
+ * uninterrupted run's. */
+static pg_status write_interval(pg_run *run) {
+  char name[PG_RUN_PATH_MAX], path[PG_RUN_PATH_MAX];
+  snprintf(name, sizeof name, "%s.interval", log_name(run->model));
+  if (!pg_run_path(run, name, path)) return PG_OK;
+  FILE *f = fopen(path, "w");
+  if (!f) return pg_fail(PG_ERR_IO, "%s: cannot write %s: %s", run->model->name, path, strerror(errno));
+  fprintf(f, "%lld %lld %lld %a", (long long)run->step, (long long)run->interval_steps,
+          (long long)run->interval_samples, run->interval_loss);
+  for (int k = 0; k < PG_RUN_MAX_METRICS; k++) fprintf(f, " %a", run->interval_metrics[k]);
+  fputc('\n', f);
+  const bool ok = !ferror(f) & (fclose(f) == 0);
+  return ok ? PG_OK : pg_fail(PG_ERR_IO, "%s: cannot write %s", run->model->name, path);
+}
+
+/* On resume: the open interval of the checkpoint's step, when saved. */
+static void read_interval(pg_run *run) {
+  char name[PG_RUN_PATH_MAX], path[PG_RUN_PATH_MAX];
+  snprintf(name, sizeof name, "%s.interval", log_name(run->model));
+  FILE *f = pg_run_path(run, name, path) ? fopen(path, "r") : NULL;
+  if (!f) return;
+  long long step, steps, samples;
+  double loss, metrics[PG_RUN_MAX_METRICS];
+  int got = fscanf(f, "%lld %lld %lld %la", &step, &steps, &samples, &loss);
+  for (int k = 0; k < PG_RUN_MAX_METRICS && got == 4 + k; k++) got += fscanf(f, " %la", &metrics[k]);
+  fclose(f);
+  if (got != 4 + PG_RUN_MAX_METRICS || step != run->step || steps < 0 || steps > run->step ||
+      samples < 0 || !isfinite(loss))
+    return;
+  run->interval_steps = steps;
+  run->interval_samples = samples;
+  run->interval_loss = loss;
+  memcpy(run->interval_metrics, metrics, sizeof metrics);
+}
+
+/* On resume: the rows of the earlier run up to the checkpoint's step (a
+ * closing row off the log_every grid is left out: an uninterrupted run has
+ * none there). */
 static pg_status read_log(pg_run *run) {
   char path[PG_RUN_PATH_MAX];
   FILE *f = pg_run_path(run, log_name(run->model), path) ? fopen(path, "r") : NULL;
@@ -255,11 +305,13 @@ static pg_status read_log(pg_run *run) {
     }
     if (!ok || (*end != '\n' && *end != 0)) continue; /* not a row of this log */
     if (values[0] > (double)run->step) break;
+    if (values[0] == (double)run->step && !row_due(run, run->step)) break;
     st = add_row(run, values);
     for (int c = 0; c < nc; c++)
       if (cols[c].source == PG_COL_SECONDS) run->seconds_before = values[1 + c];
   }
   fclose(f);
+  if (!st) read_interval(run);
   return st;
 }
 
@@ -333,9 +385,13 @@ static pg_status log_row(pg_run *run, bool val_now) {
     }
   }
   pg_status st = add_row(run, values);
-  run->interval_loss = 0;
-  memset(run->interval_metrics, 0, sizeof run->interval_metrics);
-  run->interval_steps = run->interval_samples = 0;
+  /* a closing row off the grid leaves the interval open for the
+   * checkpoint: a resumed run continues it */
+  if (run->step != run->total || row_due(run, run->step)) {
+    run->interval_loss = 0;
+    memset(run->interval_metrics, 0, sizeof run->interval_metrics);
+    run->interval_steps = run->interval_samples = 0;
+  }
   if (st) return st;
   if (!run->opts->quiet) m->report(m->self, run, PG_RUN_ROW);
   return write_log(run);
@@ -376,6 +432,7 @@ static pg_status save_checkpoint(pg_run *run) {
     st = st ? st : pg_optim_config_to_kv(&run->opt.config, &optim_cfg);
   }
   st = st ? st : pg_checkpoint_save(path, &ck);
+  st = st ? st : write_interval(run);
   pg_kv_free(&config);
   pg_kv_free(&optim_cfg);
   return st;
@@ -525,7 +582,7 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
     return st;
   }
   run.tty = !o->quiet && isatty(STDERR_FILENO);
-  const int64_t log_every = o->log_every > 0 ? o->log_every : 50;
+  const int64_t log_every = log_every_of(o);
   const int64_t val_every = o->val_every > 0 ? o->val_every : run.batches_per_epoch;
   const bool validation = m.validate && o->val_every >= 0 && val_every > 0;
   if (!o->quiet) m.report(m.self, &run, PG_RUN_START);
