@@ -20,7 +20,8 @@ static const struct {
     {"patchify", pg_check_patchify, 1e-5, 1e-4, "data_dim patch_size stride bias"},
     {"unpatchify", pg_check_unpatchify, 1e-5, 1e-4,
      "data_dim patch_size stride bias output_spatial_shape"},
-    /* optimizers: clarification 1's float32-vs-float64 trajectory tolerance */
+    /* optimizers: float32 updates against float64 PyTorch trajectories
+     * (docs/casefile.md, "Tolerance") */
     {"sgd", pg_check_sgd, 1e-6, 1e-5, "lr momentum dampening nesterov weight_decay steps"},
     {"adam", pg_check_adam, 1e-6, 1e-5, "lr beta1 beta2 eps weight_decay steps amsgrad"},
     {"adamw", pg_check_adamw, 1e-6, 1e-5, "lr beta1 beta2 eps weight_decay steps amsgrad"},
