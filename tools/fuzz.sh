@@ -51,7 +51,12 @@ build() {
     CC=$(command -v clang-14 || command -v clang) meson setup build-fuzz -Dfuzz=true -Dtests=false -Db_sanitize=address,undefined \
       -Db_lundef=false -Dbuildtype=debugoptimized > /dev/null
   fi
-  meson compile -C build-fuzz $(for h in $harnesses; do echo "fuzz_$h"; done) > /dev/null
+  # quiet when it builds; the compiler's output when it does not
+  if ! meson compile -C build-fuzz $(for h in $harnesses; do echo "fuzz_$h"; done) > build-fuzz/compile.log 2>&1; then
+    cat build-fuzz/compile.log >&2
+    echo "fuzz: building the harnesses failed (above)" >&2
+    return 1
+  fi
 }
 
 case "${1:-}" in
