@@ -88,10 +88,13 @@ static int run_train(int argc, char **argv) {
   if (!pg_cli_check_memory("classify train", (double)o.model.depth * (4.0 + 2.0 * (double)o.model.mlp_ratio) * h * h, 4))
     return 2;
   pg_set_threads((int)threads);
-  if (!pg_cli_lock_out("classify train", o.out_dir)) return 1;
   pg_classify_result r;
   pg_dist dist;
   if (pg_cli_dist_start(&dist, "classify train")) return 1;
+  /* one run per output folder; under MPI rank 0 writes it, and a refusal
+   * ends every rank */
+  if (dist.rank == 0 && !pg_cli_lock_out("classify train", o.out_dir))
+    return pg_cli_dist_end(&dist, PG_ERR_IO, true, 1);
   o.dist = &dist;
   o.stop = pg_cli_catch_sigint();
   const pg_status st = pg_classify_train(&o, &r);

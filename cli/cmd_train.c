@@ -156,11 +156,14 @@ int pg_cmd_train(int argc, char **argv) {
                            2 + moments + (o.ema_decay > 0)))
     return 2;
   pg_set_threads((int)threads);
-  if (!pg_cli_lock_out("train", o.out_dir)) return 1;
 
   pg_train_result r;
   pg_dist dist;
   if (pg_cli_dist_start(&dist, "train")) return 1;
+  /* one run per output folder; under MPI rank 0 writes it, and a refusal
+   * ends every rank */
+  if (dist.rank == 0 && !pg_cli_lock_out("train", o.out_dir))
+    return pg_cli_dist_end(&dist, PG_ERR_IO, true, 1);
   o.dist = &dist;
   o.stop = pg_cli_catch_sigint();
   const pg_status st = pg_train(&o, &r);
