@@ -8,14 +8,8 @@
 # byte nothing reads), crashed (a signal) or hung (30 s). Fails on any crash
 # or hang.
 #   tools/flip_bytes.sh [STRIDE]     (needs build/patchgrad)
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/scratch_env.sh"
 stride=${1:-7}
-pg=$PWD/build/patchgrad
-[ -x "$pg" ] || { echo "build/patchgrad is missing: meson setup build && meson compile -C build" >&2; exit 2; }
-export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 cd "$work"
 "$pg" latents --source synthetic --count 16 --size 4 --channels 4 --classes 2 --out data.h5 > /dev/null
 model=(--hidden 8 --depth 1 --heads 2 --patch 2 --batch 8 --samples 0 --quiet --threads 1)
