@@ -36,7 +36,7 @@ trial() { # NAME FILE COMMAND...: every STRIDE-th byte of FILE flipped in turn
     elif [ "$rc" -gt 128 ]; then crashed=$((crashed + 1)); echo "$name: byte $i: signal $((rc - 128))" >&2
     else refused=$((refused + 1)); fi
   done
-  echo "$name ($size bytes, every ${stride}th flipped): $refused refused, $accepted accepted, $crashed crashed, $hung hung"
+  echo "$name ($size bytes, one byte in $stride flipped): $refused refused, $accepted accepted, $crashed crashed, $hung hung"
   [ $((crashed + hung)) -eq 0 ] || failed=1
 }
 
