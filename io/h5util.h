@@ -22,8 +22,11 @@ PG_API void pg_h5_quiet(void);
 
 /* Opens an existing file read-only (or read-write); a missing file, one that
  * is not a regular file (a FIFO would block the reader forever), or one that
- * is not HDF5 is a clear error; a metadata checksum that does not match is
- * reported as damage. Returns a negative id on failure. */
+ * is not HDF5 is a clear error. Every object header of the file is then
+ * loaded once, whole (H5Ovisit): a metadata checksum that does not match is
+ * reported as damage here, because HDF5 1.10 reports a damaged piece of an
+ * object header only the first time it loads it (later the object silently
+ * lacks what that piece held). Returns a negative id on failure. */
 PG_API hid_t pg_h5_open(const char *path, bool writable);
 
 /* True when `path` (relative to loc, may contain '/') names an object

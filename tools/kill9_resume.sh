@@ -6,14 +6,8 @@
 # run may survive that next save. Prints the count of kills survived; exits
 # 1 at the first one that is not.
 #   tools/kill9_resume.sh [KILLS]     (needs build/patchgrad)
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/scratch_env.sh"
 kills=${1:-50}
-pg=$PWD/build/patchgrad
-[ -x "$pg" ] || { echo "build/patchgrad is missing: meson setup build && meson compile -C build" >&2; exit 2; }
-export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1
-work=$(mktemp -d)
-trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
 "$pg" latents --source synthetic --count 256 --size 8 --channels 4 --classes 4 --out data.h5 > /dev/null
 run=(train --data data.h5 --hidden 16 --depth 1 --heads 2 --patch 2 --batch 16 --ckpt-every 1

@@ -5,15 +5,9 @@
 # indirectly lost and 0 errors. The only suppressions are the OpenMP and
 # BLIS thread pools (tools/valgrind.supp). Prints valgrind's figures.
 #   tools/leak_soak.sh [STEPS]     (needs build/patchgrad and valgrind)
-set -euo pipefail
-cd "$(dirname "$0")/.."
+THREADS=2 source "$(dirname "$0")/scratch_env.sh"
 steps=${1:-100}
-pg=$PWD/build/patchgrad
-[ -x "$pg" ] || { echo "build/patchgrad is missing: meson setup build && meson compile -C build" >&2; exit 2; }
 command -v valgrind > /dev/null || { echo "valgrind is missing: tools/deps.sh" >&2; exit 2; }
-export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2 BLIS_NUM_THREADS=2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 "$pg" latents --source synthetic --count 512 --size 8 --channels 4 --classes 4 --out "$work/train.h5" > /dev/null
 "$pg" latents --source synthetic --count 64 --size 8 --channels 4 --classes 4 --seed 1 --out "$work/val.h5" > /dev/null
 

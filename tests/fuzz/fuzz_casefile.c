@@ -6,39 +6,87 @@
 
 int pg_cmd_check(int argc, char **argv);
 
+/* The seeds are rebuilt with patchgrad's own writer (pg_h5_*: the 1.10
+ * format, attributes in checksummed object headers, strings fixed-length,
+ * Fletcher32 on every dataset) rather than copied: a copied object keeps the
+ * source's unchecksummed 1.8-format header, whose damage reaches HDF5's own
+ * parser (docs/reliability.md), not patchgrad's reading. */
 typedef struct {
-  char names[64][64];
-  int n;
-} attr_names;
+  hid_t dst;
+  bool ok;
+} rebuild;
 
-static herr_t collect_string_attr(hid_t obj, const char *name, const H5A_info_t *info, void *data) {
+static herr_t copy_attr(hid_t obj, const char *name, const H5A_info_t *info, void *data) {
   (void)info;
-  attr_names *a = data;
-  hid_t at = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(at);
-  if (H5Tget_class(t) == H5T_STRING && a->n < 64) snprintf(a->names[a->n++], 64, "%s", name);
+  rebuild *r = data;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a), space = H5Aget_space(a);
+  H5T_class_t cls = H5Tget_class(t);
+  int rank = H5Sget_simple_extent_ndims(space);
+  H5Sclose(space);
   H5Tclose(t);
-  H5Aclose(at);
+  H5Aclose(a);
+  int64_t ints[64];
+  int n = 0;
+  double d;
+  char str[256];
+  pg_status st = PG_ERR_FORMAT;
+  if (cls == H5T_INTEGER && pg_h5_attr_int_array(obj, name, ints, 64, &n) == 1)
+    st = rank == 0 ? pg_h5_set_attr_int(r->dst, name, ints[0])
+                   : pg_h5_set_attr_int_array(r->dst, name, ints, n);
+  else if (cls == H5T_FLOAT && pg_h5_attr_double(obj, name, &d) == 1)
+    st = pg_h5_set_attr_double(r->dst, name, d);
+  else if (cls == H5T_STRING && pg_h5_attr_string(obj, name, str, sizeof str) == 1)
+    st = pg_h5_set_attr_string(r->dst, name, str);
+  if (st) r->ok = false;
   return 0;
 }
 
-/* Variable-length strings live in HDF5's global heap, which has no checksum
- * (a damaged one crashes HDF5 1.10 itself, whoever reads it): the seeds
- * store them fixed-length, so that every piece of their metadata is
- * checksummed and the fuzzing explores patchgrad's own reading. */
-static void fixed_length_strings(hid_t g) {
-  attr_names a = {.n = 0};
-  hsize_t idx = 0;
-  H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_string_attr, &a);
-  for (int i = 0; i < a.n; i++) {
-    char value[256];
-    if (pg_h5_attr_string(g, a.names[i], value, sizeof value) != 1 ||
-        pg_h5_set_attr_string(g, a.names[i], value))
-      exit(1);
+static void copy_tree(hid_t src, hid_t dst, bool *ok);
+
+static herr_t copy_link(hid_t src, const char *name, const H5L_info_t *info, void *data) {
+  (void)info;
+  rebuild *r = data;
+  H5O_info_t oi;
+  if (H5Oget_info_by_name(src, name, &oi, H5P_DEFAULT) < 0) return -1;
+  if (oi.type == H5O_TYPE_GROUP) {
+    hid_t in = H5Gopen2(src, name, H5P_DEFAULT), out = pg_h5_create_group(r->dst, name);
+    copy_tree(in, out, &r->ok);
+    H5Gclose(in);
+    H5Gclose(out);
+    return 0;
   }
+  pg_h5_dtype dt;
+  int ndim;
+  int64_t shape[PG_MAX_DIMS];
+  if (pg_h5_dataset_dtype(src, name, "seed", &dt) || pg_h5_dataset_shape(src, name, "seed", &ndim, shape))
+    return -1;
+  pg_status st;
+  if (dt.cls == H5T_INTEGER) {
+    int64_t *v;
+    st = pg_h5_read_int64(src, name, "seed", &v, &ndim, shape);
+    if (!st) st = pg_h5_write_int64(r->dst, name, ndim, shape, v);
+    if (!st) free(v);
+  } else {
+    pg_tensor *t;
+    st = pg_h5_read_tensor(src, name, "seed", &t);
+    if (!st) st = pg_h5_write_floats(r->dst, name, t->ndim, t->shape, t->data, 0);
+    if (!st) pg_tensor_free(t);
+  }
+  if (st) r->ok = false;
+  return 0;
 }
 
-/* One committed case per seed file, copied into the 1.10 file format (with
- * metadata checksums, as a user could write them); small ones only (the
+/* Every attribute, group and dataset of src into dst. */
+static void copy_tree(hid_t src, hid_t dst, bool *ok) {
+  rebuild r = {dst, true};
+  hsize_t idx = 0;
+  if (H5Aiterate2(src, H5_INDEX_NAME, H5_ITER_INC, &idx, copy_attr, &r) < 0) r.ok = false;
+  idx = 0;
+  if (H5Literate(src, H5_INDEX_NAME, H5_ITER_INC, &idx, copy_link, &r) < 0) r.ok = false;
+  *ok = *ok && r.ok;
+}
+
+/* One committed case per seed file, rebuilt as above; small ones only (the
  * harness reads at most 64 KB), so no whole-model case. */
 static void make_seeds(void) {
   const char *src_dir = getenv("PG_FUZZ_CASES");
@@ -73,18 +121,19 @@ static void make_seeds(void) {
       if (in >= 0) H5Fclose(in);
       continue;
     }
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
     char name[256];
     snprintf(name, sizeof name, "%s.h5", picks[i].name);
-    hid_t out = H5Fcreate(fuzz_seed_path(name), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (out < 0 || H5Ocopy(in, picks[i].name, out, picks[i].name, H5P_DEFAULT, H5P_DEFAULT) < 0)
+    hid_t out = pg_h5_create_in_memory(name), case_in = H5Gopen2(in, picks[i].name, H5P_DEFAULT);
+    hid_t case_out = out >= 0 ? pg_h5_create_group(out, picks[i].name) : -1;
+    bool ok = case_in >= 0 && case_out >= 0;
+    if (ok) copy_tree(case_in, case_out, &ok);
+    if (case_in >= 0) H5Gclose(case_in);
+    if (case_out >= 0) H5Gclose(case_out);
+    if (!ok) {
+      fprintf(stderr, "making seed %s: %s\n", name, pg_last_error());
       exit(1);
-    hid_t g = H5Gopen2(out, picks[i].name, H5P_DEFAULT);
-    fixed_length_strings(g);
-    H5Gclose(g);
-    H5Fclose(out);
+    }
+    fuzz_seed_ok(pg_h5_commit_image(out, fuzz_seed_path(name)), name);
     H5Fclose(in);
   }
 }
@@ -101,6 +150,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!fuzz_checksummed_hdf5(data, size)) return 0;
   const char *path = fuzz_input_file(data, size, ".h5");
   if (!path) return 0;
   char cmd[] = "check", file[128];

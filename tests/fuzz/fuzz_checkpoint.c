@@ -66,6 +66,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!fuzz_checksummed_hdf5(data, size)) return 0;
   const char *path = fuzz_input_file(data, size, ".h5");
   if (!path) return 0;
   pg_params ps, ema, opt;
