@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "train_args.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/vit/classify.h"
 #include "guard.h"
@@ -38,8 +39,9 @@ static int usage(FILE *f) {
 "  --log-every N (%lld)  --quiet\n"
 "\n"
 "eval: accuracy, mean confidence and loss of a checkpoint on labelled latents.\n",
-          d.optim.lr, d.optim.weight_decay, (long long)d.warmup, d.clip, d.label_smoothing,
-          (long long)d.batch, (long long)d.epochs, d.out_dir, (long long)d.log_every);
+          d.run.optim.lr, d.run.optim.weight_decay, (long long)d.run.schedule.warmup_steps, d.run.clip,
+          d.label_smoothing, (long long)d.run.batch, (long long)d.run.epochs, d.run.out_dir,
+          (long long)d.run.log_every);
   return f == stdout ? 0 : 2;
 }
 
@@ -48,65 +50,45 @@ static void print_stats(const char *what, const pg_classify_stats *s) {
          (long long)s->agree, (long long)s->n, s->mean_confidence, s->loss);
 }
 
+typedef struct {
+  const pg_classify_opts *o;
+  pg_classify_result *r;
+} classify_job;
+
+static pg_status run_job(void *job) {
+  classify_job *t = job;
+  return pg_classify_train(t->o, t->r);
+}
+
 static int run_train(int argc, char **argv) {
   pg_classify_opts o;
   pg_classify_opts_init(&o);
-  double lr = o.optim.lr, wd = o.optim.weight_decay;
-  int64_t threads = 0;
+  pg_cli_run_flags f;
+  pg_cli_run_flags_init(&f, &o.run);
   pg_args a = pg_args_begin("classify train", argc, argv);
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage(stdout);
-    if (pg_arg_string(&a, "--data", &o.data_path)) continue;
+    if (pg_cli_run_arg(&a, &f, &o.run)) continue;
     if (pg_arg_string(&a, "--test-data", &o.val_path)) continue;
     if (pg_arg_int(&a, "--test-count", 1, INT64_MAX, &o.val_count)) continue;
     if (pg_arg_field(&a, PG_VIT_CONFIG_FIELDS, pg_vit_config_fields, &o.model)) continue;
-    if (pg_arg_double(&a, "--lr", 0, 1e3, &lr)) continue;
-    if (pg_arg_double(&a, "--weight-decay", 0, 1e3, &wd)) continue;
-    if (pg_arg_int(&a, "--warmup", 0, INT64_MAX, &o.warmup)) continue;
-    if (pg_arg_double(&a, "--clip", 0, INFINITY, &o.clip)) continue;
     if (pg_arg_double(&a, "--label-smoothing", 0, 1, &o.label_smoothing)) continue;
-    if (pg_arg_int(&a, "--batch", 1, 1 << 20, &o.batch)) continue;
-    if (pg_arg_int(&a, "--epochs", 1, 1 << 20, &o.epochs)) continue;
-    if (pg_arg_int(&a, "--steps", 1, INT64_MAX / 2, &o.steps)) continue;
-    if (pg_arg_int(&a, "--seed", 0, INT64_MAX, (int64_t *)&o.seed)) continue;
-    if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
-    if (pg_arg_string(&a, "--out", &o.out_dir)) continue;
-    if (pg_arg_int(&a, "--eval-every", 1, INT64_MAX, &o.val_every)) continue;
-    if (pg_arg_int(&a, "--log-every", 1, INT64_MAX, &o.log_every)) continue;
-    if (pg_arg_switch(&a, "--quiet", &o.quiet)) continue;
+    if (pg_arg_int(&a, "--eval-every", 1, INT64_MAX, &o.run.val_every)) continue;
     return pg_args_unknown(&a);
   }
-  if (a.failed) return 2;
-  if (!o.data_path)
-    return pg_args_error(&a, "--data FILE.h5 is required (make one with: patchgrad latents)");
-  o.optim.lr = lr;
-  o.optim.weight_decay = wd;
-  if (!pg_cli_check_threads("classify train", threads)) return 2;
+  if (a.failed || pg_cli_run_finish(&a, &f, &o.run)) return 2;
   /* the blocks' weights alone (attention 4h^2, MLP 2 r h^2); copies:
    * weights, gradients, AdamW's two moments */
   const double h = (double)o.model.hidden;
   if (!pg_cli_check_memory("classify train", (double)o.model.depth * (4.0 + 2.0 * (double)o.model.mlp_ratio) * h * h, 4))
     return 2;
-  pg_set_threads((int)threads);
-  pg_classify_result r;
-  pg_dist dist;
-  if (pg_cli_dist_start(&dist, "classify train")) return 1;
-  /* one run per output folder; under MPI rank 0 writes it, and a refusal
-   * ends every rank */
-  if (dist.rank == 0 && !pg_cli_lock_out("classify train", o.out_dir))
-    return pg_cli_dist_end(&dist, PG_ERR_IO, true, 1);
-  o.dist = &dist;
-  o.stop = pg_cli_catch_sigint();
-  const pg_status st = pg_classify_train(&o, &r);
-  pg_cli_release_sigint();
-  pg_cli_unlock_out();
-  if (st) {
-    if (dist.rank == 0 || r.local_error) fprintf(stderr, "patchgrad classify train: %s\n", pg_last_error());
-    return pg_cli_dist_end(&dist, st, r.local_error, 1);
-  }
-  if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return r.interrupted ? pg_cli_stop_status() : 0;
+  pg_classify_result r = {0};
+  classify_job t = {&o, &r};
+  const pg_cli_run_job job = {run_job, &t, &r.local_error, &r.interrupted};
+  const int rc = pg_cli_run_launch("classify train", "classify", &o.run, &job);
+  if (rc >= 0) return rc;
   printf("step %lld: train loss %.4f, train accuracy %.4f (last %lld steps), %.0f s at %.1f steps/s\n",
-         (long long)r.step, r.train_loss, r.train_accuracy, (long long)o.log_every, r.seconds,
+         (long long)r.step, r.train_loss, r.train_accuracy, (long long)o.run.log_every, r.seconds,
          r.steps_per_second);
   if (r.test.n) print_stats("test", &r.test);
   return r.interrupted ? pg_cli_stop_status() : 0;

@@ -13,6 +13,7 @@
 #include "patchgrad/vae/autoencode.h"
 #include "patchgrad/vae/train.h"
 #include "stop.h"
+#include "train_args.h"
 
 static int usage(FILE *f) {
   fprintf(f,
@@ -127,59 +128,50 @@ static int usage_train(FILE *f) {
 "  --eval-every N        held-out error every N steps (each epoch)\n"
 "  --sheet-per-class K   pairs of rows in reconstructions.png (%lld; 0: none)\n"
 "  --log-every N (%lld)  --quiet\n",
-          d.beta, d.optim.lr, d.optim.weight_decay, (long long)d.warmup, d.clip, (long long)d.batch,
-          (long long)d.epochs, d.out_dir, (long long)d.sheet_per_class, (long long)d.log_every);
+          d.beta, d.run.optim.lr, d.run.optim.weight_decay, (long long)d.run.schedule.warmup_steps, d.run.clip,
+          (long long)d.run.batch, (long long)d.run.epochs, d.run.out_dir, (long long)d.sheet_per_class,
+          (long long)d.run.log_every);
   return f == stdout ? 0 : 2;
+}
+
+typedef struct {
+  const pg_vae_train_opts *o;
+  pg_vae_train_result *r;
+} vae_job;
+
+static pg_status run_job(void *job) {
+  vae_job *t = job;
+  return pg_vae_train(t->o, t->r);
 }
 
 static int run_train(int argc, char **argv) {
   pg_vae_train_opts o;
   pg_vae_train_opts_init(&o);
-  double lr = o.optim.lr, wd = o.optim.weight_decay;
-  int64_t threads = 0;
+  pg_cli_run_flags f;
+  pg_cli_run_flags_init(&f, &o.run);
   pg_args a = pg_args_begin("vae train", argc, argv);
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage_train(stdout);
-    if (pg_arg_string(&a, "--data", &o.data_path)) continue;
+    if (pg_cli_run_arg(&a, &f, &o.run)) continue;
     if (pg_arg_string(&a, "--test-data", &o.val_path)) continue;
     if (pg_arg_int(&a, "--test-count", 1, INT64_MAX, &o.val_count)) continue;
     if (pg_arg_field(&a, PG_VAE_CONFIG_FIELDS, pg_vae_config_fields, &o.model)) continue;
     if (pg_arg_double(&a, "--beta", 0, 1e6, &o.beta)) continue;
-    if (pg_arg_double(&a, "--lr", 0, 1e3, &lr)) continue;
-    if (pg_arg_double(&a, "--weight-decay", 0, 1e3, &wd)) continue;
-    if (pg_arg_int(&a, "--warmup", 0, INT64_MAX, &o.warmup)) continue;
-    if (pg_arg_double(&a, "--clip", 0, INFINITY, &o.clip)) continue;
-    if (pg_arg_int(&a, "--batch", 1, 1 << 20, &o.batch)) continue;
-    if (pg_arg_int(&a, "--epochs", 1, 1 << 20, &o.epochs)) continue;
-    if (pg_arg_int(&a, "--steps", 1, INT64_MAX / 2, &o.steps)) continue;
-    if (pg_arg_int(&a, "--seed", 0, INT64_MAX, (int64_t *)&o.seed)) continue;
-    if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
-    if (pg_arg_string(&a, "--out", &o.out_dir)) continue;
-    if (pg_arg_int(&a, "--eval-every", 1, INT64_MAX, &o.val_every)) continue;
+    if (pg_arg_int(&a, "--eval-every", 1, INT64_MAX, &o.run.val_every)) continue;
     if (pg_arg_int(&a, "--sheet-per-class", 0, 64, &o.sheet_per_class)) continue;
-    if (pg_arg_int(&a, "--log-every", 1, INT64_MAX, &o.log_every)) continue;
-    if (pg_arg_switch(&a, "--quiet", &o.quiet)) continue;
     return pg_args_unknown(&a);
   }
-  if (a.failed) return 2;
-  if (!o.data_path)
-    return pg_args_error(&a, "--data FILE.h5 is required (make one with: patchgrad latents --source fashion-mnist)");
-  o.optim.lr = lr;
-  o.optim.weight_decay = wd;
-  pg_set_threads((int)threads);
-  pg_vae_train_result r;
-  o.stop = pg_cli_catch_sigint();
-  const pg_status st = pg_vae_train(&o, &r);
-  pg_cli_release_sigint();
-  if (st) {
-    fprintf(stderr, "patchgrad vae train: %s\n", pg_last_error());
-    return 1;
-  }
+  if (a.failed || pg_cli_run_finish(&a, &f, &o.run)) return 2;
+  pg_vae_train_result r = {0};
+  vae_job t = {&o, &r};
+  const pg_cli_run_job job = {run_job, &t, &r.local_error, &r.interrupted};
+  const int rc = pg_cli_run_launch("vae train", "vae", &o.run, &job);
+  if (rc >= 0) return rc;
   printf("step %lld: train loss %.5f (mse %.5f, kl %.1f per image, last %lld steps), %.0f s at %.2f steps/s\n",
-         (long long)r.step, r.train_loss, r.train_mse, r.train_kl, (long long)o.log_every, r.seconds,
+         (long long)r.step, r.train_loss, r.train_mse, r.train_kl, (long long)o.run.log_every, r.seconds,
          r.steps_per_second);
   if (!isnan(r.val_mse)) printf("test: reconstruction mse %.5f (z = the posterior mean), kl %.1f per image\n", r.val_mse, r.val_kl);
-  return r.interrupted ? 130 : 0;
+  return r.interrupted ? pg_cli_stop_status() : 0;
 }
 
 /* ---- encode ---- */

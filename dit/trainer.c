@@ -16,23 +16,17 @@
 
 void pg_train_opts_init(pg_train_opts *o) {
   *o = (pg_train_opts){
+      .run = {.batch = 64, .steps = 1000, .seed = 0, .optim = pg_optim_adamw(1e-4), .out_dir = "out",
+              .val_every = 250, .ckpt_every = 1000, .log_every = 50},
       .val_count = 1024,
       .model = {.patch_size = 2, .hidden = 128, .depth = 4, .heads = 4, .mlp_ratio = 4,
                 .class_dropout = 0.1f},
-      .optim = pg_optim_adamw(1e-4),
-      .batch = 64,
-      .steps = 1000,
-      .seed = 0,
-      .out_dir = "out",
-      .val_every = 250,
-      .ckpt_every = 1000,
-      .log_every = 50,
       .sample_cols = 8,
       .sample_steps = 50,
       .sample_cfg = 4.0f,
   };
-  o->optim.weight_decay = 0;
-  o->schedule = pg_schedule_make(PG_SCHEDULE_CONSTANT, 1e-4);
+  o->run.optim.weight_decay = 0;
+  o->run.schedule = pg_schedule_make(PG_SCHEDULE_CONSTANT, 1e-4);
 }
 
 /* The DiT's side of a run. */
@@ -52,7 +46,7 @@ typedef struct {
 /* The model's config from the options and the data's shape. */
 static pg_status model_config(const dit_run *d, const pg_latents_info *info, pg_dit_config *c) {
   *c = d->o->model;
-  const char *data = d->o->data_path;
+  const char *data = d->o->run.data_path;
   if (info->height != info->width)
     return pg_fail(PG_ERR_ARG, "train: %s holds %lldx%lld latents; the DiT needs square ones", data,
                    (long long)info->height, (long long)info->width);
@@ -190,7 +184,7 @@ static pg_status setup_validation(dit_run *d, const pg_run *run) {
                      (long long)d->val_y[i], (long long)i, (long long)c->num_classes);
     }
     pg_rng vr;
-    pg_rng_seed(&vr, o->seed ^ 0x5eed5eed5eedULL);
+    pg_rng_seed(&vr, o->run.seed ^ 0x5eed5eed5eedULL);
     for (int64_t i = 0; i < n; i++) d->val_t[i] = (float)pg_rng_below(&vr, PG_DIFFUSION_T);
     for (int64_t i = 0; i < n * per; i++) d->val_eps[i] = pg_rng_normal(&vr);
   }
@@ -238,7 +232,7 @@ static pg_tensor *dit_loss(void *self, pg_ctx *ctx, const pg_batch *b, pg_rng *r
 static pg_status dit_validate(void *self, pg_ctx *ctx, double *values) {
   dit_run *d = self;
   const pg_dit_config *c = &d->model.cfg;
-  const int64_t per = c->input_size * c->input_size * c->in_channels, bs = d->o->batch;
+  const int64_t per = c->input_size * c->input_size * c->in_channels, bs = d->o->run.batch;
   int64_t begin, end;
   pg_run_share(d->run, d->val_n, &begin, &end);
   double total = 0;
@@ -264,9 +258,9 @@ static pg_status dit_finish(void *self, pg_run *run) {
   char path[PG_RUN_PATH_MAX];
   if (o->sample_cols <= 0 || !pg_run_path(run, "samples.png", path)) return PG_OK;
   pg_sample_sheet_opts so = {.sampler = {.kind = PG_SAMPLER_DDIM, .steps = o->sample_steps,
-                                         .cfg_scale = o->sample_cfg, .seed = o->seed},
+                                         .cfg_scale = o->sample_cfg, .seed = o->run.seed},
                              .per_class = o->sample_cols, .class_id = -1};
-  return pg_sample_sheet(run->ctx, &d->model, &d->diff, &d->transform, &so, path, o->quiet);
+  return pg_sample_sheet(run->ctx, &d->model, &d->diff, &d->transform, &so, path, o->run.quiet);
 }
 
 static void dit_run_free(dit_run *d) {
@@ -280,11 +274,6 @@ static void dit_run_free(dit_run *d) {
 pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
   memset(res, 0, sizeof *res);
   res->val_loss = NAN;
-  if (o->batch < 1) return pg_fail(PG_ERR_ARG, "train: --batch must be >= 1, got %lld", (long long)o->batch);
-  if (o->steps < 1 && o->epochs < 1)
-    return pg_fail(PG_ERR_ARG, "train: --steps must be >= 1, got %lld", (long long)o->steps);
-  if (!o->data_path) return pg_fail(PG_ERR_ARG, "train: --data FILE.h5 is required");
-  if (o->clip < 0) return pg_fail(PG_ERR_ARG, "train: --clip must be >= 0, got %g", o->clip);
 
   dit_run d = {.o = o};
   const pg_run_model model = {
@@ -301,27 +290,8 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
       .curve_name = "loss.png",
       .extra_files = o->sample_cols > 0 ? "samples.png" : NULL,
   };
-  const pg_run_opts run = {
-      .data_path = o->data_path,
-      .out_dir = o->out_dir,
-      .resume = o->resume,
-      .batch = o->batch,
-      .steps = o->epochs > 0 ? 0 : o->steps, /* epochs win */
-      .epochs = o->epochs,
-      .seed = o->seed,
-      .optim = o->optim,
-      .schedule = o->schedule,
-      .clip = o->clip,
-      .ema_decay = o->ema_decay,
-      .log_every = o->log_every,
-      .val_every = o->val_every > 0 ? o->val_every : -1,
-      .ckpt_every = o->ckpt_every,
-      .quiet = o->quiet,
-      .stop = o->stop,
-      .dist = o->dist,
-  };
   pg_run_result r;
-  pg_status st = pg_run_training(&run, &model, &r);
+  pg_status st = pg_run_training(&o->run, &model, &r);
   res->step = r.step;
   res->train_loss = r.train_loss;
   res->val_loss = r.val[0];

@@ -18,33 +18,21 @@
 #include "patchgrad/dit/dit.h"
 #include "patchgrad/optim/optimizer.h"
 #include "patchgrad/optim/schedule.h"
+#include "patchgrad/train/run.h"
 
 typedef struct {
-  /* data */
-  const char *data_path;  /* latents (latents.h) */
+  /* The loop's options (train/run.h): the latents (io/latents.h), batch,
+   * steps or epochs (steps > 0 wins; a resumed run continues to steps),
+   * seed, the optimizer, the schedule (its base_lr is taken from
+   * optim.lr), clip, ema_decay, out_dir (ckpt.h5, loss.csv, loss.png,
+   * samples.png, val_draws.h5), resume, val_every (< 0: never), ckpt_every,
+   * log_every, quiet, stop, dist. */
+  pg_run_opts run;
   const char *val_path;   /* held-out latents for the validation loss, or NULL */
   int64_t val_count;      /* samples of val_path used (their first ones) */
   /* model: input_size, in_channels and num_classes 0 mean "from the data" */
   pg_dit_config model;
   bool unconditional;     /* ignore the data's labels (num_classes 0) */
-  /* optimisation */
-  pg_optim_config optim;
-  pg_schedule schedule;   /* base_lr is taken from optim.lr */
-  double clip;            /* max global gradient norm, 0: off */
-  int64_t batch;
-  int64_t steps;          /* total updates of the run (a resumed run continues to it) */
-  int64_t epochs;         /* when > 0, steps = epochs * batches per epoch */
-  uint64_t seed;
-  double ema_decay;       /* 0: no EMA */
-  /* bookkeeping */
-  const char *out_dir;    /* ckpt.h5, loss.csv, loss.png, samples.png, val_draws.h5 */
-  const char *resume;     /* a checkpoint to continue from, or NULL */
-  int64_t val_every;      /* validation every N steps and at the end (0: never) */
-  int64_t ckpt_every;     /* a checkpoint every N steps (0: at the end only) */
-  int64_t log_every;      /* a loss.csv row every N steps and at the end */
-  bool quiet;             /* no progress output (tests) */
-  volatile sig_atomic_t *stop; /* when non-NULL and set: checkpoint after the current step, return */
-  const pg_dist *dist;    /* data-parallel ranks (train/run.h), NULL: one process */
   /* the sample sheet at the end (0 columns: none) */
   int sample_cols, sample_steps;
   float sample_cfg;

@@ -153,25 +153,25 @@ static pg_train_opts dit_run(const char *out) {
   static char data[512], val[512];
   path_of(data, sizeof data, "train.h5");
   path_of(val, sizeof val, "val.h5");
-  o.data_path = data;
+  o.run.data_path = data;
   o.val_path = val;
   o.val_count = 30;
   o.model.hidden = 16;
   o.model.depth = 1;
   o.model.heads = 2;
   o.model.class_dropout = 0.25f;
-  o.batch = 16;
-  o.steps = STEPS;
-  o.optim = pg_optim_adamw(1e-3);
-  o.clip = 1.0;
-  o.out_dir = out;
-  o.log_every = 1;
-  o.val_every = 10;
-  o.ckpt_every = 0;
-  o.quiet = true;
+  o.run.batch = 16;
+  o.run.steps = STEPS;
+  o.run.optim = pg_optim_adamw(1e-3);
+  o.run.clip = 1.0;
+  o.run.out_dir = out;
+  o.run.log_every = 1;
+  o.run.val_every = 10;
+  o.run.ckpt_every = 0;
+  o.run.quiet = true;
   o.sample_cols = 0;
-  o.ema_decay = 0.9;
-  o.seed = 7;
+  o.run.ema_decay = 0.9;
+  o.run.seed = 7;
   return o;
 }
 
@@ -201,7 +201,7 @@ static void test_dit_equals_one_process(void **state) {
     assert_int_equal(pg_train(&o, &r), PG_OK);
   }
   pg_train_opts o = dit_run(many);
-  o.dist = &dist;
+  o.run.dist = &dist;
   const pg_status st = pg_train(&o, &r);
   if (st) fail_msg("rank %d: %s", dist.rank, pg_last_error());
   assert_int_equal(r.step, STEPS);
@@ -231,21 +231,21 @@ static pg_classify_opts vit_run(const char *out) {
   static char data[512], val[512];
   path_of(data, sizeof data, "train.h5");
   path_of(val, sizeof val, "val.h5");
-  o.data_path = data;
+  o.run.data_path = data;
   o.val_path = val;
   o.val_count = 30;
   o.model.hidden = 16;
   o.model.depth = 1;
   o.model.heads = 2;
-  o.batch = 16;
-  o.steps = STEPS;
-  o.epochs = 0;
-  o.warmup = 5;
-  o.out_dir = out;
-  o.log_every = 1;
-  o.val_every = 10;
-  o.quiet = true;
-  o.seed = 3;
+  o.run.batch = 16;
+  o.run.steps = STEPS;
+  o.run.epochs = 0;
+  o.run.schedule.warmup_steps = 5;
+  o.run.out_dir = out;
+  o.run.log_every = 1;
+  o.run.val_every = 10;
+  o.run.quiet = true;
+  o.run.seed = 3;
   return o;
 }
 
@@ -260,7 +260,7 @@ static void test_vit_equals_one_process(void **state) {
     assert_int_equal(pg_classify_train(&o, &r), PG_OK);
   }
   pg_classify_opts o = vit_run(many);
-  o.dist = &dist;
+  o.run.dist = &dist;
   const pg_status st = pg_classify_train(&o, &r);
   if (st) fail_msg("rank %d: %s", dist.rank, pg_last_error());
   assert_int_equal(r.step, STEPS);
@@ -294,8 +294,8 @@ static void test_batch_not_divisible(void **state) {
   char out[512];
   path_of(out, sizeof out, "bad");
   pg_train_opts o = dit_run(out);
-  o.batch = 2 * dist.size + 1;
-  o.dist = &dist;
+  o.run.batch = 2 * dist.size + 1;
+  o.run.dist = &dist;
   pg_train_result r;
   assert_int_not_equal(pg_train(&o, &r), PG_OK);
   assert_false(r.local_error);

@@ -38,22 +38,22 @@ static int setup_dir(void **state) {
 static pg_train_opts small_run(const char *out) {
   pg_train_opts o;
   pg_train_opts_init(&o);
-  o.data_path = pg_test_tmp("train.h5");
+  o.run.data_path = pg_test_tmp("train.h5");
   o.val_path = pg_test_tmp("val.h5");
   o.val_count = 16;
   o.model.hidden = 16;
   o.model.depth = 1;
   o.model.heads = 2;
-  o.batch = 16;
-  o.optim = pg_optim_adamw(1e-3);
-  o.out_dir = out;
-  o.log_every = 1;
-  o.val_every = 2;
-  o.ckpt_every = 0;
-  o.quiet = true;
+  o.run.batch = 16;
+  o.run.optim = pg_optim_adamw(1e-3);
+  o.run.out_dir = out;
+  o.run.log_every = 1;
+  o.run.val_every = 2;
+  o.run.ckpt_every = 0;
+  o.run.quiet = true;
   o.sample_cols = 0;
-  o.ema_decay = 0.9;
-  o.seed = 5;
+  o.run.ema_decay = 0.9;
+  o.run.seed = 5;
   return o;
 }
 
@@ -118,18 +118,18 @@ static void test_resume_is_exact(void **state) {
   pg_train_result r;
   /* one run of 8 steps */
   pg_train_opts o = small_run(pg_test_tmp("full"));
-  o.steps = 8;
+  o.run.steps = 8;
   assert_int_equal(pg_train(&o, &r), PG_OK);
   assert_int_equal(r.step, 8);
   /* 5 steps, then resumed to 8 */
   pg_train_opts a = small_run(pg_test_tmp("part"));
-  a.steps = 5;
+  a.run.steps = 5;
   assert_int_equal(pg_train(&a, &r), PG_OK);
   pg_train_opts b = small_run(pg_test_tmp("part"));
-  b.steps = 8;
+  b.run.steps = 8;
   char resume[512];
   snprintf(resume, sizeof resume, "%s", pg_test_tmp("part/ckpt.h5"));
-  b.resume = resume;
+  b.run.resume = resume;
   assert_int_equal(pg_train(&b, &r), PG_OK);
   assert_int_equal(r.step, 8);
 
@@ -165,10 +165,10 @@ static void test_rejects_unfit_data(void **state) {
   (void)state;
   pg_train_result r;
   pg_train_opts o = small_run(pg_test_tmp("unfit"));
-  o.data_path = pg_test_tmp("six.h5");
+  o.run.data_path = pg_test_tmp("six.h5");
   o.val_path = NULL;
   o.model.patch_size = 4;
-  o.steps = 1;
+  o.run.steps = 1;
   assert_int_equal(pg_train(&o, &r), PG_ERR_ARG);
   assert_error_contains("6x6 latents, which patch size 4 does not divide");
   /* the command says the same and exits non-zero */
@@ -181,7 +181,7 @@ static void test_rejects_unfit_data(void **state) {
   assert_non_null(strstr(err, "patch size 4 does not divide"));
   free(err);
   /* a missing file names itself */
-  o.data_path = pg_test_tmp("nothere.h5");
+  o.run.data_path = pg_test_tmp("nothere.h5");
   assert_int_not_equal(pg_train(&o, &r), PG_OK);
   assert_error_contains("nothere.h5");
 }
@@ -190,9 +190,9 @@ static void test_nan_stops_without_saving(void **state) {
   (void)state;
   pg_train_result r;
   pg_train_opts o = small_run(pg_test_tmp("nan"));
-  o.optim = pg_optim_sgd(1e30); /* diverges at once */
-  o.steps = 50;
-  o.ckpt_every = 1;             /* would save after every good step */
+  o.run.optim = pg_optim_sgd(1e30); /* diverges at once */
+  o.run.steps = 50;
+  o.run.ckpt_every = 1;             /* would save after every good step */
   pg_status st = pg_train(&o, &r);
   assert_int_equal(st, PG_ERR_STATE);
   assert_true(strstr(pg_last_error(), "NaN") || strstr(pg_last_error(), "Inf") ||

@@ -379,18 +379,18 @@ static void test_training(void **state) {
   pg_vae_train_opts_init(&o);
   char out[512];
   snprintf(out, sizeof out, "%s", pg_test_tmp("run"));
-  o.data_path = pg_test_tmp("train.h5");
+  o.run.data_path = pg_test_tmp("train.h5");
   o.val_path = pg_test_tmp("test.h5");
-  o.out_dir = out;
+  o.run.out_dir = out;
   o.model = (pg_vae_config){.patch_size = 4, .latent_channels = 2, .hidden = 16, .encoder_depth = 1,
                             .decoder_depth = 1, .heads = 2, .mlp_ratio = 2};
-  o.batch = 16;
-  o.steps = 60;
-  o.warmup = 5;
-  o.optim.lr = 5e-3;
-  o.val_every = 1000; /* at the end only */
+  o.run.batch = 16;
+  o.run.steps = 60;
+  o.run.schedule.warmup_steps = 5;
+  o.run.optim.lr = 5e-3;
+  o.run.val_every = 1000; /* at the end only */
   o.sheet_per_class = 1;
-  o.quiet = true;
+  o.run.quiet = true;
   pg_vae_train_result r;
   assert_int_equal(pg_vae_train(&o, &r), PG_OK);
   assert_int_equal(r.step, 60);
@@ -416,7 +416,7 @@ static void test_training(void **state) {
   assert_float_equal(mse, r.val_mse, 1e-6 * mse); /* the checkpoint is the final model */
   pg_vae fresh;
   pg_rng rng;
-  pg_rng_seed(&rng, o.seed);
+  pg_rng_seed(&rng, o.run.seed);
   assert_int_equal(pg_vae_init(&fresh, &m.cfg, &rng), PG_OK);
   double mse0;
   assert_int_equal(pg_vae_reconstruct_all(ctx, &fresh, images, n, 64, NULL, &(pg_vae_arrays){.recon = recon}, &mse0, NULL), PG_OK);

@@ -437,15 +437,15 @@ static void test_train_and_score(void **state) {
   make_files(&f);
   pg_classify_opts o;
   pg_classify_opts_init(&o);
-  o.data_path = f.train;
+  o.run.data_path = f.train;
   o.val_path = f.test;
   o.model = (pg_vit_config){.patch_size = 2, .hidden = 32, .depth = 2, .heads = 2, .mlp_ratio = 2};
-  o.optim.lr = 2e-3;
-  o.warmup = 20;
-  o.batch = 50;
-  o.epochs = 8;
-  o.out_dir = f.dir;
-  o.quiet = true;
+  o.run.optim.lr = 2e-3;
+  o.run.schedule.warmup_steps = 20;
+  o.run.batch = 50;
+  o.run.epochs = 8;
+  o.run.out_dir = f.dir;
+  o.run.quiet = true;
   pg_classify_result r;
   assert_int_equal(pg_classify_train(&o, &r), PG_OK);
   printf("synthetic shapes: %lld steps, train accuracy %.3f, test accuracy %.3f (confidence %.3f)\n",

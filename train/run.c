@@ -471,7 +471,12 @@ static pg_status setup_model(pg_run *run) {
       (m->log_name && m->n_columns > PG_RUN_MAX_COLUMNS))
     return pg_fail(PG_ERR_ARG, "%s: at most %d metrics, %d validation values and %d log columns", who,
                    PG_RUN_MAX_METRICS, PG_RUN_MAX_VAL, PG_RUN_MAX_COLUMNS);
+  if (!o->data_path) return pg_fail(PG_ERR_ARG, "%s: the training data (--data F.h5) is required", who);
   if (o->batch < 1) return pg_fail(PG_ERR_ARG, "%s: batch must be >= 1, got %lld", who, (long long)o->batch);
+  if (o->steps < 1 && o->epochs < 1)
+    return pg_fail(PG_ERR_ARG, "%s: give epochs >= 1 or steps >= 1 (got %lld and %lld)", who,
+                   (long long)o->epochs, (long long)o->steps);
+  if (!(o->clip >= 0)) return pg_fail(PG_ERR_ARG, "%s: clip must be >= 0, got %g", who, o->clip);
   pg_status st = dp_check(run);
   if (st) return st;
   if (o->out_dir && mkdir(o->out_dir, 0755) && errno != EEXIST)

@@ -174,6 +174,16 @@ typedef struct {
   const char *loss_not_finite, *grad_not_finite;
 } pg_run_model;
 
+/* The log and checkpoint fields of a pg_run_model for a model trained in
+ * one go (the classifier, the VAE): "log.csv" with the columns of the
+ * array `cols`, its header written at setup, weights-only checkpoints, and
+ * a NaN or infinite loss or gradient stops the run with a hint to lower
+ * --lr. Used inside the model's initializer: {.name = ..., PG_RUN_ONE_GO(c)}. */
+#define PG_RUN_ONE_GO(cols)                                                                             \
+  .log_name = "log.csv", .columns = (cols), .n_columns = (int)(sizeof(cols) / sizeof *(cols)),       \
+  .log_from_start = true, .weights_only = true, .loss_not_finite = "stopping (lower --lr?)",          \
+  .grad_not_finite = ""
+
 /* The run's state. Callbacks may read every field; they change none. */
 struct pg_run {
   const pg_run_opts *opts;

@@ -12,20 +12,16 @@
 
 void pg_vae_train_opts_init(pg_vae_train_opts *o) {
   *o = (pg_vae_train_opts){
+      .run = {.batch = 64, .epochs = 1, .seed = 0, .optim = pg_optim_adamw(2e-3), .clip = 1.0,
+              .warmup_within_run = true, .out_dir = "out-vae", .log_every = 50},
       .model = {.patch_size = 4, .latent_channels = 4, .hidden = 64, .encoder_depth = 2,
                 .decoder_depth = 2, .heads = 4, .mlp_ratio = 2},
       .beta = 1e-5,
-      .optim = pg_optim_adamw(2e-3),
-      .warmup = 100,
-      .clip = 1.0,
-      .batch = 64,
-      .epochs = 1,
-      .seed = 0,
-      .out_dir = "out-vae",
-      .log_every = 50,
       .sheet_per_class = 2,
   };
-  o->optim.weight_decay = 0.0;
+  o->run.optim.weight_decay = 0.0;
+  o->run.schedule = pg_schedule_make(PG_SCHEDULE_COSINE, o->run.optim.lr); /* to 0 at the last step */
+  o->run.schedule.warmup_steps = 100;
 }
 
 /* The VAE's side of a run. */
@@ -50,16 +46,16 @@ static pg_status vae_build(void *self, const pg_latents_info *info, pg_rng *rng,
   v->sample[0] = info->height;
   v->sample[1] = info->width;
   v->sample[2] = info->channels;
-  if (info->n / o->batch < 1)
-    return pg_fail(PG_ERR_ARG, "vae: %s has fewer images than one batch of %lld", o->data_path, (long long)o->batch);
+  if (info->n / o->run.batch < 1)
+    return pg_fail(PG_ERR_ARG, "vae: %s has fewer images than one batch of %lld", o->run.data_path, (long long)o->run.batch);
   if (info->vae_checkpoint[0])
-    return pg_fail(PG_ERR_ARG, "vae: %s holds VAE latents (of %s), not images", o->data_path, info->vae_checkpoint);
+    return pg_fail(PG_ERR_ARG, "vae: %s holds VAE latents (of %s), not images", o->run.data_path, info->vae_checkpoint);
   int64_t img[3];
-  if (pg_vae_image_shape(info, o->data_path, img)) return pg_last_status();
+  if (pg_vae_image_shape(info, o->run.data_path, img)) return pg_last_status();
   pg_vae_config c = o->model;
   if ((c.height && c.height != img[0]) || (c.width && c.width != img[1]) || (c.in_channels && c.in_channels != img[2]))
     return pg_fail(PG_ERR_ARG, "vae: %s holds [%lld, %lld, %lld] images, the model was asked for [%lld, %lld, %lld]",
-                   o->data_path, (long long)img[0], (long long)img[1], (long long)img[2], (long long)c.height,
+                   o->run.data_path, (long long)img[0], (long long)img[1], (long long)img[2], (long long)c.height,
                    (long long)c.width, (long long)c.in_channels);
   c.height = img[0];
   c.width = img[1];
@@ -147,10 +143,10 @@ static void vae_report(void *self, const pg_run *run, pg_run_event event) {
   switch (event) {
   case PG_RUN_START:
     fprintf(stderr, "vae: [%lld, %lld, %lld] images -> [%lld, %lld, %lld] latents, %lld parameters, %lld steps of "
-                    "batch %lld, AdamW lr %.2e, beta %g, %lld training images, %lld held out\n",
+                    "batch %lld, %s lr %.2e, beta %g, %lld training images, %lld held out\n",
             (long long)c->height, (long long)c->width, (long long)c->in_channels, (long long)ls[0], (long long)ls[1],
             (long long)ls[2], (long long)pg_params_numel(run->params, true), (long long)run->total,
-            (long long)o->batch, o->optim.lr, v->o->beta, (long long)v->info.n, (long long)v->val_n);
+            (long long)o->batch, pg_optim_kind_name(o->optim.kind), o->optim.lr, v->o->beta, (long long)v->info.n, (long long)v->val_n);
     break;
   case PG_RUN_TICK:
     fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  mse %.4f  kl %.1f  lr %.2e  %.1f steps/s  ETA %.0fs",
@@ -193,12 +189,6 @@ static const pg_run_column vae_columns[] = {
 pg_status pg_vae_train(const pg_vae_train_opts *o, pg_vae_train_result *res) {
   memset(res, 0, sizeof *res);
   res->val_mse = res->val_kl = NAN;
-  if (!o->data_path) return pg_fail(PG_ERR_ARG, "vae: the training images (--data F.h5) are required");
-  if (o->batch < 1) return pg_fail(PG_ERR_ARG, "vae: batch must be >= 1, got %lld", (long long)o->batch);
-  if (o->steps < 1 && o->epochs < 1)
-    return pg_fail(PG_ERR_ARG, "vae: give epochs >= 1 or steps >= 1 (got %lld and %lld)", (long long)o->epochs,
-                   (long long)o->steps);
-  if (o->clip < 0) return pg_fail(PG_ERR_ARG, "vae: clip must be >= 0, got %g", o->clip);
   if (!(o->beta >= 0) || !isfinite(o->beta)) return pg_fail(PG_ERR_ARG, "vae: beta must be a number >= 0, got %g", o->beta);
 
   vae_run v = {.o = o, .val_mse = NAN, .val_kl = NAN};
@@ -214,33 +204,10 @@ pg_status pg_vae_train(const pg_vae_train_opts *o, pg_vae_train_result *res) {
       .config = vae_config,
       .finish = vae_finish,
       .report = vae_report,
-      .log_name = "log.csv",
-      .columns = vae_columns,
-      .n_columns = (int)(sizeof vae_columns / sizeof *vae_columns),
-      .log_from_start = true,
-      .weights_only = true,
-      .loss_not_finite = "stopping (lower --lr?)",
-      .grad_not_finite = "",
+      PG_RUN_ONE_GO(vae_columns),
   };
-  pg_run_opts run = {
-      .data_path = o->data_path,
-      .out_dir = o->out_dir,
-      .batch = o->batch,
-      .steps = o->steps,
-      .epochs = o->epochs,
-      .seed = o->seed,
-      .optim = o->optim,
-      .schedule = pg_schedule_make(PG_SCHEDULE_COSINE, o->optim.lr), /* to 0 at the last step */
-      .warmup_within_run = true,
-      .clip = o->clip,
-      .log_every = o->log_every,
-      .val_every = o->val_every,
-      .quiet = o->quiet,
-      .stop = o->stop,
-  };
-  run.schedule.warmup_steps = o->warmup;
   pg_run_result r;
-  pg_status st = pg_run_training(&run, &model, &r);
+  pg_status st = pg_run_training(&o->run, &model, &r);
   res->step = r.step;
   res->train_loss = r.train_loss;
   res->train_mse = r.metrics[0];
@@ -250,6 +217,7 @@ pg_status pg_vae_train(const pg_vae_train_opts *o, pg_vae_train_result *res) {
   res->seconds = r.train_seconds;
   res->steps_per_second = r.train_seconds > 0 ? (double)r.step / r.train_seconds : 0;
   res->interrupted = r.stopped;
+  res->local_error = r.local_error;
   if (v.model_ready) pg_vae_free(&v.model);
   free(v.val_x);
   free(v.val_y);

@@ -16,29 +16,25 @@
 #include <stdbool.h>
 
 #include "patchgrad/optim/optimizer.h"
+#include "patchgrad/train/run.h"
 #include "patchgrad/vae/vae.h"
 
 typedef struct {
-  const char *data_path;   /* pixel-space latent file (io/latents.h) of the training images */
+  /* The loop's options (train/run.h): the pixel-space latent file of the
+   * training images, batch, steps or epochs, seed (init, data order and the
+   * draws of eps), the optimizer (AdamW, lr the peak of the schedule), the
+   * schedule (linear warmup, then cosine decay to 0), clip, out_dir
+   * (ckpt.h5, log.csv, reconstructions.png), val_every (held-out error every
+   * N steps and at the end; 0: each epoch's end), log_every, quiet, stop,
+   * dist. */
+  pg_run_opts run;
   const char *val_path;    /* held-out images of the same transform, or NULL */
   int64_t val_count;       /* use its first N images (0: all) */
   /* model: height, width and in_channels come from the data (a non-zero
    * value must match it) */
   pg_vae_config model;
   double beta;             /* weight of the KL term */
-  pg_optim_config optim;   /* lr is the peak of the schedule */
-  int64_t warmup;          /* linear warmup steps, then cosine decay to 0 */
-  double clip;             /* max global gradient norm (0: off) */
-  int64_t batch;
-  int64_t epochs;          /* total steps = epochs * batches per epoch ... */
-  int64_t steps;           /* ... unless steps > 0 */
-  uint64_t seed;           /* init, data order and the draws of eps */
-  const char *out_dir;     /* ckpt.h5, log.csv, reconstructions.png; NULL: write nothing */
-  int64_t val_every;       /* held-out error every N steps and at the end (0: each epoch's end) */
-  int64_t log_every;       /* log.csv rows and progress lines */
   int64_t sheet_per_class; /* rows of pairs in reconstructions.png (0: no sheet) */
-  bool quiet;              /* no progress output */
-  volatile sig_atomic_t *stop; /* when non-NULL and set: stop after the current step, save */
 } pg_vae_train_opts;
 
 /* The defaults of `patchgrad vae train` (docs/vae.md). */
@@ -52,6 +48,7 @@ typedef struct {
   double seconds;          /* training time (evaluations excluded) */
   double steps_per_second;
   bool interrupted;        /* *stop: stopped after the current step, saved */
+  bool local_error;        /* data-parallel: print the error, then pg_dist_abort */
 } pg_vae_train_result;
 
 /* Trains, evaluates on the held-out images, saves out_dir/ckpt.h5 at the end. */

@@ -168,19 +168,15 @@ pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_latents_i
 
 void pg_classify_opts_init(pg_classify_opts *o) {
   *o = (pg_classify_opts){
+      .run = {.batch = 128, .epochs = 5, .seed = 0, .optim = pg_optim_adamw(2e-3), .clip = 1.0,
+              .warmup_within_run = true, .out_dir = "out-vit", .log_every = 50},
       .model = {.patch_size = 4, .hidden = 64, .depth = 4, .heads = 4, .mlp_ratio = 2},
-      .optim = pg_optim_adamw(2e-3),
-      .warmup = 200,
-      .clip = 1.0,
       .label_smoothing = 0.0,
-      .batch = 128,
-      .epochs = 5,
-      .seed = 0,
-      .out_dir = "out-vit",
-      .log_every = 50,
   };
-  o->optim.weight_decay = 0.05;
-  o->optim.decay_weights_only = true; /* no decay on biases, norms, cls_token, pos_embed */
+  o->run.optim.weight_decay = 0.05;
+  o->run.optim.decay_weights_only = true; /* no decay on biases, norms, cls_token, pos_embed */
+  o->run.schedule = pg_schedule_make(PG_SCHEDULE_COSINE, o->run.optim.lr); /* to 0 at the last step */
+  o->run.schedule.warmup_steps = 200;
 }
 
 /* The classifier's side of a run. */
@@ -206,7 +202,7 @@ static pg_vit_data_info data_info(const pg_latents_info *info) {
  * taken from the data. */
 static pg_status model_config(const vit_run *v, pg_vit_config *c) {
   const pg_latents_info *info = &v->info;
-  const char *data = v->o->data_path;
+  const char *data = v->o->run.data_path;
   *c = v->o->model;
   if ((c->height && c->height != info->height) || (c->width && c->width != info->width) ||
       (c->in_channels && c->in_channels != info->channels))
@@ -230,10 +226,10 @@ static pg_status vit_build(void *self, const pg_latents_info *info, pg_rng *rng,
   vit_run *v = self;
   const pg_classify_opts *o = v->o;
   v->info = *info;
-  if (!info->has_labels) return pg_fail(PG_ERR_ARG, "classify: %s has no labels", o->data_path);
-  if (info->n / o->batch < 1)
-    return pg_fail(PG_ERR_ARG, "classify: %s has fewer samples than one batch of %lld", o->data_path,
-                   (long long)o->batch);
+  if (!info->has_labels) return pg_fail(PG_ERR_ARG, "classify: %s has no labels", o->run.data_path);
+  if (info->n / o->run.batch < 1)
+    return pg_fail(PG_ERR_ARG, "classify: %s has fewer samples than one batch of %lld", o->run.data_path,
+                   (long long)o->run.batch);
   pg_vit_config cfg;
   pg_status st = model_config(v, &cfg);
   if (st || (st = pg_vit_init(&v->model, &cfg, rng))) return st;
@@ -322,9 +318,10 @@ static void vit_report(void *self, const pg_run *run, pg_run_event event) {
   switch (event) {
   case PG_RUN_START:
     fprintf(stderr, "classify: ViT (%s attention) with %lld parameters, %lld steps of batch %lld (%lld per epoch), "
-                    "AdamW lr %.2e, %lld training samples, %lld test samples\n",
+                    "%s lr %.2e, %lld training samples, %lld test samples\n",
             v->model.cfg.single_head ? "single-head" : "multi-head", (long long)pg_params_numel(run->params, true),
-            (long long)run->total, (long long)o->batch, (long long)run->batches_per_epoch, o->optim.lr,
+            (long long)run->total, (long long)o->batch, (long long)run->batches_per_epoch,
+            pg_optim_kind_name(o->optim.kind), o->optim.lr,
             (long long)(run->batches_per_epoch * o->batch), (long long)v->val_n);
     break;
   case PG_RUN_TICK:
@@ -372,12 +369,6 @@ static const pg_run_column vit_columns[] = {
 
 pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) {
   memset(res, 0, sizeof *res);
-  if (!o->data_path) return pg_fail(PG_ERR_ARG, "classify: the training data (--data F.h5) is required");
-  if (o->batch < 1) return pg_fail(PG_ERR_ARG, "classify: batch must be >= 1, got %lld", (long long)o->batch);
-  if (o->steps < 1 && o->epochs < 1)
-    return pg_fail(PG_ERR_ARG, "classify: give epochs >= 1 or steps >= 1 (got %lld and %lld)",
-                   (long long)o->epochs, (long long)o->steps);
-  if (o->clip < 0) return pg_fail(PG_ERR_ARG, "classify: clip must be >= 0, got %g", o->clip);
   if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
     return pg_fail(PG_ERR_ARG, "classify: label smoothing must be in [0, 1], got %g", o->label_smoothing);
 
@@ -393,34 +384,10 @@ pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) 
       .validate = o->val_path ? vit_validate : NULL,
       .config = vit_config,
       .report = vit_report,
-      .log_name = "log.csv",
-      .columns = vit_columns,
-      .n_columns = (int)(sizeof vit_columns / sizeof *vit_columns),
-      .log_from_start = true,
-      .weights_only = true,
-      .loss_not_finite = "stopping (lower --lr?)",
-      .grad_not_finite = "",
+      PG_RUN_ONE_GO(vit_columns),
   };
-  pg_run_opts run = {
-      .data_path = o->data_path,
-      .out_dir = o->out_dir,
-      .batch = o->batch,
-      .steps = o->steps,
-      .epochs = o->epochs,
-      .seed = o->seed,
-      .optim = o->optim,
-      .schedule = pg_schedule_make(PG_SCHEDULE_COSINE, o->optim.lr), /* to 0 at the last step */
-      .warmup_within_run = true,
-      .clip = o->clip,
-      .log_every = o->log_every,
-      .val_every = o->val_every, /* 0: each epoch */
-      .quiet = o->quiet,
-      .stop = o->stop,
-      .dist = o->dist,
-  };
-  run.schedule.warmup_steps = o->warmup;
   pg_run_result r;
-  pg_status st = pg_run_training(&run, &model, &r);
+  pg_status st = pg_run_training(&o->run, &model, &r);
   res->step = r.step;
   res->train_loss = r.train_loss;
   res->train_accuracy = r.metrics[0];

@@ -13,6 +13,7 @@
 #include "patchgrad/dist/dist.h"
 #include "patchgrad/io/latents.h"
 #include "patchgrad/optim/optimizer.h"
+#include "patchgrad/train/run.h"
 #include "patchgrad/vit/vit.h"
 
 /* ---- prediction and its scores ---- */
@@ -67,26 +68,18 @@ PG_API pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_la
 /* ---- training ---- */
 
 typedef struct {
-  const char *data_path;   /* training latents, with labels */
+  /* The loop's options (train/run.h): the training latents (with labels),
+   * batch, steps or epochs, seed, the optimizer (AdamW, lr the peak of the
+   * schedule), the schedule (linear warmup, then cosine decay to 0), clip,
+   * out_dir (ckpt.h5 and log.csv), val_every (0: each epoch's end),
+   * log_every, quiet, stop, dist. */
+  pg_run_opts run;
   const char *val_path;    /* held-out (test) latents for the accuracy, or NULL */
   int64_t val_count;       /* use the first N held-out samples (0: all) */
   /* model: height, width, in_channels and num_classes come from the data
    * (a non-zero value must match it) */
   pg_vit_config model;
-  pg_optim_config optim;   /* lr is the peak of the schedule */
-  int64_t warmup;          /* linear warmup steps, then cosine decay to 0 */
-  double clip;             /* max global gradient norm (0: off) */
   double label_smoothing;  /* of the cross-entropy */
-  int64_t batch;
-  int64_t epochs;          /* total steps = epochs * batches per epoch ... */
-  int64_t steps;           /* ... unless steps > 0 */
-  uint64_t seed;
-  const char *out_dir;     /* ckpt.h5 and log.csv; NULL: write nothing */
-  int64_t val_every;       /* held-out accuracy every N steps (0: each epoch's end) */
-  int64_t log_every;       /* progress lines (non-terminal) and log.csv rows */
-  bool quiet;              /* no progress output */
-  volatile sig_atomic_t *stop; /* when non-NULL and set: stop after the current step, save */
-  const pg_dist *dist;     /* data-parallel ranks (train/run.h), NULL: one process */
 } pg_classify_opts;
 
 /* The defaults of `patchgrad classify train` (README: the ViT example). */

@@ -1,0 +1,76 @@
+/* What the three training commands (`train`, `classify train`, `vae
+ * train`) share on the command line: the flags of the training loop
+ * (train/run.h's pg_run_opts) parsed by one function, and the way a run is
+ * launched (MPI ranks, the output folder's lock, Ctrl-C/SIGTERM as the
+ * loop's stop flag, the error printed once).
+ *
+ *   pg_cli_run_flags f;
+ *   pg_cli_run_flags_init(&f, &o.run);
+ *   while (pg_args_next(&a)) {
+ *     if (pg_cli_run_arg(&a, &f, &o.run)) continue;   the shared flags
+ *     ...                                             the model's own
+ *   }
+ *   if (a.failed || pg_cli_run_finish(&a, &f, &o.run)) return 2;
+ *   ...
+ *   int rc = pg_cli_run_launch("classify train", "classify", &o.run, job, &ctl);
+ *   if (rc >= 0) return rc;                           error, or not rank 0
+ *   print the closing lines
+ */
+#ifndef PG_CLI_TRAIN_ARGS_H
+#define PG_CLI_TRAIN_ARGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "args.h"
+#include "patchgrad/train/run.h"
+
+/* The flags whose values are combined after parsing (the optimizer and the
+ * schedule are built from several). */
+typedef struct {
+  const char *optim;          /* --optim sgd|adam|adamw */
+  const char *schedule;       /* --schedule NAME, NULL: the command's default */
+  double lr, momentum, weight_decay, beta1, beta2, gamma;
+  int64_t warmup, step_size;
+  bool nesterov;
+  int64_t threads;            /* --threads (0: all cores) */
+  /* the schedule without --schedule: a cosine decay to 0 after the warmup
+   * (classify, vae), else constant, or warmup-then-constant with --warmup */
+  bool cosine_default;
+} pg_cli_run_flags;
+
+/* The flags' defaults from the command's defaults in run (its optimizer,
+ * schedule and warmup). */
+void pg_cli_run_flags_init(pg_cli_run_flags *f, const pg_run_opts *run);
+
+/* True when the current argument is one of the shared flags: --data, --out,
+ * --batch, --steps, --epochs, --seed, --threads, --clip, --log-every,
+ * --quiet, --optim, --lr, --momentum, --nesterov, --weight-decay, --beta1,
+ * --beta2, --schedule, --warmup, --step-size, --gamma. */
+bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run);
+
+/* Builds run->optim and run->schedule from the flags and checks --threads
+ * and that --data was given; 0, or 2 after printing the error. */
+int pg_cli_run_finish(pg_args *a, const pg_cli_run_flags *f, pg_run_opts *run);
+
+/* A training job as the launcher runs it: train(job) runs it with the run
+ * options the launcher completed; after it, *local_error (an error of this
+ * rank alone, train/run.h) and *interrupted (the stop flag ended it) are
+ * read. */
+typedef struct {
+  pg_status (*train)(void *job);
+  void *job;
+  const bool *local_error, *interrupted;
+} pg_cli_run_job;
+
+/* Joins MPI when launched by mpirun, takes the output folder's lock (rank
+ * 0), points run->dist and run->stop at this process's communicator and
+ * stop flag for the run, runs the job, and releases everything. An error is
+ * printed once as "patchgrad WHO: message" (the library's own "PREFIX: "
+ * removed). Returns the exit status (1 error, 128 + signal when stopped, 0
+ * on ranks other than 0), or -1 on rank 0 after a run that ended normally
+ * or by the stop flag: the caller prints its closing lines then (and
+ * returns pg_cli_stop_status() when interrupted). */
+int pg_cli_run_launch(const char *who, const char *prefix, pg_run_opts *run, const pg_cli_run_job *job);
+
+#endif
