@@ -1,5 +1,6 @@
 /* MPI communicator (dist.h). */
 #include "patchgrad/dist/dist.h"
+#include "mpi_error.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +85,7 @@ void pg_dist_abort(const pg_dist *d, int code) {
 }
 
 #ifdef PG_HAVE_MPI
-static pg_status mpi_fail(int rc, const char *what) {
+pg_status pg_dist_mpi_fail(int rc, const char *what) {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, text, &len);
@@ -99,14 +100,14 @@ pg_status pg_dist_agree(const pg_dist *d, pg_status local) {
   /* the lowest failing rank speaks for all */
   int mine = local ? d->rank : d->size, first = d->size;
   int rc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-  if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce (error agreement)");
+  if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Allreduce (error agreement)");
   if (first == d->size) return PG_OK;
   char msg[1024];
   int status = (int)local;
   if (d->rank == first) snprintf(msg, sizeof msg, "%s", pg_last_error());
   rc = MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm);
   if (rc == MPI_SUCCESS) rc = MPI_Bcast(&status, 1, MPI_INT, first, comm);
-  if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast (error agreement)");
+  if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Bcast (error agreement)");
   msg[sizeof msg - 1] = '\0';
   return pg_fail((pg_status)status, "rank %d: %s", first, msg);
 #else
@@ -118,7 +119,7 @@ pg_status pg_dist_allreduce_sum(const pg_dist *d, double *values, int n) {
   if (d->size == 1 || n == 0) return PG_OK;
 #ifdef PG_HAVE_MPI
   const int rc = MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, *(MPI_Comm *)d->comm);
-  return rc == MPI_SUCCESS ? PG_OK : mpi_fail(rc, "MPI_Allreduce");
+  return rc == MPI_SUCCESS ? PG_OK : pg_dist_mpi_fail(rc, "MPI_Allreduce");
 #else
   (void)values;
   return PG_OK;
@@ -132,7 +133,7 @@ pg_status pg_dist_broadcast_floats(const pg_dist *d, float *values, int64_t n, i
   for (int64_t off = 0; off < n; off += (int64_t)1 << 30) {
     const int64_t len = n - off < ((int64_t)1 << 30) ? n - off : ((int64_t)1 << 30);
     const int rc = MPI_Bcast(values + off, (int)len, MPI_FLOAT, root, *(MPI_Comm *)d->comm);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast");
+    if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Bcast");
   }
   return PG_OK;
 #else

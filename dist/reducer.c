@@ -1,5 +1,6 @@
 /* Bucketed, overlapped gradient averaging (reducer.h). */
 #include "patchgrad/dist/reducer.h"
+#include "mpi_error.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,16 @@ static void reset_pending(pg_reducer *r) {
     r->buckets[b].started = false;
   }
   r->next_to_start = 0;
+}
+
+/* The reducer's own arrays, freed; r is left empty. */
+static void release(pg_reducer *r) {
+  free(r->offset);
+  free(r->bucket_of);
+  free(r->buckets);
+  free(r->flat);
+  free(r->requests);
+  memset(r, 0, sizeof *r);
 }
 
 pg_status pg_reducer_init(pg_reducer *r, const pg_dist *dist, pg_params *params, size_t bucket_bytes) {
@@ -75,12 +86,7 @@ pg_status pg_reducer_init(pg_reducer *r, const pg_dist *dist, pg_params *params,
   reset_pending(r);
   return PG_OK;
 oom:
-  free(r->offset);
-  free(r->bucket_of);
-  free(r->buckets);
-  free(r->flat);
-  free(r->requests);
-  memset(r, 0, sizeof *r);
+  release(r);
   return pg_fail(PG_ERR_MEMORY, "pg_reducer_init: out of memory for %d parameters", n);
 }
 
@@ -94,22 +100,9 @@ void pg_reducer_free(pg_reducer *r) {
     if (own) memcpy(own, t->grad, sizeof(float) * (size_t)t->numel);
     t->grad = own; /* NULL only if out of memory: the tensor then has no gradient */
   }
-  free(r->offset);
-  free(r->bucket_of);
-  free(r->buckets);
-  free(r->flat);
-  free(r->requests);
-  memset(r, 0, sizeof *r);
+  release(r);
 }
 
-#ifdef PG_HAVE_MPI
-static pg_status mpi_fail(int rc, const char *what) {
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, text, &len);
-  return pg_fail(PG_ERR_STATE, "%s failed: %s", what, text);
-}
-#endif
 
 /* Starts buckets next_to_start.. while they are complete. */
 static pg_status start_ready(pg_reducer *r, bool all) {
@@ -122,7 +115,7 @@ static pg_status start_ready(pg_reducer *r, bool all) {
     const int64_t len = b->end - b->begin; /* a bucket is < 2^31 floats: bucket_bytes is a size_t of MiB */
     const int rc = MPI_Iallreduce(MPI_IN_PLACE, r->flat + b->begin, (int)len, MPI_FLOAT, MPI_SUM, comm,
                                   &req[r->next_to_start]);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Iallreduce");
+    if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Iallreduce");
     b->started = true;
     r->next_to_start++;
   }
@@ -130,7 +123,7 @@ static pg_status start_ready(pg_reducer *r, bool all) {
   if (r->next_to_start > 0) {
     int done = 0;
     const int rc = MPI_Testall(r->next_to_start, req, &done, MPI_STATUSES_IGNORE);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Testall");
+    if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Testall");
   }
 #else
   (void)all;
@@ -163,7 +156,7 @@ pg_status pg_reducer_finish(pg_reducer *r) {
 #ifdef PG_HAVE_MPI
   if (!st) {
     const int rc = MPI_Waitall(r->bucket_count, r->requests, MPI_STATUSES_IGNORE);
-    if (rc != MPI_SUCCESS) st = mpi_fail(rc, "MPI_Waitall");
+    if (rc != MPI_SUCCESS) st = pg_dist_mpi_fail(rc, "MPI_Waitall");
   }
 #endif
   r->wait_seconds += seconds() - t0;
