@@ -29,6 +29,8 @@
 
 #include "patchgrad/autograd/api.h"
 #include "patchgrad/autograd/arena.h"
+#include "patchgrad/autograd/autocast.h"
+#include "patchgrad/autograd/batches.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/error.h"
 #include "patchgrad/autograd/gaussian.h"
@@ -60,6 +62,9 @@
 #include "patchgrad/optim/schedule.h"
 #include "patchgrad/optim/summary.h"
 #include "patchgrad/optim/update.h"
+
+#include "patchgrad/dist/dist.h"
+#include "patchgrad/dist/reducer.h"
 
 #include "patchgrad/io/atomic.h"
 #include "patchgrad/io/casefile.h"

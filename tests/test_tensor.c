@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "patchgrad/autograd/batches.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/op.h"
 
@@ -289,6 +290,50 @@ static void test_gradcheck(void **state) {
   pg_tensor_free(x);
 }
 
+/* pg_eval_batches: every sample once, in order, batches of the asked size
+ * with a smaller last one, no gradient, modes restored, errors named. */
+typedef struct {
+  int64_t firsts[8], sizes[8], calls;
+  double sum;
+  bool grad_seen;
+} batches_seen;
+
+static pg_status see_batch(pg_ctx *ctx, pg_tensor *x, int64_t first, void *self) {
+  (void)ctx;
+  batches_seen *b = self;
+  b->firsts[b->calls] = first;
+  b->sizes[b->calls++] = x->shape[0];
+  b->grad_seen |= x->requires_grad;
+  assert_int_equal(x->ndim, 3);
+  for (int64_t i = 0; i < x->numel; i++) b->sum += x->data[i] * (double)(first * 6 + i + 1);
+  return b->calls == 7 ? pg_fail(PG_ERR_STATE, "seventh batch") : PG_OK;
+}
+
+static void test_eval_batches(void **state) {
+  (void)state;
+  pg_ctx *ctx = pg_ctx_new(0);
+  float data[10 * 6];
+  double expect = 0;
+  for (int i = 0; i < 60; i++) expect += (data[i] = (float)(i % 7)) * (double)(i + 1);
+  batches_seen b = {0};
+  assert_int_equal(pg_eval_batches(ctx, data, 10, 2, (int64_t[]){2, 3}, 4, "t", see_batch, &b), PG_OK);
+  assert_int_equal(b.calls, 3);
+  assert_int_equal(b.firsts[1], 4);
+  assert_int_equal(b.firsts[2], 8);
+  assert_int_equal(b.sizes[0], 4);
+  assert_int_equal(b.sizes[2], 2);
+  assert_true(b.sum == expect);
+  assert_false(b.grad_seen);
+  assert_true(pg_set_grad_enabled(ctx, true));  /* restored: it was on */
+  assert_true(pg_set_training(ctx, true));
+  batches_seen c = {0};
+  assert_int_equal(pg_eval_batches(ctx, data, 10, 2, (int64_t[]){2, 3}, 1, "t", see_batch, &c), PG_ERR_STATE);
+  assert_int_equal(c.calls, 7); /* stopped at the error */
+  assert_int_equal(pg_eval_batches(ctx, data, 10, 2, (int64_t[]){2, 3}, 0, "vae", see_batch, &c), PG_ERR_ARG);
+  assert_error_contains("vae: batch must be >= 1, got 0");
+  pg_ctx_free(ctx);
+}
+
 int main(void) {
   pg_set_threads(2);
   const struct CMUnitTest tests[] = {
@@ -297,6 +342,7 @@ int main(void) {
       cmocka_unit_test(test_no_grad),          cmocka_unit_test(test_arena_steady_state),
       cmocka_unit_test(test_gemm),             cmocka_unit_test(test_gradcheck),
       cmocka_unit_test(test_trunc_normal_errors), cmocka_unit_test(test_backward_with_null_gradient),
+      cmocka_unit_test(test_eval_batches),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

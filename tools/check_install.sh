@@ -48,6 +48,11 @@ extra=$(comm -13 "$stage/api" "$stage/exported")
 missing=$(comm -23 "$stage/api" "$stage/exported")
 [ -z "$missing" ] || fail "PG_API in a header but not exported: $(echo $missing | head -c 400)"
 
+# 3b. <patchgrad/patchgrad.h> includes every installed header.
+for h in $(cd "$inc" && find . -name '*.h' ! -name patchgrad.h | sed 's|^\./||' | sort); do
+  grep -q "#include \"patchgrad/$h\"" "$inc/patchgrad.h" || fail "patchgrad.h does not include patchgrad/$h"
+done
+
 # 4. The shipped command uses the system allocator (the counter is test-only).
 if nm "$build/patchgrad" | grep -qE ' T (malloc|calloc|realloc|free)$'; then
   fail "build/patchgrad defines its own malloc"

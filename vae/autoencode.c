@@ -1,5 +1,7 @@
 #include "patchgrad/vae/autoencode.h"
 
+#include "patchgrad/autograd/batches.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,39 +239,28 @@ pg_status pg_vae_load(const char *path, pg_vae *m, pg_vae_data_info *data) {
 
 /* ---- whole datasets ---- */
 
-/* Runs fn over [n] in batches with gradients and training mode off. */
-typedef pg_tensor *(*batch_fn)(pg_ctx *ctx, pg_vae *m, pg_tensor *in, pg_rng *rng);
+/* One direction of the VAE over a whole array (pg_eval_batches): each
+ * batch's output is copied to out at its samples' place. */
+typedef struct {
+  pg_vae *m;
+  pg_rng *rng;       /* encode: draw z (else the posterior mean) */
+  bool encode;
+  int64_t out_per;   /* floats per output sample */
+  float *out;
+} coder_job;
 
-static pg_status run_batches(pg_ctx *ctx, pg_vae *m, batch_fn fn, const float *in, int64_t n,
-                             int64_t batch, const int64_t in_shape[3], int64_t out_per,
-                             pg_rng *rng, float *out) {
-  if (batch < 1) return pg_fail(PG_ERR_ARG, "vae: batch must be >= 1, got %lld", (long long)batch);
-  const int64_t in_per = in_shape[0] * in_shape[1] * in_shape[2];
-  const bool grad_was = pg_set_grad_enabled(ctx, false);
-  const bool training_was = pg_set_training(ctx, false);
-  pg_status st = PG_OK;
-  for (int64_t s = 0; s < n && !st; s += batch) {
-    const int64_t b = n - s < batch ? n - s : batch;
-    pg_ctx_reset(ctx);
-    pg_tensor *x = pg_from_array(ctx, 4, (int64_t[]){b, in_shape[0], in_shape[1], in_shape[2]}, in + s * in_per);
-    pg_tensor *y = fn(ctx, m, x, rng);
-    if (!y) st = pg_last_status();
-    else memcpy(out + s * out_per, y->data, (size_t)(b * out_per) * sizeof(float));
+static pg_status coder_batch(pg_ctx *ctx, pg_tensor *x, int64_t first, void *self) {
+  coder_job *job = self;
+  pg_tensor *y;
+  if (job->encode) {
+    pg_tensor *logvar, *mean = pg_vae_encode(ctx, job->m, x, &logvar);
+    y = job->rng ? pg_reparameterize(ctx, mean, logvar, job->rng) : mean;
+  } else {
+    y = pg_vae_decode(ctx, job->m, x);
   }
-  pg_ctx_reset(ctx);
-  pg_set_grad_enabled(ctx, grad_was);
-  pg_set_training(ctx, training_was);
-  return st;
-}
-
-static pg_tensor *encode_batch(pg_ctx *ctx, pg_vae *m, pg_tensor *x, pg_rng *rng) {
-  pg_tensor *logvar, *mean = pg_vae_encode(ctx, m, x, &logvar);
-  return rng ? pg_reparameterize(ctx, mean, logvar, rng) : mean;
-}
-
-static pg_tensor *decode_batch(pg_ctx *ctx, pg_vae *m, pg_tensor *z, pg_rng *rng) {
-  (void)rng;
-  return pg_vae_decode(ctx, m, z);
+  if (!y) return pg_last_status();
+  memcpy(job->out + first * job->out_per, y->data, (size_t)(x->shape[0] * job->out_per) * sizeof(float));
+  return PG_OK;
 }
 
 pg_status pg_vae_encode_all(pg_ctx *ctx, pg_vae *m, const float *images, int64_t n, int64_t batch,
@@ -278,7 +269,8 @@ pg_status pg_vae_encode_all(pg_ctx *ctx, pg_vae *m, const float *images, int64_t
   int64_t ls[3];
   pg_vae_latent_shape(c, ls);
   const int64_t img[3] = {c->height, c->width, c->in_channels};
-  return run_batches(ctx, m, encode_batch, images, n, batch, img, ls[0] * ls[1] * ls[2], rng, latents);
+  coder_job job = {m, rng, true, ls[0] * ls[1] * ls[2], latents};
+  return pg_eval_batches(ctx, images, n, 3, img, batch, "vae", coder_batch, &job);
 }
 
 pg_status pg_vae_decode_all(pg_ctx *ctx, pg_vae *m, const float *latents, int64_t n, int64_t batch,
@@ -286,8 +278,8 @@ pg_status pg_vae_decode_all(pg_ctx *ctx, pg_vae *m, const float *latents, int64_
   const pg_vae_config *c = &m->cfg;
   int64_t ls[3];
   pg_vae_latent_shape(c, ls);
-  return run_batches(ctx, m, decode_batch, latents, n, batch, ls, c->height * c->width * c->in_channels,
-                     NULL, images);
+  coder_job job = {m, NULL, false, c->height * c->width * c->in_channels, images};
+  return pg_eval_batches(ctx, latents, n, 3, ls, batch, "vae", coder_batch, &job);
 }
 
 pg_status pg_vae_reconstruct_all(pg_ctx *ctx, pg_vae *m, const float *images, int64_t n,

@@ -1,5 +1,7 @@
 #include "patchgrad/vit/classify.h"
 
+#include "patchgrad/autograd/batches.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,26 +22,26 @@ int64_t pg_argmax(const float *row, int64_t K) {
   return best;
 }
 
+typedef struct {
+  pg_vit *m;
+  float *probs;
+} predict_job;
+
+static pg_status predict_batch(pg_ctx *ctx, pg_tensor *x, int64_t first, void *self) {
+  predict_job *job = self;
+  const int64_t K = job->m->cfg.num_classes;
+  pg_tensor *p = pg_softmax(ctx, pg_vit_forward(ctx, job->m, x));
+  if (!p) return pg_last_status();
+  memcpy(job->probs + first * K, p->data, (size_t)(x->shape[0] * K) * sizeof(float));
+  return PG_OK;
+}
+
 pg_status pg_vit_predict(pg_ctx *ctx, pg_vit *m, const float *x, int64_t n, int64_t batch,
                          float *probs) {
   const pg_vit_config *c = &m->cfg;
-  if (batch < 1) return pg_fail(PG_ERR_ARG, "vit predict: batch must be >= 1, got %lld", (long long)batch);
-  const int64_t per = c->height * c->width * c->in_channels, K = c->num_classes;
-  const bool grad_was = pg_set_grad_enabled(ctx, false);
-  const bool training_was = pg_set_training(ctx, false);
-  pg_status st = PG_OK;
-  for (int64_t s = 0; s < n && !st; s += batch) {
-    const int64_t b = n - s < batch ? n - s : batch;
-    pg_ctx_reset(ctx);
-    pg_tensor *xb = pg_from_array(ctx, 4, (int64_t[]){b, c->height, c->width, c->in_channels}, x + s * per);
-    pg_tensor *p = pg_softmax(ctx, pg_vit_forward(ctx, m, xb));
-    if (!p) st = pg_last_status();
-    else memcpy(probs + s * K, p->data, (size_t)(b * K) * sizeof(float));
-  }
-  pg_ctx_reset(ctx);
-  pg_set_grad_enabled(ctx, grad_was);
-  pg_set_training(ctx, training_was);
-  return st;
+  predict_job job = {m, probs};
+  return pg_eval_batches(ctx, x, n, 3, (int64_t[]){c->height, c->width, c->in_channels}, batch, "vit predict",
+                         predict_batch, &job);
 }
 
 pg_status pg_classify_stats_of(const float *probs, const int64_t *labels, int64_t n, int64_t K,

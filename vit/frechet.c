@@ -2,6 +2,8 @@
  * through LAPACKE_dsyevd. */
 #include "patchgrad/vit/frechet.h"
 
+#include "patchgrad/autograd/batches.h"
+
 #include <lapacke.h>
 #include <limits.h>
 #include <math.h>
@@ -222,6 +224,29 @@ pg_status pg_frechet_stats_distance(const pg_frechet_stats *a, const pg_frechet_
   return st;
 }
 
+typedef struct {
+  pg_vit *m;
+  int64_t parts;
+  pg_frechet_stats *stats;
+  float *grouped; /* [batch, hidden] */
+} features_job;
+
+/* Sample first + i goes to part (first + i) % parts. */
+static pg_status features_batch(pg_ctx *ctx, pg_tensor *x, int64_t first, void *self) {
+  features_job *job = self;
+  const int64_t h = job->m->cfg.hidden, b = x->shape[0];
+  pg_tensor *f = pg_vit_features(ctx, job->m, x);
+  if (!f) return pg_last_status();
+  pg_status st = PG_OK;
+  for (int64_t k = 0; k < job->parts && !st; k++) {
+    int64_t rows = 0;
+    for (int64_t i = 0; i < b; i++)
+      if ((first + i) % job->parts == k) memcpy(job->grouped + rows++ * h, f->data + i * h, (size_t)h * sizeof(float));
+    st = pg_frechet_stats_add(&job->stats[k], job->grouped, rows);
+  }
+  return st;
+}
+
 pg_status pg_frechet_add_vit(pg_ctx *ctx, pg_vit *m, const float *x, int64_t n, int64_t batch,
                              int64_t parts, pg_frechet_stats *stats) {
   const pg_vit_config *c = &m->cfg;
@@ -231,33 +256,14 @@ pg_status pg_frechet_add_vit(pg_ctx *ctx, pg_vit *m, const float *x, int64_t n, 
     if (stats[k].dim != c->hidden)
       return pg_fail(PG_ERR_ARG, "frechet: statistics %lld hold %lld features, the classifier gives %lld",
                      (long long)k, (long long)stats[k].dim, (long long)c->hidden);
-  const int64_t per = c->height * c->width * c->in_channels, h = c->hidden;
   /* a batch's features regrouped part by part */
-  float *grouped = malloc((size_t)(batch * h) * sizeof *grouped);
-  if (!grouped) return pg_fail(PG_ERR_MEMORY, "frechet: out of memory for a batch of %lld features", (long long)batch);
-  const bool grad_was = pg_set_grad_enabled(ctx, false);
-  const bool training_was = pg_set_training(ctx, false);
-  pg_status st = PG_OK;
-  for (int64_t s = 0; s < n && !st; s += batch) {
-    const int64_t b = n - s < batch ? n - s : batch;
-    pg_ctx_reset(ctx);
-    pg_tensor *xb = pg_from_array(ctx, 4, (int64_t[]){b, c->height, c->width, c->in_channels}, x + s * per);
-    pg_tensor *f = pg_vit_features(ctx, m, xb);
-    if (!f) {
-      st = pg_last_status();
-      break;
-    }
-    for (int64_t k = 0; k < parts && !st; k++) {
-      int64_t rows = 0;
-      for (int64_t i = 0; i < b; i++)
-        if ((s + i) % parts == k) memcpy(grouped + rows++ * h, f->data + i * h, (size_t)h * sizeof *grouped);
-      st = pg_frechet_stats_add(&stats[k], grouped, rows);
-    }
-  }
-  pg_ctx_reset(ctx);
-  pg_set_grad_enabled(ctx, grad_was);
-  pg_set_training(ctx, training_was);
-  free(grouped);
+  features_job job = {.m = m, .parts = parts, .stats = stats,
+                      .grouped = malloc((size_t)(batch * c->hidden) * sizeof(float))};
+  if (!job.grouped)
+    return pg_fail(PG_ERR_MEMORY, "frechet: out of memory for a batch of %lld features", (long long)batch);
+  pg_status st = pg_eval_batches(ctx, x, n, 3, (int64_t[]){c->height, c->width, c->in_channels}, batch, "frechet",
+                                 features_batch, &job);
+  free(job.grouped);
   return st;
 }
 
