@@ -29,24 +29,25 @@ static int usage(FILE *f) {
 }
 
 /* The model and the dataset's transform, from a checkpoint. */
-static pg_status load_model(const char *path, bool ema, pg_dit *m, pg_latent_transform *tf) {
-  pg_kv config;
-  pg_kv_init(&config);
-  pg_checkpoint ck = {.config = &config};
-  pg_status st = pg_checkpoint_load(path, &ck);
+typedef struct {
+  pg_dit *m;
+  pg_latent_transform *tf;
+} dit_loading;
+
+static pg_params *dit_from_config(void *self, const pg_kv *config, const char *path) {
+  dit_loading *l = self;
   pg_dit_config c;
-  if (!st) st = pg_dit_config_from_kv(&config, &c);
-  if (!st) st = pg_latent_transform_from_kv(&config, path, tf);
-  pg_kv_free(&config);
+  if (pg_dit_config_from_kv(config, &c) || pg_latent_transform_from_kv(config, path, l->tf)) return NULL;
   pg_rng rng;
   pg_rng_seed(&rng, 0);
-  if (!st) st = pg_dit_init(m, &c, &rng);
-  if (st) return st;
-  pg_checkpoint weights = {0};
-  if (ema) weights.ema = &m->params; /* the EMA copy, read into the model */
-  else weights.params = &m->params;
-  if ((st = pg_checkpoint_load(path, &weights))) pg_dit_free(m);
-  return st;
+  return pg_dit_init(l->m, &c, &rng) ? NULL : &l->m->params;
+}
+
+static void dit_unbuild(void *self) { pg_dit_free(((dit_loading *)self)->m); }
+
+static pg_status load_model(const char *path, bool ema, pg_dit *m, pg_latent_transform *tf) {
+  dit_loading l = {m, tf};
+  return pg_checkpoint_load_model(path, ema, &(pg_checkpoint_model){dit_from_config, dit_unbuild, &l});
 }
 
 /* The files sample writes must not be the checkpoint it reads (same file

@@ -433,3 +433,18 @@ pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck) {
   H5Fclose(f);
   return st;
 }
+
+pg_status pg_checkpoint_load_model(const char *path, bool ema, const pg_checkpoint_model *model) {
+  pg_kv config;
+  pg_kv_init(&config);
+  /* the config first: the model is built from it, then its tensors are read */
+  pg_status st = pg_checkpoint_load(path, &(pg_checkpoint){.config = &config});
+  pg_params *params = st ? NULL : model->build(model->self, &config, path);
+  pg_kv_free(&config);
+  if (st || !params) return st ? st : pg_last_status();
+  pg_checkpoint weights = {0};
+  if (ema) weights.ema = params; /* the EMA copy, read into the model */
+  else weights.params = params;
+  if ((st = pg_checkpoint_load(path, &weights))) model->unbuild(model->self);
+  return st;
+}

@@ -58,6 +58,20 @@ typedef struct {
 PG_API pg_status pg_checkpoint_save(const char *path, const pg_checkpoint *ck);
 PG_API pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck);
 
+/* Loading a model whose shape its checkpoint decides (the DiT, the ViT, the
+ * VAE load this way): the file's /config is read, build(self, config, path)
+ * makes the model from it (its weights drawn, then replaced) and returns
+ * its parameter list, then the weights are read into that list (params/,
+ * or the EMA copy ema/ when `ema`); when that fails, unbuild(self) frees
+ * the model. The config is the caller's to read from inside build. */
+typedef struct {
+  pg_params *(*build)(void *self, const pg_kv *config, const char *path); /* NULL: error set */
+  void (*unbuild)(void *self);
+  void *self;
+} pg_checkpoint_model;
+
+PG_API pg_status pg_checkpoint_load_model(const char *path, bool ema, const pg_checkpoint_model *model);
+
 /* Each tensor of ps as a float32 dataset group/<name> (attribute `kind`:
  * weight, bias, norm, embedding or buffer). The group is created. A NaN or
  * Inf value is an error naming the tensor (nothing is written then). */

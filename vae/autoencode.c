@@ -211,30 +211,36 @@ pg_status pg_vae_save(const char *path, pg_vae *m, const pg_vae_data_info *data,
   return st;
 }
 
-pg_status pg_vae_load(const char *path, pg_vae *m, pg_vae_data_info *data) {
-  memset(m, 0, sizeof *m);
-  pg_kv config;
-  pg_kv_init(&config);
-  pg_checkpoint ck = {.config = &config};
-  /* the config first: the model is built from it, then its tensors are read */
-  pg_status st = pg_checkpoint_load(path, &ck);
+typedef struct {
+  pg_vae *m;
+  pg_vae_data_info *data;
+} vae_loading;
+
+static pg_params *vae_from_config(void *self, const pg_kv *config, const char *path) {
+  vae_loading *l = self;
   pg_vae_config c;
-  if (!st && pg_vae_config_from_kv(&config, &c)) st = pg_error_prefix(path);
-  if (!st && data) {
-    const char *source = "";
-    *data = (pg_vae_data_info){.tf = {.pad = 0, .factor = 1, .mean = 0, .std = 1}};
-    st = pg_latent_transform_from_kv(&config, path, &data->tf);
-    pg_kv_get_string(&config, "data_source", &source);
-    snprintf(data->source, sizeof data->source, "%s", source);
+  if (pg_vae_config_from_kv(config, &c)) {
+    pg_error_prefix(path);
+    return NULL;
   }
-  pg_kv_free(&config);
-  if (st) return st;
+  if (l->data) {
+    const char *source = "";
+    *l->data = (pg_vae_data_info){.tf = {.pad = 0, .factor = 1, .mean = 0, .std = 1}};
+    if (pg_latent_transform_from_kv(config, path, &l->data->tf)) return NULL;
+    pg_kv_get_string(config, "data_source", &source);
+    snprintf(l->data->source, sizeof l->data->source, "%s", source);
+  }
   pg_rng rng;
   pg_rng_seed(&rng, 0);
-  if ((st = pg_vae_init(m, &c, &rng))) return st;
-  pg_checkpoint weights = {.params = &m->params};
-  if ((st = pg_checkpoint_load(path, &weights))) pg_vae_free(m);
-  return st;
+  return pg_vae_init(l->m, &c, &rng) ? NULL : &l->m->params;
+}
+
+static void vae_unbuild(void *self) { pg_vae_free(((vae_loading *)self)->m); }
+
+pg_status pg_vae_load(const char *path, pg_vae *m, pg_vae_data_info *data) {
+  memset(m, 0, sizeof *m);
+  vae_loading l = {m, data};
+  return pg_checkpoint_load_model(path, false, &(pg_checkpoint_model){vae_from_config, vae_unbuild, &l});
 }
 
 /* ---- whole datasets ---- */

@@ -94,30 +94,36 @@ pg_status pg_vit_save(const char *path, pg_vit *m, const pg_vit_data_info *data,
   return st;
 }
 
-pg_status pg_vit_load(const char *path, pg_vit *m, pg_vit_data_info *data) {
-  pg_kv config;
-  pg_kv_init(&config);
-  pg_checkpoint ck = {.config = &config};
-  /* the config first: the model is built from it, then its tensors are read */
-  pg_status st = pg_checkpoint_load(path, &ck);
+typedef struct {
+  pg_vit *m;
+  pg_vit_data_info *data;
+} vit_loading;
+
+static pg_params *vit_from_config(void *self, const pg_kv *config, const char *path) {
+  vit_loading *l = self;
   pg_vit_config c;
-  if (!st && pg_vit_config_from_kv(&config, &c)) st = pg_error_prefix(path);
-  if (!st && data) {
-    const char *source = "";
-    *data = (pg_vit_data_info){.mean = 0, .std = 1};
-    pg_kv_get_double(&config, "data_mean", &data->mean);
-    pg_kv_get_double(&config, "data_std", &data->std);
-    pg_kv_get_string(&config, "data_source", &source);
-    snprintf(data->source, sizeof data->source, "%s", source);
+  if (pg_vit_config_from_kv(config, &c)) {
+    pg_error_prefix(path);
+    return NULL;
   }
-  pg_kv_free(&config);
-  if (st) return st;
+  if (l->data) {
+    const char *source = "";
+    *l->data = (pg_vit_data_info){.mean = 0, .std = 1};
+    pg_kv_get_double(config, "data_mean", &l->data->mean);
+    pg_kv_get_double(config, "data_std", &l->data->std);
+    pg_kv_get_string(config, "data_source", &source);
+    snprintf(l->data->source, sizeof l->data->source, "%s", source);
+  }
   pg_rng rng;
   pg_rng_seed(&rng, 0);
-  if ((st = pg_vit_init(m, &c, &rng))) return st;
-  pg_checkpoint weights = {.params = &m->params};
-  if ((st = pg_checkpoint_load(path, &weights))) pg_vit_free(m);
-  return st;
+  return pg_vit_init(l->m, &c, &rng) ? NULL : &l->m->params;
+}
+
+static void vit_unbuild(void *self) { pg_vit_free(((vit_loading *)self)->m); }
+
+pg_status pg_vit_load(const char *path, pg_vit *m, pg_vit_data_info *data) {
+  vit_loading l = {m, data};
+  return pg_checkpoint_load_model(path, false, &(pg_checkpoint_model){vit_from_config, vit_unbuild, &l});
 }
 
 pg_status pg_vit_check_data(const pg_vit_data_info *trained, const pg_latents_info *info,
