@@ -79,15 +79,16 @@ pg_status pg_make_synthetic(const pg_synthetic_opts *o, const char *out_path) {
     return pg_fail(PG_ERR_ARG, "synthetic: --classes %lld (expected 1..%d)", (long long)o->classes,
                    PG_SYNTHETIC_MAX_CLASSES);
   /* the size of the whole file, checked before the first sample is drawn */
-  pg_latents_info shape;
-  pg_latents_info_init(&shape);
-  shape.n = o->count;
-  shape.height = shape.width = o->size;
-  shape.channels = o->channels;
-  shape.has_labels = true;
-  shape.num_classes = o->classes;
-  shape.space_to_depth = factor_of(o);
-  if (pg_latents_check_info(out_path, &shape)) return pg_last_status();
+  const int64_t f = factor_of(o);
+  pg_latents_info info;
+  pg_latents_info_init(&info);
+  info.n = o->count;
+  info.height = info.width = o->size;
+  info.channels = o->channels;
+  info.has_labels = true;
+  info.num_classes = o->classes;
+  info.space_to_depth = f;
+  if (pg_latents_check_info(out_path, &info)) return pg_last_status();
   int64_t per = o->size * o->size * o->channels;
   enum { BLOCK = 256 };
   float *buf = malloc((size_t)(BLOCK * per + 4 * per) * sizeof *buf);
@@ -112,17 +113,8 @@ pg_status pg_make_synthetic(const pg_synthetic_opts *o, const char *out_path) {
   double var = sumsq / total - (sum / total) * (sum / total);
   double std = var > 1e-12 ? sqrt(var) : 1.0;
 
-  int64_t f = factor_of(o);
-  pg_latents_info info;
-  pg_latents_info_init(&info);
-  info.n = o->count;
-  info.height = info.width = o->size;
-  info.channels = o->channels;
-  info.has_labels = true;
-  info.num_classes = o->classes;
   info.mean = mean;
   info.std = std;
-  info.space_to_depth = f;
   snprintf(info.source, sizeof info.source, "synthetic");
   snprintf(info.class_names, sizeof info.class_names,
            "class k: shape k %% 10 (0 disk, 1 square, 2 ring, 3 plus, 4 horizontal stripes, "
