@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The libFuzzer harnesses of every reader (tests/fuzz: latent files,
-# checkpoints, case files through `patchgrad check`, IDX files), built with
+# checkpoints, case files through `patchgrad check`, IDX files, PNG and JPEG
+# images as `latents --source images` reads them), built with
 # clang, AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer into
 # build-fuzz/, each run for SECONDS (default 60) on a scratch copy of its
 # committed seed corpus (tests/fuzz/corpus/<name>). Fails on any crash,
@@ -19,7 +20,7 @@ export OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tools/lsan-fuzz.supp}
-harnesses="latents checkpoint casefile idx"
+harnesses="latents checkpoint casefile idx image"
 
 run_one() { # EXE CORPUS: prints "NAME: N executions, ..." and fails on a crash
   local exe=$1 corpus=$2 name work log

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds patchgrad into build/ and runs every test;
 # then builds again into build-sanitize/ with AddressSanitizer and
-# UndefinedBehaviorSanitizer and runs every test there, failing on any report.
+# UndefinedBehaviorSanitizer and runs every test there, failing on any report;
+# then runs the fuzz harnesses of every reader for 60 s each (tools/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
@@ -22,6 +23,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 LSAN_OPTIONS=suppressions=$PWD/tools/lsan.supp \
   meson test -C build-sanitize --print-errorlogs --timeout-multiplier 4
+# Every reader fuzzed for 60 s (libFuzzer, ASan + UBSan + LeakSanitizer, on
+# the committed seed corpora): fails on any crash, leak, hang or OOM.
+tools/fuzz.sh 60
 # One closing line over both builds, counted from meson's own logs.
 count() { grep -ho "\"result\": \"$1\"" build/meson-logs/testlog.json build-sanitize/meson-logs/testlog.json | wc -l; }
 echo "tests: $(count OK) passed, $(( $(count FAIL) + $(count TIMEOUT) + $(count ERROR) )) failed"
