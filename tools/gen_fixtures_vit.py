@@ -36,7 +36,7 @@ def randn(*shape, scale=1.0):
     return (torch.randn(shape, generator=gen) * scale).float()
 
 
-def cross_entropy_case(f, name, logits, labels, smoothing=0.0):
+def cross_entropy_case(f, name, logits, labels, smoothing=0.0, grad_out=None):
     g = f.create_group(name)
     g.attrs["op"] = "cross_entropy"
     g.attrs["label_smoothing"] = smoothing
@@ -44,7 +44,7 @@ def cross_entropy_case(f, name, logits, labels, smoothing=0.0):
     g.create_dataset("labels", data=labels.numpy().astype(np.int64))
     leaf = logits.double().requires_grad_(True)
     out = F.cross_entropy(leaf, labels, label_smoothing=smoothing)
-    grad_out = randn()
+    grad_out = randn() if grad_out is None else torch.tensor(grad_out, dtype=torch.float32)
     out.backward(grad_out.double())
     g.create_dataset("out", data=out.detach().numpy())
     g.create_dataset("grad_out", data=grad_out.numpy())
@@ -64,6 +64,11 @@ def cross_entropy_cases(f):
     cross_entropy_case(f, "ce_label_smoothing", randn(6, 7, scale=2.0), labels(6, 7), smoothing=0.1)
     cross_entropy_case(f, "ce_one_class", randn(3, 1), torch.zeros(3, dtype=torch.long))
     cross_entropy_case(f, "ce_one_sample", randn(1, 3), torch.tensor([2]))
+    # a -inf logit for a class other than the label: PyTorch's loss and
+    # gradient stay finite (row 0: ln 2 and [-1/2, 0, 1/2]); drawn without the
+    # generator, so that the cases after it are unchanged
+    minus_inf = torch.tensor([[0.0, float("-inf"), 0.0], [1.5, -0.5, float("-inf")]])
+    cross_entropy_case(f, "ce_minus_inf_logit", minus_inf, torch.tensor([0, 1]), grad_out=0.75)
 
 
 def vit_params(cfg):
