@@ -121,6 +121,11 @@ float *pg_grad_accum(pg_ctx *ctx, pg_tensor *t) {
 }
 
 pg_status pg_backward_with(pg_ctx *ctx, pg_tensor *t, const float *grad_out) {
+  return pg_backward_hooked(ctx, t, grad_out, NULL, NULL);
+}
+
+pg_status pg_backward_hooked(pg_ctx *ctx, pg_tensor *t, const float *grad_out, pg_backward_hook after,
+                             void *self) {
   if (!t) return pg_fail(PG_ERR_ARG, "pg_backward: the tensor is NULL (an earlier op failed: %s)", pg_last_error());
   if (!grad_out)
     return pg_fail(PG_ERR_ARG, "pg_backward_with: grad_out is NULL (it needs the %lld values of the gradient of the tensor %s)",
@@ -135,14 +140,16 @@ pg_status pg_backward_with(pg_ctx *ctx, pg_tensor *t, const float *grad_out) {
   /* Records after t's own cannot lead to t, so start at t's record. Records
    * whose output received no gradient are skipped. */
   for (pg_node *n = t->node; n; n = n->prev) {
-    if (!n->out->grad) continue;
-    n->backward(ctx, n);
-    /* As in PyTorch, an op's output keeps no gradient once it has been
-     * passed on (only leaves do), so a second pg_backward in the same step
-     * adds its own contributions and never replays the first one's. */
-    release_out_grad(ctx, n);
-    if (ctx->tape_broken)
-      return pg_fail(PG_ERR_MEMORY, "pg_backward: out of arena memory in the backward of '%s'", n->op);
+    if (n->out->grad) {
+      n->backward(ctx, n);
+      /* As in PyTorch, an op's output keeps no gradient once it has been
+       * passed on (only leaves do), so a second pg_backward in the same step
+       * adds its own contributions and never replays the first one's. */
+      release_out_grad(ctx, n);
+      if (ctx->tape_broken)
+        return pg_fail(PG_ERR_MEMORY, "pg_backward: out of arena memory in the backward of '%s'", n->op);
+    }
+    if (after) after(self, n);
   }
   return PG_OK;
 }

@@ -20,4 +20,14 @@ PG_API pg_status pg_backward(pg_ctx *ctx, pg_tensor *t);
  * values; an error when grad_out is NULL). */
 PG_API pg_status pg_backward_with(pg_ctx *ctx, pg_tensor *t, const float *grad_out);
 
+/* pg_backward_with, calling after(self, n) once for every record n of the
+ * sweep (from t's record back to the first), after n's backward has run or
+ * been skipped (its output got no gradient). When after() has seen every
+ * record that reads a leaf, that leaf's gradient is final for this
+ * backward: data-parallel training starts averaging it then, while the
+ * sweep goes on (dist/reducer.h). after() must not change the tape. */
+typedef void (*pg_backward_hook)(void *self, const pg_node *n);
+PG_API pg_status pg_backward_hooked(pg_ctx *ctx, pg_tensor *t, const float *grad_out, pg_backward_hook after,
+                                    void *self);
+
 #endif

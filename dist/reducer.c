@@ -1,7 +1,10 @@
 /* Bucketed, overlapped gradient averaging (reducer.h). */
 #include "patchgrad/dist/reducer.h"
 #include "mpi_error.h"
+#include "patchgrad/autograd/op.h"
+#include "patchgrad/autograd/tape.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,7 +19,32 @@ static double seconds(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+struct pg_reducer_leaf {
+  const pg_tensor *tensor;
+  int index; /* its parameter entry */
+};
+
+static int by_address(const void *a, const void *b) {
+  const uintptr_t x = (uintptr_t)((const struct pg_reducer_leaf *)a)->tensor;
+  const uintptr_t y = (uintptr_t)((const struct pg_reducer_leaf *)b)->tensor;
+  return (x > y) - (x < y);
+}
+
+/* The parameter entry of a trainable tensor, -1 for any other tensor. */
+static int entry_of(const pg_reducer *r, const pg_tensor *t) {
+  int lo = 0, hi = r->n_leaves - 1;
+  while (lo <= hi) {
+    const int mid = lo + (hi - lo) / 2;
+    const pg_tensor *m = r->by_address[mid].tensor;
+    if (m == t) return r->by_address[mid].index;
+    if ((uintptr_t)m < (uintptr_t)t) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
 static void reset_pending(pg_reducer *r) {
+  for (int i = 0; r->ready && i < r->params->count; i++) r->ready[i] = false;
   for (int b = 0; b < r->bucket_count; b++) {
     r->buckets[b].pending = r->buckets[b].params;
     r->buckets[b].started = false;
@@ -31,6 +59,9 @@ static void release(pg_reducer *r) {
   free(r->buckets);
   free(r->flat);
   free(r->requests);
+  free(r->ready);
+  free(r->uses);
+  free(r->by_address);
   memset(r, 0, sizeof *r);
 }
 
@@ -44,7 +75,10 @@ pg_status pg_reducer_init(pg_reducer *r, const pg_dist *dist, pg_params *params,
   r->offset = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
   r->bucket_of = malloc(sizeof(int) * (size_t)(n ? n : 1));
   r->buckets = calloc((size_t)(n ? n : 1), sizeof(pg_bucket)); /* at most one bucket per parameter */
-  if (!r->offset || !r->bucket_of || !r->buckets) goto oom;
+  r->ready = calloc((size_t)(n ? n : 1), sizeof(bool));
+  r->uses = calloc((size_t)(n ? n : 1), sizeof(int));
+  r->by_address = malloc(sizeof(struct pg_reducer_leaf) * (size_t)(n ? n : 1));
+  if (!r->offset || !r->bucket_of || !r->buckets || !r->ready || !r->uses || !r->by_address) goto oom;
   /* reverse parameter order: the last parameters' gradients are final first */
   const int64_t per_bucket = (int64_t)(bucket_bytes / sizeof(float));
   int64_t at = 0;
@@ -60,11 +94,13 @@ pg_status pg_reducer_init(pg_reducer *r, const pg_dist *dist, pg_params *params,
     }
     r->offset[i] = at;
     r->bucket_of[i] = r->bucket_count - 1;
+    r->by_address[r->n_leaves++] = (struct pg_reducer_leaf){t, i};
     cur->params++;
     at += t->numel;
     cur->end = at;
   }
   r->numel = at;
+  qsort(r->by_address, (size_t)r->n_leaves, sizeof *r->by_address, by_address);
   if (posix_memalign((void **)&r->flat, 64, sizeof(float) * (size_t)(at ? at : 1))) {
     r->flat = NULL;
     goto oom;
@@ -136,13 +172,45 @@ pg_status pg_reducer_param_ready(pg_reducer *r, int index) {
   if (index < 0 || index >= r->params->count)
     return pg_fail(PG_ERR_ARG, "pg_reducer_param_ready: index %d outside [0, %d)", index, r->params->count);
   const int b = r->bucket_of[index];
-  if (b < 0 || r->buckets[b].pending == 0) return PG_OK;
+  if (b < 0 || r->ready[index]) return PG_OK;
+  r->ready[index] = true;
   r->buckets[b].pending--;
   if (r->dist->size == 1) return PG_OK;
   const double t0 = seconds();
   const pg_status st = start_ready(r, false);
   r->start_seconds += seconds() - t0;
   return st;
+}
+
+/* The sweep's hook: the inputs of a swept record lose one pending reader. */
+typedef struct {
+  pg_reducer *r;
+  pg_status st;
+} sweep;
+
+static void after_record(void *self, const pg_node *n) {
+  sweep *s = self;
+  for (int k = 0; k < n->n_in; k++) {
+    const pg_tensor *in = n->in[k];
+    if (!in || in->node) continue;
+    const int i = entry_of(s->r, in);
+    if (i >= 0 && --s->r->uses[i] == 0 && !s->st) s->st = pg_reducer_param_ready(s->r, i);
+  }
+}
+
+pg_status pg_reducer_backward(pg_reducer *r, pg_ctx *ctx, pg_tensor *loss) {
+  if (!loss || !loss->node || loss->numel != 1) return pg_backward(ctx, loss); /* its result or message */
+  for (int i = 0; i < r->params->count; i++) r->uses[i] = 0;
+  for (const pg_node *n = loss->node; n; n = n->prev)
+    for (int k = 0; k < n->n_in; k++) {
+      const pg_tensor *in = n->in[k];
+      const int i = in && !in->node ? entry_of(r, in) : -1;
+      if (i >= 0) r->uses[i]++;
+    }
+  sweep s = {r, PG_OK};
+  const float one = 1.0f;
+  const pg_status st = pg_backward_hooked(ctx, loss, &one, after_record, &s);
+  return st ? st : s.st;
 }
 
 pg_status pg_reducer_finish(pg_reducer *r) {

@@ -7,10 +7,12 @@
  *
  *   pg_reducer r;
  *   pg_reducer_init(&r, &dist, &params, 2 << 20);  // adopts every grad buffer
- *   per step: forward; backward, calling pg_reducer_param_ready(&r, i) as
- *             parameter i's gradient becomes final (or nothing: finish
- *             starts what is left); pg_reducer_finish(&r) -> gradients are
- *             averaged over ranks; clip; optimizer step; zero_grad
+ *   per step: forward; pg_reducer_backward(&r, ctx, loss) (backward that
+ *             marks each parameter ready as its gradient becomes final,
+ *             or a plain backward with pg_reducer_param_ready calls of
+ *             your own, or none: finish starts what is left);
+ *             pg_reducer_finish(&r) -> gradients are averaged over ranks;
+ *             clip; optimizer step; zero_grad
  *   pg_reducer_free(&r);                            // gives the buffers back
  *
  * Buckets start strictly in bucket order on every rank (MPI requires
@@ -27,6 +29,7 @@
 
 #include "patchgrad/autograd/api.h"
 
+#include "patchgrad/autograd/tensor.h"
 #include "patchgrad/dist/dist.h"
 
 typedef struct {
@@ -52,6 +55,13 @@ typedef struct {
    * starting and testing them during backward */
   double wait_seconds, start_seconds;
   int64_t steps;
+  /* pg_reducer_backward's bookkeeping: per parameter entry, ready this
+   * step, and the tape's records still to be swept that read it; the
+   * trainable tensors sorted by address, to find a record's inputs */
+  bool *ready;
+  int *uses;
+  struct pg_reducer_leaf *by_address;
+  int n_leaves;
 } pg_reducer;
 
 /* Errors: out of memory; bucket_bytes < 4. */
@@ -62,8 +72,15 @@ PG_API void pg_reducer_free(pg_reducer *r);
 /* Parameter entry `index` (its place in the pg_params list) has its final
  * gradient for this step. Starts the buckets that are complete, in order,
  * and lets MPI progress the ones in flight. Calling it twice for one
- * parameter in a step is harmless. */
+ * parameter in a step counts once. */
 PG_API pg_status pg_reducer_param_ready(pg_reducer *r, int index);
+
+/* pg_backward(ctx, loss) that starts averaging while it runs: it counts
+ * the tape's records reading each trainable parameter, then, during the
+ * sweep (pg_backward_hooked), marks a parameter ready when the last of
+ * them has been swept, so the buckets complete in backward order and go
+ * out while the earlier layers' backward runs. Allocates nothing. */
+PG_API pg_status pg_reducer_backward(pg_reducer *r, pg_ctx *ctx, pg_tensor *loss);
 
 /* Starts every bucket not yet started, waits for all, divides by the number
  * of ranks and resets the per-step counts. Afterwards every rank holds the

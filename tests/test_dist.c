@@ -3,7 +3,9 @@
  * K = 2 and 4) it checks that every rank ends with the average of all ranks'
  * gradients, whatever order the parameters become ready in, that buckets
  * follow reverse parameter order, that an error on one rank reaches all,
- * and that broadcasting parameters copies rank 0's values. */
+ * that the hooked backward sends every bucket out during the sweep with
+ * the same average as plain backward, and that broadcasting parameters
+ * copies rank 0's values. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +13,9 @@
 
 #include "testutil.h"
 
+#include "patchgrad/autograd/ops.h"
 #include "patchgrad/autograd/params.h"
+#include "patchgrad/autograd/tape.h"
 #include "patchgrad/dist/dist.h"
 #include "patchgrad/dist/reducer.h"
 
@@ -99,6 +103,63 @@ static void test_reducer_averages(void **state) {
   pg_params_free(&ps);
 }
 
+/* A two-layer net y = (x W1) W2, loss = mean(y * y), x depending on the
+ * rank: the gradients of W1 [4, 8] and W2 [8, 3] on ctx. */
+static pg_tensor *two_layer_loss(pg_ctx *ctx, pg_params *ps, int rank) {
+  float x[2 * 4];
+  for (int i = 0; i < 8; i++) x[i] = 0.1f * (float)(i + 1) * (float)(rank + 1) - 0.3f;
+  pg_tensor *xt = pg_from_array(ctx, PG_SHAPE(2, 4), x);
+  pg_tensor *y = pg_matmul(ctx, pg_matmul(ctx, xt, ps->items[0].tensor, false, false), ps->items[1].tensor, false, false);
+  return pg_mean(ctx, pg_mul(ctx, y, y), 0, NULL, false);
+}
+
+static void test_reducer_backward(void **state) {
+  (void)state;
+  pg_params ps;
+  pg_params_init(&ps);
+  pg_tensor *w1 = pg_params_add(&ps, PG_PARAM_WEIGHT, PG_SHAPE(4, 8), "w1");
+  pg_tensor *w2 = pg_params_add(&ps, PG_PARAM_WEIGHT, PG_SHAPE(8, 3), "w2");
+  assert_non_null(w1);
+  assert_non_null(w2);
+  for (int64_t i = 0; i < w1->numel; i++) w1->data[i] = 0.05f * (float)(i % 7) - 0.1f;
+  for (int64_t i = 0; i < w2->numel; i++) w2->data[i] = 0.07f * (float)(i % 5) - 0.12f;
+  /* what the average must be: every rank's gradients, computed here */
+  float want1[32] = {0}, want2[24] = {0};
+  pg_ctx *ctx = pg_ctx_new(0);
+  for (int r = 0; r < dist.size; r++) {
+    pg_ctx_reset(ctx);
+    pg_params_zero_grad(&ps);
+    assert_int_equal(pg_backward(ctx, two_layer_loss(ctx, &ps, r)), PG_OK);
+    for (int i = 0; i < 32; i++) want1[i] += w1->grad[i] / (float)dist.size;
+    for (int i = 0; i < 24; i++) want2[i] += w2->grad[i] / (float)dist.size;
+  }
+  pg_params_zero_grad(&ps);
+  pg_reducer r;
+  /* one bucket per parameter */
+  assert_int_equal(pg_reducer_init(&r, &dist, &ps, sizeof(float)), PG_OK);
+  assert_int_equal(r.bucket_count, 2);
+  for (int step = 0; step < 2; step++) {
+    pg_ctx_reset(ctx);
+    assert_int_equal(pg_reducer_backward(&r, ctx, two_layer_loss(ctx, &ps, dist.rank)), PG_OK);
+    /* the sweep announced both parameters, so with several ranks both
+     * buckets went out before finish */
+    assert_true(r.ready[0] && r.ready[1]);
+    if (dist.size > 1) assert_int_equal(r.next_to_start, 2);
+    assert_int_equal(pg_reducer_finish(&r), PG_OK);
+    for (int i = 0; i < 32; i++) assert_float_equal(w1->grad[i], want1[i], 1e-6);
+    for (int i = 0; i < 24; i++) assert_float_equal(w2->grad[i], want2[i], 1e-6);
+    pg_params_zero_grad(&ps);
+  }
+  /* a non-scalar loss: pg_backward's own message */
+  pg_ctx_reset(ctx);
+  pg_tensor *y = pg_matmul(ctx, pg_from_array(ctx, PG_SHAPE(1, 4), (float[]){1, 2, 3, 4}), w1, false, false);
+  assert_int_not_equal(pg_reducer_backward(&r, ctx, y), PG_OK);
+  assert_error_contains("needs a scalar");
+  pg_reducer_free(&r);
+  pg_ctx_free(ctx);
+  pg_params_free(&ps);
+}
+
 static void test_error_agreement(void **state) {
   (void)state;
   /* no rank fails */
@@ -143,6 +204,7 @@ int main(int argc, char **argv) {
   printf("rank %d of %d (MPI %s)\n", dist.rank, dist.size, pg_dist_built_with_mpi() ? "built in" : "absent");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reducer_averages),
+      cmocka_unit_test(test_reducer_backward),
       cmocka_unit_test(test_error_agreement),
       cmocka_unit_test(test_broadcast_and_sum),
   };

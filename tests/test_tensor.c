@@ -9,6 +9,8 @@
 #include "patchgrad/autograd/batches.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/op.h"
+#include "patchgrad/autograd/ops.h"
+#include "patchgrad/autograd/tape.h"
 
 /* square(x) = x * x, elementwise: the smallest op that uses the tape. */
 static void square_backward(pg_ctx *ctx, pg_node *n) {
@@ -334,6 +336,43 @@ static void test_eval_batches(void **state) {
   pg_ctx_free(ctx);
 }
 
+/* pg_backward_hooked: the hook sees every record once, newest first, after
+ * its backward ran, including records whose output got no gradient. */
+typedef struct {
+  const pg_node *seen[8];
+  int n;
+  float grad_x_when_first_seen;
+  pg_tensor *x;
+} hook_log;
+
+static void log_record(void *self, const pg_node *n) {
+  hook_log *h = self;
+  if (h->n == 1) h->grad_x_when_first_seen = h->x->grad ? h->x->grad[0] : -1.0f;
+  h->seen[h->n++] = n;
+}
+
+static void test_backward_hooked(void **state) {
+  (void)state;
+  pg_ctx *ctx = pg_ctx_new(0);
+  pg_tensor *x = pg_tensor_new(PG_SHAPE(2), true);
+  x->data[0] = 3, x->data[1] = -1;
+  pg_tensor *unused = pg_mul(ctx, x, x);         /* record 1: reaches nothing */
+  pg_tensor *sq = pg_mul(ctx, x, x);             /* record 2 */
+  pg_tensor *loss = pg_sum(ctx, sq, 0, NULL, false); /* record 3 */
+  assert_non_null(unused);
+  hook_log h = {.x = x};
+  const float one = 1.0f;
+  assert_int_equal(pg_backward_hooked(ctx, loss, &one, log_record, &h), PG_OK);
+  assert_int_equal(h.n, 3);
+  assert_ptr_equal(h.seen[0], loss->node);
+  assert_ptr_equal(h.seen[1], sq->node);
+  assert_ptr_equal(h.seen[2], unused->node);
+  assert_true(h.grad_x_when_first_seen == 6.0f); /* the hook of sq ran after its backward */
+  assert_true(x->grad[0] == 6.0f && x->grad[1] == -2.0f);
+  pg_ctx_free(ctx);
+  pg_tensor_free(x);
+}
+
 int main(void) {
   pg_set_threads(2);
   const struct CMUnitTest tests[] = {
@@ -342,7 +381,7 @@ int main(void) {
       cmocka_unit_test(test_no_grad),          cmocka_unit_test(test_arena_steady_state),
       cmocka_unit_test(test_gemm),             cmocka_unit_test(test_gradcheck),
       cmocka_unit_test(test_trunc_normal_errors), cmocka_unit_test(test_backward_with_null_gradient),
-      cmocka_unit_test(test_eval_batches),
+      cmocka_unit_test(test_eval_batches),     cmocka_unit_test(test_backward_hooked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

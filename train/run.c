@@ -167,8 +167,9 @@ static pg_status train_step(pg_run *run, double *loss_value, int64_t *count) {
                    (long long)run->step + 1,
                    m->loss_not_finite ? m->loss_not_finite : "stopping without saving (the last checkpoint, if any, is kept)");
   run->agreed_error = false;
-  if ((st = pg_backward(run->ctx, loss))) return st;
-  if ((st = dp_average_grads(run))) return st;
+  /* with several ranks, gradients go out bucket by bucket during backward */
+  st = run->reducer_ready ? pg_reducer_backward(&run->reducer, run->ctx, loss) : pg_backward(run->ctx, loss);
+  if (st || (st = dp_average_grads(run))) return st;
   run->agreed_error = true;
   if (o->clip > 0 && !isfinite(pg_clip_grad_norm(run->params, o->clip, 2.0)))
     return pg_fail(PG_ERR_STATE, "%s: the gradient norm is not finite at step %lld%s", m->name,
