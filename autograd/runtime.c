@@ -1,8 +1,13 @@
 #include "patchgrad/autograd/runtime.h"
 
 #include <blis.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +77,94 @@ static double time_kernels(const char *arch, char *name, size_t cap) {
   return s;
 }
 
+/* What the timing decided. */
+typedef struct {
+  bool use_skx;
+  double own_gflops, skx_gflops;
+  char own_name[32];
+} kernel_choice;
+
+static void measure_choice(const char *skx_id, kernel_choice *c) {
+  char skx_name[32] = "?";
+  memset(c, 0, sizeof *c);
+  snprintf(c->own_name, sizeof c->own_name, "?");
+  const double own = time_kernels(NULL, c->own_name, sizeof c->own_name);
+  const double skx = time_kernels(skx_id, skx_name, sizeof skx_name);
+  const double gflop = 2.0 * 256 * 256 * 256 * 1e-9;
+  c->own_gflops = own > 0 ? gflop / own : 0.0;
+  c->skx_gflops = skx > 0 ? gflop / skx : 0.0;
+  c->use_skx = skx > 0 && (own <= 0 || skx < 0.95 * own);
+}
+
+/* The CPU's brand string (cpuid 0x80000002..4), "unknown" without it. */
+static void cpu_model(char *buf, size_t cap) {
+  unsigned r[12] = {0};
+  snprintf(buf, cap, "unknown");
+#if defined(__x86_64__)
+  unsigned max_ext = __get_cpuid_max(0x80000000u, NULL);
+  if (max_ext < 0x80000004u) return;
+  for (unsigned i = 0; i < 3; i++) __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+  char brand[49];
+  memcpy(brand, r, 48);
+  brand[48] = '\0';
+  const char *b = brand;
+  while (*b == ' ') b++;
+  snprintf(buf, cap, "%s", b);
+  for (char *p = buf; *p; p++)
+    if (*p == '\n' || *p == '=') *p = ' ';
+#endif
+}
+
+/* The cache file, opened for reading and writing (created empty when
+ * missing): $PG_CACHE_DIR/blis-kernels, else
+ * ${XDG_CACHE_HOME:-$HOME/.cache}/patchgrad/blis-kernels. -1 when no such
+ * folder can be made or written: the choice is then measured each time. */
+static int open_cache(char *path, size_t cap) {
+  const char *dir = getenv("PG_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  char base[900];
+  if (dir && *dir) snprintf(base, sizeof base, "%s", dir);
+  else if (xdg && *xdg) snprintf(base, sizeof base, "%s/patchgrad", xdg);
+  else if (home && *home) snprintf(base, sizeof base, "%s/.cache/patchgrad", home);
+  else return -1;
+  /* the folder and its parent (XDG's cache folder may not exist yet) */
+  char parent[900];
+  snprintf(parent, sizeof parent, "%s", base);
+  char *slash = strrchr(parent, '/');
+  if (slash && slash != parent) {
+    *slash = '\0';
+    if (mkdir(parent, 0755) && errno != EEXIST) return -1;
+  }
+  if (mkdir(base, 0755) && errno != EEXIST) return -1;
+  snprintf(path, cap, "%s/blis-kernels", base);
+  return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+}
+
+/* The kept choice, when the file holds one for this CPU. */
+static bool read_choice(int fd, const char *cpu, kernel_choice *c) {
+  char text[512];
+  const ssize_t n = pread(fd, text, sizeof text - 1, 0);
+  if (n <= 0) return false;
+  text[n] = '\0';
+  char kept_cpu[128] = "", kernels[32] = "";
+  memset(c, 0, sizeof *c);
+  if (sscanf(text, "cpu=%127[^\n]\nkernels=%31s\nown=%31s %lf\nskx=%lf", kept_cpu, kernels, c->own_name,
+             &c->own_gflops, &c->skx_gflops) != 5)
+    return false;
+  if (strcmp(kept_cpu, cpu) || (strcmp(kernels, "skx") && strcmp(kernels, "own"))) return false;
+  c->use_skx = !strcmp(kernels, "skx");
+  return true;
+}
+
+static void write_choice(int fd, const char *cpu, const kernel_choice *c) {
+  char text[512];
+  const int n = snprintf(text, sizeof text,
+                         "cpu=%s\nkernels=%s\nown=%s %.1f\nskx=%.1f\n"
+                         "# patchgrad: BLIS's kernel set for this CPU, chosen by timing a 256^3 sgemm on one\n"
+                         "# thread with BLIS's own choice and with skx. Delete this file to measure again.\n",
+                         cpu, c->use_skx ? "skx" : "own", c->own_name, c->own_gflops, c->skx_gflops);
+  if (n > 0 && ftruncate(fd, 0) == 0 && pwrite(fd, text, (size_t)n, 0) == n) fsync(fd);
+}
+
 /* On AMD CPUs with AVX-512, BLIS's own detection can fall back to its slow
  * generic kernels (runtime.h); there the kernel set is chosen by timing
  * BLIS's choice against skx, each in a child process (BLIS fixes its kernels
@@ -95,19 +188,33 @@ static void choose_blis_arch(void) {
     snprintf(blis_choice, sizeof blis_choice, "BLIS's own detection (not an AMD CPU with AVX-512)");
     return;
   }
-  char skx_id[16], own_name[32] = "?", skx_name[32] = "?";
+  char skx_id[16];
   snprintf(skx_id, sizeof skx_id, "%d", (int)BLIS_ARCH_SKX);
-  const double own = time_kernels(NULL, own_name, sizeof own_name);
-  const double skx = time_kernels(skx_id, skx_name, sizeof skx_name);
-  const double gflop = 2.0 * 256 * 256 * 256 * 1e-9;
-  if (skx > 0 && (own <= 0 || skx < 0.95 * own)) {
-    setenv("BLIS_ARCH_TYPE", skx_id, 0);
-    snprintf(blis_choice, sizeof blis_choice, "skx, measured at start: %.0f GFLOP/s against %s's %.0f",
-             gflop / skx, own_name, own > 0 ? gflop / own : 0.0);
-  } else {
-    snprintf(blis_choice, sizeof blis_choice, "%s (BLIS's own), measured at start: %.0f GFLOP/s against skx's %.0f",
-             own_name, own > 0 ? gflop / own : 0.0, skx > 0 ? gflop / skx : 0.0);
+  /* The choice is measured once per machine and kept (runtime.h), so that
+   * every later run uses the same kernels, hence the same rounding. */
+  char cpu[64];
+  cpu_model(cpu, sizeof cpu);
+  char path[1024];
+  const int fd = open_cache(path, sizeof path);
+  if (fd >= 0) flock(fd, LOCK_EX); /* a second process waits for the first one's figures */
+  kernel_choice c;
+  const bool cached = fd >= 0 && read_choice(fd, cpu, &c);
+  if (!cached) {
+    measure_choice(skx_id, &c);
+    if (fd >= 0) write_choice(fd, cpu, &c);
   }
+  if (fd >= 0) {
+    flock(fd, LOCK_UN);
+    close(fd);
+  }
+  if (c.use_skx) setenv("BLIS_ARCH_TYPE", skx_id, 0);
+  const char *how = cached ? "measured on this machine earlier" : fd >= 0 ? "measured now" : "measured now, not kept";
+  if (c.use_skx)
+    snprintf(blis_choice, sizeof blis_choice, "skx, %s: %.0f GFLOP/s against %s's %.0f", how, c.skx_gflops,
+             c.own_name, c.own_gflops);
+  else
+    snprintf(blis_choice, sizeof blis_choice, "%s (BLIS's own), %s: %.0f GFLOP/s against skx's %.0f", c.own_name, how,
+             c.own_gflops, c.skx_gflops);
 #endif
 }
 

@@ -17,9 +17,17 @@
  *    256^3 product on one thread, best of five, in two short-lived child
  *    processes: about 20 ms) and sets the variable to skx only when skx is
  *    more than 5% faster; on the Zen 4 machine this was written on, BLIS's
- *    own zen3 kernels won (about 100 against 90 GFLOP/s). A variable set
- *    already is the user's choice and wins. Any other CPU: nothing changes.
- *    It forks, so call it before MPI_Init and before any thread starts. */
+ *    own zen3 kernels won (about 100 against 90 GFLOP/s). The two kernel
+ *    sets round differently, and on a busy machine the timing can go either
+ *    way, so the choice is measured once per machine and kept in
+ *    $PG_CACHE_DIR/blis-kernels (default
+ *    ${XDG_CACHE_HOME:-~/.cache}/patchgrad/blis-kernels, with the CPU's
+ *    name and both figures; a file lock makes concurrent first runs agree):
+ *    every later run uses the same kernels, so runs with the same seed stay
+ *    bit-identical. Delete the file to measure again; where it cannot be
+ *    written, each run measures. A variable set already is the user's
+ *    choice and wins. Any other CPU: nothing changes. It forks, so call it
+ *    before MPI_Init and before any thread starts. */
 #ifndef PG_RUNTIME_H
 #define PG_RUNTIME_H
 
