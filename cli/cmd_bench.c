@@ -117,7 +117,7 @@ static pg_status train_step(bench_state *s, double t[3]) {
   pg_optimizer_zero_grad(&s->opt);
   double t3 = pg_bench_now_ms();
   if (!isfinite(loss->data[0]))
-    return pg_fail(PG_ERR_STATE, "bench: the loss is not finite (%g)", (double)loss->data[0]);
+    return pg_fail(PG_ERR_STATE, "the loss is not finite (%g)", (double)loss->data[0]);
   t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
   return PG_OK;
 }
@@ -175,7 +175,7 @@ int pg_cmd_bench(int argc, char **argv) {
   if (!st) st = pg_dit_init(&s.model, &cfg, &s.rng);
   if (!st) st = pg_optimizer_init(&s.opt, &s.model.params, &ocfg);
   if (st) {
-    fprintf(stderr, "patchgrad bench: %s\n", st == PG_ERR_MEMORY && !*pg_last_error() ? "out of memory" : pg_last_error());
+    pg_cli_print_error("bench", st == PG_ERR_MEMORY && !*pg_last_error() ? "out of memory" : pg_last_error());
     free(times);
     free_state(&s);
     return 1;
@@ -202,7 +202,7 @@ int pg_cmd_bench(int argc, char **argv) {
   const double cpu_per_step = (cpu1 - cpu0) / (double)steps;
   const double rss = peak_rss_mib();
   if (st) {
-    fprintf(stderr, "patchgrad bench: %s\n", pg_last_error());
+    pg_cli_print_error("bench", pg_last_error());
     free(times);
     free_state(&s);
     return 1;
@@ -244,7 +244,7 @@ int pg_cmd_bench(int argc, char **argv) {
   pg_gemm_floor fl = {0};
   if (floor) {
     if (pg_gemm_floor_measure(&cfg, B, 60.0, stdout, &fl)) {
-      fprintf(stderr, "patchgrad bench: %s\n", pg_last_error());
+      pg_cli_print_error("bench", pg_last_error());
       free(times);
       free_state(&s);
       return 1;

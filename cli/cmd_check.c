@@ -189,7 +189,7 @@ int pg_cmd_check(int argc, char **argv) {
   if (!path) return usage(stderr);
   hid_t file = pg_h5_open(path, false);
   if (file < 0) {
-    fprintf(stderr, "patchgrad check: %s\n", pg_last_error());
+    pg_cli_print_error("check", pg_last_error());
     return 2;
   }
   if (!root_tolerance(file, path, "atol", &run.root_atol, &run.root_atol_set) ||

@@ -114,7 +114,7 @@ static int run_eval(int argc, char **argv) {
   pg_vit m;
   pg_vit_data_info trained;
   if (pg_vit_load(ckpt, &m, &trained)) {
-    fprintf(stderr, "patchgrad classify eval: %s\n", pg_last_error());
+    pg_cli_print_error("classify eval", pg_last_error());
     return 1;
   }
   pg_latents_info info;
@@ -134,7 +134,7 @@ static int run_eval(int argc, char **argv) {
   if (!st) st = pg_vit_predict(ctx, &m, x, n, batch, probs);
   if (!st) st = pg_classify_stats_of(probs, labels, n, m.cfg.num_classes, &s);
   if (!st) print_stats(data, &s);
-  else fprintf(stderr, "patchgrad classify eval: %s\n", pg_last_error());
+  else pg_cli_print_error("classify eval", pg_last_error());
   pg_ctx_free(ctx);
   free(x);
   free(labels);

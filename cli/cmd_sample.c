@@ -117,7 +117,7 @@ int pg_cmd_sample(int argc, char **argv) {
   pg_dit m;
   pg_latent_transform tf;
   if (load_model(ckpt, ema, &m, &tf)) {
-    fprintf(stderr, "patchgrad sample: %s\n", pg_last_error());
+    pg_cli_print_error("sample", pg_last_error());
     return 1;
   }
   pg_diffusion d;
@@ -127,7 +127,7 @@ int pg_cmd_sample(int argc, char **argv) {
   pg_ctx_free(ctx);
   pg_dit_free(&m);
   if (st) {
-    fprintf(stderr, "patchgrad sample: %s\n", pg_last_error());
+    pg_cli_print_error("sample", pg_last_error());
     return 1;
   }
   printf("wrote %s (and the raw latents beside it)\n", out);

@@ -95,7 +95,7 @@ static int parse(const char *cmd, int argc, char **argv, const char *needs, vae_
 }
 
 static int fail(const char *cmd) {
-  fprintf(stderr, "patchgrad %s: %s\n", cmd, pg_last_error());
+  pg_cli_print_error(cmd, pg_last_error());
   return 1;
 }
 
