@@ -10,6 +10,7 @@
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/dit/trainer.h"
 #include "guard.h"
+#include "sizes.h"
 #include "stop.h"
 
 static int usage(FILE *f) {
@@ -23,7 +24,7 @@ static int usage(FILE *f) {
 "  --val-data F.h5       held-out latents for the validation loss (none: no validation)\n"
 "  --val-count N         validation samples used, the file's first ones (1024)\n"
 "model (input size, channels and classes come from the data)\n"
-"  --size tiny|small|medium   presets = the benchmark configs S, M, L:\n"
+"  --size tiny|small|medium   presets (the same as patchgrad bench --size):\n"
 "                        hidden 64/128/384, depth 2/4/6, heads 4/4/6, patch 2, batch 32/64/16\n"
 "  --hidden H --depth D --heads N --patch P --mlp-ratio R   override the preset (small)\n"
 "  --unconditional       ignore the labels (num_classes 0)\n");
@@ -52,17 +53,6 @@ static int usage(FILE *f) {
 }
 
 typedef struct {
-  const char *name;
-  int64_t hidden, depth, heads, batch;
-} size_preset;
-
-static const size_preset presets[] = {
-    {"tiny", 64, 2, 4, 32},
-    {"small", 128, 4, 4, 64},
-    {"medium", 384, 6, 6, 16},
-};
-
-typedef struct {
   const pg_train_opts *o;
   pg_train_result *r;
 } train_job;
@@ -83,10 +73,8 @@ int pg_cmd_train(int argc, char **argv) {
     pg_arg_string(&a, "--size", &size);
   }
   if (a.failed) return 2;
-  const size_preset *p = NULL;
-  for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
-    if (!strcmp(presets[i].name, size)) p = &presets[i];
-  if (!p) return pg_args_error(&a, "--size '%s' is not one of tiny, small, medium", size);
+  const pg_cli_dit_size *p = pg_cli_dit_size_find(&a, size);
+  if (!p) return 2;
   o.model.hidden = p->hidden;
   o.model.depth = p->depth;
   o.model.heads = p->heads;

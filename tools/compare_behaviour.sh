@@ -68,7 +68,7 @@ BENCH_MASKS=(
   's#^heap allocations during the timed steps: .*#heap allocations during the timed steps: <masked>#' \
     "bench: the allocation count line (only the test build build/tests/patchgrad_counted counts; the shipped command says not counted)"
   's#"(forward_ms|backward_ms|optimizer_ms|step_median_ms|step_min_ms|step_max_ms|gflops|cpu_ms_per_step|peak_rss_mib|allocations|floor_ms|floor_attention_ms|blis_gflops)": [-0-9.e+]+#"\1": <N>#g' \
-    "bench --json: the timing, RSS and allocation fields (config, threads, steps, gflop stay)"
+    "bench --json: the timing, RSS and allocation fields (size, threads, steps, gflop stay)"
 )
 PATH_MASK="s#$WORK#<WORK>#g" # the work folder (the same for OLD and NEW anyway)
 
@@ -356,11 +356,11 @@ inv check-err-notcases check in/syn.h5
 # bench: only its non-timing lines are compared (the bench masks)
 inv bench-help bench --help
 MASK="bench"
-inv bench-S bench --config S --steps 2 --threads "$T"
+inv bench-tiny bench --size tiny --steps 2 --threads "$T"
 MASK="bench"
-inv bench-S-floor-json bench --config S --steps 2 --warmup 1 --floor --json --seed 1 --threads "$T"
-inv bench-err-config bench --config XL
-inv bench-err-steps bench --config S --steps 0
+inv bench-tiny-floor-json bench --size tiny --steps 2 --warmup 1 --floor --json --seed 1 --threads "$T"
+inv bench-err-size bench --size huge
+inv bench-err-steps bench --size tiny --steps 0
 
 echo
 echo "$PASSED passed, $FAILED failed ($COUNT invocations, ${SECONDS} s)"
