@@ -46,7 +46,7 @@ static int usage(FILE *f) {
 "  --out DIR             ckpt.h5, loss.csv, loss.png, samples.png, val_draws.h5 (out)\n"
 "  --resume CKPT         continue a run from its checkpoint, up to --steps in all\n"
 "  --val-every N (250)  --ckpt-every N (1000)  --log-every N (50)\n"
-"  --samples N           samples per class in samples.png at the end (8; 0: none)\n"
+"  --cols N              samples per row (one row per class) of samples.png at the end (8; 0: none)\n"
 "  --sample-steps K (50)  --cfg S (4)   DDIM steps and guidance scale of those samples\n"
 "  --quiet               no progress output\n");
   return f == stdout ? 0 : 2;
@@ -97,7 +97,7 @@ int pg_cmd_train(int argc, char **argv) {
     if (pg_arg_string(&a, "--resume", &o.run.resume)) continue;
     if (pg_arg_int(&a, "--val-every", 0, INT64_MAX, &o.run.val_every)) continue;
     if (pg_arg_int(&a, "--ckpt-every", 0, INT64_MAX, &o.run.ckpt_every)) continue;
-    if (pg_arg_int(&a, "--samples", 0, 64, &samples)) continue;
+    if (pg_arg_int(&a, "--cols", 0, 64, &samples)) continue;
     if (pg_arg_int(&a, "--sample-steps", 1, 1000, &sample_steps)) continue;
     if (pg_arg_double(&a, "--cfg", 0, 100, &cfg)) continue;
     return pg_args_unknown(&a);
