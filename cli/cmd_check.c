@@ -29,7 +29,7 @@ static const struct {
     {"linear", pg_check_linear, 1e-5, 1e-4, "bias"},
     {"layernorm", pg_check_layernorm, 1e-5, 1e-4, "eps affine"},
     {"attention", pg_check_attention, 1e-5, 1e-4, "heads causal qkv_bias"},
-    {"attention_head", pg_check_attention_head, 1e-5, 1e-4, "causal"},
+    {"attention_head", pg_check_attention_head, 1e-5, 1e-4, "causal scale"},
     {"dit", pg_check_dit, 1e-4, 1e-3,
      "input_size in_channels patch_size hidden depth heads mlp_ratio num_classes"},
     {"gelu", pg_check_gelu, 1e-5, 1e-4, "approximate"},
