@@ -86,7 +86,7 @@ static int run_train(int argc, char **argv) {
   pg_classify_result r = {0};
   classify_job t = {&o, &r};
   const pg_cli_run_job job = {run_job, &t, &r.local_error, &r.interrupted};
-  const int rc = pg_cli_run_launch("classify train", "classify", &o.run, &job);
+  const int rc = pg_cli_run_launch("classify train", &o.run, &job);
   if (rc >= 0) return rc;
   printf("step %lld: train loss %.4f, train accuracy %.4f (last %lld steps), %.0f s at %.1f steps/s\n",
          (long long)r.step, r.train_loss, r.train_accuracy, (long long)o.run.log_every, r.seconds,

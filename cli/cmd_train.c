@@ -120,7 +120,7 @@ int pg_cmd_train(int argc, char **argv) {
   pg_train_result r = {0};
   train_job t = {&o, &r};
   const pg_cli_run_job job = {run_job, &t, &r.local_error, &r.interrupted};
-  const int rc = pg_cli_run_launch("train", "train", &o.run, &job);
+  const int rc = pg_cli_run_launch("train", &o.run, &job);
   if (rc >= 0) return rc;
   if (r.interrupted) return pg_cli_stop_status();
   printf("step %lld: train loss %.5f, validation loss %s%.5f\n", (long long)r.step, r.train_loss,
