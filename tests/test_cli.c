@@ -52,6 +52,20 @@ static void assert_out_lacks(const char *needle) {
   if (strstr(out, needle)) fail_msg("the output has '%s': %s", needle, out);
 }
 
+/* Invocations refused with exit status 2, each saying something. */
+typedef struct {
+  const char *args, *says;
+} refusal;
+
+/* `patchgrad PREFIX ARGS` for each; `lacks` (or NULL) must not be said. */
+static void assert_refused(const char *prefix, const refusal *r, size_t n, const char *lacks) {
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(CLI("%s %s", prefix, r[i].args), 2);
+    assert_out_contains(r[i].says);
+    if (lacks) assert_out_lacks(lacks);
+  }
+}
+
 /* Whether every space-separated word of s is a word of cmd. */
 static bool only_command_words(const char *cmd, char *s) {
   char words[128];
@@ -137,9 +151,7 @@ static void test_flag_equals_value(void **state) {
   assert_int_equal(CLI("bench --size=tiny --steps=1 --warmup=0 --threads=1"), 0);
   assert_out_contains("size tiny");
   /* a bad value after '=' is refused like one after a space, naming it */
-  const struct {
-    const char *args, *says;
-  } bad[] = {
+  const refusal bad[] = {
       {"train --data d.h5 --lr=fast", "patchgrad train: --lr 'fast' is not a number in [0, 1000]"},
       {"train --data d.h5 --steps=", "patchgrad train: --steps '' is not an integer"},
       {"train --data d.h5 --val-count=0", "patchgrad train: --val-count '0' is not an integer >= 1"},
@@ -162,11 +174,7 @@ static void test_flag_equals_value(void **state) {
       /* a value that is missing */
       {"latents --source synthetic --out", "patchgrad latents: --out needs a value"},
   };
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    assert_int_equal(CLI("%s", bad[i].args), 2);
-    assert_out_contains(bad[i].says);
-    assert_out_lacks("unknown option");
-  }
+  assert_refused("", bad, sizeof bad / sizeof *bad, "unknown option");
   assert_false(pg_test_exists(pg_test_tmp("g.png")));
 }
 
@@ -277,9 +285,7 @@ static void test_one_name_per_concept(void **state) {
 
 static void test_sample_refuses_ignored_flags(void **state) {
   (void)state;
-  const struct {
-    const char *args, *says;
-  } bad[] = {
+  const refusal bad[] = {
       {"--ckpt cond/ckpt.h5 --out g.png --sampler ddpm --sample-steps 50",
        "patchgrad sample: --sample-steps 50 applies to --sampler ddim; --sampler ddpm runs all 1000 steps"},
       {"--ckpt cond/ckpt.h5 --out g.png --rows 2 --sample-steps 2",
@@ -293,11 +299,7 @@ static void test_sample_refuses_ignored_flags(void **state) {
       {"--ckpt cond/ckpt.h5 --out g --sample-steps 2", "--out 'g': the grid is written as a PNG image"},
       {"--ckpt cond/ckpt.h5 --out g.h5 --sample-steps 2", "--out 'g.h5': the grid is written as a PNG image"},
   };
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    assert_int_equal(CLI("sample %s --threads 1", bad[i].args), 2);
-    assert_out_contains(bad[i].says);
-    assert_out_lacks("sample: step"); /* refused before sampling */
-  }
+  assert_refused("sample --threads 1", bad, sizeof bad / sizeof *bad, "sample: step"); /* before sampling */
   const char *never[] = {"g.png", "g.h5", "g.jpg", "g"};
   for (int i = 0; i < 4; i++) assert_false(pg_test_exists(pg_test_tmp(never[i])));
   /* what the model takes is accepted */
@@ -328,9 +330,7 @@ static void make_image_folder(const char *dir) {
 
 static void test_latents_refuses_ignored_flags(void **state) {
   (void)state;
-  const struct {
-    const char *args, *says;
-  } bad[] = {
+  const refusal bad[] = {
       {"--source synthetic --split test --out x.h5",
        "patchgrad latents: --split applies to --source fashion-mnist or images, not to --source synthetic"},
       {"--source fashion-mnist --seed 3 --out x.h5",
@@ -344,10 +344,7 @@ static void test_latents_refuses_ignored_flags(void **state) {
       {"--source imagenet --out x.h5", "--source 'imagenet' (expected fashion-mnist, synthetic or images)"},
       {"--source synthetic --out x.h5 stray", "patchgrad latents: unknown option 'stray'"},
   };
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    assert_int_equal(CLI("latents %s", bad[i].args), 2);
-    assert_out_contains(bad[i].says);
-  }
+  assert_refused("latents", bad, sizeof bad / sizeof *bad, NULL);
   assert_false(pg_test_exists(pg_test_tmp("x.h5")));
   assert_false(pg_test_exists(pg_test_tmp("x.png")));
   /* the folder of --source images, before or after the other flags */
