@@ -174,7 +174,7 @@ pg_status pg_gemm_floor_measure(const pg_dit_config *cfg, int64_t batch, double 
   float *c = malloc((size_t)nc * sizeof *c);
   if (!a || !b || !c) {
     free(a), free(b), free(c);
-    return pg_fail(PG_ERR_MEMORY, "bench: out of memory for the GEMM floor's operands");
+    return pg_fail(PG_ERR_MEMORY, "out of memory for the GEMM floor's operands");
   }
   pg_rng rng;
   pg_rng_seed(&rng, 1);

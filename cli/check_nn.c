@@ -3,9 +3,10 @@
  *   layernorm:      eps, affine; x [..., d], params/weight, params/bias
  *   attention:      heads, causal, qkv_bias; x [B, T, h],
  *                   params/qkv.weight, qkv.bias, proj.weight, proj.bias
- *   attention_head: causal (a single seed-style head, dropout off; our own
- *                   fixtures); x [B, T, n_embed], params/key.weight,
- *                   query.weight, value.weight */
+ *   attention_head: causal, scale (a single seed-style head, dropout off;
+ *                   our own fixtures; scale the factor of q k^T, absent or
+ *                   0: 1/sqrt(head_size)); x [B, T, n_embed],
+ *                   params/key.weight, query.weight, value.weight */
 #include "patchgrad/layers/attention.h"
 #include "check_ops.h"
 #include "patchgrad/layers/layernorm.h"
@@ -62,12 +63,13 @@ void pg_check_attention(pg_case *c) {
 
 void pg_check_attention_head(pg_case *c) {
   int64_t causal = pg_case_attr_int(c, "causal", 0);
+  double scale = pg_case_attr_double(c, "scale", PG_SDPA_DEFAULT_SCALE);
   pg_tensor *x = pg_case_array(c, "x");
   pg_tensor *kw = pg_case_array(c, "params/key.weight");
   pg_tensor *qw = pg_case_array(c, "params/query.weight");
   pg_tensor *vw = pg_case_array(c, "params/value.weight");
   if (c->error) return;
-  pg_tensor *out = pg_attention_head_op(c->ctx, x, kw, qw, vw, causal != 0, 0.0f, NULL);
+  pg_tensor *out = pg_attention_head_op(c->ctx, x, kw, qw, vw, causal != 0, 0.0f, (float)scale, NULL);
   const char *names[] = {"x", "params/key.weight", "params/query.weight", "params/value.weight"};
   pg_tensor *inputs[] = {x, kw, qw, vw};
   pg_case_check_op(c, out, 4, names, inputs);

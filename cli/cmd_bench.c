@@ -1,6 +1,7 @@
 /* patchgrad bench: times full training steps of the DiT of docs/dit.md on
- * random latents (diffusion loss forward, backward, AdamW update) for the
- * configs S, M, L of the performance issue, and reports the phases, the
+ * random latents (diffusion loss forward, backward, AdamW update) at the
+ * size presets of `patchgrad train --size` (sizes.h: tiny, small, medium,
+ * each with its own input size and batch), and reports the phases, the
  * step's median/min/max, GFLOP/s, peak RSS and the heap allocations made
  * during the timed steps (must be 0; counted only in the test build of the
  * command, build/tests/patchgrad_counted, which links tests/alloc_count.c). With
@@ -14,6 +15,7 @@
 
 #include "args.h"
 #include "bench_floor.h"
+#include "sizes.h"
 #include "patchgrad/autograd/autocast.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/runtime.h"
@@ -28,30 +30,19 @@ __attribute__((weak)) bool pg_alloc_count_active(void);
 static bool allocs_counted(void) { return pg_alloc_count_active && pg_alloc_count_active(); }
 static long allocs_so_far(void) { return allocs_counted() ? pg_alloc_count() : 0; }
 
-typedef struct {
-  const char *name;
-  int64_t input_size, hidden, depth, heads, batch, steps;
-} bench_config;
-
-/* The issue's configs: conditional, 10 classes, mlp_ratio 4, patch 2, C 4. */
-static const bench_config configs[] = {
-    {"S", 8, 64, 2, 4, 32, 50},
-    {"M", 16, 128, 4, 4, 64, 20},
-    {"L", 32, 384, 6, 6, 16, 8},
-};
-
 static int usage(FILE *f) {
   fprintf(f,
-"usage: patchgrad bench [--config S|M|L] [--threads N] [--steps K] [--warmup W] [--floor] [--json]\n"
-"                       [--precision fp32|bf16]\n"
+"usage: patchgrad bench [--size tiny|small|medium] [--threads N] [--steps K] [--warmup W] [--floor]\n"
+"                       [--json] [--precision fp32|bf16]\n"
 "\n"
 "Times full DiT training steps (diffusion loss forward, backward, AdamW lr 1e-4)\n"
-"on random latents. Configs (conditional, 10 classes, mlp_ratio 4, patch 2, C 4):\n"
-"  S: input 8x8,   hidden 64,  depth 2, heads 4, batch 32\n"
-"  M: input 16x16, hidden 128, depth 4, heads 4, batch 64   (the default)\n"
-"  L: input 32x32, hidden 384, depth 6, heads 6, batch 16\n"
+"on random latents. Sizes: the presets of patchgrad train --size, each on its own\n"
+"input (conditional, 10 classes, mlp_ratio 4, patch 2, 4 channels):\n"
+"  tiny:   input 8x8,   hidden 64,  depth 2, heads 4, batch 32\n"
+"  small:  input 16x16, hidden 128, depth 4, heads 4, batch 64   (the default)\n"
+"  medium: input 32x32, hidden 384, depth 6, heads 6, batch 16\n"
 "  --threads N   BLIS and OpenMP threads (all cores)\n"
-"  --steps K     timed steps (S 50, M 20, L 8)   --warmup W  untimed steps first (3)\n"
+"  --steps K     timed steps (tiny 50, small 20, medium 8)   --warmup W  untimed steps first (3)\n"
 "  --floor       also measure the GEMM floor: BLIS's time for every product of a step\n"
 "  --precision P fp32 (default) or bf16: bf16 mixed precision as torch.autocast on CPU\n"
 "                (large products' inputs rounded to bf16 and multiplied by oneDNN)\n"
@@ -117,7 +108,7 @@ static pg_status train_step(bench_state *s, double t[3]) {
   pg_optimizer_zero_grad(&s->opt);
   double t3 = pg_bench_now_ms();
   if (!isfinite(loss->data[0]))
-    return pg_fail(PG_ERR_STATE, "bench: the loss is not finite (%g)", (double)loss->data[0]);
+    return pg_fail(PG_ERR_STATE, "the loss is not finite (%g)", (double)loss->data[0]);
   t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
   return PG_OK;
 }
@@ -131,14 +122,14 @@ static void free_state(bench_state *s) {
 }
 
 int pg_cmd_bench(int argc, char **argv) {
-  const char *name = "M";
+  const char *name = "small";
   int64_t threads = 0, steps = 0, warmup = 3, seed = 0;
   bool floor = false, json = false;
   const char *precision_name = "fp32";
   pg_args a = pg_args_begin("bench", argc, argv);
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage(stdout);
-    if (pg_arg_string(&a, "--config", &name)) continue;
+    if (pg_arg_string(&a, "--size", &name)) continue;
     if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
     if (pg_arg_int(&a, "--steps", 1, 1000000, &steps)) continue;
     if (pg_arg_int(&a, "--warmup", 0, 1000000, &warmup)) continue;
@@ -152,14 +143,12 @@ int pg_cmd_bench(int argc, char **argv) {
   pg_precision precision;
   if (pg_precision_parse(precision_name, &precision) || pg_autocast_set(precision, NULL))
     return pg_args_error(&a, "--precision: %s", pg_last_error());
-  const bench_config *bc = NULL;
-  for (size_t i = 0; i < sizeof configs / sizeof *configs; i++)
-    if (!strcmp(configs[i].name, name)) bc = &configs[i];
-  if (!bc) return pg_args_error(&a, "--config '%s' is not one of S, M, L", name);
-  if (!steps) steps = bc->steps;
+  const pg_cli_dit_size *bc = pg_cli_dit_size_find(&a, name);
+  if (!bc) return 2;
+  if (!steps) steps = bc->bench_steps;
   pg_set_threads((int)threads);
 
-  const pg_dit_config cfg = {.input_size = bc->input_size, .in_channels = 4, .patch_size = 2,
+  const pg_dit_config cfg = {.input_size = bc->bench_input, .in_channels = 4, .patch_size = 2,
                              .hidden = bc->hidden, .depth = bc->depth, .heads = bc->heads,
                              .mlp_ratio = 4, .num_classes = 10, .class_dropout = 0.1f};
   const int64_t B = bc->batch;
@@ -175,7 +164,7 @@ int pg_cmd_bench(int argc, char **argv) {
   if (!st) st = pg_dit_init(&s.model, &cfg, &s.rng);
   if (!st) st = pg_optimizer_init(&s.opt, &s.model.params, &ocfg);
   if (st) {
-    fprintf(stderr, "patchgrad bench: %s\n", st == PG_ERR_MEMORY && !*pg_last_error() ? "out of memory" : pg_last_error());
+    pg_cli_print_error("bench", st == PG_ERR_MEMORY && !*pg_last_error() ? "out of memory" : pg_last_error());
     free(times);
     free_state(&s);
     return 1;
@@ -202,7 +191,7 @@ int pg_cmd_bench(int argc, char **argv) {
   const double cpu_per_step = (cpu1 - cpu0) / (double)steps;
   const double rss = peak_rss_mib();
   if (st) {
-    fprintf(stderr, "patchgrad bench: %s\n", pg_last_error());
+    pg_cli_print_error("bench", pg_last_error());
     free(times);
     free_state(&s);
     return 1;
@@ -212,7 +201,7 @@ int pg_cmd_bench(int argc, char **argv) {
   const double gflop = 3.0 * pg_dit_forward_gemm_flops(&cfg, B) * 1e-9;
   const double gflops = gflop / (ph[3].median * 1e-3);
 
-  printf("patchgrad bench: config %s (input %lldx%lld, hidden %lld, depth %lld, heads %lld, batch %lld), "
+  printf("patchgrad bench: size %s (input %lldx%lld, hidden %lld, depth %lld, heads %lld, batch %lld), "
          "%d threads, %lld steps after %lld warm-up, %lld parameters, precision %s\n",
          bc->name, (long long)cfg.input_size, (long long)cfg.input_size, (long long)cfg.hidden,
          (long long)cfg.depth, (long long)cfg.heads, (long long)B, pg_get_threads(), (long long)steps,
@@ -244,7 +233,7 @@ int pg_cmd_bench(int argc, char **argv) {
   pg_gemm_floor fl = {0};
   if (floor) {
     if (pg_gemm_floor_measure(&cfg, B, 60.0, stdout, &fl)) {
-      fprintf(stderr, "patchgrad bench: %s\n", pg_last_error());
+      pg_cli_print_error("bench", pg_last_error());
       free(times);
       free_state(&s);
       return 1;
@@ -255,7 +244,7 @@ int pg_cmd_bench(int argc, char **argv) {
            ph[3].median / fl.total_ms, gflops, 100.0 * gflops / fl.blis_gflops, fl.blis_gflops);
   }
   if (json) {
-    printf("{\"tool\": \"patchgrad\", \"config\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"steps\": %lld, "
+    printf("{\"tool\": \"patchgrad\", \"size\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"steps\": %lld, "
            "\"forward_ms\": %.4f, \"backward_ms\": %.4f, \"optimizer_ms\": %.4f, "
            "\"step_median_ms\": %.4f, \"step_min_ms\": %.4f, \"step_max_ms\": %.4f, "
            "\"gflop\": %.6f, \"gflops\": %.3f, \"cpu_ms_per_step\": %.4f, \"peak_rss_mib\": %.2f, "

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "check_ops.h"
 #include "patchgrad/io/h5util.h"
 
@@ -28,7 +29,7 @@ static const struct {
     {"linear", pg_check_linear, 1e-5, 1e-4, "bias"},
     {"layernorm", pg_check_layernorm, 1e-5, 1e-4, "eps affine"},
     {"attention", pg_check_attention, 1e-5, 1e-4, "heads causal qkv_bias"},
-    {"attention_head", pg_check_attention_head, 1e-5, 1e-4, "causal"},
+    {"attention_head", pg_check_attention_head, 1e-5, 1e-4, "causal scale"},
     {"dit", pg_check_dit, 1e-4, 1e-3,
      "input_size in_channels patch_size hidden depth heads mlp_ratio num_classes"},
     {"gelu", pg_check_gelu, 1e-5, 1e-4, "approximate"},
@@ -164,35 +165,31 @@ static bool root_tolerance(hid_t file, const char *path, const char *name, doubl
 int pg_cmd_check(int argc, char **argv) {
   check_run run = {0};
   const char *path = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-    if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
-      run.verbose = true;
-    } else if ((!strcmp(argv[i], "--atol") || !strcmp(argv[i], "--rtol")) && i + 1 < argc) {
+  pg_args a = pg_args_begin("check", argc, argv);
+  while (pg_args_next(&a)) {
+    const char *tol = NULL, *operand;
+    if (pg_args_help(&a)) return usage(stdout);
+    if (pg_arg_switch(&a, "--verbose", &run.verbose) || pg_arg_switch(&a, "-v", &run.verbose)) continue;
+    const bool atol = pg_arg_string(&a, "--atol", &tol);
+    if (atol || pg_arg_string(&a, "--rtol", &tol)) {
+      if (a.failed) break;
       char *end;
-      double v = strtod(argv[i + 1], &end);
-      if (*end || end == argv[i + 1] || !(v >= 0) || !isfinite(v)) {
-        fprintf(stderr, "patchgrad check: %s needs a finite number >= 0, got '%s'\n", argv[i],
-                argv[i + 1]);
-        return 2;
-      }
-      if (argv[i][2] == 'a') run.atol = v, run.atol_set = true;
+      double v = strtod(tol, &end);
+      if (*end || end == tol || !(v >= 0) || !isfinite(v))
+        return pg_args_error(&a, "%s needs a finite number >= 0, got '%s'", atol ? "--atol" : "--rtol", tol);
+      if (atol) run.atol = v, run.atol_set = true;
       else run.rtol = v, run.rtol_set = true;
-      i++;
-    } else if (argv[i][0] == '-') {
-      fprintf(stderr, "patchgrad check: unknown option '%s'\n", argv[i]);
-      return usage(stderr);
-    } else if (!path) {
-      path = argv[i];
-    } else {
-      fprintf(stderr, "patchgrad check: one file at a time (got '%s' and '%s')\n", path, argv[i]);
-      return 2;
+      continue;
     }
+    if (!pg_arg_operand(&a, &operand)) return pg_args_unknown(&a);
+    if (path) return pg_args_error(&a, "one file at a time (got '%s' and '%s')", path, operand);
+    path = operand;
   }
+  if (a.failed) return 2;
   if (!path) return usage(stderr);
   hid_t file = pg_h5_open(path, false);
   if (file < 0) {
-    fprintf(stderr, "patchgrad check: %s\n", pg_last_error());
+    pg_cli_print_error("check", pg_last_error());
     return 2;
   }
   if (!root_tolerance(file, path, "atol", &run.root_atol, &run.root_atol_set) ||

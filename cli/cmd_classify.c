@@ -86,7 +86,7 @@ static int run_train(int argc, char **argv) {
   pg_classify_result r = {0};
   classify_job t = {&o, &r};
   const pg_cli_run_job job = {run_job, &t, &r.local_error, &r.interrupted};
-  const int rc = pg_cli_run_launch("classify train", "classify", &o.run, &job);
+  const int rc = pg_cli_run_launch("classify train", &o.run, &job);
   if (rc >= 0) return rc;
   printf("step %lld: train loss %.4f, train accuracy %.4f (last %lld steps), %.0f s at %.1f steps/s\n",
          (long long)r.step, r.train_loss, r.train_accuracy, (long long)o.run.log_every, r.seconds,
@@ -114,7 +114,7 @@ static int run_eval(int argc, char **argv) {
   pg_vit m;
   pg_vit_data_info trained;
   if (pg_vit_load(ckpt, &m, &trained)) {
-    fprintf(stderr, "patchgrad classify eval: %s\n", pg_last_error());
+    pg_cli_print_error("classify eval", pg_last_error());
     return 1;
   }
   pg_latents_info info;
@@ -134,7 +134,7 @@ static int run_eval(int argc, char **argv) {
   if (!st) st = pg_vit_predict(ctx, &m, x, n, batch, probs);
   if (!st) st = pg_classify_stats_of(probs, labels, n, m.cfg.num_classes, &s);
   if (!st) print_stats(data, &s);
-  else fprintf(stderr, "patchgrad classify eval: %s\n", pg_last_error());
+  else pg_cli_print_error("classify eval", pg_last_error());
   pg_ctx_free(ctx);
   free(x);
   free(labels);

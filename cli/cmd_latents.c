@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "patchgrad/data/fashion_mnist.h"
 #include "patchgrad/data/image_folder.h"
 #include "patchgrad/data/latent_image.h"
@@ -44,19 +45,6 @@ static int usage(FILE *f) {
           "  --preview P.png      also write the first 64 samples as an image grid\n",
           PG_SYNTHETIC_MAX_CLASSES);
   return f == stdout ? 0 : 2;
-}
-
-static bool parse_int(const char *flag, const char *text, int64_t min, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(text, &end, 10);
-  if (errno || end == text || *end || v < min) {
-    fprintf(stderr, "patchgrad latents: %s '%s' is not an integer >= %lld\n", flag, text,
-            (long long)min);
-    return false;
-  }
-  *out = v;
-  return true;
 }
 
 /* The first samples of the written file, back through the inverse transform. */
@@ -102,79 +90,89 @@ int pg_cmd_latents(int argc, char **argv) {
   pg_synthetic_opts_init(&syn);
   pg_image_folder_opts img;
   pg_image_folder_opts_init(&img);
-  int64_t count = -1, seed = 0, size = -1, channels = -1;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-    if (i + 1 >= argc) {
-      fprintf(stderr, "patchgrad latents: %s needs a value (or is unknown)\n", a);
-      return usage(stderr);
+  int64_t count = -1, seed = -1, size = -1, channels = -1, classes = -1, pad = -1, s2d = -1;
+  const char *on_bad = NULL, *stats_from = NULL;
+  bool split_given = false;
+  pg_args a = pg_args_begin("latents", argc, argv);
+  while (pg_args_next(&a)) {
+    const char *operand;
+    if (pg_args_help(&a)) return usage(stdout);
+    if (pg_arg_string(&a, "--source", &source)) continue;
+    if (pg_arg_string(&a, "--out", &out)) continue;
+    if (pg_arg_string(&a, "--split", &split)) {
+      split_given = true;
+      continue;
     }
-    const char *v = argv[++i];
-    bool ok = true;
-    if (!strcmp(a, "--source")) {
-      source = v;
-      /* --source images DIR: the folder may follow the source's name */
-      if (!strcmp(v, "images") && i + 1 < argc && argv[i + 1][0] != '-') dir = argv[++i];
+    if (pg_arg_string(&a, "--dir", &dir)) continue;
+    if (pg_arg_string(&a, "--preview", &preview)) continue;
+    if (pg_arg_int(&a, "--count", 1, INT64_MAX, &count)) continue;
+    if (pg_arg_int(&a, "--size", 1, INT64_MAX, &size)) continue;
+    if (pg_arg_int(&a, "--channels", 1, INT64_MAX, &channels)) continue;
+    if (pg_arg_string(&a, "--stats-from", &stats_from)) continue;
+    if (pg_arg_int(&a, "--pad", 0, INT64_MAX, &pad)) continue;
+    if (pg_arg_int(&a, "--space-to-depth", 1, INT64_MAX, &s2d)) continue;
+    if (pg_arg_string(&a, "--on-bad", &on_bad)) continue;
+    if (pg_arg_int(&a, "--classes", 1, INT64_MAX, &classes)) continue;
+    if (pg_arg_int(&a, "--seed", 0, INT64_MAX, &seed)) continue;
+    /* --source images DIR: the folder is the one operand */
+    if (pg_arg_operand(&a, &operand) && source && !strcmp(source, "images") && !dir) {
+      dir = operand;
+      continue;
     }
-    else if (!strcmp(a, "--out")) out = v;
-    else if (!strcmp(a, "--split")) split = v;
-    else if (!strcmp(a, "--dir")) dir = v;
-    else if (!strcmp(a, "--preview")) preview = v;
-    else if (!strcmp(a, "--count")) ok = parse_int(a, v, 1, &count);
-    else if (!strcmp(a, "--size")) ok = parse_int(a, v, 1, &size);
-    else if (!strcmp(a, "--channels")) ok = parse_int(a, v, 1, &channels);
-    else if (!strcmp(a, "--stats-from")) img.stats_from = v;
-    else if (!strcmp(a, "--pad")) ok = parse_int(a, v, 0, &img.pad);
-    else if (!strcmp(a, "--space-to-depth")) ok = parse_int(a, v, 1, &img.space_to_depth);
-    else if (!strcmp(a, "--on-bad")) {
-      if (!strcmp(v, "skip")) img.on_bad = PG_IMAGE_BAD_SKIP;
-      else if (!strcmp(v, "fail")) img.on_bad = PG_IMAGE_BAD_FAIL;
-      else {
-        fprintf(stderr, "patchgrad latents: --on-bad '%s' (expected fail or skip)\n", v);
-        return 2;
-      }
-    }
-    else if (!strcmp(a, "--classes")) ok = parse_int(a, v, 1, &syn.classes);
-    else if (!strcmp(a, "--seed")) ok = parse_int(a, v, 0, &seed);
-    else {
-      fprintf(stderr, "patchgrad latents: unknown option '%s'\n", a);
-      return usage(stderr);
-    }
-    if (!ok) return 2;
+    return pg_args_unknown(&a);
   }
-  if (!source || !out) {
-    fprintf(stderr, "patchgrad latents: --source and --out are required\n");
-    return usage(stderr);
-  }
+  if (a.failed) return 2;
+  if (!source || !out) return pg_args_error(&a, "--source and --out are required (see patchgrad latents --help)");
+  if (!pg_args_ends_with(out, ".h5"))
+    return pg_args_error(&a, "--out '%s': a latent dataset is an HDF5 file; give a name ending in .h5", out);
+  if (preview && !pg_args_ends_with(preview, ".png"))
+    return pg_args_error(&a, "--preview '%s': the preview is a PNG image; give a name ending in .png", preview);
+  /* each flag belongs to one source or more; one the chosen source would
+   * ignore is refused */
+  const struct {
+    const char *flag;
+    bool given;
+    const char *sources; /* the sources that read it ("a or b") */
+  } belongs[] = {
+      {"--split", split_given, "fashion-mnist or images"}, {"--dir", dir != NULL, "fashion-mnist or images"},
+      {"--count", count > 0, "fashion-mnist or synthetic"}, {"--size", size > 0, "synthetic or images"},
+      {"--channels", channels > 0, "synthetic or images"},  {"--classes", classes > 0, "synthetic"},
+      {"--seed", seed >= 0, "synthetic"},                {"--stats-from", stats_from != NULL, "images"},
+      {"--pad", pad >= 0, "images"},                     {"--space-to-depth", s2d > 0, "images"},
+      {"--on-bad", on_bad != NULL, "images"},
+  };
+  if (!pg_args_has_word("fashion-mnist synthetic images", source))
+    return pg_args_error(&a, "--source '%s' (expected fashion-mnist, synthetic or images)", source);
+  for (size_t i = 0; i < sizeof belongs / sizeof *belongs; i++)
+    if (belongs[i].given && !pg_args_has_word(belongs[i].sources, source))
+      return pg_args_error(&a, "%s applies to --source %s, not to --source %s", belongs[i].flag,
+                           belongs[i].sources, source);
+  if (stats_from) img.stats_from = stats_from;
+  if (pad >= 0) img.pad = pad;
+  if (s2d > 0) img.space_to_depth = s2d;
+  if (classes > 0) syn.classes = classes;
+  if (on_bad && !strcmp(on_bad, "skip")) img.on_bad = PG_IMAGE_BAD_SKIP;
+  else if (on_bad && !strcmp(on_bad, "fail")) img.on_bad = PG_IMAGE_BAD_FAIL;
+  else if (on_bad) return pg_args_error(&a, "--on-bad '%s' (expected fail or skip)", on_bad);
   pg_status st;
   if (!strcmp(source, "fashion-mnist")) {
     st = pg_make_fashion_mnist(dir, split, count > 0 ? count : 0, out);
   } else if (!strcmp(source, "images")) {
-    if (!dir || size < 1) {
-      fprintf(stderr, "patchgrad latents: --source images needs %s: --source images DIR --size S\n",
-              !dir ? "the folder" : "--size");
-      return 2;
-    }
+    if (!dir || size < 1)
+      return pg_args_error(&a, "--source images needs %s: --source images DIR --size S",
+                           !dir ? "the folder" : "--size");
     img.size = size;
     if (channels > 0) img.channels = channels;
     img.split = split;
     st = make_images(dir, &img, out);
-  } else if (!strcmp(source, "synthetic")) {
+  } else {
     if (count > 0) syn.count = count;
     if (size > 0) syn.size = size;
     if (channels > 0) syn.channels = channels;
-    syn.seed = (uint64_t)seed;
+    if (seed >= 0) syn.seed = (uint64_t)seed;
     st = pg_make_synthetic(&syn, out);
-  } else {
-    fprintf(stderr, "patchgrad latents: --source '%s' (expected fashion-mnist, synthetic or "
-                    "images)\n", source);
-    return 2;
   }
-  if (st) {
-    fprintf(stderr, "patchgrad latents: %s\n", pg_last_error());
-    return 1;
-  }
+  if (st) return pg_cli_fail("latents", 1);
   pg_latents *ds = pg_latents_open(out); /* validates what was written */
   if (!ds) {
     fprintf(stderr, "patchgrad latents: reading back: %s\n", pg_last_error());

@@ -16,15 +16,18 @@
 static int usage(FILE *f) {
   fprintf(f,
 "usage: patchgrad sample --ckpt F.h5 --out grid.png [options]\n"
-"  --sampler ddpm|ddim   DDPM over all 1000 steps, or DDIM (eta 0) over --steps (ddim)\n"
-"  --steps K             DDIM steps (50)\n"
+"  --sampler ddpm|ddim   DDPM over all 1000 steps, or DDIM (eta 0) over --sample-steps (ddim)\n"
+"  --sample-steps K      DDIM steps (50; ddpm takes no other value than its 1000)\n"
+"  --cols N              samples per row (8)\n"
+"conditional models:\n"
+"  --class C|all         one row of class C, or one row per class (all)\n"
 "  --cfg S               classifier-free guidance scale (4; 1 = plain conditional)\n"
-"  --class C|all         one class, or one row per class (all)\n"
-"  --count N             samples per row (8)\n"
-"  --rows R              rows for an unconditional model (4)\n"
+"unconditional models:\n"
+"  --rows R              rows of samples (4)\n"
 "  --seed X (0)  --threads N (all cores)\n"
 "  --ema                 sample with the checkpoint's EMA weights\n"
-"Writes the PNG grid and the raw latents next to it (grid.png -> grid.h5).\n");
+"Writes the PNG grid (--out must end in .png) and the raw latents next to it\n"
+"(grid.png -> grid.h5). A flag the model or sampler would ignore is refused.\n");
   return f == stdout ? 0 : 2;
 }
 
@@ -73,22 +76,49 @@ static bool output_ok(const pg_args *a, const char *ckpt, const char *out) {
   return true;
 }
 
+/* Flags that apply to one kind of model only, refused on the other: a
+ * conditional model draws one row per class (--class), guided (--cfg); an
+ * unconditional one draws --rows rows. */
+static int check_model_flags(const pg_args *a, const char *ckpt, const pg_dit *m, const char *cls, bool rows_given,
+                             int64_t rows, bool cfg_given, double cfg) {
+  const int64_t classes = m->cfg.num_classes;
+  if (classes > 0 && rows_given)
+    return pg_args_error(a, "--rows %lld applies to an unconditional model; %s is conditional (%lld classes): "
+                         "it draws one row per class, or one row with --class C", (long long)rows, ckpt,
+                         (long long)classes);
+  if (classes == 0 && cls)
+    return pg_args_error(a, "--class %s applies to a conditional model; %s is unconditional (use --rows R)", cls,
+                         ckpt);
+  if (classes == 0 && cfg_given)
+    return pg_args_error(a, "--cfg %g (guidance) applies to a conditional model; %s is unconditional", cfg, ckpt);
+  return 0;
+}
+
 int pg_cmd_sample(int argc, char **argv) {
-  const char *ckpt = NULL, *out = NULL, *sampler = "ddim", *cls = "all";
-  int64_t steps = 50, count = 8, rows = 4, seed = 0, threads = 0;
+  const char *ckpt = NULL, *out = NULL, *sampler = "ddim", *cls = NULL;
+  int64_t steps = 50, cols = 8, rows = 4, seed = 0, threads = 0;
   double cfg = 4.0;
-  bool ema = false;
+  bool ema = false, steps_given = false, rows_given = false, cfg_given = false;
   pg_args a = pg_args_begin("sample", argc, argv);
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage(stdout);
     if (pg_arg_string(&a, "--ckpt", &ckpt)) continue;
     if (pg_arg_string(&a, "--out", &out)) continue;
     if (pg_arg_string(&a, "--sampler", &sampler)) continue;
-    if (pg_arg_int(&a, "--steps", 1, 1000, &steps)) continue;
-    if (pg_arg_double(&a, "--cfg", 0, 100, &cfg)) continue;
+    if (pg_arg_int(&a, "--sample-steps", 1, PG_DIFFUSION_T, &steps)) {
+      steps_given = true;
+      continue;
+    }
+    if (pg_arg_double(&a, "--cfg", 0, 100, &cfg)) {
+      cfg_given = true;
+      continue;
+    }
     if (pg_arg_string(&a, "--class", &cls)) continue;
-    if (pg_arg_int(&a, "--count", 1, 256, &count)) continue;
-    if (pg_arg_int(&a, "--rows", 1, 256, &rows)) continue;
+    if (pg_arg_int(&a, "--cols", 1, 256, &cols)) continue;
+    if (pg_arg_int(&a, "--rows", 1, 256, &rows)) {
+      rows_given = true;
+      continue;
+    }
     if (pg_arg_int(&a, "--seed", 0, INT64_MAX, &seed)) continue;
     if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
     if (pg_arg_switch(&a, "--ema", &ema)) continue;
@@ -97,14 +127,20 @@ int pg_cmd_sample(int argc, char **argv) {
   if (a.failed) return 2;
   if (!ckpt || !out) return pg_args_error(&a, "--ckpt F.h5 and --out grid.png are required");
   if (!output_ok(&a, ckpt, out)) return 2;
-  pg_sample_sheet_opts o = {.per_class = (int)count, .rows = (int)rows, .class_id = -1};
+  if (!pg_args_ends_with(out, ".png"))
+    return pg_args_error(&a, "--out '%s': the grid is written as a PNG image; give a name ending in .png (the raw "
+                         "latents go beside it as .h5)", out);
+  pg_sample_sheet_opts o = {.per_class = (int)cols, .rows = (int)rows, .class_id = -1};
   if (!strcmp(sampler, "ddim")) o.sampler.kind = PG_SAMPLER_DDIM;
   else if (!strcmp(sampler, "ddpm")) o.sampler.kind = PG_SAMPLER_DDPM;
   else return pg_args_error(&a, "--sampler '%s' is not ddpm or ddim", sampler);
+  if (o.sampler.kind == PG_SAMPLER_DDPM && steps_given && steps != PG_DIFFUSION_T)
+    return pg_args_error(&a, "--sample-steps %lld applies to --sampler ddim; --sampler ddpm runs all %d steps",
+                         (long long)steps, PG_DIFFUSION_T);
   o.sampler.steps = (int)steps;
   o.sampler.cfg_scale = (float)cfg;
   o.sampler.seed = (uint64_t)seed;
-  if (strcmp(cls, "all")) {
+  if (cls && strcmp(cls, "all")) {
     char *end;
     errno = 0;
     long long v = strtoll(cls, &end, 10);
@@ -116,9 +152,10 @@ int pg_cmd_sample(int argc, char **argv) {
   pg_set_threads((int)threads);
   pg_dit m;
   pg_latent_transform tf;
-  if (load_model(ckpt, ema, &m, &tf)) {
-    fprintf(stderr, "patchgrad sample: %s\n", pg_last_error());
-    return 1;
+  if (load_model(ckpt, ema, &m, &tf)) return pg_cli_fail("sample", 1);
+  if (check_model_flags(&a, ckpt, &m, cls, rows_given, rows, cfg_given, cfg)) {
+    pg_dit_free(&m);
+    return 2;
   }
   pg_diffusion d;
   pg_diffusion_init(&d);
@@ -127,7 +164,7 @@ int pg_cmd_sample(int argc, char **argv) {
   pg_ctx_free(ctx);
   pg_dit_free(&m);
   if (st) {
-    fprintf(stderr, "patchgrad sample: %s\n", pg_last_error());
+    pg_cli_print_error("sample", pg_last_error());
     return 1;
   }
   printf("wrote %s (and the raw latents beside it)\n", out);

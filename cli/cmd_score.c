@@ -99,7 +99,7 @@ int pg_cmd_score(int argc, char **argv) {
   pg_vit m;
   pg_vit_data_info trained;
   if (pg_vit_load(ckpt, &m, &trained)) {
-    fprintf(stderr, "patchgrad score: %s\n", pg_last_error());
+    pg_cli_print_error("score", pg_last_error());
     return 1;
   }
   pg_ctx *ctx = pg_ctx_new(0);
@@ -122,7 +122,7 @@ int pg_cmd_score(int argc, char **argv) {
     pg_score_result_free(&r);
   }
   if (!st && reference) st = print_frechet(ctx, &m, &trained, samples, reference, split_halves, batch);
-  if (st) fprintf(stderr, "patchgrad score: %s\n", pg_last_error());
+  if (st) pg_cli_print_error("score", pg_last_error());
   pg_ctx_free(ctx);
   pg_vit_free(&m);
   return st ? 1 : 0;

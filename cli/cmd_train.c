@@ -10,6 +10,7 @@
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/dit/trainer.h"
 #include "guard.h"
+#include "sizes.h"
 #include "stop.h"
 
 static int usage(FILE *f) {
@@ -23,7 +24,7 @@ static int usage(FILE *f) {
 "  --val-data F.h5       held-out latents for the validation loss (none: no validation)\n"
 "  --val-count N         validation samples used, the file's first ones (1024)\n"
 "model (input size, channels and classes come from the data)\n"
-"  --size tiny|small|medium   presets = the benchmark configs S, M, L:\n"
+"  --size tiny|small|medium   presets (the same as patchgrad bench --size):\n"
 "                        hidden 64/128/384, depth 2/4/6, heads 4/4/6, patch 2, batch 32/64/16\n"
 "  --hidden H --depth D --heads N --patch P --mlp-ratio R   override the preset (small)\n"
 "  --unconditional       ignore the labels (num_classes 0)\n");
@@ -45,22 +46,11 @@ static int usage(FILE *f) {
 "  --out DIR             ckpt.h5, loss.csv, loss.png, samples.png, val_draws.h5 (out)\n"
 "  --resume CKPT         continue a run from its checkpoint, up to --steps in all\n"
 "  --val-every N (250)  --ckpt-every N (1000)  --log-every N (50)\n"
-"  --samples N           samples per class in samples.png at the end (8; 0: none)\n"
+"  --cols N              samples per row (one row per class) of samples.png at the end (8; 0: none)\n"
 "  --sample-steps K (50)  --cfg S (4)   DDIM steps and guidance scale of those samples\n"
 "  --quiet               no progress output\n");
   return f == stdout ? 0 : 2;
 }
-
-typedef struct {
-  const char *name;
-  int64_t hidden, depth, heads, batch;
-} size_preset;
-
-static const size_preset presets[] = {
-    {"tiny", 64, 2, 4, 32},
-    {"small", 128, 4, 4, 64},
-    {"medium", 384, 6, 6, 16},
-};
 
 typedef struct {
   const pg_train_opts *o;
@@ -83,10 +73,8 @@ int pg_cmd_train(int argc, char **argv) {
     pg_arg_string(&a, "--size", &size);
   }
   if (a.failed) return 2;
-  const size_preset *p = NULL;
-  for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
-    if (!strcmp(presets[i].name, size)) p = &presets[i];
-  if (!p) return pg_args_error(&a, "--size '%s' is not one of tiny, small, medium", size);
+  const pg_cli_dit_size *p = pg_cli_dit_size_find(&a, size);
+  if (!p) return 2;
   o.model.hidden = p->hidden;
   o.model.depth = p->depth;
   o.model.heads = p->heads;
@@ -109,7 +97,7 @@ int pg_cmd_train(int argc, char **argv) {
     if (pg_arg_string(&a, "--resume", &o.run.resume)) continue;
     if (pg_arg_int(&a, "--val-every", 0, INT64_MAX, &o.run.val_every)) continue;
     if (pg_arg_int(&a, "--ckpt-every", 0, INT64_MAX, &o.run.ckpt_every)) continue;
-    if (pg_arg_int(&a, "--samples", 0, 64, &samples)) continue;
+    if (pg_arg_int(&a, "--cols", 0, 64, &samples)) continue;
     if (pg_arg_int(&a, "--sample-steps", 1, 1000, &sample_steps)) continue;
     if (pg_arg_double(&a, "--cfg", 0, 100, &cfg)) continue;
     return pg_args_unknown(&a);
@@ -132,7 +120,7 @@ int pg_cmd_train(int argc, char **argv) {
   pg_train_result r = {0};
   train_job t = {&o, &r};
   const pg_cli_run_job job = {run_job, &t, &r.local_error, &r.interrupted};
-  const int rc = pg_cli_run_launch("train", "train", &o.run, &job);
+  const int rc = pg_cli_run_launch("train", &o.run, &job);
   if (rc >= 0) return rc;
   if (r.interrupted) return pg_cli_stop_status();
   printf("step %lld: train loss %.5f, validation loss %s%.5f\n", (long long)r.step, r.train_loss,

@@ -95,7 +95,7 @@ static int parse(const char *cmd, int argc, char **argv, const char *needs, vae_
 }
 
 static int fail(const char *cmd) {
-  fprintf(stderr, "patchgrad %s: %s\n", cmd, pg_last_error());
+  pg_cli_print_error(cmd, pg_last_error());
   return 1;
 }
 
@@ -166,7 +166,7 @@ static int run_train(int argc, char **argv) {
   pg_vae_train_result r = {0};
   vae_job t = {&o, &r};
   const pg_cli_run_job job = {run_job, &t, &r.local_error, &r.interrupted};
-  const int rc = pg_cli_run_launch("vae train", "vae", &o.run, &job);
+  const int rc = pg_cli_run_launch("vae train", &o.run, &job);
   if (rc >= 0) return rc;
   printf("step %lld: train loss %.5f (mse %.5f, kl %.1f per image, last %lld steps), %.0f s at %.2f steps/s\n",
          (long long)r.step, r.train_loss, r.train_mse, r.train_kl, (long long)o.run.log_every, r.seconds,

@@ -1,5 +1,7 @@
 #include "stop.h"
 
+#include "args.h"
+
 #include <stddef.h>
 #include <stdio.h>
 
@@ -33,7 +35,7 @@ int pg_cli_stop_status(void) { return 128 + (stop_requested ? (int)stop_requeste
 
 int pg_cli_dist_start(pg_dist *d, const char *who) {
   if (!pg_dist_init(d, NULL, NULL)) return 0;
-  fprintf(stderr, "patchgrad %s: %s\n", who, pg_last_error());
+  pg_cli_print_error(who, pg_last_error());
   return 1;
 }
 

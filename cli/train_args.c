@@ -3,7 +3,6 @@
 
 #include <math.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "guard.h"
 #include "patchgrad/autograd/blas.h"
@@ -75,7 +74,7 @@ int pg_cli_run_finish(pg_args *a, const pg_cli_run_flags *f, pg_run_opts *run) {
   return 0;
 }
 
-int pg_cli_run_launch(const char *who, const char *prefix, pg_run_opts *run, const pg_cli_run_job *job) {
+int pg_cli_run_launch(const char *who, pg_run_opts *run, const pg_cli_run_job *job) {
   pg_dist dist;
   if (pg_cli_dist_start(&dist, who)) return 1;
   /* one run per output folder; under MPI rank 0 writes it, and a refusal
@@ -90,10 +89,7 @@ int pg_cli_run_launch(const char *who, const char *prefix, pg_run_opts *run, con
   run->stop = NULL;
   if (st) {
     /* an error every rank agreed on is printed by rank 0 */
-    const char *msg = pg_last_error();
-    const size_t n = strlen(prefix);
-    if (!strncmp(msg, prefix, n) && !strncmp(msg + n, ": ", 2)) msg += n + 2;
-    if (dist.rank == 0 || *job->local_error) fprintf(stderr, "patchgrad %s: %s\n", who, msg);
+    if (dist.rank == 0 || *job->local_error) pg_cli_print_error(who, pg_last_error());
     return pg_cli_dist_end(&dist, st, *job->local_error, 1);
   }
   if (pg_cli_dist_end(&dist, st, false, 0) || dist.rank > 0) return *job->interrupted ? pg_cli_stop_status() : 0;

@@ -12,7 +12,7 @@
  *   }
  *   if (a.failed || pg_cli_run_finish(&a, &f, &o.run)) return 2;
  *   ...
- *   int rc = pg_cli_run_launch("classify train", "classify", &o.run, job, &ctl);
+ *   int rc = pg_cli_run_launch("classify train", &o.run, &job);
  *   if (rc >= 0) return rc;                           error, or not rank 0
  *   print the closing lines
  */
@@ -66,11 +66,11 @@ typedef struct {
 /* Joins MPI when launched by mpirun, takes the output folder's lock (rank
  * 0), points run->dist and run->stop at this process's communicator and
  * stop flag for the run, runs the job, and releases everything. An error is
- * printed once as "patchgrad WHO: message" (the library's own "PREFIX: "
- * removed). Returns the exit status (1 error, 128 + signal when stopped, 0
+ * printed once as "patchgrad WHO: message" (pg_cli_print_error: a prefix of
+ * the library's that repeats WHO's words, "classify: ", is dropped). Returns the exit status (1 error, 128 + signal when stopped, 0
  * on ranks other than 0), or -1 on rank 0 after a run that ended normally
  * or by the stop flag: the caller prints its closing lines then (and
  * returns pg_cli_stop_status() when interrupted). */
-int pg_cli_run_launch(const char *who, const char *prefix, pg_run_opts *run, const pg_cli_run_job *job);
+int pg_cli_run_launch(const char *who, pg_run_opts *run, const pg_cli_run_job *job);
 
 #endif

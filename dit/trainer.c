@@ -129,22 +129,23 @@ static pg_status save_initial(dit_run *d, const char *path) {
 
 /* The validation draws, for a PyTorch twin of the run: val_draws.h5. */
 static pg_status write_val_draws(const dit_run *d, const pg_run *run) {
-  char path[PG_RUN_PATH_MAX], tmp[PG_RUN_PATH_MAX];
+  char path[PG_RUN_PATH_MAX];
   if (!pg_run_path(run, "val_draws.h5", path)) return PG_OK;
-  pg_run_path(run, "val_draws.h5.tmp", tmp);
   const pg_dit_config *c = &d->model.cfg;
   const int64_t n = d->val_n;
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return pg_fail(PG_ERR_IO, "train: cannot write %s", tmp);
+  hid_t f = pg_h5_create_in_memory(path); /* written out atomically (io/h5util.h) */
+  if (f < 0) return pg_last_status();
   int64_t shape4[4] = {n, c->input_size, c->input_size, c->in_channels};
   pg_status st = pg_h5_write_floats(f, "x0", 4, shape4, d->val_x, 0);
   st = st ? st : pg_h5_write_floats(f, "eps", 4, shape4, d->val_eps, 0);
   st = st ? st : pg_h5_write_floats(f, "t", 1, &n, d->val_t, 0);
   st = st ? st : pg_h5_write_int64(f, "y", 1, &n, d->val_y);
   st = st ? st : pg_h5_set_attr_string(f, "description", "validation set of a patchgrad train run: x0, and the fixed timesteps t and noise eps it is evaluated at");
-  H5Fclose(f);
-  if (!st && rename(tmp, path)) st = pg_fail(PG_ERR_IO, "train: cannot rename %s", tmp);
-  return st;
+  if (st) {
+    H5Fclose(f);
+    return st;
+  }
+  return pg_h5_commit_image(f, path);
 }
 
 /* Validation set: the first val_count samples of val_path, each with a

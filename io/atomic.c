@@ -110,8 +110,7 @@ static pg_status rename_into_place(const char *tmp, const char *path) {
   if (rename(tmp, path) != 0) {
     int err = errno;
     pg_atomic_discard(tmp);
-    return pg_fail(PG_ERR_IO, "%s: cannot rename %s over it: %s (the previous file is unchanged)",
-                   path, tmp, strerror(err));
+    return pg_fail(PG_ERR_IO, "%s: cannot replace it: %s (the previous file is unchanged)", path, strerror(err));
   }
   sync_parent_dir(path);
   return PG_OK;
@@ -123,8 +122,7 @@ pg_status pg_atomic_commit(const char *tmp, const char *path) {
     int err = errno;
     if (fd >= 0) close(fd);
     pg_atomic_discard(tmp);
-    return pg_fail(PG_ERR_IO, "%s: cannot flush the temporary file %s: %s (the previous file is "
-                              "unchanged)", path, tmp, strerror(err));
+    return pg_fail(PG_ERR_IO, "%s: cannot flush the new file to disk: %s (the previous file is unchanged)", path, strerror(err));
   }
   close(fd);
   return rename_into_place(tmp, path);
@@ -141,7 +139,7 @@ pg_status pg_atomic_write(const char *path, const void *data, size_t size) {
   if (pg_atomic_begin(path, tmp, sizeof tmp)) return pg_last_status();
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0)
-    return pg_fail(PG_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    return pg_fail(PG_ERR_IO, "%s: cannot create the file: %s", path, strerror(errno));
   const char *p = data;
   size_t left = size;
   int err = 0;
@@ -159,8 +157,7 @@ pg_status pg_atomic_write(const char *path, const void *data, size_t size) {
   if (close(fd) != 0 && !err) err = errno;
   if (err) {
     pg_atomic_discard(tmp);
-    return pg_fail(PG_ERR_IO, "%s: writing %zu bytes to %s failed: %s (the previous file is "
-                              "unchanged)", path, size, tmp, strerror(err));
+    return pg_fail(PG_ERR_IO, "%s: writing %zu bytes failed: %s (the previous file is unchanged)", path, size, strerror(err));
   }
   return rename_into_place(tmp, path);
 }

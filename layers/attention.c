@@ -17,7 +17,7 @@ typedef struct {
   const float *q, *k, *v;
   int64_t q_ld, k_ld, v_ld;
   float *out;                  /* [B, T, heads*dv] */
-  float scale;                 /* 1/sqrt(dk) */
+  float scale;                 /* the factor of q k^T: 1/sqrt(dk) unless given */
   bool causal;
   const uint8_t *pad;          /* [B, T], 1 = masked key; forward only */
   float dropout;               /* 0 unless training */
@@ -140,7 +140,7 @@ static void general_backward(const sdpa_plan *pl, const sdpa_grads *g, const flo
  * what the call saves; returns false (error set) when memory runs out. */
 static bool sdpa_prepare(pg_ctx *ctx, sdpa_plan *pl, bool save, float dropout, pg_rng *rng) {
   int64_t pairs = pl->batch * pl->heads, TT = pl->tokens * pl->tokens;
-  pl->scale = pl->dk > 0 ? (float)(1.0 / sqrt((double)pl->dk)) : 1.0f;
+  if (pl->scale == PG_SDPA_DEFAULT_SCALE) pl->scale = pg_attention_scale(pl->dk);
   pl->dropout = ctx->training ? dropout : 0.0f;
   if (save) {
     pl->probs = pg_scratch(ctx, (size_t)(pairs * TT) * sizeof(float));
@@ -281,8 +281,11 @@ static void sdpa_backward_separate(pg_ctx *ctx, pg_node *node) {
   run_backward(ctx, pl, &grads, node->out->grad);
 }
 
+float pg_attention_scale(int64_t size) { return size > 0 ? (float)(1.0 / sqrt((double)size)) : 1.0f; }
+
 pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int heads,
-                      bool causal, const uint8_t *key_padding_mask, float dropout, pg_rng *rng) {
+                      bool causal, const uint8_t *key_padding_mask, float dropout, float scale,
+                      pg_rng *rng) {
   if (!q || !k || !v) return NULL;
   pg_tensor *qkv[3] = {q, k, v};
   const char *names[3] = {"q", "k", "v"};
@@ -307,6 +310,10 @@ pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int
     pg_fail(PG_ERR_ARG, "pg_sdpa_op: dropout %g in training needs a random generator (rng is NULL)", (double)dropout);
     return NULL;
   }
+  if (!isfinite(scale)) {
+    pg_fail(PG_ERR_ARG, "pg_sdpa_op: scale must be finite (0 for the default 1/sqrt(dk)), got %g", (double)scale);
+    return NULL;
+  }
   sdpa_plan *pl = pg_scratch(ctx, sizeof *pl);
   pg_tensor *out = pg_empty(ctx, PG_SHAPE(q->shape[0], q->shape[1], v->shape[2]));
   if (!pl || !out) return NULL;
@@ -314,7 +321,7 @@ pg_tensor *pg_sdpa_op(pg_ctx *ctx, pg_tensor *q, pg_tensor *k, pg_tensor *v, int
                     .dk = q->shape[2] / heads, .dv = v->shape[2] / heads,
                     .q = q->data, .k = k->data, .v = v->data,
                     .q_ld = q->shape[2], .k_ld = k->shape[2], .v_ld = v->shape[2],
-                    .out = out->data, .causal = causal, .pad = key_padding_mask};
+                    .out = out->data, .scale = scale, .causal = causal, .pad = key_padding_mask};
   bool save = pg_needs_grad(ctx, 3, qkv);
   if (!sdpa_prepare(ctx, pl, save, dropout, rng) || !run_forward(ctx, pl)) return NULL;
   pl->pad = NULL;

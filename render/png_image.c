@@ -125,7 +125,7 @@ pg_status pg_png_write(const char *path, const pg_image *im) {
   if (pg_atomic_begin(path, tmp, sizeof tmp)) return pg_last_status();
   png_job j = {0};
   j.f = fopen(tmp, "wb");
-  if (!j.f) return pg_fail(PG_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+  if (!j.f) return pg_fail(PG_ERR_IO, "%s: cannot create the file: %s", path, strerror(errno));
   j.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, on_png_error, on_png_warning);
   j.info = j.png ? png_create_info_struct(j.png) : NULL;
   pg_status st = j.info ? write_png(&j, im) : pg_fail(PG_ERR_MEMORY, "libpng: out of memory");
@@ -138,8 +138,7 @@ pg_status pg_png_write(const char *path, const pg_image *im) {
   if (st) {
     pg_atomic_discard(tmp);
     if (j.write_errno)
-      return pg_fail(st, "%s: writing %s failed: %s (the previous file is unchanged)", path, tmp,
-                     strerror(j.write_errno));
+      return pg_fail(st, "%s: writing failed: %s (the previous file is unchanged)", path, strerror(j.write_errno));
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", pg_last_error());
     return pg_fail(st, "%s: %s", path, msg);

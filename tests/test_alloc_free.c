@@ -126,7 +126,7 @@ typedef struct {
 static void attention_step(pg_ctx *ctx, const attention_case *c, pg_tensor *const *qkv,
                            const uint8_t *pad, pg_rng *rng) {
   pg_tensor *o = pg_sdpa_op(ctx, qkv[0], qkv[1], qkv[2], (int)c->heads, c->causal,
-                            c->pad ? pad : NULL, c->dropout, rng);
+                            c->pad ? pad : NULL, c->dropout, PG_SDPA_DEFAULT_SCALE, rng);
   pg_tensor *loss = pg_mean(ctx, pg_mul(ctx, o, o), 0, NULL, false);
   if (!loss || pg_backward(ctx, loss)) print_error("%s: step failed: %s\n", c->what, pg_last_error());
   for (int i = 0; i < 3; i++) pg_tensor_zero_grad(qkv[i]);

@@ -11,15 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "patchgrad/autograd/blas.h"
+#include "patchgrad/io/h5util.h"
 #include "patchgrad/layers/attention.h"
 
 /* ---- the naive reference ---- */
 
-/* softmax(q k^T / sqrt(dk) + masks) v per head, all in double, one loop per
- * index. q, k [B, T, heads*dk], v [B, T, heads*dv] contiguous. */
-static void naive_sdpa(const double *q, const double *k, const double *v, int64_t B, int64_t T,
-                       int64_t heads, int64_t dk, int64_t dv, bool causal, const uint8_t *pad,
-                       double *out) {
+/* softmax(q k^T * scale + masks) v per head, all in double, one loop per
+ * index; scale 0 means 1/sqrt(dk). q, k [B, T, heads*dk], v [B, T, heads*dv]
+ * contiguous. */
+static void naive_sdpa_scaled(const double *q, const double *k, const double *v, int64_t B, int64_t T,
+                              int64_t heads, int64_t dk, int64_t dv, bool causal, const uint8_t *pad,
+                              double scale, double *out) {
+  if (scale == 0) scale = 1.0 / sqrt((double)dk);
   double *s = malloc((size_t)T * sizeof *s);
   for (int64_t b = 0; b < B; b++)
     for (int64_t n = 0; n < heads; n++)
@@ -32,7 +36,7 @@ static void naive_sdpa(const double *q, const double *k, const double *v, int64_
           double dot = 0;
           for (int64_t c = 0; c < dk; c++)
             dot += q[(b * T + i) * heads * dk + n * dk + c] * k[(b * T + j) * heads * dk + n * dk + c];
-          s[j] = dot / sqrt((double)dk);
+          s[j] = dot * scale;
           if (s[j] > max) max = s[j];
         }
         double sum = 0;
@@ -47,6 +51,12 @@ static void naive_sdpa(const double *q, const double *k, const double *v, int64_
         }
       }
   free(s);
+}
+
+static void naive_sdpa(const double *q, const double *k, const double *v, int64_t B, int64_t T,
+                       int64_t heads, int64_t dk, int64_t dv, bool causal, const uint8_t *pad,
+                       double *out) {
+  naive_sdpa_scaled(q, k, v, B, T, heads, dk, dv, causal, pad, 0.0, out);
 }
 
 /* y [m, out] = x [m, in] W^T + b in double (b may be NULL). */
@@ -282,20 +292,21 @@ typedef struct {
   bool causal;
   float dropout;
   uint64_t seed;
+  float scale; /* 0: the default 1/sqrt(dk) */
 } sdpa_args;
 
 static pg_tensor *sdpa_fn(pg_ctx *ctx, pg_tensor *const *in, void *user) {
   sdpa_args *a = user;
   pg_rng rng;
   pg_rng_seed(&rng, a->seed); /* the same dropout mask on every call */
-  return pg_sdpa_op(ctx, in[0], in[1], in[2], a->heads, a->causal, NULL, a->dropout, &rng);
+  return pg_sdpa_op(ctx, in[0], in[1], in[2], a->heads, a->causal, NULL, a->dropout, a->scale, &rng);
 }
 
 static void test_sdpa_separate(void **state) {
   (void)state;
   const int64_t B = 2, T = 6;
   for (int causal = 0; causal <= 1; causal++) {
-    sdpa_args a = {2, causal, 0.0f, 1};
+    sdpa_args a = {2, causal, 0.0f, 1, PG_SDPA_DEFAULT_SCALE};
     pg_tensor *q = pg_test_randn(PG_SHAPE(B, T, 6), 1.0f, 500), *k = pg_test_randn(PG_SHAPE(B, T, 6), 1.0f, 501);
     pg_tensor *v = pg_test_randn(PG_SHAPE(B, T, 10), 1.0f, 502);
     pg_tensor *in[3] = {q, k, v};
@@ -312,6 +323,70 @@ static void test_sdpa_separate(void **state) {
   }
 }
 
+/* An explicit scale (PyTorch's scaled_dot_product_attention(scale=...)) on
+ * both paths: the fused kernel (dk 3) and the general one (dk 300, wider
+ * than the fused kernel takes); forward against the naive loops with that
+ * scale, backward against finite differences. The default is an explicit
+ * 1/sqrt(dk) bit for bit, and a non-finite scale is refused. */
+static void test_sdpa_explicit_scale(void **state) {
+  (void)state;
+  const int64_t B = 2, T = 4;
+  const struct {
+    int heads;
+    int64_t width, v_width;
+  } paths[2] = {{2, 6, 10}, {1, 300, 3}};
+  for (int p = 0; p < 2; p++)
+    for (int causal = 0; causal <= 1; causal++) {
+      const int64_t dk = paths[p].width / paths[p].heads, dv = paths[p].v_width / paths[p].heads;
+      sdpa_args a = {paths[p].heads, causal, 0.0f, 1, 0.37f};
+      pg_tensor *q = pg_test_randn(PG_SHAPE(B, T, paths[p].width), 1.0f, 510);
+      pg_tensor *k = pg_test_randn(PG_SHAPE(B, T, paths[p].width), 1.0f, 511);
+      pg_tensor *v = pg_test_randn(PG_SHAPE(B, T, paths[p].v_width), 1.0f, 512);
+      pg_tensor *in[3] = {q, k, v};
+      if (p == 0) assert_gradcheck(sdpa_fn, &a, 3, in, &fd);
+      pg_ctx *ctx = pg_ctx_new(0);
+      pg_tensor *y = sdpa_fn(ctx, in, &a);
+      assert_non_null(y);
+      double *qd = to_double(q), *kd = to_double(k), *vd = to_double(v);
+      double *want = malloc((size_t)y->numel * sizeof *want);
+      naive_sdpa_scaled(qd, kd, vd, B, T, a.heads, dk, dv, causal, NULL, (double)a.scale, want);
+      for (int64_t i = 0; i < y->numel; i++) assert_true(fabs(y->data[i] - want[i]) < 1e-5 + 1e-5 * fabs(want[i]));
+      /* another scale gives other numbers: the argument is used */
+      naive_sdpa(qd, kd, vd, B, T, a.heads, dk, dv, causal, NULL, want);
+      double off = 0;
+      for (int64_t i = 0; i < y->numel; i++) off = fmax(off, fabs(y->data[i] - want[i]));
+      assert_true(off > 1e-3);
+      /* the default and an explicit 1/sqrt(dk): the same bits */
+      sdpa_args d = a, e = a;
+      d.scale = PG_SDPA_DEFAULT_SCALE;
+      e.scale = pg_attention_scale(dk);
+      pg_tensor *yd = sdpa_fn(ctx, in, &d), *ye = sdpa_fn(ctx, in, &e);
+      assert_memory_equal(yd->data, ye->data, (size_t)yd->numel * sizeof(float));
+      /* the general path's backward, on a smaller problem (one thread: its
+       * thousands of tiny calls would otherwise wait for a second one) */
+      if (p == 1) {
+        pg_tensor *qs = pg_test_randn(PG_SHAPE(1, 3, 260), 0.3f, 513), *ks = pg_test_randn(PG_SHAPE(1, 3, 260), 0.3f, 514);
+        pg_tensor *vs = pg_test_randn(PG_SHAPE(1, 3, 2), 1.0f, 515);
+        pg_tensor *ins[3] = {qs, ks, vs};
+        const int threads = pg_get_threads();
+        pg_set_threads(1);
+        assert_gradcheck(sdpa_fn, &a, 3, ins, &fd);
+        pg_set_threads(threads);
+        pg_tensor_free(qs), pg_tensor_free(ks), pg_tensor_free(vs);
+      }
+      free(qd), free(kd), free(vd), free(want);
+      pg_ctx_free(ctx);
+      pg_tensor_free(q), pg_tensor_free(k), pg_tensor_free(v);
+    }
+  pg_ctx *ctx = pg_ctx_new(0);
+  pg_tensor *q = pg_zeros(ctx, PG_SHAPE(1, 2, 4));
+  assert_null(pg_sdpa_op(ctx, q, q, q, 1, false, NULL, 0.0f, NAN, NULL));
+  assert_error_contains("scale must be finite (0 for the default 1/sqrt(dk)), got nan");
+  assert_null(pg_sdpa_op(ctx, q, q, q, 1, false, NULL, 0.0f, INFINITY, NULL));
+  assert_error_contains("got inf");
+  pg_ctx_free(ctx);
+}
+
 /* ---- dropout on the attention weights ---- */
 
 /* With q = k = 0 every visible key weighs 1/(visible count), and with v the
@@ -324,7 +399,7 @@ static void dropout_probe(pg_ctx *ctx, int64_t B, int64_t T, bool causal, float 
     for (int64_t j = 0; j < T; j++) v->data[(b * T + j) * T + j] = 1;
   pg_rng rng;
   pg_rng_seed(&rng, seed);
-  *out = pg_sdpa_op(ctx, q, k, v, 1, causal, NULL, p, &rng);
+  *out = pg_sdpa_op(ctx, q, k, v, 1, causal, NULL, p, PG_SDPA_DEFAULT_SCALE, &rng);
 }
 
 static void test_dropout(void **state) {
@@ -371,7 +446,7 @@ static void test_dropout(void **state) {
   assert_memory_not_equal(a->data, c->data, (size_t)a->numel * sizeof(float));
   pg_ctx_free(ctx);
   /* gradients through the dropped weights (a fixed mask) */
-  sdpa_args args = {2, true, 0.4f, 99};
+  sdpa_args args = {2, true, 0.4f, 99, PG_SDPA_DEFAULT_SCALE};
   pg_tensor *q = pg_test_randn(PG_SHAPE(2, 7, 4), 1.0f, 600), *k = pg_test_randn(PG_SHAPE(2, 7, 4), 1.0f, 601);
   pg_tensor *v = pg_test_randn(PG_SHAPE(2, 7, 6), 1.0f, 602);
   pg_tensor *in[3] = {q, k, v};
@@ -384,20 +459,21 @@ static void test_dropout(void **state) {
 typedef struct {
   bool causal;
   float dropout;
+  float scale; /* 0: the default 1/sqrt(head_size) */
 } head_args;
 
 static pg_tensor *head_fn(pg_ctx *ctx, pg_tensor *const *in, void *user) {
   head_args *a = user;
   pg_rng rng;
   pg_rng_seed(&rng, 5);
-  return pg_attention_head_op(ctx, in[0], in[1], in[2], in[3], a->causal, a->dropout, &rng);
+  return pg_attention_head_op(ctx, in[0], in[1], in[2], in[3], a->causal, a->dropout, a->scale, &rng);
 }
 
 static void test_attention_head(void **state) {
   (void)state;
   const int64_t B = 2, T = 7, n_embed = 12, hs = 5; /* head size differs from the width */
   for (int causal = 0; causal <= 1; causal++) {
-    head_args a = {causal, 0.0f};
+    head_args a = {causal, 0.0f, PG_SDPA_DEFAULT_SCALE};
     pg_tensor *x = pg_test_randn(PG_SHAPE(B, T, n_embed), 1.0f, 700);
     pg_tensor *kw = pg_test_randn(PG_SHAPE(hs, n_embed), 0.5f, 701);
     pg_tensor *qw = pg_test_randn(PG_SHAPE(hs, n_embed), 0.5f, 702);
@@ -415,7 +491,7 @@ static void test_attention_head(void **state) {
     assert_int_equal(y->shape[2], hs);
     for (int64_t i = 0; i < y->numel; i++) assert_true(fabs(y->data[i] - want[i]) < 1e-5 + 1e-5 * fabs(want[i]));
     /* dropout in training changes the output; in evaluation it does not */
-    head_args d = {causal, 0.5f};
+    head_args d = {causal, 0.5f, PG_SDPA_DEFAULT_SCALE};
     pg_tensor *yd = head_fn(ctx, in, &d);
     assert_memory_not_equal(yd->data, y->data, (size_t)y->numel * sizeof(float));
     pg_set_training(ctx, false);
@@ -425,6 +501,85 @@ static void test_attention_head(void **state) {
     free(xd);
     pg_tensor_free(x), pg_tensor_free(kw), pg_tensor_free(qw), pg_tensor_free(vw);
   }
+}
+
+/* The seed notebook's Head (SeedHead in tools/gen_fixtures_nn.py, written
+ * as the notebook writes it: scores times C**-0.5, C = n_embed) against its
+ * PyTorch values in tests/data/nn_cases.h5: the layer built with
+ * PG_HEAD_SCALE_N_EMBED gives its output and the gradients of x and of the
+ * three weights; the default scale does not; and the op at that scale
+ * passes a gradient check. */
+static void test_attention_head_seed_scale(void **state) {
+  (void)state;
+  const char *cases[2] = {"attention_head_seed_scale_T7", "attention_head_seed_scale_T9_causal"};
+  const char *weights[3] = {"key.weight", "query.weight", "value.weight"};
+  hid_t file = pg_h5_open(pg_test_data("nn_cases.h5"), false);
+  assert_true(file >= 0);
+  for (int c = 0; c < 2; c++) {
+    const bool causal = c == 1;
+    char path[256];
+    pg_tensor *x, *out, *grad_out, *grad_x;
+#define READ(name, dst)                                                          \
+  snprintf(path, sizeof path, "%s/%s", cases[c], name);                          \
+  assert_int_equal(pg_h5_read_tensor(file, path, "nn_cases.h5", &dst), PG_OK)
+    READ("x", x);
+    READ("out", out);
+    READ("grad_out", grad_out);
+    READ("grad/x", grad_x);
+    const int64_t n_embed = x->shape[2];
+    pg_params ps;
+    pg_params_init(&ps);
+    pg_rng rng;
+    pg_rng_seed(&rng, 1);
+    pg_attention_head seed, plain;
+    assert_int_equal(pg_attention_head_init(&seed, &ps, "seed", n_embed, 5, 0.0f, PG_HEAD_SCALE_N_EMBED, &rng), PG_OK);
+    assert_int_equal(pg_attention_head_init(&plain, &ps, "plain", n_embed, 5, 0.0f, PG_HEAD_SCALE_HEAD_SIZE, &rng), PG_OK);
+    assert_true(seed.scale == (float)(1.0 / sqrt((double)n_embed)));
+    assert_true(plain.scale == (float)(1.0 / sqrt(5.0)));
+    pg_linear *seed_parts[3] = {&seed.key, &seed.query, &seed.value}, *plain_parts[3] = {&plain.key, &plain.query, &plain.value};
+    pg_tensor *want_grad[3];
+    for (int i = 0; i < 3; i++) {
+      pg_tensor *w;
+      snprintf(path, sizeof path, "%s/params/%s", cases[c], weights[i]);
+      assert_int_equal(pg_h5_read_tensor(file, path, "nn_cases.h5", &w), PG_OK);
+      memcpy(seed_parts[i]->weight->data, w->data, (size_t)w->numel * sizeof(float));
+      memcpy(plain_parts[i]->weight->data, w->data, (size_t)w->numel * sizeof(float));
+      pg_tensor_free(w);
+      snprintf(path, sizeof path, "%s/grad/params/%s", cases[c], weights[i]);
+      assert_int_equal(pg_h5_read_tensor(file, path, "nn_cases.h5", &want_grad[i]), PG_OK);
+    }
+#undef READ
+    assert_int_equal(pg_tensor_set_requires_grad(x, true), PG_OK);
+    pg_ctx *ctx = pg_ctx_new(0);
+    pg_tensor *y = pg_attention_head_forward(ctx, &seed, x, causal, NULL);
+    assert_non_null(y);
+    assert_close(y->data, out->data, out->numel, 1e-5, 1e-4);
+    assert_int_equal(pg_backward_with(ctx, y, grad_out->data), PG_OK);
+    assert_close(x->grad, grad_x->data, grad_x->numel, 1e-5, 1e-4);
+    for (int i = 0; i < 3; i++)
+      assert_close(seed_parts[i]->weight->grad, want_grad[i]->data, want_grad[i]->numel, 1e-5, 1e-4);
+    /* the default scale is another function of the same weights */
+    pg_tensor *yp = pg_attention_head_forward(ctx, &plain, x, causal, NULL);
+    double off = 0;
+    for (int64_t i = 0; i < yp->numel; i++) off = fmax(off, fabs(yp->data[i] - out->data[i]));
+    assert_true(off > 1e-3);
+    /* the op at the seed's scale, against finite differences */
+    head_args a = {causal, 0.0f, seed.scale};
+    pg_tensor *in[4] = {x, seed.key.weight, seed.query.weight, seed.value.weight};
+    assert_gradcheck(head_fn, &a, 4, in, &fd);
+    pg_ctx_free(ctx);
+    for (int i = 0; i < 3; i++) pg_tensor_free(want_grad[i]);
+    pg_tensor_free(x), pg_tensor_free(out), pg_tensor_free(grad_out), pg_tensor_free(grad_x);
+    pg_params_free(&ps);
+  }
+  H5Fclose(file);
+  /* a scale kind that is not one of the two */
+  pg_params ps;
+  pg_params_init(&ps);
+  pg_attention_head bad;
+  assert_int_equal(pg_attention_head_init(&bad, &ps, "bad", 12, 5, 0.0f, (pg_head_scale)7, NULL), PG_ERR_ARG);
+  assert_error_contains("scale_kind must be PG_HEAD_SCALE_HEAD_SIZE (0) or PG_HEAD_SCALE_N_EMBED (1), got 7");
+  pg_params_free(&ps);
 }
 
 /* ---- layers: names, shapes, init; errors ---- */
@@ -448,7 +603,7 @@ static void test_attention_layers(void **state) {
   double bound = sqrt(6.0 / (32 + 96));
   for (int64_t i = 0; i < attn.qkv.weight->numel; i++) assert_true(fabs(attn.qkv.weight->data[i]) <= bound);
   pg_attention_head head;
-  assert_int_equal(pg_attention_head_init(&head, &ps, "sa.heads.0", 32, 8, 0.1f, &rng), PG_OK);
+  assert_int_equal(pg_attention_head_init(&head, &ps, "sa.heads.0", 32, 8, 0.1f, PG_HEAD_SCALE_HEAD_SIZE, &rng), PG_OK);
   const char *head_names[] = {"sa.heads.0.key.weight", "sa.heads.0.query.weight", "sa.heads.0.value.weight"};
   for (int i = 0; i < 3; i++) {
     pg_param *p = &ps.items[4 + i];
@@ -477,16 +632,16 @@ static void test_attention_layers(void **state) {
   assert_null(pg_attention_op(ctx, pg_zeros(ctx, PG_SHAPE(10, 32)), attn.qkv.weight, NULL, attn.proj.weight, NULL, 4, false, NULL));
   assert_error_contains("x must be [B, T, h], got [10, 32]");
   pg_tensor *q = pg_zeros(ctx, PG_SHAPE(2, 5, 8));
-  assert_null(pg_sdpa_op(ctx, q, q, q, 1, false, NULL, 1.0f, &rng));
+  assert_null(pg_sdpa_op(ctx, q, q, q, 1, false, NULL, 1.0f, PG_SDPA_DEFAULT_SCALE, &rng));
   assert_error_contains("dropout must be in [0, 1), got 1");
-  assert_null(pg_sdpa_op(ctx, q, q, q, 1, false, NULL, 0.2f, NULL));
+  assert_null(pg_sdpa_op(ctx, q, q, q, 1, false, NULL, 0.2f, PG_SDPA_DEFAULT_SCALE, NULL));
   assert_error_contains("needs a random generator");
-  assert_null(pg_sdpa_op(ctx, q, pg_zeros(ctx, PG_SHAPE(2, 4, 8)), q, 1, false, NULL, 0, NULL));
+  assert_null(pg_sdpa_op(ctx, q, pg_zeros(ctx, PG_SHAPE(2, 4, 8)), q, 1, false, NULL, 0, PG_SDPA_DEFAULT_SCALE, NULL));
   assert_error_contains("equal B and T; q is [2, 5, 8], k is [2, 4, 8]");
   assert_null(pg_sdpa_packed_op(ctx, pg_zeros(ctx, PG_SHAPE(2, 5, 10)), 1, false, NULL));
   assert_error_contains("qkv must be [B, T, 3h], got [2, 5, 10]");
   pg_attention_head bad_head;
-  assert_int_equal(pg_attention_head_init(&bad_head, &ps, "h2", 32, 8, 1.5f, &rng), PG_ERR_ARG);
+  assert_int_equal(pg_attention_head_init(&bad_head, &ps, "h2", 32, 8, 1.5f, PG_HEAD_SCALE_HEAD_SIZE, &rng), PG_ERR_ARG);
   assert_error_contains("dropout must be in [0, 1), got 1.5");
   pg_ctx_free(ctx);
   pg_params_free(&ps);
@@ -496,7 +651,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_attention_matches_naive), cmocka_unit_test(test_attention_large_scores),
       cmocka_unit_test(test_attention_gradients),     cmocka_unit_test(test_attention_fully_masked_rows),
-      cmocka_unit_test(test_sdpa_separate),           cmocka_unit_test(test_dropout),
+      cmocka_unit_test(test_sdpa_separate),           cmocka_unit_test(test_sdpa_explicit_scale),
+      cmocka_unit_test(test_dropout),                 cmocka_unit_test(test_attention_head_seed_scale),
       cmocka_unit_test(test_attention_head),          cmocka_unit_test(test_attention_layers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

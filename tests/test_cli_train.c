@@ -69,7 +69,7 @@ static pid_t start_training(const char *out) {
   pid_t pid = fork();
   if (pid == 0) {
     char *argv[] = {"patchgrad", "train", "--data", data, "--hidden", "16", "--depth", "1", "--batch", "16",
-                    "--steps", "1000000", "--out", (char *)out, "--quiet", "--samples", "0", "--threads", "1",
+                    "--steps", "1000000", "--out", (char *)out, "--quiet", "--cols", "0", "--threads", "1",
                     NULL};
     char exe[512];
     snprintf(exe, sizeof exe, "%s/patchgrad", PG_BUILD_DIR);
@@ -108,7 +108,7 @@ static void test_sigterm_saves_and_resumes(void **state) {
   /* --resume continues it: two more steps */
   snprintf(args, sizeof args,
            "train --data '%s' --hidden 16 --depth 1 --batch 16 --steps %lld --out '%s' --resume '%s' --quiet "
-           "--samples 0 --threads 1",
+           "--cols 0 --threads 1",
            pg_test_tmp("train.h5"), (long long)step + 2, out, ckpt);
   assert_int_equal(run_cli(args), 0);
   assert_int_equal(checkpoint_step(ckpt), step + 2);
@@ -130,7 +130,7 @@ static void test_stale_lock_is_taken_over(void **state) {
   fprintf(f, "%ld\n", (long)dead);
   fclose(f);
   snprintf(args, sizeof args,
-           "train --data '%s' --hidden 16 --depth 1 --batch 16 --steps 1 --out '%s' --quiet --samples 0 "
+           "train --data '%s' --hidden 16 --depth 1 --batch 16 --steps 1 --out '%s' --quiet --cols 0 "
            "--threads 1",
            pg_test_tmp("train.h5"), out);
   assert_int_equal(run_cli(args), 0);
@@ -194,7 +194,7 @@ static char *log_without_seconds(const char *path) {
 static void test_resumed_log_is_uninterrupted_log(void **state) {
   (void)state;
   char args[2048], ckpt[600];
-  const char *common = "--hidden 16 --depth 1 --batch 16 --quiet --samples 0 --threads 1 --log-every 10";
+  const char *common = "--hidden 16 --depth 1 --batch 16 --quiet --cols 0 --threads 1 --log-every 10";
   snprintf(args, sizeof args, "train --data '%s' %s --steps 40 --out '%s'", pg_test_tmp("train.h5"), common,
            pg_test_tmp("log40"));
   assert_int_equal(run_cli(args), 0);

@@ -40,7 +40,7 @@ static int setup(void **state) {
   int rc = pg_test_run(out, sizeof out,
                        "%s/patchgrad latents --source synthetic --count 32 --size 4 --channels 4 "
                        "--classes 2 --out %s && %s/patchgrad train --data %s --hidden 16 --depth 1 "
-                       "--heads 2 --patch 2 --batch 8 --steps 2 --samples 0 --threads 1 --quiet "
+                       "--heads 2 --patch 2 --batch 8 --steps 2 --cols 0 --threads 1 --quiet "
                        "--out %s",
                        PG_BUILD_DIR, pg_test_tmp("d.h5"), PG_BUILD_DIR, pg_test_tmp("d.h5"),
                        pg_test_tmp("run"));
@@ -183,13 +183,13 @@ static void test_sample_command_on_full_disk(void **state) {
   SKIP_UNLESS_MOUNTED();
   char out[8192];
   const char *png = on_fs("s.png"), *raw = on_fs("s.h5");
-  int rc = pg_test_run(out, sizeof out, "%s/patchgrad sample --ckpt %s --out %s --steps 2 --count 2 "
+  int rc = pg_test_run(out, sizeof out, "%s/patchgrad sample --ckpt %s --out %s --sample-steps 2 --cols 2 "
                        "--threads 1", PG_BUILD_DIR, pg_test_tmp("run/ckpt.h5"), png);
   assert_int_equal(rc, 0);
   long png_len, raw_len;
   char *png_before = slurp(png, &png_len), *raw_before = slurp(raw, &raw_len);
   fill_up();
-  rc = pg_test_run(out, sizeof out, "%s/patchgrad sample --ckpt %s --out %s --steps 2 --count 3 "
+  rc = pg_test_run(out, sizeof out, "%s/patchgrad sample --ckpt %s --out %s --sample-steps 2 --cols 3 "
                    "--seed 1 --threads 1", PG_BUILD_DIR, pg_test_tmp("run/ckpt.h5"), png);
   assert_int_equal(rc, 1); /* a message and exit status 1, not a signal */
   assert_non_null(strstr(out, "No space left on device"));

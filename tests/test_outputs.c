@@ -28,7 +28,7 @@ static int setup(void **state) {
   int rc = pg_test_run(out, sizeof out,
                        "%s/patchgrad latents --source synthetic --count 32 --size 4 --channels 4 "
                        "--classes 2 --out %s && %s/patchgrad train --data %s --hidden 16 --depth 1 "
-                       "--heads 2 --patch 2 --batch 8 --steps 2 --samples 0 --threads 1 --quiet "
+                       "--heads 2 --patch 2 --batch 8 --steps 2 --cols 0 --threads 1 --quiet "
                        "--out %s",
                        PG_BUILD_DIR, pg_test_tmp("d.h5"), PG_BUILD_DIR, pg_test_tmp("d.h5"),
                        pg_test_tmp("run"));
@@ -51,7 +51,7 @@ static char *slurp(const char *path, long *len) {
 static void assert_sample_refused(const char *args, const char *needle) {
   char out[8192];
   time_t t0 = time(NULL);
-  int rc = pg_test_run(out, sizeof out, "%s/patchgrad sample %s --steps 2 --count 1 --threads 1",
+  int rc = pg_test_run(out, sizeof out, "%s/patchgrad sample %s --sample-steps 2 --cols 1 --threads 1",
                        PG_BUILD_DIR, args);
   assert_int_equal(rc, 2);
   assert_non_null(strstr(out, needle));
@@ -141,8 +141,8 @@ static void test_sample_refuses_bad_transform(void **state) {
     H5Gclose(g);
     H5Fclose(f);
     char out[8192];
-    int rc = pg_test_run(out, sizeof out, "%s/patchgrad sample --ckpt %s --out %s --steps 2 "
-                         "--count 1 --threads 1", PG_BUILD_DIR, pg_test_tmp("tf.h5"),
+    int rc = pg_test_run(out, sizeof out, "%s/patchgrad sample --ckpt %s --out %s --sample-steps 2 "
+                         "--cols 1 --threads 1", PG_BUILD_DIR, pg_test_tmp("tf.h5"),
                          pg_test_tmp("tf_out.png"));
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, bad[i].needle));

@@ -219,7 +219,7 @@ static void test_sigint_saves(void **state) {
   if (pid == 0) {
     char *argv[] = {"patchgrad", "train", "--data", (char *)pg_test_tmp("train.h5"), "--hidden", "16",
                     "--depth", "1", "--batch", "16", "--steps", "1000000", "--out", out,
-                    "--quiet", "--samples", "0", NULL};
+                    "--quiet", "--cols", "0", NULL};
     char exe[512];
     snprintf(exe, sizeof exe, "%s/patchgrad", PG_BUILD_DIR);
     execv(exe, argv);

@@ -1,12 +1,12 @@
 #!/usr/bin/python3
 """patchgrad vs PyTorch on the benchmark's DiT training steps, in one go.
 
-    /usr/bin/python3 tools/bench_compare.py [--configs S,M,L] [--threads 2] [--rounds 3]
+    /usr/bin/python3 tools/bench_compare.py [--sizes tiny,small,medium] [--threads 2] [--rounds 3]
                                             [--floor] [--precisions fp32,bf16] [--contend N]
                                             [--patchgrad build/patchgrad]
 
 Runs `patchgrad bench --json` and tools/bench_torch.py --json alternately,
-`rounds` times per config, so that drift of a shared machine hits both
+`rounds` times per size, so that drift of a shared machine hits both
 sides alike; each side's figure is the median over the rounds of its
 per-run median step. --precisions fp32,bf16 adds bf16 mixed precision on
 both sides (patchgrad --precision bf16, torch.autocast on PyTorch's side).
@@ -40,7 +40,7 @@ def busy_processes(n):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", default="S,M,L")
+    ap.add_argument("--sizes", default="tiny,small,medium")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=0, help="timed steps per run (default: the tools' own)")
@@ -58,17 +58,17 @@ def main():
 
     loads = [0] + ([args.contend] if args.contend else [])
     # the kernel set patchgrad's start-up timing picks, for PyTorch's BLIS too
-    blis_kernels = run_json([args.patchgrad, "bench", "--config", "S", "--steps", "1", "--warmup", "0",
+    blis_kernels = run_json([args.patchgrad, "bench", "--size", "tiny", "--steps", "1", "--warmup", "0",
                              "--threads", "1", "--json"]).get("blis_kernels")
     print("BLIS kernels on both sides: %s" % blis_kernels, file=sys.stderr)
     rows = []
-    for cfg in args.configs.split(","):
+    for cfg in args.sizes.split(","):
         for prec in args.precisions.split(","):
             for load in loads:
                 pg_runs, th_runs = [], []
                 for r in range(args.rounds):
-                    pg = [args.patchgrad, "bench", "--config", cfg, "--threads", str(args.threads), "--json"]
-                    th = ["/usr/bin/python3", os.path.join(HERE, "bench_torch.py"), "--config", cfg,
+                    pg = [args.patchgrad, "bench", "--size", cfg, "--threads", str(args.threads), "--json"]
+                    th = ["/usr/bin/python3", os.path.join(HERE, "bench_torch.py"), "--size", cfg,
                           "--threads", str(args.threads), "--json"]
                     if prec != "fp32":
                         pg += ["--precision", prec]
@@ -95,7 +95,7 @@ def main():
                 spread = lambda runs: (min(x["step_median_ms"] for x in runs), max(x["step_median_ms"] for x in runs))
                 floor = next((x for x in pg_runs if "floor_ms" in x), None)
                 rows.append({
-                    "config": cfg, "precision": prec, "load": load,
+                    "size": cfg, "precision": prec, "load": load,
                     "pg_ms": med(pg_runs, "step_median_ms"), "th_ms": med(th_runs, "step_median_ms"),
                     "pg_spread": spread(pg_runs), "th_spread": spread(th_runs),
                     "pg_gflops": med(pg_runs, "gflops"), "th_gflops": med(th_runs, "gflops"),
@@ -111,7 +111,7 @@ def main():
 
     print("\n%d threads, median step over %d alternating rounds per side (min-max of the rounds' medians)\n"
           % (args.threads, args.rounds))
-    print("| config | precision | busy processes | patchgrad ms/step | PyTorch ms/step | ratio | patchgrad GFLOP/s "
+    print("| size | precision | busy processes | patchgrad ms/step | PyTorch ms/step | ratio | patchgrad GFLOP/s "
           "| PyTorch GFLOP/s | GEMM floor ms | x floor | % of BLIS rate | peak RSS MiB (pg / torch) | allocations |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -119,17 +119,17 @@ def main():
         xf = "%.2fx" % (r["pg_ms"] / r["floor_ms"]) if r["floor_ms"] else "-"
         pb = "%.0f%% of %.0f" % (100 * r["pg_gflops"] / r["blis_gflops"], r["blis_gflops"]) if r["blis_gflops"] else "-"
         print("| %s | %s | %d | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | %.2fx | %.1f | %.1f | %s | %s | %s | %.0f / %.0f | %s |"
-              % (r["config"], r["precision"], r["load"], r["pg_ms"], r["pg_spread"][0], r["pg_spread"][1],
+              % (r["size"], r["precision"], r["load"], r["pg_ms"], r["pg_spread"][0], r["pg_spread"][1],
                  r["th_ms"], r["th_spread"][0], r["th_spread"][1], r["pg_ms"] / r["th_ms"], r["pg_gflops"],
                  r["th_gflops"], fl, xf, pb, r["pg_rss"], r["th_rss"],
                  "not counted" if r["allocs"] < 0 else "%d" % r["allocs"]))
     print("\nphases (ms, median): patchgrad forward / backward / optimizer vs PyTorch")
     for r in rows:
         print("  %s %s load %d: %.2f / %.2f / %.2f   vs   %.2f / %.2f / %.2f"
-              % (r["config"], r["precision"], r["load"], r["pg_fwd"], r["pg_bwd"], r["pg_opt"],
+              % (r["size"], r["precision"], r["load"], r["pg_fwd"], r["pg_bwd"], r["pg_opt"],
                  r["th_fwd"], r["th_bwd"], r["th_opt"]))
-    by = {(r["config"], r["precision"], r["load"]): r for r in rows}
-    for cfg in args.configs.split(","):
+    by = {(r["size"], r["precision"], r["load"]): r for r in rows}
+    for cfg in args.sizes.split(","):
         if "bf16" in args.precisions and "fp32" in args.precisions:
             a, b = by[(cfg, "bf16", 0)], by[(cfg, "fp32", 0)]
             print("%s: bf16 / fp32 step, same run: patchgrad %.2fx, PyTorch %.2fx; patchgrad bf16 / PyTorch autocast %.2fx"

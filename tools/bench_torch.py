@@ -3,7 +3,7 @@
 loss forward, backward, AdamW lr 1e-4 update) on random latents, timed the
 same way, with the same thread count. Run with Debian's /usr/bin/python3.
 
-    /usr/bin/python3 tools/bench_torch.py --config M --threads 2 [--steps K] [--warmup W] [--json]
+    /usr/bin/python3 tools/bench_torch.py --size small --threads 2 [--steps K] [--warmup W] [--json]
                                           [--autocast bf16]
 
 --autocast bf16 runs the forward pass (and so the matching backward) under
@@ -23,10 +23,10 @@ import resource
 import sys
 import time
 
-CONFIGS = {  # input, hidden, depth, heads, batch, default steps
-    "S": (8, 64, 2, 4, 32, 50),
-    "M": (16, 128, 4, 4, 64, 20),
-    "L": (32, 384, 6, 6, 16, 8),
+SIZES = {  # input, hidden, depth, heads, batch, default steps (cli/sizes.c)
+    "tiny": (8, 64, 2, 4, 32, 50),
+    "small": (16, 128, 4, 4, 64, 20),
+    "medium": (32, 384, 6, 6, 16, 8),
 }
 
 
@@ -38,7 +38,7 @@ BLIS_ARCH_IDS = {"skx": "0", "knl": "1", "haswell": "3", "sandybridge": "4", "pe
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="M", choices=sorted(CONFIGS))
+    ap.add_argument("--size", default="small", choices=sorted(SIZES))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=3)
@@ -64,7 +64,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    inp, hidden, depth, heads, batch, default_steps = CONFIGS[args.config]
+    inp, hidden, depth, heads, batch, default_steps = SIZES[args.size]
     steps = args.steps or default_steps
     model = DiT(inp, 4, 2, hidden, depth, heads, 4, 10)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -102,9 +102,9 @@ def main():
     phases = [[t[p] for t in times] for p in range(3)] + [[sum(t) for t in times]]
     gflop = 3 * forward_gemm_flops(inp, 4, 2, hidden, depth, heads, 4, batch) * 1e-9
     step_med = med(phases[3])
-    print("torch bench: config %s (input %dx%d, hidden %d, depth %d, heads %d, batch %d), %d threads, "
+    print("torch bench: size %s (input %dx%d, hidden %d, depth %d, heads %d, batch %d), %d threads, "
           "%d steps after %d warm-up, torch %s, autocast %s, BLIS_ARCH_TYPE=%s"
-          % (args.config, inp, inp, hidden, depth, heads, batch, args.threads, steps, args.warmup,
+          % (args.size, inp, inp, hidden, depth, heads, batch, args.threads, steps, args.warmup,
              torch.__version__, args.autocast, os.environ.get("BLIS_ARCH_TYPE", "(BLIS detects)")))
     print("%-10s %10s %10s %10s" % ("phase", "median ms", "min ms", "max ms"))
     for name, v in zip(("forward", "backward", "optimizer", "step"), phases):
@@ -113,7 +113,7 @@ def main():
     print("CPU time   %.3f ms per step (all threads)" % cpu_per_step)
     print("peak RSS   %.1f MiB" % rss)
     if args.json:
-        print(json.dumps({"tool": "torch", "config": args.config, "threads": args.threads, "steps": steps,
+        print(json.dumps({"tool": "torch", "size": args.size, "threads": args.threads, "steps": steps,
                           "precision": "bf16" if args.autocast == "bf16" else "fp32",
                           "forward_ms": med(phases[0]), "backward_ms": med(phases[1]),
                           "optimizer_ms": med(phases[2]), "step_median_ms": step_med,

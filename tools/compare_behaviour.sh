@@ -68,7 +68,7 @@ BENCH_MASKS=(
   's#^heap allocations during the timed steps: .*#heap allocations during the timed steps: <masked>#' \
     "bench: the allocation count line (only the test build build/tests/patchgrad_counted counts; the shipped command says not counted)"
   's#"(forward_ms|backward_ms|optimizer_ms|step_median_ms|step_min_ms|step_max_ms|gflops|cpu_ms_per_step|peak_rss_mib|allocations|floor_ms|floor_attention_ms|blis_gflops)": [-0-9.e+]+#"\1": <N>#g' \
-    "bench --json: the timing, RSS and allocation fields (config, threads, steps, gflop stay)"
+    "bench --json: the timing, RSS and allocation fields (size, threads, steps, gflop stay)"
 )
 PATH_MASK="s#$WORK#<WORK>#g" # the work folder (the same for OLD and NEW anyway)
 
@@ -259,24 +259,24 @@ inv latents-err-unknown latents --source synthetic --out x.h5 --colour red
 # train
 inv train-help train --help
 inv train-adamw-val train --data in/syn.h5 --val-data in/synval.h5 --val-count 32 "${TINY[@]}" --steps 6 \
-  --log-every 2 --val-every 3 --ckpt-every 4 --samples 2 --sample-steps 5 --out r1
+  --log-every 2 --val-every 3 --ckpt-every 4 --cols 2 --sample-steps 5 --out r1
 promote train-adamw-val r1
 SETUP="cp -r in/r1 out"
 inv train-resume train --data in/syn.h5 --val-data in/synval.h5 --val-count 32 "${TINY[@]}" --steps 9 \
-  --log-every 2 --val-every 3 --samples 1 --sample-steps 3 --resume out/ckpt.h5 --out out
+  --log-every 2 --val-every 3 --cols 1 --sample-steps 3 --resume out/ckpt.h5 --out out
 inv train-sgd-step train --data in/syn.h5 "${TINY[@]}" --steps 5 --optim sgd --lr 0.01 --momentum 0.8 --nesterov \
-  --schedule step --step-size 2 --gamma 0.5 --samples 0 --log-every 1 --seed 4
+  --schedule step --step-size 2 --gamma 0.5 --cols 0 --log-every 1 --seed 4
 inv train-adam-cosine-ema train --data in/syn.h5 --val-data in/synval.h5 --val-count 16 "${TINY[@]}" --steps 5 \
   --optim adam --lr 1e-3 --beta1 0.8 --beta2 0.99 --weight-decay 0.01 --schedule cosine --warmup 2 \
-  --clip 0.5 --ema 0.9 --samples 1 --sample-steps 2 --out ema
+  --clip 0.5 --ema 0.9 --cols 1 --sample-steps 2 --out ema
 promote train-adam-cosine-ema ema
 inv train-uncond-epochs train --data in/syn.h5 --unconditional --hidden 32 --depth 1 --heads 2 --patch 4 \
-  --mlp-ratio 2 --class-dropout 0 --epochs 1 --batch 64 --threads "$T" --samples 2 --sample-steps 2 --quiet --out uc
+  --mlp-ratio 2 --class-dropout 0 --epochs 1 --batch 64 --threads "$T" --cols 2 --sample-steps 2 --quiet --out uc
 promote train-uncond-epochs uc
 inv train-warmup train --data in/syn.h5 "${TINY[@]}" --batch 8 --steps 4 --warmup 3 --lr 1e-3 --seed 3 --log-every 1 \
-  --cfg 1 --samples 1 --sample-steps 3 --ckpt-every 2
+  --cfg 1 --cols 1 --sample-steps 3 --ckpt-every 2
 inv train-fm train --data in/fm.h5 --val-data in/fmtest.h5 --val-count 8 "${TINY[@]}" --batch 8 --steps 2 \
-  --samples 1 --sample-steps 2 --optim adamw --weight-decay 0.05
+  --cols 1 --sample-steps 2 --optim adamw --weight-decay 0.05
 inv train-err-nodata train --steps 2
 inv train-err-missing train --data in/none.h5 --steps 2
 inv train-err-valshape train --data in/syn.h5 --val-data in/fm.h5 "${TINY[@]}" --steps 2
@@ -291,20 +291,24 @@ inv train-err-resume train --data in/syn.h5 "${TINY[@]}" --steps 2 --resume in/n
 
 # sample
 inv sample-help sample --help
-inv sample-ddim-all sample --ckpt in/r1/ckpt.h5 --out grid.png --steps 5 --count 2 --threads "$T"
+inv sample-ddim-all sample --ckpt in/r1/ckpt.h5 --out grid.png --sample-steps 5 --cols 2 --threads "$T"
 promote sample-ddim-all grid.h5
-inv sample-ddpm-class sample --ckpt in/r1/ckpt.h5 --out one.png --sampler ddpm --class 2 --count 1 --seed 3 --threads "$T"
-inv sample-cfg1-2threads sample --ckpt in/r1/ckpt.h5 --out c.png --cfg 1 --class 1 --count 3 --steps 4 --seed 5 --threads 2
-inv sample-cfg-high-noext sample --ckpt in/r1/ckpt.h5 --out hi --cfg 7.5 --steps 3 --count 1 --threads "$T"
-inv sample-ema sample --ckpt in/ema/ckpt.h5 --out e.png --ema --steps 3 --count 2 --threads "$T"
-inv sample-uncond sample --ckpt in/uc/ckpt.h5 --out u.png --rows 2 --count 3 --steps 3 --threads "$T"
-inv sample-err-noema sample --ckpt in/r1/ckpt.h5 --out e.png --ema --steps 2 --threads "$T"
+inv sample-ddpm-class sample --ckpt in/r1/ckpt.h5 --out one.png --sampler ddpm --class 2 --cols 1 --seed 3 --threads "$T"
+inv sample-cfg1-2threads sample --ckpt in/r1/ckpt.h5 --out c.png --cfg 1 --class 1 --cols 3 --sample-steps 4 --seed 5 --threads 2
+inv sample-cfg-high sample --ckpt in/r1/ckpt.h5 --out hi.png --cfg 7.5 --sample-steps 3 --cols 1 --threads "$T"
+inv sample-ema sample --ckpt in/ema/ckpt.h5 --out e.png --ema --sample-steps 3 --cols 2 --threads "$T"
+inv sample-uncond sample --ckpt in/uc/ckpt.h5 --out u.png --rows 2 --cols 3 --sample-steps 3 --threads "$T"
+inv sample-err-noema sample --ckpt in/r1/ckpt.h5 --out e.png --ema --sample-steps 2 --threads "$T"
 inv sample-err-sampler sample --ckpt in/r1/ckpt.h5 --out x.png --sampler euler
 inv sample-err-class sample --ckpt in/r1/ckpt.h5 --out x.png --class shoes
-inv sample-err-steps sample --ckpt in/r1/ckpt.h5 --out x.png --steps 0
-inv sample-err-noargs sample --count 2
+inv sample-err-steps sample --ckpt in/r1/ckpt.h5 --out x.png --sample-steps 0
+inv sample-err-noargs sample --cols 2
+inv sample-err-ext sample --ckpt in/r1/ckpt.h5 --out x.jpg --sample-steps 2
+inv sample-err-ddpm-steps sample --ckpt in/r1/ckpt.h5 --out x.png --sampler ddpm --sample-steps 50
+inv sample-err-rows-cond sample --ckpt in/r1/ckpt.h5 --out x.png --rows 2 --sample-steps 2 --threads "$T"
+inv sample-err-class-uncond sample --ckpt in/uc/ckpt.h5 --out x.png --class 1 --sample-steps 2 --threads "$T"
 inv sample-err-missing sample --ckpt in/none.h5 --out x.png
-inv sample-err-outdir sample --ckpt in/r1/ckpt.h5 --out nodir/x.png --steps 2 --count 1 --threads "$T"
+inv sample-err-outdir sample --ckpt in/r1/ckpt.h5 --out nodir/x.png --sample-steps 2 --cols 1 --threads "$T"
 inv sample-err-notckpt sample --ckpt in/syn.h5 --out x.png --threads "$T"
 
 # classify
@@ -356,11 +360,11 @@ inv check-err-notcases check in/syn.h5
 # bench: only its non-timing lines are compared (the bench masks)
 inv bench-help bench --help
 MASK="bench"
-inv bench-S bench --config S --steps 2 --threads "$T"
+inv bench-tiny bench --size tiny --steps 2 --threads "$T"
 MASK="bench"
-inv bench-S-floor-json bench --config S --steps 2 --warmup 1 --floor --json --seed 1 --threads "$T"
-inv bench-err-config bench --config XL
-inv bench-err-steps bench --config S --steps 0
+inv bench-tiny-floor-json bench --size tiny --steps 2 --warmup 1 --floor --json --seed 1 --threads "$T"
+inv bench-err-size bench --size huge
+inv bench-err-steps bench --size tiny --steps 0
 
 echo
 echo "$PASSED passed, $FAILED failed ($COUNT invocations, ${SECONDS} s)"

@@ -25,7 +25,7 @@ fi
 $PG train --data out/train.h5 --val-data out/test.h5 --size small --optim adamw \
   --lr 5e-4 --warmup 200 --steps "${STEPS:-5000}" --batch 64 \
   --val-every 250 --ckpt-every 1000 --threads 2 --seed 0 --out out/run \
-  --samples 8 --sample-steps 50 --cfg 4
+  --cols 8 --sample-steps 50 --cfg 4
 echo
 echo "demo: samples:     out/run/samples.png  (one row per class, DDIM 50 steps, guidance 4)"
 echo "demo: loss curve:  out/run/loss.png     (and out/run/loss.csv)"

@@ -12,7 +12,7 @@ source "$(dirname "$0")/scratch_env.sh"
 stride=${1:-7}
 cd "$work"
 "$pg" latents --source synthetic --count 16 --size 4 --channels 4 --classes 2 --out data.h5 > /dev/null
-model=(--hidden 8 --depth 1 --heads 2 --patch 2 --batch 8 --samples 0 --quiet --threads 1)
+model=(--hidden 8 --depth 1 --heads 2 --patch 2 --batch 8 --cols 0 --quiet --threads 1)
 "$pg" train --data data.h5 "${model[@]}" --ema 0.9 --steps 2 --out run > /dev/null
 
 flip() { # FILE OFFSET -> flipped.h5

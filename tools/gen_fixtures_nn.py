@@ -70,6 +70,43 @@ def attention_head(x, p, causal):
     return s.softmax(-1) @ v
 
 
+class SeedHead(torch.nn.Module):
+    """The seed notebook's Head, as written there: scores scaled by C**-0.5,
+    C the embedding size (n_embed), not the head size. Dropout is built but
+    the reference runs in eval mode (no dropout)."""
+
+    def __init__(self, n_embed, head_size, block_size, dropout=0.0):
+        super().__init__()
+        self.key = torch.nn.Linear(n_embed, head_size, bias=False)
+        self.query = torch.nn.Linear(n_embed, head_size, bias=False)
+        self.value = torch.nn.Linear(n_embed, head_size, bias=False)
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        self.dropout = torch.nn.Dropout(dropout)
+
+    def forward(self, x, causal=True):
+        B, T, C = x.shape
+        k = self.key(x)
+        q = self.query(x)
+        wei = q @ k.transpose(-2, -1) * C**-0.5
+        if causal:
+            wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
+        wei = F.softmax(wei, dim=-1)
+        wei = self.dropout(wei)
+        v = self.value(x)
+        return wei @ v
+
+
+def seed_head(x, p, causal):
+    """SeedHead in float64 with the case's weights as its parameters."""
+    n_embed, head_size = x.shape[-1], p["key.weight"].shape[0]
+    head = SeedHead(n_embed, head_size, x.shape[1]).double().eval()
+    # the leaves themselves, so that their gradients are the case's
+    for name in ("key", "query", "value"):
+        del getattr(head, name)._parameters["weight"]
+        getattr(head, name).weight = p[name + ".weight"]
+    return head(x, causal=bool(causal))
+
+
 def main():
     if os.path.exists(OUT):
         os.remove(OUT)
@@ -111,6 +148,14 @@ def main():
             write_case(f, "attention_head_T%d%s" % (T, "_causal" if causal else ""), "attention_head",
                        {"causal": causal}, {"x": randn(2, T, n_embed)}, params,
                        lambda i, p, causal=causal: attention_head(i["x"], p, causal))
+        # The seed notebook's own scale, 1/sqrt(n_embed): the attribute `scale`
+        # is the factor of q k^T (absent: 1/sqrt(head_size))
+        for T, causal in [(7, 0), (9, 1)]:
+            n_embed, hs = 12, 5
+            params = {k: randn(hs, n_embed, scale=n_embed ** -0.5) for k in ("key.weight", "query.weight", "value.weight")}
+            write_case(f, "attention_head_seed_scale_T%d%s" % (T, "_causal" if causal else ""), "attention_head",
+                       {"causal": causal, "scale": n_embed ** -0.5}, {"x": randn(2, T, n_embed)}, params,
+                       lambda i, p, causal=causal: seed_head(i["x"], p, causal))
     print("wrote %s (%d bytes)" % (os.path.normpath(OUT), os.path.getsize(OUT)))
 
 

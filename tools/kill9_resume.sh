@@ -11,7 +11,7 @@ kills=${1:-50}
 cd "$work"
 "$pg" latents --source synthetic --count 256 --size 8 --channels 4 --classes 4 --out data.h5 > /dev/null
 run=(train --data data.h5 --hidden 16 --depth 1 --heads 2 --patch 2 --batch 16 --ckpt-every 1
-     --samples 0 --quiet --threads 1 --out run)
+     --cols 0 --quiet --threads 1 --out run)
 step_of() { h5dump -a step "$1" 2>/dev/null | sed -n 's/^ *(0): *//p'; }
 
 "$pg" "${run[@]}" --steps 1 > train0.log 2>&1 # the first checkpoint

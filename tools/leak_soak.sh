@@ -36,6 +36,6 @@ soak() { # NAME COMMAND...: valgrind's figures, and whether they are all 0
 
 soak "train ($steps steps, tiny DiT)" "$pg" train --data "$work/train.h5" --val-data "$work/val.h5" \
   --val-count 32 --hidden 16 --depth 2 --heads 2 --patch 2 --batch 16 --steps "$steps" --ema 0.99 \
-  --val-every 25 --ckpt-every 25 --log-every 25 --samples 2 --sample-steps 2 --quiet --out "$work/run"
+  --val-every 25 --ckpt-every 25 --log-every 25 --cols 2 --sample-steps 2 --quiet --out "$work/run"
 soak "check tests/data/cases-public.h5" "$pg" check tests/data/cases-public.h5
 exit $failed

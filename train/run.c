@@ -209,7 +209,7 @@ static pg_status write_log(pg_run *run) {
   const pg_run_column *cols = columns(run->model, &nc);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   FILE *f = fopen(tmp, "w");
-  if (!f) return pg_fail(PG_ERR_IO, "%s: cannot write %s: %s", who, tmp, strerror(errno));
+  if (!f) return pg_fail(PG_ERR_IO, "%s: cannot write %s: %s", who, path, strerror(errno));
   fprintf(f, "step");
   for (int c = 0; c < nc; c++) fprintf(f, ",%s", cols[c].name);
   fputc('\n', f);
@@ -226,7 +226,7 @@ static pg_status write_log(pg_run *run) {
   ok &= fclose(f) == 0;
   if (!ok || rename(tmp, path)) {
     remove(tmp);
-    return pg_fail(PG_ERR_IO, "%s: cannot write %s", who, path);
+    return pg_fail(PG_ERR_IO, "%s: cannot write %s: %s", who, path, strerror(errno ? errno : EIO));
   }
   return PG_OK;
 }

@@ -158,19 +158,19 @@ pg_status pg_vae_write_sheet(const char *path, const pg_vae *m, const pg_vae_dat
   const int64_t per = m->cfg.height * m->cfg.width * m->cfg.in_channels;
   const int64_t K = labels ? num_classes : 0;
   if (n < 1 || per_class < 1 || cols < 1)
-    return pg_fail(PG_ERR_ARG, "vae sheet: %lld images, %lld per class, %lld columns (each must be >= 1)",
+    return pg_fail(PG_ERR_ARG, "reconstruction sheet: %lld images, %lld per class, %lld columns (each must be >= 1)",
                    (long long)n, (long long)per_class, (long long)cols);
   if (K < 1) cols = cols < n ? cols : n;
   const int64_t c = K > 0 ? K : cols, rows = K > 0 ? per_class : (n / cols < 2 ? n / cols : 2);
   int64_t *pick = malloc((size_t)(rows * c) * sizeof *pick);
   float *tiles = malloc((size_t)(2 * rows * c * per) * sizeof *tiles);
-  pg_status st = pick && tiles ? PG_OK : pg_fail(PG_ERR_MEMORY, "vae sheet: out of memory");
+  pg_status st = pick && tiles ? PG_OK : pg_fail(PG_ERR_MEMORY, "reconstruction sheet: out of memory");
   for (int64_t k = 0; !st && k < c; k++) { /* column k: class k, or images k, k + cols */
     int64_t found = 0;
     for (int64_t i = 0; i < n && found < rows; i++)
       if (K > 0 ? labels[i] == k : i % c == k) pick[found++ * c + k] = i;
     if (found < rows)
-      st = pg_fail(PG_ERR_ARG, "vae sheet: %lld images of class %lld among the %lld, the sheet needs %lld",
+      st = pg_fail(PG_ERR_ARG, "reconstruction sheet: %lld images of class %lld among the %lld, the sheet needs %lld",
                    (long long)found, (long long)k, (long long)n, (long long)rows);
   }
   for (int64_t r = 0; !st && r < rows; r++)

@@ -62,7 +62,7 @@ pg_status pg_vit_init(pg_vit *m, const pg_vit_config *cfg, pg_rng *rng) {
     snprintf(name, sizeof name, "blocks.%d.norm1", i);
     if (pg_layernorm_init(&b->norm1, ps, name, h, VIT_LN_EPS, true)) goto fail;
     snprintf(name, sizeof name, "blocks.%d.attn", i);
-    if (cfg->single_head ? pg_attention_head_init(&b->head_attn, ps, name, h, h, 0.0f, rng)
+    if (cfg->single_head ? pg_attention_head_init(&b->head_attn, ps, name, h, h, 0.0f, PG_HEAD_SCALE_HEAD_SIZE, rng)
                          : pg_attention_init(&b->attn, ps, name, h, (int)cfg->heads, true,
                                              PG_LINEAR_INIT_XAVIER_UNIFORM, 0, rng))
       goto fail;
