@@ -5,7 +5,16 @@
  * step's median/min/max, GFLOP/s, peak RSS and the heap allocations made
  * during the timed steps (must be 0; counted only in the test build of the
  * command, build/tests/patchgrad_counted, which links tests/alloc_count.c). With
- * --floor it also measures the GEMM floor (bench_floor.h) in the same run. */
+ * --floor it also measures the GEMM floor (bench_floor.h) in the same run.
+ *
+ * Under mpirun -n K it times data-parallel steps (weak scaling: every rank
+ * takes the size's batch, so the global batch is K times it): rank 0 first
+ * times the steps alone while the other ranks sleep, then all ranks time
+ * them together with the gradients averaged as `train` does
+ * (dist/reducer.h, buckets sent during backward), and rank 0 reports the
+ * speed-up and efficiency against its own lone steps, the time waited for
+ * the reduction after backward, and how much of a whole reduction that
+ * hides. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +29,9 @@
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/runtime.h"
 #include "patchgrad/dit/diffusion.h"
+#include "patchgrad/dist/reducer.h"
 #include "patchgrad/optim/optimizer.h"
+#include "stop.h"
 
 /* The allocation counter is test instrumentation (tests/alloc_count.c): the
  * test build of this command links it, the shipped one does not, and there
@@ -47,7 +58,9 @@ static int usage(FILE *f) {
 "  --precision P fp32 (default) or bf16: bf16 mixed precision as torch.autocast on CPU\n"
 "                (large products' inputs rounded to bf16 and multiplied by oneDNN)\n"
 "  --json        end with one JSON line of every number (for tools/bench_compare.py)\n"
-"  --seed X      model and data seed (0)\n");
+"  --seed X      model and data seed (0)\n"
+"Under mpirun -n K (each rank --threads N): data-parallel steps of K x the batch,\n"
+"timed against rank 0's steps alone in the same run, with the reduction's wait.\n");
   return f == stdout ? 0 : 2;
 }
 
@@ -92,25 +105,44 @@ typedef struct {
   pg_rng rng;
   pg_tensor *x0; /* [B, H, W, C] random latents (heap) */
   int64_t *y;    /* [B] labels */
+  pg_reducer *reducer; /* data-parallel steps: the gradients' averaging, else NULL */
 } bench_state;
 
-/* One training step; adds the phases' times to t[0..2] (ms). */
-static pg_status train_step(bench_state *s, double t[3]) {
+/* One training step; the phases' times (ms) into t[0..3]: forward,
+ * backward, the wait for the gradients' reduction (0 without a reducer),
+ * the optimizer. */
+static pg_status train_step(bench_state *s, double t[4]) {
   double t0 = pg_bench_now_ms();
   pg_ctx_reset(s->ctx);
   pg_tensor *loss = pg_diffusion_loss(s->ctx, &s->model, &s->diff, s->x0, s->y, true, &s->rng, NULL, NULL);
   if (!loss) return pg_last_status();
   double t1 = pg_bench_now_ms();
-  pg_status st = pg_backward(s->ctx, loss);
+  pg_status st = s->reducer ? pg_reducer_backward(s->reducer, s->ctx, loss) : pg_backward(s->ctx, loss);
   if (st) return st;
   double t2 = pg_bench_now_ms();
+  if (s->reducer && (st = pg_reducer_finish(s->reducer))) return st;
+  double t3 = pg_bench_now_ms();
   if ((st = pg_optimizer_step(&s->opt))) return st;
   pg_optimizer_zero_grad(&s->opt);
-  double t3 = pg_bench_now_ms();
+  double t4 = pg_bench_now_ms();
   if (!isfinite(loss->data[0]))
     return pg_fail(PG_ERR_STATE, "the loss is not finite (%g)", (double)loss->data[0]);
-  t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
+  t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2, t[3] = t4 - t3;
   return PG_OK;
+}
+
+/* Runs `warmup` untimed steps, then `steps` timed ones: times[p * steps + i]
+ * holds phase p of step i (the four of train_step, then the whole step). */
+static pg_status timed_steps(bench_state *s, int64_t warmup, int64_t steps, double *times) {
+  double t[4];
+  pg_status st = PG_OK;
+  for (int64_t i = 0; i < warmup && !st; i++) st = train_step(s, t);
+  for (int64_t i = 0; i < steps && !st; i++) {
+    st = train_step(s, t);
+    for (int p = 0; p < 4; p++) times[p * steps + i] = t[p];
+    times[4 * steps + i] = t[0] + t[1] + t[2] + t[3];
+  }
+  return st;
 }
 
 static void free_state(bench_state *s) {
@@ -121,7 +153,7 @@ static void free_state(bench_state *s) {
   pg_dit_free(&s->model);
 }
 
-int pg_cmd_bench(int argc, char **argv) {
+static int bench(const pg_dist *dist, int argc, char **argv) {
   const char *name = "small";
   int64_t threads = 0, steps = 0, warmup = 3, seed = 0;
   bool floor = false, json = false;
@@ -156,7 +188,9 @@ int pg_cmd_bench(int argc, char **argv) {
   pg_rng_seed(&s.rng, (uint64_t)seed);
   pg_diffusion_init(&s.diff);
   pg_optim_config ocfg = pg_optim_adamw(1e-4);
-  double *times = malloc((size_t)steps * 4 * sizeof *times);
+  double *times = malloc((size_t)steps * 5 * sizeof *times);
+  const bool dp = dist->size > 1;
+  pg_reducer reducer = {0};
   s.ctx = pg_ctx_new(0);
   s.x0 = pg_tensor_new(4, (int64_t[]){B, cfg.input_size, cfg.input_size, cfg.in_channels}, false);
   s.y = malloc((size_t)B * sizeof *s.y);
@@ -169,37 +203,70 @@ int pg_cmd_bench(int argc, char **argv) {
     free_state(&s);
     return 1;
   }
-  pg_fill_normal(s.x0, 0.0f, 1.0f, &s.rng);
-  for (int64_t b = 0; b < B; b++) s.y[b] = (int64_t)pg_rng_below(&s.rng, (uint64_t)cfg.num_classes);
+  /* each rank its own batch; the same model everywhere */
+  pg_rng data_rng;
+  pg_rng_seed(&data_rng, (uint64_t)seed + 1000003u * (uint64_t)dist->rank);
+  pg_fill_normal(s.x0, 0.0f, 1.0f, &data_rng);
+  for (int64_t b = 0; b < B; b++) s.y[b] = (int64_t)pg_rng_below(&data_rng, (uint64_t)cfg.num_classes);
 
-  double t[3];
-  for (int64_t i = 0; i < warmup && !st; i++) st = train_step(&s, t);
+  /* Data-parallel: rank 0's steps alone first (the others sleep), then
+   * everyone's, with rank 0's parameters everywhere. */
+  double solo_ms = 0, allreduce_ms = 0;
+  if (dp) {
+    if (dist->rank == 0) {
+      st = timed_steps(&s, warmup, steps, times);
+      if (!st) solo_ms = summarize(times + 4 * steps, steps).median;
+    }
+    pg_status agreed = pg_dist_agree(dist, st);
+    if (!agreed) agreed = pg_dist_idle_barrier(dist);
+    if (!agreed) agreed = pg_dist_broadcast_params(dist, &s.model.params);
+    if (!agreed) agreed = pg_reducer_init(&reducer, dist, &s.model.params, (size_t)1 << 20);
+    if (!agreed) s.reducer = &reducer;
+    st = agreed;
+  }
   double cpu0, cpu1;
   long faults0, faults1;
   cpu_usage(&cpu0, &faults0);
   const long allocs_before = allocs_so_far();
   const pg_autocast_stats ac_before = pg_autocast_get_stats();
-  for (int64_t i = 0; i < steps && !st; i++) {
-    st = train_step(&s, t);
-    for (int p = 0; p < 3; p++) times[p * steps + i] = t[p];
-    times[3 * steps + i] = t[0] + t[1] + t[2];
-  }
+  if (!st) st = timed_steps(&s, warmup, steps, times);
   const long allocs = allocs_so_far() - allocs_before;
   const pg_autocast_stats ac_after = pg_autocast_get_stats();
   const double bf16_per_step = (double)(ac_after.bf16_products - ac_before.bf16_products) / (double)steps;
   cpu_usage(&cpu1, &faults1);
   const double cpu_per_step = (cpu1 - cpu0) / (double)steps;
   const double rss = peak_rss_mib();
+  if (!st && dp) {
+    /* a whole reduction with nothing sent during backward: what the
+     * overlap hides is measured against it */
+    double *one = malloc((size_t)steps * sizeof *one);
+    for (int64_t i = 0; one && i < steps && !st; i++) {
+      const double t0 = pg_bench_now_ms();
+      st = pg_reducer_finish(&reducer);
+      one[i] = pg_bench_now_ms() - t0;
+    }
+    if (!one) st = pg_fail(PG_ERR_MEMORY, "out of memory");
+    else if (!st) allreduce_ms = summarize(one, steps).median;
+    free(one);
+  }
   if (st) {
     pg_cli_print_error("bench", pg_last_error());
     free(times);
+    if (s.reducer) pg_reducer_free(&reducer);
     free_state(&s);
     return 1;
   }
-  summary ph[4];
-  for (int p = 0; p < 4; p++) ph[p] = summarize(times + p * steps, steps);
+  summary ph[5];
+  for (int p = 0; p < 5; p++) ph[p] = summarize(times + p * steps, steps);
+  const double reduced_mib = (double)reducer.numel * 4.0 / (1024.0 * 1024.0);
+  if (s.reducer) pg_reducer_free(&reducer);
+  if (dist->rank > 0) {
+    free(times);
+    free_state(&s);
+    return 0;
+  }
   const double gflop = 3.0 * pg_dit_forward_gemm_flops(&cfg, B) * 1e-9;
-  const double gflops = gflop / (ph[3].median * 1e-3);
+  const double gflops = gflop / (ph[4].median * 1e-3);
 
   printf("patchgrad bench: size %s (input %lldx%lld, hidden %lld, depth %lld, heads %lld, batch %lld), "
          "%d threads, %lld steps after %lld warm-up, %lld parameters, precision %s\n",
@@ -207,9 +274,23 @@ int pg_cmd_bench(int argc, char **argv) {
          (long long)cfg.depth, (long long)cfg.heads, (long long)B, pg_get_threads(), (long long)steps,
          (long long)warmup, (long long)pg_params_numel(&s.model.params, true), pg_precision_name(precision));
   printf("%-10s %10s %10s %10s\n", "phase", "median ms", "min ms", "max ms");
-  const char *phase[4] = {"forward", "backward", "optimizer", "step"};
-  for (int p = 0; p < 4; p++)
-    printf("%-10s %10.3f %10.3f %10.3f\n", phase[p], ph[p].median, ph[p].min, ph[p].max);
+  const char *phase[5] = {"forward", "backward", "comm wait", "optimizer", "step"};
+  for (int p = 0; p < 5; p++)
+    if (p != 2 || dp) printf("%-10s %10.3f %10.3f %10.3f\n", phase[p], ph[p].median, ph[p].min, ph[p].max);
+  double speedup = 0, hidden = 0;
+  if (dp) {
+    speedup = (double)dist->size * solo_ms / ph[4].median;
+    hidden = allreduce_ms > 0 ? 1.0 - ph[2].median / allreduce_ms : 0;
+    if (hidden < 0) hidden = 0;
+    printf("one rank   %.3f ms per step alone (rank 0, the others asleep): %.1f images/s\n", solo_ms,
+           1e3 * (double)B / solo_ms);
+    printf("%d ranks    %.3f ms per step, global batch %lld: %.1f images/s, %.2fx one rank, efficiency %.0f%%\n",
+           dist->size, ph[4].median, (long long)(B * dist->size), 1e3 * (double)(B * dist->size) / ph[4].median,
+           speedup, 100.0 * speedup / dist->size);
+    printf("allreduce  %.2f MiB of gradients in 1 MiB buckets: %.3f ms for a whole reduction, %.3f ms waited "
+           "after backward: %.0f%% hidden behind backward\n",
+           reduced_mib, allreduce_ms, ph[2].median, 100.0 * hidden);
+  }
   printf("GEMM work  %.3f GFLOP per step (3 x forward), %.1f GFLOP/s at the median\n", gflop, gflops);
   printf("BLIS       %s kernels running; %s\n", pg_blas_kernels(), pg_runtime_blis_choice());
   printf("CPU time   %.3f ms per step (all threads), %.1f page faults per step\n", cpu_per_step,
@@ -241,7 +322,7 @@ int pg_cmd_bench(int argc, char **argv) {
     printf("GEMM floor %.3f ms per step (attention's per-head products %.3f ms), %.3f GFLOP\n",
            fl.total_ms, fl.attention_ms, fl.gflop);
     printf("step       %.2fx the GEMM floor; %.1f GFLOP/s = %.0f%% of BLIS's %.1f GFLOP/s (4096x1536x384)\n",
-           ph[3].median / fl.total_ms, gflops, 100.0 * gflops / fl.blis_gflops, fl.blis_gflops);
+           ph[4].median / fl.total_ms, gflops, 100.0 * gflops / fl.blis_gflops, fl.blis_gflops);
   }
   if (json) {
     printf("{\"tool\": \"patchgrad\", \"size\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"steps\": %lld, "
@@ -249,9 +330,13 @@ int pg_cmd_bench(int argc, char **argv) {
            "\"step_median_ms\": %.4f, \"step_min_ms\": %.4f, \"step_max_ms\": %.4f, "
            "\"gflop\": %.6f, \"gflops\": %.3f, \"cpu_ms_per_step\": %.4f, \"peak_rss_mib\": %.2f, "
            "\"allocations\": %ld, \"blis_kernels\": \"%s\"",
-           bc->name, pg_precision_name(precision), pg_get_threads(), (long long)steps, ph[0].median, ph[1].median, ph[2].median,
-           ph[3].median, ph[3].min, ph[3].max, gflop, gflops, cpu_per_step, rss,
+           bc->name, pg_precision_name(precision), pg_get_threads(), (long long)steps, ph[0].median, ph[1].median, ph[3].median,
+           ph[4].median, ph[4].min, ph[4].max, gflop, gflops, cpu_per_step, rss,
            allocs_counted() ? allocs : -1L, pg_blas_kernels());
+    if (dp)
+      printf(", \"ranks\": %d, \"solo_step_ms\": %.4f, \"comm_wait_ms\": %.4f, \"allreduce_ms\": %.4f, "
+             "\"speedup\": %.4f, \"efficiency\": %.4f",
+             dist->size, solo_ms, ph[2].median, allreduce_ms, speedup, speedup / dist->size);
     if (floor)
       printf(", \"floor_ms\": %.4f, \"floor_attention_ms\": %.4f, \"blis_gflops\": %.3f",
              fl.total_ms, fl.attention_ms, fl.blis_gflops);
@@ -267,4 +352,12 @@ int pg_cmd_bench(int argc, char **argv) {
     return 1;
   }
   return 0;
+}
+
+int pg_cmd_bench(int argc, char **argv) {
+  pg_dist dist;
+  if (pg_cli_dist_start(&dist, "bench")) return 1;
+  const int rc = bench(&dist, argc, argv);
+  /* a failure after the ranks parted ways may leave others waiting */
+  return pg_cli_dist_end(&dist, rc ? PG_ERR_STATE : PG_OK, rc == 1 && dist.size > 1, rc);
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef PG_HAVE_MPI
 #include <mpi.h>
@@ -122,6 +123,23 @@ pg_status pg_dist_allreduce_sum(const pg_dist *d, double *values, int n) {
   return rc == MPI_SUCCESS ? PG_OK : pg_dist_mpi_fail(rc, "MPI_Allreduce");
 #else
   (void)values;
+  return PG_OK;
+#endif
+}
+
+pg_status pg_dist_idle_barrier(const pg_dist *d) {
+  if (d->size == 1) return PG_OK;
+#ifdef PG_HAVE_MPI
+  MPI_Request req;
+  int rc = MPI_Ibarrier(*(MPI_Comm *)d->comm, &req);
+  if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Ibarrier");
+  for (int done = 0;;) {
+    rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Test");
+    if (done) return PG_OK;
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 1000000}, NULL);
+  }
+#else
   return PG_OK;
 #endif
 }

@@ -56,6 +56,12 @@ PG_API pg_status pg_dist_allreduce_sum(const pg_dist *d, double *values, int n);
 /* Copies rank 0's parameter values (buffers too) to every rank. */
 PG_API pg_status pg_dist_broadcast_params(const pg_dist *d, pg_params *ps);
 
+/* A barrier at which the waiting ranks sleep (checking every millisecond)
+ * instead of spinning as MPI's blocking calls do, so that they leave the
+ * cores to ranks still working, e.g. rank 0 timing alone a step the others
+ * will then take together (patchgrad bench under mpirun). */
+PG_API pg_status pg_dist_idle_barrier(const pg_dist *d);
+
 /* Broadcasts n floats from root. */
 PG_API pg_status pg_dist_broadcast_floats(const pg_dist *d, float *values, int64_t n, int root);
 
