@@ -224,12 +224,13 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
     if (!agreed) s.reducer = &reducer;
     st = agreed;
   }
+  if (!st) st = timed_steps(&s, warmup, 0, times); /* the warm-up is neither timed nor counted */
   double cpu0, cpu1;
   long faults0, faults1;
   cpu_usage(&cpu0, &faults0);
   const long allocs_before = allocs_so_far();
   const pg_autocast_stats ac_before = pg_autocast_get_stats();
-  if (!st) st = timed_steps(&s, warmup, steps, times);
+  if (!st) st = timed_steps(&s, 0, steps, times);
   const long allocs = allocs_so_far() - allocs_before;
   const pg_autocast_stats ac_after = pg_autocast_get_stats();
   const double bf16_per_step = (double)(ac_after.bf16_products - ac_before.bf16_products) / (double)steps;
