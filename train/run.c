@@ -497,7 +497,7 @@ static pg_status save_checkpoint(pg_run *run) {
   ck.config = &config;
   ck.run = &record;
   st = st ? st : pg_checkpoint_save(path, &ck);
-  st = st ? st : write_interval(run);
+  if (!m->weights_only) st = st ? st : write_interval(run); /* for a resume */
   pg_kv_free(&config);
   pg_kv_free(&optim_cfg);
   pg_kv_free(&record);
