@@ -151,18 +151,19 @@ static pg_status check_record(pg_run *run, const pg_kv *stored, const char *path
 
 /* The optimizer's settings and param groups against the checkpoint's: a
  * different lr is a note, anything else an error. */
-static pg_status check_optimizer(pg_run *run, const pg_kv *stored, const char *path) {
+static pg_status check_optimizer(pg_run *run, const pg_kv *stored, const char *path, int64_t step) {
   const char *who = run->model->name;
   static const char *const lr_only[] = {"lr", NULL};
+  char msg[512];
   if (pg_optimizer_check_kv(stored, &run->opt, lr_only)) {
-    const char *msg = pg_last_error();
-    return pg_fail(pg_last_status(), "%s: %s (%s); only " MAY_CHANGE, who, msg, path);
+    const pg_status st = pg_last_status();
+    snprintf(msg, sizeof msg, "%s", pg_last_error());
+    return pg_fail(st, "%s: %s (%s); only " MAY_CHANGE, who, msg, path);
   }
   if (pg_optimizer_check_kv(stored, &run->opt, NULL)) {
-    char msg[512];
     snprintf(msg, sizeof msg, "%s", pg_last_error());
     pg_run_note(run, "another lr than the checkpoint's (%s): the schedule continues from step %lld with it", msg,
-                (long long)run->step);
+                (long long)step);
   }
   return PG_OK;
 }
@@ -200,7 +201,7 @@ pg_status pg_run_resume_state(pg_run *run, const char *path) {
   if (!st && has_record) st = check_record(run, &record, path);
   if (!st && !has_record)
     pg_run_note(run, "%s predates run records: only the model and the optimizer are checked", path);
-  if (!st) st = check_optimizer(run, &optim_kv, path);
+  if (!st) st = check_optimizer(run, &optim_kv, path, step);
   /* then the state */
   pg_loader_state ls;
   int64_t optim_step = 0;
@@ -287,10 +288,14 @@ pg_status pg_run_init_from(pg_run *run) {
   list_names(unexpected, sizeof unexpected, rep.unexpected, rep.n_unexpected);
   const int problems = rep.n_missing + rep.n_unexpected + n_other;
   if (problems && !o->allow_partial) {
-    st = pg_fail(PG_ERR_ARG,
-                 "%s: --init-from %s does not fit the model: %d missing [%s], %d unexpected [%s], %d of another "
-                 "shape [%s]; give --allow-partial to load the %d tensors that match",
-                 who, path, rep.n_missing, missing, rep.n_unexpected, unexpected, n_other, other, rep.loaded);
+    char what[1600] = "";
+    size_t at = 0;
+    if (rep.n_missing) at += (size_t)snprintf(what + at, sizeof what - at, "; %d missing: %s", rep.n_missing, missing);
+    if (rep.n_unexpected && at < sizeof what)
+      at += (size_t)snprintf(what + at, sizeof what - at, "; %d unexpected: %s", rep.n_unexpected, unexpected);
+    if (n_other && at < sizeof what) snprintf(what + at, sizeof what - at, "; %d of another shape: %s", n_other, other);
+    st = pg_fail(PG_ERR_ARG, "%s: --init-from %s does not fit the model (give --allow-partial to load the %d tensors "
+                             "that match)%s", who, path, rep.loaded, what);
   } else if (rep.loaded == 0) {
     st = pg_fail(PG_ERR_ARG, "%s: --init-from %s holds none of the model's tensors", who, path);
   } else {
