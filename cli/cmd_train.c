@@ -110,11 +110,11 @@ int pg_cmd_train(int argc, char **argv) {
   }
   if (a.failed) return 2;
   if (o.run.val_every == 0) o.run.val_every = -1; /* --val-every 0: no validation */
-  if (o.run.epochs > 0) o.run.steps = 0;          /* --epochs wins over the default --steps */
   o.sample_cols = (int)samples;
   o.sample_steps = (int)sample_steps;
   o.sample_cfg = (float)cfg;
   if (pg_cli_run_finish(&a, &f, &o.run)) return 2;
+  if (o.run.epochs > 0) o.run.steps = 0; /* --epochs wins over the default --steps */
   /* the blocks' weights alone (adaLN 6h^2, attention 4h^2, MLP 2 r h^2);
    * copies: weights, gradients, the optimizer's moments, the EMA */
   const double h = (double)o.model.hidden;
