@@ -328,6 +328,7 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
   res->steps_per_second = r.seconds > 0 ? (double)r.steps_done / r.seconds : 0;
   res->interrupted = r.stopped;
   res->local_error = r.local_error;
+  res->reduced_numel = r.reduced_numel;
   dit_run_free(&d);
   return st;
 }

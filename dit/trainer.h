@@ -50,6 +50,8 @@ typedef struct {
   double steps_per_second;
   bool interrupted;       /* stopped by *stop (a checkpoint was saved) */
   bool local_error;       /* data-parallel: print the error, then pg_dist_abort */
+  int64_t reduced_numel;  /* data-parallel: gradient elements averaged per step
+                           * (pg_run_result's: frozen tensors have none) */
 } pg_train_result;
 
 /* Defaults of `patchgrad train` (small model, AdamW 1e-4, batch 64, ...). */

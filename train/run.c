@@ -711,6 +711,7 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
   res->train_seconds = run.train_seconds;
   res->steps_done = run.step - run.first_step;
   res->comm_wait_seconds = run.reducer.wait_seconds;
+  res->reduced_numel = run.reducer.numel;
   res->local_error = st && run.dist->size > 1 && !run.agreed_error;
   run_free(&run);
   return st;

@@ -321,6 +321,9 @@ typedef struct {
   int64_t steps_done;      /* steps made by this process */
   bool stopped;            /* *stop ended the run (the checkpoint is saved) */
   double comm_wait_seconds; /* data-parallel: waiting for gradient reductions */
+  int64_t reduced_numel;   /* data-parallel: gradient elements averaged over the
+                            * ranks at each step (frozen tensors have none); 0
+                            * with one rank */
   /* data-parallel: the error is this rank's alone (past the step's
    * agreement), other ranks may wait for it in a collective: the caller
    * prints it and ends every rank (pg_dist_abort) */
