@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,17 @@ static int run_cli(const char *args) {
   snprintf(cmd, sizeof cmd, "'%s/patchgrad' %s > '%s' 2> '%s'", PG_BUILD_DIR, args, out, pg_test_tmp("err.txt"));
   const int rc = system(cmd);
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* run_cli with the arguments formatted like printf. */
+static int run_clif(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_clif(const char *fmt, ...) {
+  char args[3000];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  return run_cli(args);
 }
 
 static void assert_stderr_contains(const char *needle) {
@@ -345,23 +357,21 @@ static void test_progress_fits_a_narrow_terminal(void **state) {
  * naming the flag and both values. */
 static void test_resume_with_another_batch_refused(void **state) {
   (void)state;
-  char args[2048], out[512];
+  char out[512], data[512];
   snprintf(out, sizeof out, "%s", pg_test_tmp("batch16"));
+  snprintf(data, sizeof data, "%s", pg_test_tmp("train.h5"));
   const char *common = "--hidden 16 --depth 1 --quiet --samples 0 --threads 1";
-  snprintf(args, sizeof args, "train --data '%s' %s --batch 16 --steps 4 --out '%s'", pg_test_tmp("train.h5"), common, out);
-  assert_int_equal(run_cli(args), 0);
-  snprintf(args, sizeof args, "train --data '%s' %s --batch 32 --steps 8 --out '%s' --resume '%s/ckpt.h5'",
-           pg_test_tmp("train.h5"), common, out, out);
-  assert_int_equal(run_cli(args), 1);
+  assert_int_equal(run_clif("train --data '%s' %s --batch 16 --steps 4 --out '%s'", data, common, out), 0);
+  assert_int_equal(run_clif("train --data '%s' %s --batch 32 --steps 8 --out '%s' --resume '%s/ckpt.h5'", data,
+                            common, out, out), 1);
   assert_stderr_contains("--batch 32 differs from the checkpoint's 16");
   char *err = read_all(pg_test_tmp("err.txt"));
   assert_non_null(err);
   assert_true(strchr(err, '\n') == err + strlen(err) - 1); /* one line */
   free(err);
   /* another optimizer: one line too, not a list of tensors */
-  snprintf(args, sizeof args, "train --data '%s' %s --batch 16 --steps 8 --optim sgd --out '%s' --resume '%s/ckpt.h5'",
-           pg_test_tmp("train.h5"), common, out, out);
-  assert_int_equal(run_cli(args), 1);
+  assert_int_equal(run_clif("train --data '%s' %s --batch 16 --steps 8 --optim sgd --out '%s' --resume '%s/ckpt.h5'",
+                            data, common, out, out), 1);
   assert_stderr_contains("the checkpoint was trained with adamw, this run uses sgd");
 }
 
@@ -369,14 +379,14 @@ static void test_resume_with_another_batch_refused(void **state) {
  * re-initialised label table and the closing line says so. */
 static void test_fine_tune_report(void **state) {
   (void)state;
-  char args[2048], base[512];
+  char base[512], data[512], two[512];
   snprintf(base, sizeof base, "%s", pg_test_tmp("base4"));
+  snprintf(data, sizeof data, "%s", pg_test_tmp("train.h5"));
+  snprintf(two, sizeof two, "%s", pg_test_tmp("two.h5"));
   const char *common = "--hidden 16 --depth 1 --batch 16 --samples 0 --threads 1 --steps 2";
-  snprintf(args, sizeof args, "train --data '%s' %s --quiet --out '%s'", pg_test_tmp("train.h5"), common, base);
-  assert_int_equal(run_cli(args), 0);
-  snprintf(args, sizeof args, "train --data '%s' %s --out '%s' --init-from '%s/ckpt.h5'", pg_test_tmp("two.h5"),
-           common, pg_test_tmp("tuned2"), base);
-  assert_int_equal(run_cli(args), 0);
+  assert_int_equal(run_clif("train --data '%s' %s --quiet --out '%s'", data, common, base), 0);
+  assert_int_equal(run_clif("train --data '%s' %s --out '%s/tuned2' --init-from '%s/ckpt.h5'", two, common,
+                            pg_test_tmpdir(), base), 0);
   assert_stderr_contains("loaded 21 of the model's 22 tensors");
   assert_stderr_contains("re-initialised for the data's 2 classes (the checkpoint's 4): "
                          "y_embedder.embedding_table.weight ([5, 16] in the file, [3, 16] in the model)");

@@ -225,6 +225,17 @@ static void test_dit_equals_one_process(void **state) {
   barrier();
 }
 
+/* The DiT run of the test below: blocks.* frozen, 10 steps. */
+static pg_train_opts frozen_run(const char *out, pg_param_group *g) {
+  pg_train_opts o = dit_run(out);
+  o.run.steps = 10;
+  *g = pg_param_group_make(&o.run.optim, "blocks.*");
+  g->frozen = true;
+  o.run.groups = g;
+  o.run.n_groups = 1;
+  return o;
+}
+
 /* A frozen param group under data parallelism: its tensors stay
  * bit-identical to their start on every rank, take no part in the gradient
  * reduction, and the run equals one process (there with one batch a step,
@@ -237,20 +248,10 @@ static void test_frozen_group_is_not_reduced(void **state) {
   pg_train_result r;
   pg_param_group g;
   if (dist.rank == 0) {
-    pg_train_opts o = dit_run(one);
-    o.run.steps = 10;
-    g = pg_param_group_make(&o.run.optim, "blocks.*");
-    g.frozen = true;
-    o.run.groups = &g;
-    o.run.n_groups = 1;
+    pg_train_opts o = frozen_run(one, &g);
     assert_int_equal(pg_train(&o, &r), PG_OK);
   }
-  pg_train_opts o = dit_run(many);
-  o.run.steps = 10;
-  g = pg_param_group_make(&o.run.optim, "blocks.*");
-  g.frozen = true;
-  o.run.groups = &g;
-  o.run.n_groups = 1;
+  pg_train_opts o = frozen_run(many, &g);
   o.run.accum = 2;
   o.run.dist = &dist;
   const pg_status st = pg_train(&o, &r);

@@ -136,6 +136,17 @@ static void assert_params_identical(const pg_params *a, const pg_params *b) {
   }
 }
 
+/* Two checkpoints hold the same weights and EMA, bit for bit. */
+static void assert_checkpoints_identical(const char *a, const char *b) {
+  pg_params p1, e1, p2, e2;
+  load_params(a, &p1, &e1);
+  load_params(b, &p2, &e2);
+  assert_params_identical(&p1, &p2);
+  assert_params_identical(&e1, &e2);
+  pg_params *lists[] = {&p1, &e1, &p2, &e2};
+  for (int i = 0; i < 4; i++) pg_params_free(lists[i]);
+}
+
 static void test_resume_is_exact(void **state) {
   (void)state;
   pg_train_result r;
@@ -156,15 +167,7 @@ static void test_resume_is_exact(void **state) {
   assert_int_equal(pg_train(&b, &r), PG_OK);
   assert_int_equal(r.step, 8);
 
-  pg_params p1, e1, p2, e2;
-  load_params(pg_test_tmp("full/ckpt.h5"), &p1, &e1);
-  load_params(pg_test_tmp("part/ckpt.h5"), &p2, &e2);
-  assert_params_identical(&p1, &p2);
-  assert_params_identical(&e1, &e2);
-  pg_params_free(&p1);
-  pg_params_free(&e1);
-  pg_params_free(&p2);
-  pg_params_free(&e2);
+  assert_checkpoints_identical(kept("full/ckpt.h5"), kept("part/ckpt.h5"));
   /* the same losses, step by step */
   char *c1 = read_all(pg_test_tmp("full/loss.csv")), *c2 = read_all(pg_test_tmp("part/loss.csv"));
   assert_non_null(c1);
@@ -404,15 +407,7 @@ static void test_sample_sheets_during_training(void **state) {
   assert_false(pg_test_exists(kept("sheets/samples-000008.png"))); /* the last: samples.png */
   assert_true(pg_test_exists(kept("sheets/samples.png")));
   assert_false(pg_test_exists(kept("nosheets/samples-000004.png")));
-  pg_params p1, e1, p2, e2;
-  load_params(kept("sheets/ckpt.h5"), &p1, &e1);
-  load_params(kept("nosheets/ckpt.h5"), &p2, &e2);
-  assert_params_identical(&p1, &p2);
-  assert_params_identical(&e1, &e2);
-  pg_params_free(&p1);
-  pg_params_free(&e1);
-  pg_params_free(&p2);
-  pg_params_free(&e2);
+  assert_checkpoints_identical(kept("sheets/ckpt.h5"), kept("nosheets/ckpt.h5"));
 }
 
 /* --init-from: a 4-class model fine-tuned on 2-class data keeps every
