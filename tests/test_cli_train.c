@@ -270,7 +270,7 @@ static void test_conflicting_flags_refused(void **state) {
   /* the default --steps gives way to --epochs */
   char args[1024];
   snprintf(args, sizeof args, "train --data '%s' --out '%s' --quiet --hidden 16 --depth 1 --batch 16 --epochs 1 "
-           "--samples 0 --threads 1", pg_test_tmp("train.h5"), pg_test_tmp("epochs"));
+           "--cols 0 --threads 1", pg_test_tmp("train.h5"), pg_test_tmp("epochs"));
   assert_int_equal(run_cli(args), 0);
   assert_false(pg_test_exists(pg_test_tmp("conflict")));
 }
@@ -287,7 +287,7 @@ static double field(const char *line, int n) {
 static void test_one_training_loss(void **state) {
   (void)state;
   char args[2048], csv_path[600];
-  snprintf(args, sizeof args, "train --data '%s' --hidden 16 --depth 1 --batch 16 --samples 0 --threads 1 --steps 10 "
+  snprintf(args, sizeof args, "train --data '%s' --hidden 16 --depth 1 --batch 16 --cols 0 --threads 1 --steps 10 "
            "--log-every 4 --lr 1e-3 --out '%s'", pg_test_tmp("train.h5"), pg_test_tmp("oneloss"));
   assert_int_equal(run_cli(args), 0);
   snprintf(csv_path, sizeof csv_path, "%s", pg_test_tmp("oneloss/loss.csv"));
@@ -326,7 +326,7 @@ static void test_progress_fits_a_narrow_terminal(void **state) {
   assert_true(pid >= 0);
   if (pid == 0) {
     char *argv[] = {"patchgrad", "train", "--data", data, "--hidden", "16", "--depth", "1", "--batch", "16",
-                    "--steps", "30", "--log-every", "5", "--samples", "0", "--threads", "1", "--out", outdir, NULL};
+                    "--steps", "30", "--log-every", "5", "--cols", "0", "--threads", "1", "--out", outdir, NULL};
     char exe[512];
     snprintf(exe, sizeof exe, "%s/patchgrad", PG_BUILD_DIR);
     execv(exe, argv);
@@ -360,7 +360,7 @@ static void test_resume_with_another_batch_refused(void **state) {
   char out[512], data[512];
   snprintf(out, sizeof out, "%s", pg_test_tmp("batch16"));
   snprintf(data, sizeof data, "%s", pg_test_tmp("train.h5"));
-  const char *common = "--hidden 16 --depth 1 --quiet --samples 0 --threads 1";
+  const char *common = "--hidden 16 --depth 1 --quiet --cols 0 --threads 1";
   assert_int_equal(run_clif("train --data '%s' %s --batch 16 --steps 4 --out '%s'", data, common, out), 0);
   assert_int_equal(run_clif("train --data '%s' %s --batch 32 --steps 8 --out '%s' --resume '%s/ckpt.h5'", data,
                             common, out, out), 1);
@@ -383,7 +383,7 @@ static void test_fine_tune_report(void **state) {
   snprintf(base, sizeof base, "%s", pg_test_tmp("base4"));
   snprintf(data, sizeof data, "%s", pg_test_tmp("train.h5"));
   snprintf(two, sizeof two, "%s", pg_test_tmp("two.h5"));
-  const char *common = "--hidden 16 --depth 1 --batch 16 --samples 0 --threads 1 --steps 2";
+  const char *common = "--hidden 16 --depth 1 --batch 16 --cols 0 --threads 1 --steps 2";
   assert_int_equal(run_clif("train --data '%s' %s --quiet --out '%s'", data, common, base), 0);
   assert_int_equal(run_clif("train --data '%s' %s --out '%s/tuned2' --init-from '%s/ckpt.h5'", two, common,
                             pg_test_tmpdir(), base), 0);
