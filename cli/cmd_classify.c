@@ -33,16 +33,18 @@ static int usage(FILE *f) {
 "  --lr LR (%g)  --weight-decay W (%g, weights only)  --warmup N (%lld)\n"
 "  --clip MAX (%g; 0: off)  --label-smoothing S (%g)\n"
 "  --batch B (%lld)  --epochs E (%lld)  or --steps N\n"
-"  --seed X (0)  --threads N (all cores)\n"
+"  --seed X (0)  --threads N (all cores)\n",
+          d.run.optim.lr, d.run.optim.weight_decay, (long long)d.run.schedule.warmup_steps, d.run.clip,
+          d.label_smoothing, (long long)d.run.batch, (long long)d.run.epochs);
+  pg_cli_run_usage(f);
+  fprintf(f,
 "output\n"
-"  --out DIR             ckpt.h5 and log.csv (%s)\n"
+"  --out DIR             ckpt.h5, loss.csv, loss.png (%s)\n"
 "  --eval-every N        test accuracy every N steps (each epoch)\n"
 "  --log-every N (%lld)  --quiet\n"
 "\n"
 "eval: accuracy, mean confidence and loss of a checkpoint on labelled latents.\n",
-          d.run.optim.lr, d.run.optim.weight_decay, (long long)d.run.schedule.warmup_steps, d.run.clip,
-          d.label_smoothing, (long long)d.run.batch, (long long)d.run.epochs, d.run.out_dir,
-          (long long)d.run.log_every);
+          d.run.out_dir, (long long)d.run.log_every);
   return f == stdout ? 0 : 2;
 }
 
@@ -89,7 +91,7 @@ static int run_train(int argc, char **argv) {
   const int rc = pg_cli_run_launch("classify train", &o.run, &job);
   if (rc >= 0) return rc;
   printf("step %lld: train loss %.4f, train accuracy %.4f (last %lld steps), %.0f s at %.1f steps/s\n",
-         (long long)r.step, r.train_loss, r.train_accuracy, (long long)o.run.log_every, r.seconds,
+         (long long)r.step, r.train_loss, r.train_accuracy, (long long)r.train_loss_steps, r.seconds,
          r.steps_per_second);
   if (r.test.n) print_stats("test", &r.test);
   return r.interrupted ? pg_cli_stop_status() : 0;

@@ -39,15 +39,20 @@ static int usage(FILE *f) {
 "  --step-size N --gamma G   step schedule (decay by G every N steps)\n"
 "  --clip MAX            clip the global gradient norm (0: off)\n"
 "  --batch B             batch size (preset's)\n"
-"  --steps N             total updates (1000), or --epochs E\n"
+"  --steps N             total updates (1000), or --epochs E (not both)\n"
 "  --ema DECAY           keep an EMA of the weights (0: off; DiT uses 0.9999)\n"
-"  --seed X (0)  --threads N (all cores)\n"
+"  --seed X (0)  --threads N (all cores)\n");
+  pg_cli_run_usage(f);
+  fprintf(f,
 "output\n"
 "  --out DIR             ckpt.h5, loss.csv, loss.png, samples.png, val_draws.h5 (out)\n"
-"  --resume CKPT         continue a run from its checkpoint, up to --steps in all\n"
+"  --resume CKPT         continue a run from its checkpoint, up to --steps in all;\n"
+"                        every other flag that shapes the run must be the same\n"
+"                        (--lr may change, with a note; --ema may start)\n"
 "  --val-every N (250)  --ckpt-every N (1000)  --log-every N (50)\n"
 "  --cols N              samples per row (one row per class) of samples.png at the end (8; 0: none)\n"
 "  --sample-steps K (50)  --cfg S (4)   DDIM steps and guidance scale of those samples\n"
+"  --sample-every N      also a sheet every N steps, samples-000500.png (0: none)\n"
 "  --quiet               no progress output\n");
   return f == stdout ? 0 : 2;
 }
@@ -100,15 +105,16 @@ int pg_cmd_train(int argc, char **argv) {
     if (pg_arg_int(&a, "--cols", 0, 64, &samples)) continue;
     if (pg_arg_int(&a, "--sample-steps", 1, 1000, &sample_steps)) continue;
     if (pg_arg_double(&a, "--cfg", 0, 100, &cfg)) continue;
+    if (pg_arg_int(&a, "--sample-every", 0, INT64_MAX, &o.sample_every)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
   if (o.run.val_every == 0) o.run.val_every = -1; /* --val-every 0: no validation */
-  if (o.run.epochs > 0) o.run.steps = 0;          /* --epochs wins over the default --steps */
   o.sample_cols = (int)samples;
   o.sample_steps = (int)sample_steps;
   o.sample_cfg = (float)cfg;
   if (pg_cli_run_finish(&a, &f, &o.run)) return 2;
+  if (o.run.epochs > 0) o.run.steps = 0; /* --epochs wins over the default --steps */
   /* the blocks' weights alone (adaLN 6h^2, attention 4h^2, MLP 2 r h^2);
    * copies: weights, gradients, the optimizer's moments, the EMA */
   const double h = (double)o.model.hidden;
@@ -123,7 +129,8 @@ int pg_cmd_train(int argc, char **argv) {
   const int rc = pg_cli_run_launch("train", &o.run, &job);
   if (rc >= 0) return rc;
   if (r.interrupted) return pg_cli_stop_status();
-  printf("step %lld: train loss %.5f, validation loss %s%.5f\n", (long long)r.step, r.train_loss,
-         isnan(r.val_loss) ? "(none) " : "", r.val_loss);
+  printf("step %lld: train loss %.5f", (long long)r.step, r.train_loss);
+  if (!isnan(r.val_loss)) printf(", validation loss %.5f", r.val_loss);
+  putchar('\n');
   return 0;
 }

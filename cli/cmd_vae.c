@@ -109,8 +109,9 @@ static int usage_train(FILE *f) {
 "\n"
 "Trains the patch VAE (docs/vae.md) on the images of a pixel-space latent file:\n"
 "loss = mse(recon, x) + beta * KL, the KL summed over each image's latent\n"
-"values and averaged over the batch. Writes DIR/ckpt.h5, DIR/log.csv and, with\n"
-"test data, DIR/reconstructions.png (test images above their reconstructions).\n"
+"values and averaged over the batch. Writes DIR/ckpt.h5, DIR/loss.csv,\n"
+"DIR/loss.png and, with test data, DIR/reconstructions.png (test images above\n"
+"their reconstructions).\n"
 "data\n"
 "  --data F.h5           training images (patchgrad latents --source fashion-mnist)\n"
 "  --test-data F.h5      held-out images for the reconstruction error (none: no evaluation)\n"
@@ -123,15 +124,17 @@ static int usage_train(FILE *f) {
 "--nesterov, --beta1, --beta2, --schedule, --step-size, --gamma as in patchgrad train)\n"
 "  --lr LR (%g)  --weight-decay W (%g)  --warmup N (%lld)  --clip MAX (%g; 0: off)\n"
 "  --batch B (%lld)  --epochs E (%lld)  or --steps N\n"
-"  --seed X (0)  --threads N (all cores)\n"
+"  --seed X (0)  --threads N (all cores)\n",
+          d.beta, d.run.optim.lr, d.run.optim.weight_decay, (long long)d.run.schedule.warmup_steps, d.run.clip,
+          (long long)d.run.batch, (long long)d.run.epochs);
+  pg_cli_run_usage(f);
+  fprintf(f,
 "output\n"
-"  --out DIR             ckpt.h5, log.csv, reconstructions.png (%s)\n"
+"  --out DIR             ckpt.h5, loss.csv, loss.png, reconstructions.png (%s)\n"
 "  --eval-every N        held-out error every N steps (each epoch)\n"
 "  --sheet-per-class K   pairs of rows in reconstructions.png (%lld; 0: none)\n"
 "  --log-every N (%lld)  --quiet\n",
-          d.beta, d.run.optim.lr, d.run.optim.weight_decay, (long long)d.run.schedule.warmup_steps, d.run.clip,
-          (long long)d.run.batch, (long long)d.run.epochs, d.run.out_dir, (long long)d.sheet_per_class,
-          (long long)d.run.log_every);
+          d.run.out_dir, (long long)d.sheet_per_class, (long long)d.run.log_every);
   return f == stdout ? 0 : 2;
 }
 
@@ -169,7 +172,7 @@ static int run_train(int argc, char **argv) {
   const int rc = pg_cli_run_launch("vae train", &o.run, &job);
   if (rc >= 0) return rc;
   printf("step %lld: train loss %.5f (mse %.5f, kl %.1f per image, last %lld steps), %.0f s at %.2f steps/s\n",
-         (long long)r.step, r.train_loss, r.train_mse, r.train_kl, (long long)o.run.log_every, r.seconds,
+         (long long)r.step, r.train_loss, r.train_mse, r.train_kl, (long long)r.train_loss_steps, r.seconds,
          r.steps_per_second);
   if (!isnan(r.val_mse)) printf("test: reconstruction mse %.5f (z = the posterior mean), kl %.1f per image\n", r.val_mse, r.val_kl);
   return r.interrupted ? pg_cli_stop_status() : 0;

@@ -25,8 +25,18 @@
 #include "args.h"
 #include "patchgrad/train/run.h"
 
-/* The flags whose values are combined after parsing (the optimizer and the
- * schedule are built from several). */
+/* At most this many --freeze, --lr-for and --no-decay flags in all. */
+#define PG_CLI_MAX_GROUP_FLAGS 32
+
+/* One --freeze GLOB, --lr-for GLOB=LR or --no-decay GLOB. */
+typedef struct {
+  char kind;                  /* 'f' freeze, 'l' lr, 'd' no decay */
+  char pattern[PG_PARAM_GROUP_PATTERN_MAX + 1];
+  double lr;
+} pg_cli_group_flag;
+
+/* The flags whose values are combined after parsing (the optimizer, the
+ * schedule and the param groups are built from several). */
 typedef struct {
   const char *optim;          /* --optim sgd|adam|adamw */
   const char *schedule;       /* --schedule NAME, NULL: the command's default */
@@ -37,6 +47,14 @@ typedef struct {
   /* the schedule without --schedule: a cosine decay to 0 after the warmup
    * (classify, vae), else constant, or warmup-then-constant with --warmup */
   bool cosine_default;
+  /* flags given explicitly, for the conflicts refused at the end */
+  bool given_steps, given_epochs, given_momentum, given_nesterov, given_beta1, given_beta2, given_step_size,
+      given_gamma;
+  /* the param group flags in the order given, and the groups built from
+   * them (run->groups points here) */
+  pg_cli_group_flag group_flags[PG_CLI_MAX_GROUP_FLAGS];
+  int n_group_flags;
+  pg_param_group groups[PG_CLI_MAX_GROUP_FLAGS];
 } pg_cli_run_flags;
 
 /* The flags' defaults from the command's defaults in run (its optimizer,
@@ -46,12 +64,22 @@ void pg_cli_run_flags_init(pg_cli_run_flags *f, const pg_run_opts *run);
 /* True when the current argument is one of the shared flags: --data, --out,
  * --batch, --steps, --epochs, --seed, --threads, --clip, --log-every,
  * --quiet, --optim, --lr, --momentum, --nesterov, --weight-decay, --beta1,
- * --beta2, --schedule, --warmup, --step-size, --gamma. */
+ * --beta2, --schedule, --warmup, --step-size, --gamma, --accum, --freeze,
+ * --lr-for, --no-decay, --init-from, --allow-partial. */
 bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run);
 
-/* Builds run->optim and run->schedule from the flags and checks --threads
- * and that --data was given; 0, or 2 after printing the error. */
-int pg_cli_run_finish(pg_args *a, const pg_cli_run_flags *f, pg_run_opts *run);
+/* The usage lines of those flags that every training command shares
+ * beyond the optimizer's: param groups, accumulation, fine-tuning. */
+void pg_cli_run_usage(FILE *out);
+
+/* Builds run->optim, run->schedule and the param groups (run->groups points
+ * into f, which must outlive the run) from the flags; refuses flags that
+ * conflict or would be ignored (--steps with --epochs, --momentum or
+ * --nesterov with adam/adamw, --beta1/--beta2 with sgd, --step-size/--gamma
+ * without the step schedule, a batch not divisible by --accum), naming
+ * both; checks --threads and that --data was given. 0, or 2 after printing
+ * the error. */
+int pg_cli_run_finish(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run);
 
 /* A training job as the launcher runs it: train(job) runs it with the run
  * options the launcher completed; after it, *local_error (an error of this

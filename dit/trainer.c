@@ -100,6 +100,10 @@ static pg_status dit_check_resume(void *self, const pg_kv *config, const char *p
                    (long long)c.num_classes, (long long)m->input_size, (long long)m->in_channels,
                    (long long)m->patch_size, (long long)m->hidden, (long long)m->depth,
                    (long long)m->heads, (long long)m->num_classes);
+  /* the label dropout shapes the trajectory: it is part of the run */
+  if (c.class_dropout != m->class_dropout)
+    return pg_fail(PG_ERR_ARG, "train: --class-dropout %g differs from the checkpoint's %g (%s)",
+                   (double)m->class_dropout, (double)c.class_dropout, path);
   return PG_OK;
 }
 
@@ -252,16 +256,35 @@ static pg_status dit_validate(void *self, pg_ctx *ctx, double *values) {
   return st;
 }
 
-/* samples.png (and samples.h5) from the EMA weights when kept. */
-static pg_status dit_finish(void *self, pg_run *run) {
-  dit_run *d = self;
+/* A sample sheet of the model as it is (the loop puts the EMA weights in
+ * place when kept): out_dir/name (and its .h5), DDIM at the sheet options,
+ * from the run's seed (its own generator: the training draws are not
+ * touched). */
+static pg_status write_sheet(dit_run *d, pg_run *run, const char *name, bool quiet) {
   const pg_train_opts *o = d->o;
   char path[PG_RUN_PATH_MAX];
-  if (o->sample_cols <= 0 || !pg_run_path(run, "samples.png", path)) return PG_OK;
+  if (o->sample_cols <= 0 || !pg_run_path(run, name, path)) return PG_OK;
   pg_sample_sheet_opts so = {.sampler = {.kind = PG_SAMPLER_DDIM, .steps = o->sample_steps,
                                          .cfg_scale = o->sample_cfg, .seed = o->run.seed},
                              .per_class = o->sample_cols, .class_id = -1};
-  return pg_sample_sheet(run->ctx, &d->model, &d->diff, &d->transform, &so, path, o->run.quiet);
+  return pg_sample_sheet(run->ctx, &d->model, &d->diff, &d->transform, &so, path, quiet);
+}
+
+/* samples.png (and samples.h5) at the end. */
+static pg_status dit_finish(void *self, pg_run *run) {
+  dit_run *d = self;
+  return write_sheet(d, run, "samples.png", run->opts->quiet);
+}
+
+/* samples-000500.png (and .h5) every sample_every steps. */
+static pg_status dit_snapshot(void *self, pg_run *run) {
+  dit_run *d = self;
+  char name[64];
+  snprintf(name, sizeof name, "samples-%06lld.png", (long long)run->step);
+  pg_status st = write_sheet(d, run, name, true);
+  if (!st && !run->opts->quiet && d->o->sample_cols > 0 && run->opts->out_dir)
+    fprintf(stderr, "%sstep %lld: wrote %s\n", run->tty ? "\n" : "", (long long)run->step, name);
+  return st;
 }
 
 static void dit_run_free(dit_run *d) {
@@ -271,6 +294,9 @@ static void dit_run_free(dit_run *d) {
   free(d->val_eps);
   free(d->val_y);
 }
+
+/* The tensors sized by the number of classes: the label table. */
+static const char *const class_tensors[] = {"y_embedder.*", NULL};
 
 pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
   memset(res, 0, sizeof *res);
@@ -288,17 +314,21 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
       .validate = o->val_path ? dit_validate : NULL,
       .config = dit_config,
       .finish = dit_finish,
-      .curve_name = "loss.png",
+      .snapshot = dit_snapshot,
+      .snapshot_every = o->sample_every,
       .extra_files = o->sample_cols > 0 ? "samples.png" : NULL,
+      .class_tensors = class_tensors,
   };
   pg_run_result r;
   pg_status st = pg_run_training(&o->run, &model, &r);
   res->step = r.step;
   res->train_loss = r.train_loss;
+  res->train_loss_steps = r.train_loss_steps;
   res->val_loss = r.val[0];
   res->steps_per_second = r.seconds > 0 ? (double)r.steps_done / r.seconds : 0;
   res->interrupted = r.stopped;
   res->local_error = r.local_error;
+  res->reduced_numel = r.reduced_numel;
   dit_run_free(&d);
   return st;
 }

@@ -3,7 +3,9 @@
  * exactly, loss.csv and loss.png, progress, the stop flag, NaN handling)
  * with the DiT's parts: the model built to fit the data, the diffusion
  * loss, a validation loss at fixed draws (val_draws.h5), the weights
- * before the first step (init.h5), and a sample sheet at the end. A library
+ * before the first step (init.h5), a sample sheet at the end and, when
+ * asked, every N steps (samples-000500.png); for fine-tuning its class
+ * tensor is the label table y_embedder.embedding_table.weight. A library
  * function so that tests can run it too. */
 #ifndef PG_TRAINER_H
 #define PG_TRAINER_H
@@ -33,18 +35,23 @@ typedef struct {
   /* model: input_size, in_channels and num_classes 0 mean "from the data" */
   pg_dit_config model;
   bool unconditional;     /* ignore the data's labels (num_classes 0) */
-  /* the sample sheet at the end (0 columns: none) */
+  /* the sample sheet at the end, samples.png (0 columns: none), and every
+   * sample_every steps during training, samples-000500.png (0: none) */
   int sample_cols, sample_steps;
   float sample_cfg;
+  int64_t sample_every;
 } pg_train_opts;
 
 typedef struct {
   int64_t step;           /* updates done */
-  double train_loss;      /* mean over the last logging interval */
+  double train_loss;      /* the training loss (train/run.h): mean over the last log interval */
+  int64_t train_loss_steps; /* the steps it averages */
   double val_loss;        /* the last validation loss (NaN when none) */
   double steps_per_second;
   bool interrupted;       /* stopped by *stop (a checkpoint was saved) */
   bool local_error;       /* data-parallel: print the error, then pg_dist_abort */
+  int64_t reduced_numel;  /* data-parallel: gradient elements averaged per step
+                           * (pg_run_result's: frozen tensors have none) */
 } pg_train_result;
 
 /* Defaults of `patchgrad train` (small model, AdamW 1e-4, batch 64, ...). */

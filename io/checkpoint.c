@@ -245,7 +245,16 @@ static void describe_contents(const pg_checkpoint *ck, char *buf, size_t cap) {
                         "state_dict, attributes step and hyper-parameters");
   PART(ck->rng, "rng_state: the 4 uint64 words of the run's xoshiro256** generator");
   PART(ck->loader, "loader: data loader seed, epoch and position within the epoch");
+  PART(ck->run, "run: the run's settings that shape its trajectory (attributes)");
 #undef PART
+}
+
+/* A group holding kv as its attributes. */
+static pg_status save_kv_group(hid_t f, const char *name, const pg_kv *kv) {
+  hid_t g = pg_h5_create_group(f, name);
+  pg_status st = g < 0 ? pg_last_status() : pg_kv_write_attrs(kv, g);
+  if (g >= 0) H5Gclose(g);
+  return st;
 }
 
 static pg_status save_parts(hid_t f, const pg_checkpoint *ck) {
@@ -255,11 +264,7 @@ static pg_status save_parts(hid_t f, const pg_checkpoint *ck) {
   if (!st) st = pg_h5_set_attr_int(f, "format_version", FORMAT_VERSION);
   if (!st) st = pg_h5_set_attr_string(f, "contents", contents);
   if (!st && ck->step) st = pg_h5_set_attr_int(f, "step", *ck->step);
-  if (!st && ck->config) {
-    hid_t g = pg_h5_create_group(f, "config");
-    st = g < 0 ? pg_last_status() : pg_kv_write_attrs(ck->config, g);
-    if (g >= 0) H5Gclose(g);
-  }
+  if (!st && ck->config) st = save_kv_group(f, "config", ck->config);
   if (!st && ck->params) st = pg_params_save_group(f, "params", ck->params);
   if (!st && ck->ema) st = pg_params_save_group(f, "ema", ck->ema);
   if (!st && ck->optim_state) {
@@ -271,6 +276,7 @@ static pg_status save_parts(hid_t f, const pg_checkpoint *ck) {
       H5Gclose(g);
     }
   }
+  if (!st && ck->run) st = save_kv_group(f, "run", ck->run);
   if (!st && ck->rng) {
     st = pg_h5_write_uint64(f, "rng_state", 1, (int64_t[]){4}, ck->rng->s);
     hid_t d = st ? -1 : H5Dopen2(f, "rng_state", H5P_DEFAULT);
@@ -317,11 +323,11 @@ typedef struct {
   int64_t step, optim_step;
   pg_rng rng;
   pg_loader_state loader;
-  pg_kv config, optim_config;
+  pg_kv config, optim_config, run;
 } loaded_values;
 
-static pg_status check_and_read_small(hid_t f, const char *path, const pg_checkpoint *ck,
-                                      loaded_values *v) {
+/* The attributes format and format_version. */
+static pg_status check_format(hid_t f, const char *path) {
   char format[64] = "";
   int rc = pg_h5_attr_string(f, "format", format, sizeof format);
   if (rc <= 0 || strcmp(format, FORMAT_NAME))
@@ -333,18 +339,32 @@ static pg_status check_and_read_small(hid_t f, const char *path, const pg_checkp
   if (version != FORMAT_VERSION)
     return pg_fail(PG_ERR_FORMAT, "%s: checkpoint format_version %lld (this build reads %d)",
                    path, (long long)version, FORMAT_VERSION);
+  return PG_OK;
+}
+
+/* The attributes of group `name` into kv; what names the group in messages. */
+static pg_status read_kv_group(hid_t f, const char *path, const char *name, const char *what,
+                               pg_kv *kv) {
+  if (!pg_h5_exists(f, name))
+    return pg_fail(PG_ERR_FORMAT, "%s: missing group '%s' (%s)", path, name, what);
+  hid_t g = H5Gopen2(f, name, H5P_DEFAULT);
+  pg_status st = pg_kv_read_attrs(kv, g, NULL);
+  H5Gclose(g);
+  return st ? pg_error_prefix(path) : PG_OK;
+}
+
+static pg_status check_and_read_small(hid_t f, const char *path, const pg_checkpoint *ck,
+                                      loaded_values *v) {
+  if (check_format(f, path)) return pg_last_status();
+  int rc;
   if (ck->step && need_int(f, path, "the file", "step", &v->step)) return pg_last_status();
   if (ck->step && (v->step < 0 || v->step > PG_CHECKPOINT_MAX_STEP))
     return pg_fail(PG_ERR_FORMAT, "%s: attribute 'step' = %lld is outside [0, %lld]", path,
                    (long long)v->step, (long long)PG_CHECKPOINT_MAX_STEP);
-  if (ck->config) {
-    if (!pg_h5_exists(f, "config"))
-      return pg_fail(PG_ERR_FORMAT, "%s: missing group 'config' (model configuration)", path);
-    hid_t g = H5Gopen2(f, "config", H5P_DEFAULT);
-    pg_status st = pg_kv_read_attrs(&v->config, g, NULL);
-    H5Gclose(g);
-    if (st) return pg_error_prefix(path);
-  }
+  if (ck->config && read_kv_group(f, path, "config", "model configuration", &v->config))
+    return pg_last_status();
+  if (ck->run && read_kv_group(f, path, "run", "the run's settings", &v->run))
+    return pg_last_status();
   /* names, shapes and dtypes of every group first, then every value */
   if (ck->params && pg_params_check_group(f, "params", ck->params)) return pg_last_status();
   if (ck->ema && pg_params_check_group(f, "ema", ck->ema)) return pg_last_status();
@@ -415,6 +435,7 @@ pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck) {
   loaded_values v = {0};
   pg_kv_init(&v.config);
   pg_kv_init(&v.optim_config);
+  pg_kv_init(&v.run);
   pg_status st = check_and_read_small(f, path, ck, &v);
   /* Everything is validated: only now are the caller's objects written. */
   if (!st && ck->params) st = read_group(f, "params", ck->params, false);
@@ -422,6 +443,7 @@ pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck) {
   if (!st && ck->optim_state) st = read_group(f, "optim", ck->optim_state, false);
   if (!st && ck->config) st = replace_kv(ck->config, &v.config);
   if (!st && ck->optim_config) st = replace_kv(ck->optim_config, &v.optim_config);
+  if (!st && ck->run) st = replace_kv(ck->run, &v.run);
   if (!st) {
     if (ck->step) *ck->step = v.step;
     if (ck->optim_step) *ck->optim_step = v.optim_step;
@@ -430,6 +452,105 @@ pg_status pg_checkpoint_load(const char *path, const pg_checkpoint *ck) {
   }
   pg_kv_free(&v.config);
   pg_kv_free(&v.optim_config);
+  pg_kv_free(&v.run);
+  H5Fclose(f);
+  return st;
+}
+
+/* ---- Non-strict loading ---- */
+
+void pg_load_report_free(pg_load_report *rep) {
+  char **lists[] = {rep->missing, rep->unexpected, rep->mismatched, rep->mismatch_detail};
+  const int counts[] = {rep->n_missing, rep->n_unexpected, rep->n_mismatched, rep->n_mismatched};
+  for (int l = 0; l < 4; l++) {
+    for (int i = 0; lists[l] && i < counts[l]; i++) free(lists[l][i]);
+    free(lists[l]);
+  }
+  memset(rep, 0, sizeof *rep);
+}
+
+/* Appends a copy of name to a list of the report; false when out of memory. */
+static bool add_name(char ***list, int *n, const char *name) {
+  char **p = realloc(*list, (size_t)(*n + 1) * sizeof *p);
+  if (!p) return false;
+  *list = p;
+  if (!(p[*n] = strdup(name))) return false;
+  (*n)++;
+  return true;
+}
+
+typedef struct {
+  const pg_params *ps;
+  pg_load_report *rep;
+  bool oom;
+} matching_visit;
+
+static herr_t list_unexpected(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  (void)g, (void)info;
+  matching_visit *v = data;
+  if (!pg_params_find(v->ps, name) && !add_name(&v->rep->unexpected, &v->rep->n_unexpected, name))
+    v->oom = true;
+  return 0;
+}
+
+pg_status pg_checkpoint_load_matching(const char *path, const char *group, pg_params *ps,
+                                      pg_load_report *rep) {
+  memset(rep, 0, sizeof *rep);
+  hid_t f = pg_h5_open(path, false);
+  if (f < 0) return pg_last_status();
+  pg_status st = check_format(f, path);
+  if (!st && !pg_h5_exists(f, group))
+    st = pg_fail(PG_ERR_FORMAT, "%s: missing group '%s'", path, group);
+  hid_t g = st ? -1 : H5Gopen2(f, group, H5P_DEFAULT);
+  if (!st && g < 0) st = pg_fail(PG_ERR_FORMAT, "%s: '%s' is not a group", path, group);
+  /* the entries that match, as a list that shares ps's tensors */
+  pg_params view = {.items = st ? NULL : malloc((size_t)(ps->count ? ps->count : 1) * sizeof *view.items)};
+  bool oom = !st && !view.items;
+  for (int i = 0; !st && !oom && i < ps->count; i++) {
+    const pg_param *p = &ps->items[i];
+    const pg_tensor *t = p->tensor;
+    H5O_info_t oi;
+    pg_h5_dtype dt;
+    int nd;
+    int64_t shape[PG_MAX_DIMS];
+    if (!pg_h5_exists(g, p->name) || H5Oget_info_by_name(g, p->name, &oi, H5P_DEFAULT) < 0 ||
+        oi.type != H5O_TYPE_DATASET || pg_h5_dataset_dtype(g, p->name, "", &dt) ||
+        pg_h5_dataset_shape(g, p->name, "", &nd, shape)) {
+      oom = !add_name(&rep->missing, &rep->n_missing, p->name);
+      continue;
+    }
+    bool same = nd == t->ndim && dt.cls == H5T_FLOAT && dt.size == 4;
+    for (int k = 0; same && k < nd; k++) same = shape[k] == t->shape[k];
+    if (same) {
+      view.items[view.count++] = *p;
+      continue;
+    }
+    char got[128], want[128], detail[320];
+    pg_h5_shape_str(got, sizeof got, nd, shape);
+    pg_h5_shape_str(want, sizeof want, t->ndim, t->shape);
+    snprintf(detail, sizeof detail, "%s%s%s in the file, %s in the model", got,
+             dt.cls == H5T_FLOAT && dt.size == 4 ? "" : " ", dt.cls == H5T_FLOAT && dt.size == 4 ? "" : dt.name,
+             want);
+    int n = rep->n_mismatched;
+    oom = !add_name(&rep->mismatched, &rep->n_mismatched, p->name) ||
+          !add_name(&rep->mismatch_detail, &n, detail);
+  }
+  if (!st && !oom) {
+    matching_visit v = {ps, rep, false};
+    hsize_t idx = 0;
+    if (H5Literate(g, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, list_unexpected, &v) < 0) {
+      idx = 0; /* groups written by other tools may not track creation order */
+      H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, list_unexpected, &v);
+    }
+    oom = v.oom;
+  }
+  if (g >= 0) H5Gclose(g);
+  if (!st && oom) st = pg_fail(PG_ERR_MEMORY, "%s: out of memory listing the tensors of '%s'", path, group);
+  /* every matching tensor checked, then read in place */
+  if (!st && view.count) st = read_group(f, group, &view, true);
+  if (!st && view.count) st = read_group(f, group, &view, false);
+  if (!st) rep->loaded = view.count;
+  free(view.items);
   H5Fclose(f);
   return st;
 }

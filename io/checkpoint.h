@@ -9,6 +9,8 @@
  *   /optim/<name>     state tensors "<param>.exp_avg", ... (float32)
  *   /rng_state        uint64 [4]: the pg_rng words s[0..3]
  *   /loader           attributes seed, epoch, position (pg_loader_state)
+ *   /run              the run's settings, one attribute per flag that shapes
+ *                     the trajectory (pg_kv; train/run.h writes and checks them)
  *
  * Every part is optional: a NULL pointer in pg_checkpoint means "absent"
  * (not written by save, not read by load). Load reads only what is asked for,
@@ -53,6 +55,7 @@ typedef struct {
   int64_t *step;             /* training step */
   pg_rng *rng;               /* the run's generator */
   pg_loader_state *loader;   /* data loader position */
+  pg_kv *run;                /* run/ attributes: the run's settings (load: replaced) */
 } pg_checkpoint;
 
 PG_API pg_status pg_checkpoint_save(const char *path, const pg_checkpoint *ck);
@@ -84,5 +87,35 @@ PG_API pg_status pg_params_check_group(hid_t file, const char *group, const pg_p
  * checksum, finite values) and then again in place: a failure leaves ps as
  * it was. */
 PG_API pg_status pg_params_load_group(hid_t file, const char *group, pg_params *ps);
+
+/* ---- Non-strict loading, for fine-tuning ----
+ * What pg_checkpoint_load_matching did, as PyTorch's
+ * model.load_state_dict(sd, strict=False) returns missing_keys and
+ * unexpected_keys; here the tensors present in both with another shape (or
+ * dtype) are a third list and are left as they were (PyTorch raises on
+ * them). Every list and string is malloc'd and owned by the report. */
+typedef struct {
+  int loaded;                /* tensors read into the model */
+  int n_missing;             /* the model's tensors the file lacks (left as they were) */
+  char **missing;
+  int n_unexpected;          /* the file's tensors the model lacks (not read) */
+  char **unexpected;
+  int n_mismatched;          /* in both with another shape or dtype (left as they were) */
+  char **mismatched;         /* their names, and per name how they differ: */
+  char **mismatch_detail;    /*   "[11, 16] in the file, [6, 16] in the model" */
+} pg_load_report;
+
+/* Reads every tensor of the checkpoint's group (`params` or `ema`) whose
+ * name and shape (float32) match an entry of ps into that entry, and lists
+ * the rest in *rep (initialised here; release it with pg_load_report_free,
+ * also after an error). The tensors read are checked first (HDF5's
+ * checksum, finite values) and only then written, so an error leaves ps as
+ * it was. Errors: not a patchgrad checkpoint, no such group, a damaged or
+ * non-finite tensor among those that match (the message names it). A file
+ * that matches nothing is not an error here (rep->loaded is 0): the caller
+ * decides, as it decides about the lists. */
+PG_API pg_status pg_checkpoint_load_matching(const char *path, const char *group, pg_params *ps,
+                                             pg_load_report *rep);
+PG_API void pg_load_report_free(pg_load_report *rep);
 
 #endif

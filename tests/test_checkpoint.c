@@ -73,11 +73,16 @@ static void test_round_trip_every_part(void **state) {
   pg_params_init(&optim);
   pg_params_add(&optim, PG_PARAM_BUFFER, PG_SHAPE(5, 3), "blocks.0.fc.weight.exp_avg")->data[7] = 3.5f;
   pg_params_add(&optim, PG_PARAM_BUFFER, PG_SHAPE(5, 3), "blocks.0.fc.weight.exp_avg_sq")->data[2] = 0.25f;
-  pg_kv config, oconfig, config2, oconfig2;
+  pg_kv config, oconfig, config2, oconfig2, run, run2;
   pg_kv_init(&config);
   pg_kv_init(&oconfig);
   pg_kv_init(&config2);
   pg_kv_init(&oconfig2);
+  pg_kv_init(&run);
+  pg_kv_init(&run2);
+  pg_kv_set_int(&run, "batch", 16);
+  pg_kv_set_string(&run, "schedule", "cosine");
+  pg_kv_set_int(&run2, "stale", 1);
   pg_kv_set_int(&config, "hidden", 64);
   pg_kv_set_double(&config, "class_dropout", 0.1);
   pg_kv_set_string(&config, "dataset", "fashion-mnist");
@@ -89,7 +94,7 @@ static void test_round_trip_every_part(void **state) {
   pg_rng_seed(&rng, 99);
   pg_rng_next(&rng);
   pg_loader_state ls = {.seed = 0xFFFFFFFFFFFFFFF1ULL, .epoch = 3, .position = 17};
-  pg_checkpoint ck = {&config, &params, &ema, &optim, &ostep, &oconfig, &step, &rng, &ls};
+  pg_checkpoint ck = {&config, &params, &ema, &optim, &ostep, &oconfig, &step, &rng, &ls, &run};
   assert_int_equal(pg_checkpoint_save(pg_test_tmp("ck.h5"), &ck), PG_OK);
   assert_int_equal(pg_test_temporaries(pg_test_tmp("ck.h5")), 0);
 
@@ -103,7 +108,7 @@ static void test_round_trip_every_part(void **state) {
   int64_t step2 = 0, ostep2 = 0;
   pg_rng rng2 = {{0}};
   pg_loader_state ls2 = {0};
-  pg_checkpoint in = {&config2, &params2, &ema2, &optim2, &ostep2, &oconfig2, &step2, &rng2, &ls2};
+  pg_checkpoint in = {&config2, &params2, &ema2, &optim2, &ostep2, &oconfig2, &step2, &rng2, &ls2, &run2};
   assert_int_equal(pg_checkpoint_load(pg_test_tmp("ck.h5"), &in), PG_OK);
   assert_params_equal(&params2, &params);
   assert_params_equal(&ema2, &ema);
@@ -111,6 +116,13 @@ static void test_round_trip_every_part(void **state) {
   assert_true(step2 == 1234 && ostep2 == 1200);
   assert_memory_equal(rng2.s, rng.s, sizeof rng.s);
   assert_true(ls2.seed == ls.seed && ls2.epoch == 3 && ls2.position == 17);
+  /* the run's settings are replaced too */
+  int64_t batch;
+  const char *sched;
+  assert_int_equal(run2.count, 2);
+  assert_int_equal(pg_kv_get_int(&run2, "batch", &batch), 1);
+  assert_int_equal(pg_kv_get_string(&run2, "schedule", &sched), 1);
+  assert_true(batch == 16 && !strcmp(sched, "cosine"));
   /* the config is replaced, in order, with its types */
   assert_int_equal(config2.count, 3);
   int64_t hidden;
@@ -148,8 +160,52 @@ static void test_round_trip_every_part(void **state) {
 
   pg_params *lists[] = {&params, &ema, &optim, &params2, &ema2, &optim2};
   for (int i = 0; i < 6; i++) pg_params_free(lists[i]);
-  pg_kv *kvs[] = {&config, &oconfig, &config2, &oconfig2};
-  for (int i = 0; i < 4; i++) pg_kv_free(kvs[i]);
+  pg_kv *kvs[] = {&config, &oconfig, &config2, &oconfig2, &run, &run2};
+  for (int i = 0; i < 6; i++) pg_kv_free(kvs[i]);
+}
+
+/* load_state_dict(strict=False): the tensors that match by name and shape
+ * are read, the others listed (missing, unexpected, other shape) and left
+ * as they were; a damaged matching tensor changes nothing. */
+static void test_load_matching(void **state) {
+  (void)state;
+  pg_params saved, model;
+  make_params(&saved, 1, 5);
+  pg_fill_normal(pg_params_add(&saved, PG_PARAM_WEIGHT, PG_SHAPE(2), "old_head.weight"), 0, 1, &(pg_rng){{1, 2, 3, 4}});
+  pg_checkpoint ck = {.params = &saved};
+  assert_int_equal(pg_checkpoint_save(pg_test_tmp("partial.h5"), &ck), PG_OK);
+  /* the model: fc.weight [5, 3] as saved, fc.bias [6] (5 in the file),
+   * pos_embed, scalar, and new_head.weight absent from the file */
+  pg_params_init(&model);
+  pg_params_add(&model, PG_PARAM_WEIGHT, PG_SHAPE(5, 3), "blocks.0.fc.weight");
+  pg_tensor *bias = pg_params_add(&model, PG_PARAM_BIAS, PG_SHAPE(6), "blocks.0.fc.bias");
+  pg_params_add(&model, PG_PARAM_BUFFER, PG_SHAPE(1, 4, 5), "pos_embed");
+  pg_params_add(&model, PG_PARAM_EMBEDDING, 0, NULL, "scalar");
+  pg_tensor *head = pg_params_add(&model, PG_PARAM_WEIGHT, PG_SHAPE(3), "new_head.weight");
+  pg_fill(bias, 7.0f);
+  pg_fill(head, 9.0f);
+  pg_load_report rep;
+  assert_int_equal(pg_checkpoint_load_matching(pg_test_tmp("partial.h5"), "params", &model, &rep), PG_OK);
+  assert_int_equal(rep.loaded, 3);
+  assert_int_equal(rep.n_missing, 1);
+  assert_string_equal(rep.missing[0], "new_head.weight");
+  assert_int_equal(rep.n_unexpected, 1);
+  assert_string_equal(rep.unexpected[0], "old_head.weight");
+  assert_int_equal(rep.n_mismatched, 1);
+  assert_string_equal(rep.mismatched[0], "blocks.0.fc.bias");
+  assert_string_equal(rep.mismatch_detail[0], "[5] in the file, [6] in the model");
+  for (int i = 0; i < 5; i++) assert_true(pg_params_find(&model, "blocks.0.fc.weight")->tensor->data[i] ==
+                                          pg_params_find(&saved, "blocks.0.fc.weight")->tensor->data[i]);
+  assert_true(pg_params_find(&model, "scalar")->tensor->data[0] == pg_params_find(&saved, "scalar")->tensor->data[0]);
+  assert_true(bias->data[0] == 7.0f && head->data[2] == 9.0f);
+  pg_load_report_free(&rep);
+  assert_int_equal(rep.n_missing, 0);
+  /* not a checkpoint, or no such group: errors naming them */
+  assert_int_not_equal(pg_checkpoint_load_matching(pg_test_tmp("partial.h5"), "ema", &model, &rep), PG_OK);
+  assert_error_contains("missing group 'ema'");
+  pg_load_report_free(&rep);
+  pg_params_free(&saved);
+  pg_params_free(&model);
 }
 
 static void test_absent_parts(void **state) {
@@ -726,6 +782,7 @@ int main(void) {
       cmocka_unit_test(test_impossible_contents),
       cmocka_unit_test(test_transform_from_config),
       cmocka_unit_test(test_round_trip_every_part),
+      cmocka_unit_test(test_load_matching),
       cmocka_unit_test(test_absent_parts),
       cmocka_unit_test(test_mismatches_named_in_one_message),
       cmocka_unit_test(test_not_a_checkpoint),

@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/ops.h"
 #include "patchgrad/io/checkpoint.h"
 #include "patchgrad/io/latents.h"
 #include "patchgrad/train/run.h"
+#include "alloc_count.h"
 
 enum { N = 64, VAL = 16 };
 
@@ -57,6 +59,7 @@ typedef struct {
   volatile sig_atomic_t *stop;
   int64_t loss_calls, finish_calls, events[PG_RUN_DONE + 1];
   float a_at_finish;             /* the weight the closing callback saw */
+  long allocs[64];               /* the process's allocation count at each loss call */
 } line_model;
 
 static pg_status line_build(void *self, const pg_latents_info *info, pg_rng *rng, pg_params **params) {
@@ -85,6 +88,7 @@ static pg_tensor *line_mse(line_model *m, pg_ctx *ctx, pg_tensor *x, int64_t n) 
 static pg_tensor *line_loss(void *self, pg_ctx *ctx, const pg_batch *b, pg_rng *rng, double *metrics) {
   (void)rng;
   line_model *m = self;
+  if (m->loss_calls < 64) m->allocs[m->loss_calls] = pg_alloc_count();
   if (++m->loss_calls == m->stop_at) *m->stop = 1; /* as a signal would, mid-step */
   metrics[0] += (double)b->count;                   /* one per sample: the mean is 1 */
   return line_mse(m, ctx, b->x, b->count);
@@ -291,12 +295,59 @@ static void test_errors_name_the_model(void **state) {
   if (m2.built) pg_params_free(&m2.params);
 }
 
+/* --accum: each step runs the loss on `accum` micro-batches of the batch;
+ * the fit is the one-batch fit within float rounding, and after the first
+ * steps a step allocates nothing (no log rows, files or validation in
+ * between: each loss call sees the same allocation count). */
+static void test_accumulation_allocates_nothing(void **state) {
+  (void)state;
+  line_model one = {0}, four = {0};
+  pg_run_model m1 = line_of(&one), m4 = line_of(&four);
+  m1.validate = m4.validate = NULL;
+  pg_run_opts o = opts_of(NULL, 12);
+  o.log_every = 1000;
+  o.quiet = true;
+  pg_run_result r;
+  assert_int_equal(pg_run_training(&o, &m1, &r), PG_OK);
+  o.accum = 4;
+  assert_int_equal(pg_run_training(&o, &m4, &r), PG_OK);
+  assert_int_equal(one.loss_calls, 12);
+  assert_int_equal(four.loss_calls, 48);
+  printf("# line fit, 12 SGD steps of batch 16, --accum 4 vs 1: a differs by %.3g, b by %.3g\n",
+         fabs(four.a->data[0] - one.a->data[0]), fabs(four.b->data[0] - one.b->data[0]));
+  assert_float_equal(four.a->data[0], one.a->data[0], 1e-6);
+  assert_float_equal(four.b->data[0], one.b->data[0], 1e-6);
+  if (pg_alloc_count_active())
+    for (int i = 8; i < 48; i++) assert_int_equal(four.allocs[i], four.allocs[8]);
+  pg_params_free(&one.params);
+  pg_params_free(&four.params);
+}
+
+/* The progress line fits the terminal: fields dropped from the right,
+ * never wider than width - 1. */
+static void test_progress_line_fits(void **state) {
+  (void)state;
+  const char *f[] = {"step 12/100", "loss 0.1234", "lr 1.00e-04", "9.9 steps/s"};
+  char buf[128];
+  assert_string_equal(pg_run_fit_line(buf, sizeof buf, f, 4, 80), "step 12/100  loss 0.1234  lr 1.00e-04  9.9 steps/s");
+  assert_string_equal(pg_run_fit_line(buf, sizeof buf, f, 4, 40), "step 12/100  loss 0.1234  lr 1.00e-04");
+  assert_string_equal(pg_run_fit_line(buf, sizeof buf, f, 4, 37), "step 12/100  loss 0.1234");
+  assert_string_equal(pg_run_fit_line(buf, sizeof buf, f, 4, 8), "step 12");
+  setenv("COLUMNS", "57", 1);
+  if (!isatty(2)) assert_int_equal(pg_run_terminal_width(), 57);
+  setenv("COLUMNS", "wide", 1);
+  if (!isatty(2)) assert_int_equal(pg_run_terminal_width(), 80);
+  unsetenv("COLUMNS");
+}
+
 int main(void) {
   pg_set_threads(1);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_line_fits_through_callbacks),
       cmocka_unit_test(test_stop_flag_saves_after_the_step),
       cmocka_unit_test(test_errors_name_the_model),
+      cmocka_unit_test(test_accumulation_allocates_nothing),
+      cmocka_unit_test(test_progress_line_fits),
   };
   return cmocka_run_group_tests(tests, setup_dir, pg_test_tmpdir_remove);
 }

@@ -425,12 +425,14 @@ static void test_training(void **state) {
   char path[600];
   snprintf(path, sizeof path, "%s/reconstructions.png", out);
   assert_true(pg_test_exists(path));
-  snprintf(path, sizeof path, "%s/log.csv", out);
+  snprintf(path, sizeof path, "%s/loss.png", out);
+  assert_true(pg_test_exists(path));
+  snprintf(path, sizeof path, "%s/loss.csv", out);
   FILE *f = fopen(path, "r");
   char header[256] = "";
   assert_non_null(fgets(header, sizeof header, f));
   fclose(f);
-  assert_string_equal(header, "step,epoch,lr,train_loss,train_mse,train_kl,test_mse,test_kl,seconds\n");
+  assert_string_equal(header, "step,train_loss,val_loss,lr,epoch,train_mse,train_kl,val_mse,val_kl,seconds\n");
 
   /* bad options and data are named */
   pg_vae_train_opts bad = o;

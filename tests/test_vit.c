@@ -411,7 +411,7 @@ static void make_files(files *f) {
 }
 
 static void remove_files(files *f) {
-  const char *names[] = {"train.h5", "test.h5", "fresh.h5", "ckpt.h5", "log.csv", "samples.h5", "unlabelled.h5"};
+  const char *names[] = {"train.h5", "test.h5", "fresh.h5", "ckpt.h5", "loss.csv", "loss.png", "samples.h5", "unlabelled.h5"};
   char path[512];
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     snprintf(path, sizeof path, "%s/%s", f->dir, names[i]);

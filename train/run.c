@@ -13,27 +13,44 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "patchgrad/autograd/ops.h"
 #include "patchgrad/autograd/tape.h"
 #include "patchgrad/dist/dist.h"
 #include "patchgrad/dist/reducer.h"
 #include "patchgrad/io/checkpoint.h"
+#include "patchgrad/io/h5util.h"
 #include "patchgrad/io/loader.h"
 #include "patchgrad/io/optim_kv.h"
 #include "patchgrad/optim/clip.h"
+#include "patchgrad/optim/summary.h"
 #include "patchgrad/render/plot.h"
+#include "patchgrad/train/run_parts.h"
 
-/* The default log: loss.csv. */
-static const pg_run_column default_columns[] = {
-    {"train_loss", PG_COL_TRAIN_LOSS, 0, "%.6g"},
-    {"val_loss", PG_COL_VAL, 0, "%.6g"},
-    {"lr", PG_COL_LR, 0, "%.6g"},
-    {"seconds", PG_COL_SECONDS, 0, "%.2f"},
+/* The log (run.h): loss.csv, its curve loss.png. */
+#define LOG_NAME "loss.csv"
+#define CURVE_NAME "loss.png"
+
+/* loss.csv's columns after `step`: these, the model's, then seconds. */
+static const pg_run_column head_columns[] = {
+    {"train_loss", PG_COL_TRAIN_LOSS, 0, "%.6g", "loss"},
+    {"val_loss", PG_COL_VAL, 0, "%.6g", NULL},
+    {"lr", PG_COL_LR, 0, "%.6g", NULL},
+    {"epoch", PG_COL_EPOCH, 0, "%.4f", NULL},
 };
+static const pg_run_column seconds_column = {"seconds", PG_COL_SECONDS, 0, "%.2f", NULL};
 
-static const char *log_name(const pg_run_model *m) { return m->log_name ? m->log_name : "loss.csv"; }
-static const pg_run_column *columns(const pg_run_model *m, int *n) {
-  *n = m->log_name ? m->n_columns : (int)(sizeof default_columns / sizeof *default_columns);
-  return m->log_name ? m->columns : default_columns;
+static void set_columns(pg_run *run) {
+  const pg_run_model *m = run->model;
+  int n = 0;
+  for (size_t i = 0; i < sizeof head_columns / sizeof *head_columns; i++) run->columns[n++] = head_columns[i];
+  for (int i = 0; i < m->n_columns; i++) run->columns[n++] = m->columns[i];
+  run->columns[n++] = seconds_column;
+  run->n_columns = n;
+}
+
+const pg_run_column *pg_run_columns(const pg_run *run, int *n) {
+  *n = run->n_columns;
+  return run->columns;
 }
 
 /* A monotonic clock, in seconds. */
@@ -79,7 +96,8 @@ void pg_run_share(const pg_run *run, int64_t n, int64_t *begin, int64_t *end) {
   *end = (r + 1) * n / k;
 }
 
-/* Before the loader opens: the communicator and this rank's share. */
+/* Before the loader opens: the communicator, this rank's share of a batch
+ * and its micro-batches. */
 static pg_status dp_check(pg_run *run) {
   const pg_run_opts *o = run->opts;
   const int k = run->dist->size;
@@ -87,24 +105,44 @@ static pg_status dp_check(pg_run *run) {
     return pg_fail(PG_ERR_ARG, "%s: the global batch %lld is not divisible by the %d ranks (choose a multiple of %d)",
                    run->model->name, (long long)o->batch, k, k);
   run->local_batch = o->batch / k;
+  run->accum = o->accum > 1 ? o->accum : 1;
+  if (o->accum < 0)
+    return pg_fail(PG_ERR_ARG, "%s: accum must be >= 1, got %lld", run->model->name, (long long)o->accum);
+  if (run->local_batch % run->accum) {
+    if (k == 1)
+      return pg_fail(PG_ERR_ARG, "%s: batch %lld is not divisible by --accum %lld (micro-batches are equal)",
+                     run->model->name, (long long)o->batch, (long long)run->accum);
+    return pg_fail(PG_ERR_ARG, "%s: the batch per rank %lld (%lld over %d ranks) is not divisible by --accum %lld",
+                   run->model->name, (long long)run->local_batch, (long long)o->batch, k, (long long)run->accum);
+  }
+  run->micro_batch = run->local_batch / run->accum;
   return PG_OK;
 }
 
 /* After the model is built: every rank agrees on the setup so far (a
  * failing rank's message reaches all), then rank 0's parameters go to
- * every rank and the reducer adopts the gradient buffers. */
+ * every rank. */
 static pg_status dp_start(pg_run *run, pg_status local) {
   pg_status st = pg_dist_agree(run->dist, local);
   if (st || run->dist->size == 1) return st;
-  if ((st = pg_dist_broadcast_params(run->dist, run->params))) return st;
-  if ((st = pg_reducer_init(&run->reducer, run->dist, run->params, DP_BUCKET_BYTES))) return st;
-  run->reducer_ready = true;
-  return PG_OK;
+  return pg_dist_broadcast_params(run->dist, run->params);
 }
 
-/* After the loss, before backward: the global mean loss, the metrics and
- * sample count summed over ranks, any rank's stop flag, and whether any
- * rank failed (then every rank gets the lowest failing rank's message). */
+/* After the optimizer has frozen its frozen groups: the reducer adopts the
+ * gradient buffers of the tensors that train (frozen ones have none in the
+ * reduction, so they cost no communication). */
+static pg_status dp_reducer(pg_run *run) {
+  if (run->dist->size == 1) return PG_OK;
+  pg_status st = pg_reducer_init(&run->reducer, run->dist, run->params, DP_BUCKET_BYTES);
+  run->reducer_ready = !st;
+  return st;
+}
+
+/* After the losses, before the last backward (the one that communicates):
+ * the global mean loss, the metrics and sample count summed over ranks, any
+ * rank's stop flag, and whether any rank failed (then every rank gets the
+ * lowest failing rank's message). The earlier micro-batches' backward passes
+ * are local, so a rank failing in one does not leave the others waiting. */
 static pg_status dp_agree_step(pg_run *run, pg_status local, double *loss, double *metrics, int64_t *count) {
   const pg_run_opts *o = run->opts;
   const int k = run->dist->size;
@@ -137,28 +175,55 @@ static pg_status dp_average_grads(pg_run *run) {
 
 /* ---- one step ---- */
 
-/* One update on the next batch: its loss (into *loss_value), the
- * gradients, clipping, the optimizer's step, zeroed gradients, the EMA. */
+/* The forward pass of micro-batch k of the batch in the loop's buffers
+ * (all of it when there is one): its loss on a fresh tape (the previous
+ * micro-batch's gradients are in the parameters' buffers), the metrics
+ * added. */
+static pg_tensor *micro_loss(pg_run *run, int64_t k, const int64_t *labels, double *metrics) {
+  const pg_run_model *m = run->model;
+  const pg_latents_info *info = run->info;
+  const int64_t n = run->micro_batch, per = info->height * info->width * info->channels;
+  pg_ctx_reset(run->ctx);
+  pg_batch b = {.x = pg_from_array(run->ctx, 4, (int64_t[]){n, info->height, info->width, info->channels}, run->x + k * n * per),
+                .labels = labels ? labels + k * n : NULL, .count = n, .seed = run->opts->seed, .step = run->step,
+                .first = run->dist->rank * run->local_batch + k * n};
+  return b.x ? m->loss(m->self, run->ctx, &b, &run->rng, metrics) : NULL;
+}
+
+/* Backward from a micro-batch's loss, times 1/K with K micro-batches (the
+ * gradients then sum to those of the whole batch's mean loss); the last
+ * one's with several ranks through the reducer, so that the gradients go
+ * out bucket by bucket during it. */
+static pg_status micro_backward(pg_run *run, pg_tensor *loss, bool last) {
+  if (run->accum > 1 && !(loss = pg_mul_scalar(run->ctx, loss, 1.0f / (float)run->accum))) return pg_last_status();
+  return last && run->reducer_ready ? pg_reducer_backward(&run->reducer, run->ctx, loss) : pg_backward(run->ctx, loss);
+}
+
+/* One update on the next batch: its loss (into *loss_value, the mean over
+ * its micro-batches), the gradients, clipping, the optimizer's step, zeroed
+ * gradients, the EMA. */
 static pg_status train_step(pg_run *run, double *loss_value, int64_t *count) {
   const pg_run_opts *o = run->opts;
   const pg_run_model *m = run->model;
-  const pg_latents_info *info = run->info;
 
   run->lr = pg_schedule_lr(&run->schedule, run->opt.step);
   run->opt.config.lr = run->lr;
-  pg_ctx_reset(run->ctx);
-  int64_t *labels = info->has_labels ? run->y : NULL;
+  int64_t *labels = run->info->has_labels ? run->y : NULL;
   double metrics[PG_RUN_MAX_METRICS] = {0};
   pg_tensor *loss = NULL;
   pg_status st = pg_loader_next(run->loader, run->x, labels, NULL, count);
-  if (!st) {
-    pg_batch b = {.x = pg_from_array(run->ctx, 4, (int64_t[]){*count, info->height, info->width, info->channels}, run->x),
-                  .labels = labels, .count = *count, .seed = o->seed, .step = run->step,
-                  .first = run->dist->rank * run->local_batch};
-    loss = m->loss(m->self, run->ctx, &b, &run->rng, metrics);
-    if (loss) *loss_value = loss->data[0];
-    else st = pg_last_status();
+  *loss_value = 0;
+  for (int64_t k = 0; !st && k < run->accum; k++) {
+    if (!(loss = micro_loss(run, k, labels, metrics))) {
+      st = pg_last_status();
+      break;
+    }
+    *loss_value += loss->data[0];
+    /* the earlier micro-batches' backward now (it is local); the last one's
+     * after the step's agreement */
+    if (k + 1 < run->accum) st = micro_backward(run, loss, false);
   }
+  if (run->accum > 1) *loss_value /= (double)run->accum; /* equal micro-batches */
   if ((st = dp_agree_step(run, st, loss_value, metrics, count))) return st;
   for (int k = 0; k < m->n_metrics; k++) run->interval_metrics[k] += metrics[k];
   run->agreed_error = true; /* the loss and the gradient norm are the same on every rank */
@@ -167,8 +232,7 @@ static pg_status train_step(pg_run *run, double *loss_value, int64_t *count) {
                    (long long)run->step + 1,
                    m->loss_not_finite ? m->loss_not_finite : "stopping without saving (the last checkpoint, if any, is kept)");
   run->agreed_error = false;
-  /* with several ranks, gradients go out bucket by bucket during backward */
-  st = run->reducer_ready ? pg_reducer_backward(&run->reducer, run->ctx, loss) : pg_backward(run->ctx, loss);
+  st = micro_backward(run, loss, true);
   if (st || (st = dp_average_grads(run))) return st;
   run->agreed_error = true;
   if (o->clip > 0 && !isfinite(pg_clip_grad_norm(run->params, o->clip, 2.0)))
@@ -185,9 +249,7 @@ static pg_status train_step(pg_run *run, double *loss_value, int64_t *count) {
 /* ---- the log ---- */
 
 static pg_status add_row(pg_run *run, const double *values) {
-  int nc;
-  columns(run->model, &nc);
-  const int width = 1 + nc;
+  const int width = 1 + run->n_columns;
   if (run->n_rows == run->rows_cap) {
     int64_t cap = run->rows_cap ? 2 * run->rows_cap : 256;
     double *p = realloc(run->rows, (size_t)(cap * width) * sizeof *p);
@@ -203,10 +265,10 @@ static pg_status add_row(pg_run *run, const double *values) {
 /* The log, rewritten whole (atomically) each time: it stays small. */
 static pg_status write_log(pg_run *run) {
   char path[PG_RUN_PATH_MAX], tmp[PG_RUN_PATH_MAX + 8];
-  if (!pg_run_path(run, log_name(run->model), path)) return PG_OK;
+  if (!pg_run_path(run, LOG_NAME, path)) return PG_OK;
   const char *who = run->model->name;
-  int nc;
-  const pg_run_column *cols = columns(run->model, &nc);
+  const int nc = run->n_columns;
+  const pg_run_column *cols = run->columns;
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   FILE *f = fopen(tmp, "w");
   if (!f) return pg_fail(PG_ERR_IO, "%s: cannot write %s: %s", who, path, strerror(errno));
@@ -242,13 +304,12 @@ static bool row_due(const pg_run *run, int64_t step) {
 }
 
 /* The open log interval (the steps since the last row on the log_every
- * grid), saved beside each checkpoint as "LOG.interval" with exact (hex)
- * numbers, so that a resumed run's next row averages the same steps as an
- * uninterrupted run's. */
+ * grid), saved beside each checkpoint as "loss.csv.interval" with exact
+ * (hex) numbers, so that a resumed run's next row averages the same steps
+ * as an uninterrupted run's. */
 static pg_status write_interval(pg_run *run) {
-  char name[PG_RUN_PATH_MAX], path[PG_RUN_PATH_MAX];
-  snprintf(name, sizeof name, "%s.interval", log_name(run->model));
-  if (!pg_run_path(run, name, path)) return PG_OK;
+  char path[PG_RUN_PATH_MAX];
+  if (!pg_run_path(run, LOG_NAME ".interval", path)) return PG_OK;
   FILE *f = fopen(path, "w");
   if (!f) return pg_fail(PG_ERR_IO, "%s: cannot write %s: %s", run->model->name, path, strerror(errno));
   fprintf(f, "%lld %lld %lld %a", (long long)run->step, (long long)run->interval_steps,
@@ -261,9 +322,8 @@ static pg_status write_interval(pg_run *run) {
 
 /* On resume: the open interval of the checkpoint's step, when saved. */
 static void read_interval(pg_run *run) {
-  char name[PG_RUN_PATH_MAX], path[PG_RUN_PATH_MAX];
-  snprintf(name, sizeof name, "%s.interval", log_name(run->model));
-  FILE *f = pg_run_path(run, name, path) ? fopen(path, "r") : NULL;
+  char path[PG_RUN_PATH_MAX];
+  FILE *f = pg_run_path(run, LOG_NAME ".interval", path) ? fopen(path, "r") : NULL;
   if (!f) return;
   long long step, steps, samples;
   double loss, metrics[PG_RUN_MAX_METRICS];
@@ -284,11 +344,11 @@ static void read_interval(pg_run *run) {
  * none there). */
 static pg_status read_log(pg_run *run) {
   char path[PG_RUN_PATH_MAX];
-  FILE *f = pg_run_path(run, log_name(run->model), path) ? fopen(path, "r") : NULL;
+  FILE *f = pg_run_path(run, LOG_NAME, path) ? fopen(path, "r") : NULL;
   if (!f) return PG_OK;
-  int nc;
-  const pg_run_column *cols = columns(run->model, &nc);
-  double values[1 + PG_RUN_MAX_COLUMNS];
+  const int nc = run->n_columns;
+  const pg_run_column *cols = run->columns;
+  double values[1 + 5 + PG_RUN_MAX_COLUMNS];
   char line[1024];
   pg_status st = PG_OK;
   if (!fgets(line, sizeof line, f)) line[0] = 0; /* the header */
@@ -320,9 +380,9 @@ static pg_status read_log(pg_run *run) {
  * (orange) at the rows where it was measured, against the step. */
 static pg_status write_curve(pg_run *run) {
   char path[PG_RUN_PATH_MAX];
-  if (!run->model->curve_name || !pg_run_path(run, run->model->curve_name, path)) return PG_OK;
-  int nc;
-  const pg_run_column *cols = columns(run->model, &nc);
+  if (!pg_run_path(run, CURVE_NAME, path)) return PG_OK;
+  const int nc = run->n_columns;
+  const pg_run_column *cols = run->columns;
   int train_col = -1, val_col = -1;
   for (int c = nc - 1; c >= 0; c--) {
     if (cols[c].source == PG_COL_TRAIN_LOSS) train_col = c;
@@ -367,12 +427,14 @@ static pg_status log_row(pg_run *run, bool val_now) {
     pg_set_training(run->ctx, training_was);
     if (st) return st;
   }
+  /* the training loss (run.h): the mean over the steps since the last row */
   run->train_loss = run->interval_loss / (double)run->interval_steps;
+  run->train_loss_steps = run->interval_steps;
   for (int k = 0; k < m->n_metrics; k++)
     run->metrics[k] = run->interval_metrics[k] / (double)run->interval_samples;
-  int nc;
-  const pg_run_column *cols = columns(m, &nc);
-  double values[1 + PG_RUN_MAX_COLUMNS] = {(double)run->step};
+  const int nc = run->n_columns;
+  const pg_run_column *cols = run->columns;
+  double values[1 + 5 + PG_RUN_MAX_COLUMNS] = {(double)run->step};
   for (int c = 0; c < nc; c++) {
     double *v = &values[1 + c];
     switch (cols[c].source) {
@@ -382,7 +444,6 @@ static pg_status log_row(pg_run *run, bool val_now) {
     case PG_COL_METRIC: *v = run->metrics[cols[c].index]; break;
     case PG_COL_VAL: *v = val_now ? run->val[cols[c].index] : NAN; break;
     case PG_COL_SECONDS: *v = run->seconds_before + run->wall_seconds; break;
-    case PG_COL_TRAIN_SECONDS: *v = run->train_seconds; break;
     }
   }
   pg_status st = add_row(run, values);
@@ -400,10 +461,7 @@ static pg_status log_row(pg_run *run, bool val_now) {
 
 /* ---- checkpoints ---- */
 
-/* The run's state in a checkpoint (the parts that save and load share):
- * the loader's position and the optimizer's step go through ls and
- * optim_step, which the caller copies out before a save or in after a load. */
-static pg_checkpoint run_state(pg_run *run, pg_loader_state *ls, int64_t *optim_step) {
+pg_checkpoint pg_run_state_parts(pg_run *run, pg_loader_state *ls, int64_t *optim_step) {
   return (pg_checkpoint){
       .params = run->params,
       .ema = run->ema_ready ? &run->ema.shadow : NULL,
@@ -415,69 +473,60 @@ static pg_checkpoint run_state(pg_run *run, pg_loader_state *ls, int64_t *optim_
   };
 }
 
+/* ckpt.h5: the model's config, the weights, the step and the run record;
+ * unless the model's runs are weights-only, also the optimizer (settings,
+ * param groups, state), the EMA, the generator and the loader position. */
 static pg_status save_checkpoint(pg_run *run) {
   char path[PG_RUN_PATH_MAX];
   if (!pg_run_path(run, "ckpt.h5", path)) return PG_OK;
   const pg_run_model *m = run->model;
-  pg_kv config, optim_cfg;
+  pg_kv config, optim_cfg, record;
   pg_kv_init(&config);
   pg_kv_init(&optim_cfg);
+  pg_kv_init(&record);
   pg_status st = m->config ? m->config(m->self, &config) : PG_OK;
+  st = st ? st : pg_run_record(run, &record);
   pg_loader_state ls = pg_loader_get_state(run->loader);
   int64_t optim_step = run->opt.step;
-  pg_checkpoint ck = {.config = &config, .params = run->params, .step = &run->step};
+  pg_checkpoint ck = {.params = run->params, .step = &run->step};
   if (!m->weights_only) {
-    ck = run_state(run, &ls, &optim_step);
-    ck.config = &config;
+    ck = pg_run_state_parts(run, &ls, &optim_step);
     ck.optim_config = &optim_cfg;
-    st = st ? st : pg_optim_config_to_kv(&run->opt.config, &optim_cfg);
+    st = st ? st : pg_optimizer_to_kv(&run->opt, &optim_cfg);
   }
+  ck.config = &config;
+  ck.run = &record;
   st = st ? st : pg_checkpoint_save(path, &ck);
-  st = st ? st : write_interval(run);
+  if (!m->weights_only) st = st ? st : write_interval(run); /* for a resume */
   pg_kv_free(&config);
   pg_kv_free(&optim_cfg);
+  pg_kv_free(&record);
   return st;
-}
-
-static pg_status resume(pg_run *run, const char *path) {
-  const pg_run_model *m = run->model;
-  if (!m->check_resume)
-    return pg_fail(PG_ERR_ARG, "%s: this model's runs cannot resume (from %s)", m->name, path);
-  pg_kv config;
-  pg_kv_init(&config);
-  /* the config first: the model must match it before its tensors are read */
-  pg_checkpoint ck = {.config = &config};
-  pg_status st = pg_checkpoint_load(path, &ck);
-  if (!st) st = m->check_resume(m->self, &config, path);
-  pg_kv_free(&config);
-  if (st) return st;
-  pg_loader_state ls;
-  int64_t optim_step = 0;
-  pg_checkpoint full = run_state(run, &ls, &optim_step);
-  if ((st = pg_checkpoint_load(path, &full))) return st;
-  run->opt.step = optim_step;
-  run->resumed = true;
-  if ((st = pg_loader_set_state(run->loader, &ls))) return st;
-  return read_log(run);
 }
 
 /* ---- setup and the loop ---- */
 
-/* The loader and the model. */
+/* The loader and the model (with its fine-tuning start). */
 static pg_status setup_model(pg_run *run) {
   const pg_run_opts *o = run->opts;
   const pg_run_model *m = run->model;
   const char *who = m->name;
-  if (m->n_metrics > PG_RUN_MAX_METRICS || m->n_val > PG_RUN_MAX_VAL ||
-      (m->log_name && m->n_columns > PG_RUN_MAX_COLUMNS))
+  if (m->n_metrics > PG_RUN_MAX_METRICS || m->n_val > PG_RUN_MAX_VAL || m->n_columns > PG_RUN_MAX_COLUMNS ||
+      m->n_columns < 0)
     return pg_fail(PG_ERR_ARG, "%s: at most %d metrics, %d validation values and %d log columns", who,
                    PG_RUN_MAX_METRICS, PG_RUN_MAX_VAL, PG_RUN_MAX_COLUMNS);
+  set_columns(run);
   if (!o->data_path) return pg_fail(PG_ERR_ARG, "%s: the training data (--data F.h5) is required", who);
   if (o->batch < 1) return pg_fail(PG_ERR_ARG, "%s: batch must be >= 1, got %lld", who, (long long)o->batch);
   if (o->steps < 1 && o->epochs < 1)
     return pg_fail(PG_ERR_ARG, "%s: give epochs >= 1 or steps >= 1 (got %lld and %lld)", who,
                    (long long)o->epochs, (long long)o->steps);
   if (!(o->clip >= 0)) return pg_fail(PG_ERR_ARG, "%s: clip must be >= 0, got %g", who, o->clip);
+  if (o->n_groups < 0 || (o->n_groups > 0 && !o->groups))
+    return pg_fail(PG_ERR_ARG, "%s: %d param groups given without their array", who, o->n_groups);
+  if (o->init_from && o->resume)
+    return pg_fail(PG_ERR_ARG, "%s: --init-from %s and --resume %s: a resumed run takes its weights from its "
+                               "checkpoint; give one", who, o->init_from, o->resume);
   pg_status st = dp_check(run);
   if (st) return st;
   if (o->out_dir && mkdir(o->out_dir, 0755) && errno != EEXIST)
@@ -495,20 +544,23 @@ static pg_status setup_model(pg_run *run) {
   if (!(run->loader = pg_loader_open(o->data_path, &lo))) return pg_last_status();
   run->info = pg_loader_info(run->loader);
   run->batches_per_epoch = pg_loader_batches_per_epoch(run->loader);
+  if ((o->out_dir || o->resume) && (st = pg_run_fingerprint_data(run))) return st;
 
   pg_rng_seed(&run->rng, o->seed);
-  return m->build(m->self, run->info, &run->rng, &run->params);
+  if ((st = m->build(m->self, run->info, &run->rng, &run->params))) return st;
+  return o->init_from ? pg_run_init_from(run) : PG_OK;
 }
 
-/* The optimizer, the EMA, the schedule, the buffers, a resumed state, the
- * model's own setup. */
+/* The optimizer (its frozen groups freeze their tensors), the reducer, the
+ * EMA, the schedule, the buffers, a resumed state, the model's own setup. */
 static pg_status setup_rest(pg_run *run) {
   const pg_run_opts *o = run->opts;
   const pg_run_model *m = run->model;
   const char *who = m->name;
-  pg_status st;
-  if ((st = pg_optimizer_init(&run->opt, run->params, &o->optim))) return st;
+  pg_status st = pg_optimizer_init_groups(&run->opt, run->params, &o->optim, o->groups, o->n_groups);
+  if (st) return pg_error_prefix(who);
   run->opt_ready = true;
+  if ((st = dp_reducer(run))) return st;
   if (o->ema_decay > 0) {
     if ((st = pg_ema_init(&run->ema, run->params, o->ema_decay))) return st;
     run->ema_ready = true;
@@ -527,7 +579,7 @@ static pg_status setup_rest(pg_run *run) {
   run->y = malloc((size_t)run->local_batch * sizeof *run->y);
   if (!run->x || !run->y) return pg_fail(PG_ERR_MEMORY, "%s: out of memory for a batch", who);
   if (!(run->ctx = pg_ctx_new(0))) return pg_last_status();
-  if (o->resume && (st = resume(run, o->resume))) return st;
+  if (o->resume && ((st = pg_run_resume_state(run, o->resume)) || (st = read_log(run)))) return st;
   run->first_step = run->step;
   if (m->prepare && (st = m->prepare(m->self, run))) return st;
   if (m->log_from_start && (st = write_log(run))) return st;
@@ -551,6 +603,14 @@ static void run_free(pg_run *run) {
   free(run->rows);
 }
 
+/* A model callback with the EMA weights in place when the run keeps an EMA. */
+static pg_status with_ema_weights(pg_run *run, pg_status (*fn)(void *, pg_run *)) {
+  if (run->ema_ready) pg_ema_swap(&run->ema);
+  pg_status st = fn(run->model->self, run);
+  if (run->ema_ready) pg_ema_swap(&run->ema);
+  return st;
+}
+
 /* After the last step: the checkpoint, the log and its curve, the model's
  * closing products with the EMA weights in place. */
 static pg_status finish(pg_run *run) {
@@ -559,13 +619,27 @@ static pg_status finish(pg_run *run) {
   pg_status st = save_checkpoint(run);
   if (!st && run->n_rows) st = write_log(run);
   if (!st && run->n_rows) st = write_curve(run);
-  if (!st && m->finish) {
-    if (run->ema_ready) pg_ema_swap(&run->ema);
-    st = m->finish(m->self, run);
-    if (run->ema_ready) pg_ema_swap(&run->ema);
-  }
+  if (!st && m->finish) st = with_ema_weights(run, m->finish);
   if (!st && !run->opts->quiet) m->report(m->self, run, PG_RUN_DONE);
   return st;
+}
+
+/* Before the first step, on rank 0: the notes of the setup (always: they
+ * say what a resume or a fine-tuning start changed), the START report and
+ * the model summary (unless quiet). */
+static void report_start(pg_run *run) {
+  const pg_run_model *m = run->model;
+  if (run->dist->rank > 0) return;
+  for (const char *p = run->notes; *p;) {
+    const char *nl = strchr(p, '\n');
+    const int len = nl ? (int)(nl - p) : (int)strlen(p);
+    fprintf(stderr, "%s: note: %.*s\n", m->name, len, p);
+    p += len + (nl ? 1 : 0);
+  }
+  if (run->opts->quiet) return;
+  m->report(m->self, run, PG_RUN_START);
+  pg_params_print_summary(run->params, 1, stderr);
+  fflush(stderr);
 }
 
 pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_run_result *res) {
@@ -578,9 +652,10 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
     mine.quiet = true;
   }
   o = &mine;
-  pg_run run = {.opts = o, .model = &m, .smoothed_loss = NAN, .single = {.rank = 0, .size = 1}};
+  pg_run run = {.opts = o, .model = &m, .single = {.rank = 0, .size = 1}};
   run.dist = o->dist ? o->dist : &run.single;
   for (int k = 0; k < PG_RUN_MAX_VAL; k++) run.val[k] = NAN;
+  run.train_loss = NAN;
   memset(res, 0, sizeof *res);
   pg_status st = setup(&run);
   if (st) {
@@ -591,7 +666,7 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
   const int64_t log_every = log_every_of(o);
   const int64_t val_every = o->val_every > 0 ? o->val_every : run.batches_per_epoch;
   const bool validation = m.validate && o->val_every >= 0 && val_every > 0;
-  if (!o->quiet) m.report(m.self, &run, PG_RUN_START);
+  report_start(&run);
 
   run.t0 = run.t_tick = now();
   while (run.step < run.total) {
@@ -602,7 +677,6 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
     const double t = now();
     run.train_seconds += t - t_step;
     run.wall_seconds = t - run.t0;
-    run.smoothed_loss = isnan(run.smoothed_loss) ? loss : 0.98 * run.smoothed_loss + 0.02 * loss;
     run.interval_loss += loss;
     run.interval_steps++;
     run.interval_samples += count;
@@ -622,66 +696,23 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
       if (!o->quiet) m.report(m.self, &run, PG_RUN_STOPPED);
       break;
     }
+    if (m.snapshot && m.snapshot_every > 0 && run.step % m.snapshot_every == 0 && !last &&
+        (st = with_ema_weights(&run, m.snapshot)))
+      break;
   }
   run.wall_seconds = now() - run.t0;
   if (!st && !res->stopped && run.step > run.first_step) st = finish(&run);
   res->step = run.step;
   res->train_loss = run.train_loss;
+  res->train_loss_steps = run.train_loss_steps;
   memcpy(res->metrics, run.metrics, sizeof res->metrics);
   memcpy(res->val, run.val, sizeof res->val);
   res->seconds = run.wall_seconds;
   res->train_seconds = run.train_seconds;
   res->steps_done = run.step - run.first_step;
   res->comm_wait_seconds = run.reducer.wait_seconds;
+  res->reduced_numel = run.reducer.numel;
   res->local_error = st && run.dist->size > 1 && !run.agreed_error;
   run_free(&run);
   return st;
-}
-
-/* ---- the default progress lines ---- */
-
-static void progress_line(const pg_run *run, bool tty) {
-  char eta[32];
-  const double rate = pg_run_rate(run, false);
-  pg_run_format_duration((double)(run->total - run->step) / rate, eta, sizeof eta);
-  if (tty)
-    fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.1f steps/s  ETA %s", (long long)run->step,
-            (long long)run->total, run->smoothed_loss, run->lr, rate, eta);
-  else
-    fprintf(stderr, "step %lld/%lld loss %.4f lr %.2e steps/s %.1f eta %s\n", (long long)run->step,
-            (long long)run->total, run->smoothed_loss, run->lr, rate, eta);
-}
-
-void pg_run_report_default(void *self, const pg_run *run, pg_run_event event) {
-  (void)self;
-  const pg_run_model *m = run->model;
-  const pg_run_opts *o = run->opts;
-  char path[PG_RUN_PATH_MAX];
-  switch (event) {
-  case PG_RUN_START:
-    fprintf(stderr, "%s: %lld parameters, %lld steps from step %lld, batch %lld, %s lr %.2e\n", m->name,
-            (long long)pg_params_numel(run->params, true), (long long)run->total, (long long)run->step,
-            (long long)o->batch, pg_optim_kind_name(o->optim.kind), o->optim.lr);
-    break;
-  case PG_RUN_TICK:
-    progress_line(run, true);
-    break;
-  case PG_RUN_ROW:
-    progress_line(run, run->tty);
-    if (run->validated)
-      fprintf(stderr, "%sstep %lld: validation loss %.5f\n", run->tty ? "\n" : "", (long long)run->step, run->val[0]);
-    break;
-  case PG_RUN_STOPPED:
-    fprintf(stderr, "\n%s: interrupted at step %lld; checkpoint saved to %s\n", m->name, (long long)run->step,
-            pg_run_path(run, "ckpt.h5", path) ? path : "(nowhere: no output folder)");
-    break;
-  case PG_RUN_DONE:
-    fprintf(stderr, "%s: %lld steps at %.1f steps/s; wrote %s/ckpt.h5, %s", m->name, (long long)run->step,
-            pg_run_rate(run, false), o->out_dir, log_name(m));
-    if (m->curve_name) fprintf(stderr, ", %s", m->curve_name);
-    if (m->extra_files) fprintf(stderr, ", %s", m->extra_files);
-    fputc('\n', stderr);
-    break;
-  }
-  fflush(stderr);
 }

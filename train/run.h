@@ -1,20 +1,54 @@
 /* The training loop, once for every model: the DiT denoiser (dit/trainer.h),
- * the ViT classifier (vit/classify.h), and any model that fills in a
- * pg_run_model's callbacks. The loop owns everything around the model:
+ * the ViT classifier (vit/classify.h), the VAE (vae/train.h), and any model
+ * that fills in a pg_run_model's callbacks. The loop owns everything around
+ * the model:
  *
  *   setup     the output folder, the loader (a latent file read into memory,
  *             shuffled each epoch from the seed, whole batches only), the
- *             model (build callback), the optimizer, the EMA of the weights,
- *             the learning-rate schedule, the context; a resumed run's state
- *   a step    train_step() in run.c: the next batch, the model's loss on it,
- *             backward, gradient clipping, the optimizer's step, zeroed
- *             gradients, the EMA update
- *   the log   a row every log_every steps into a CSV file (columns the model
- *             chooses), validation every val_every steps, progress lines on
- *             stderr, a checkpoint every ckpt_every steps
- *   the end   at the last step: the checkpoint, the log and its curve, the
- *             model's closing products (a sample sheet); when *stop becomes
- *             non-zero: the checkpoint after the current step, then return
+ *             model (build callback), a fine-tuning start (init_from), the
+ *             optimizer over its param groups (frozen ones included), the
+ *             data-parallel reducer, the EMA of the weights, the
+ *             learning-rate schedule, the context; a resumed run's state,
+ *             after checking that the run asks for what the checkpoint did
+ *   a step    train_step() in run.c: the next batch (as `accum`
+ *             micro-batches), the model's loss on each, backward, gradient
+ *             clipping, the optimizer's step, zeroed gradients, the EMA update
+ *   the log   loss.csv, a row every log_every steps (the columns below),
+ *             validation every val_every steps, progress lines on stderr, a
+ *             checkpoint every ckpt_every steps, the model's snapshot every
+ *             snapshot_every steps
+ *   the end   at the last step: the checkpoint, loss.csv and its curve
+ *             loss.png, the model's closing products (a sample sheet); when
+ *             *stop becomes non-zero: the checkpoint after the current step,
+ *             then return
+ *
+ * THE TRAINING LOSS, everywhere (loss.csv's train_loss, the progress line,
+ * pg_run_result.train_loss and so the commands' closing lines): the mean of
+ * the step losses over the steps since the previous log row (a step's loss
+ * is the mean over its batch). A row at step s of a run logging every N
+ * steps averages steps s-N+1 .. s; the progress line between rows shows the
+ * mean since the last row, and at a row that row's value; the closing line
+ * shows the last row's (at a last step off the grid: the mean of the steps
+ * since the previous row, train_loss_steps of them).
+ *
+ * The log (loss.csv), one format for every model:
+ *   step,train_loss,val_loss,lr,epoch[,the model's columns],seconds
+ * val_loss is validation value 0 (empty when not measured at that row), lr
+ * the lr of the row's step (param group 0), epoch = step / batches per
+ * epoch, seconds the wall-clock seconds of the run, earlier runs of a
+ * resumed one included; the model's columns (pg_run_model.columns) are its
+ * per-sample metrics and its other validation values. loss.png plots
+ * train_loss (blue) and val_loss (orange) against the step, log scale.
+ *
+ * Resuming (resume): the checkpoint records the run's settings (its /run
+ * group, docs/checkpoint.md lists its keys; the optimizer's and the param
+ * groups' in /optim), and a run
+ * that asks for other values of any of them is refused with one line naming
+ * the flag and both values. May change on resume: steps and epochs (a
+ * schedule tied to the run's length is stretched to the new length, with a
+ * note), the lr (with a note), log_every, val_every, ckpt_every, the model's
+ * snapshot cadence, threads, quiet, out_dir, and ema_decay from 0 (the EMA
+ * starts from the resumed weights, with a note).
  *
  * The loop never touches process-wide state: it installs no signal handler
  * (the caller sets *stop, e.g. from its own SIGINT handler, as `patchgrad
@@ -41,8 +75,9 @@
 
 #define PG_RUN_MAX_METRICS 4 /* per-sample training metrics a model reports */
 #define PG_RUN_MAX_VAL 4     /* numbers a validation returns */
-#define PG_RUN_MAX_COLUMNS 12
+#define PG_RUN_MAX_COLUMNS 8  /* the model's own log columns */
 #define PG_RUN_PATH_MAX 1024
+#define PG_RUN_NOTES_MAX 2048 /* the notes of a run's start (fine-tuning, resume) */
 
 typedef struct {
   const char *data_path;   /* training latents (io/latents.h) */
@@ -57,8 +92,33 @@ typedef struct {
                             * with total_steps 0 ends at the run's last step */
   bool warmup_within_run;  /* a warmup longer than the run ends one step before
                             * its end (else it is the schedule's error) */
+  /* Param groups (optim/optimizer.h: pg_param_group, first matching
+   * pattern wins; the rest is param group 0 with optim's values): each its
+   * lr, weight_decay, betas or momentum, or frozen. A frozen group's tensors
+   * get requires_grad off: no gradient, no update, no decay, no EMA drift,
+   * no place in the clipping norm and none in the data-parallel gradient
+   * reduction. NULL / 0: every parameter in param group 0. */
+  const pg_param_group *groups;
+  int n_groups;
+  int64_t accum;           /* gradient accumulation: a step sums the gradients
+                            * of `accum` micro-batches of batch / accum samples
+                            * (each rank's share divisible by it), the same
+                            * update as one batch within float rounding; 0 or
+                            * 1: off */
   double clip;             /* max global gradient norm (L2), 0: off */
   double ema_decay;        /* 0: no EMA */
+  /* Fine-tuning: after the model is built (and before the optimizer and the
+   * EMA), the tensors of this checkpoint's params/ that match a model tensor
+   * by name and shape are loaded (pg_checkpoint_load_matching); the start
+   * report lists what was loaded, missing, unexpected or of another shape,
+   * and the closing line names the tensors re-initialised. Missing,
+   * unexpected or other-shaped tensors are an error unless allow_partial,
+   * except the model's class tensors (pg_run_model.class_tensors) when only
+   * their shape differs: they keep their fresh initialisation (a dataset
+   * with another number of classes). Optimizer state and step start afresh.
+   * Not with resume. */
+  const char *init_from;
+  bool allow_partial;
   int64_t log_every;       /* a log row every N steps and at the end (0: 50) */
   int64_t val_every;       /* validation every N steps and at the end; 0: at
                             * each epoch's end; < 0: never */
@@ -96,19 +156,22 @@ typedef enum {
   PG_COL_METRIC,           /* metric `index` per sample since the previous row */
   PG_COL_VAL,              /* validation value `index` (empty when not measured) */
   PG_COL_SECONDS,          /* wall-clock seconds of the run, earlier runs included */
-  PG_COL_TRAIN_SECONDS,    /* seconds spent in training steps (validation excluded) */
 } pg_run_source;
 
+/* A log column. The loop's own are step, train_loss, val_loss, lr, epoch
+ * and seconds; a model adds PG_COL_METRIC and PG_COL_VAL columns. */
 typedef struct {
-  const char *name;        /* the CSV header */
+  const char *name;        /* the CSV header ("train_accuracy") */
   pg_run_source source;
   int index;               /* PG_COL_METRIC and PG_COL_VAL */
   const char *format;      /* printf format of the value ("%.6g") */
+  const char *label;       /* in progress lines ("acc"; NULL: the name) */
 } pg_run_column;
 
 typedef enum {
   PG_RUN_START,            /* setup done, before the first step */
-  PG_RUN_TICK,             /* on a terminal: the progress line (at most 4 per second) */
+  PG_RUN_TICK,             /* on a terminal: the progress line, fitted to
+                            * its width (at most 4 per second) */
   PG_RUN_ROW,              /* a log row was written */
   PG_RUN_STOPPED,          /* *stop ended the run; the checkpoint is saved */
   PG_RUN_DONE,             /* the last step is done and every file written */
@@ -152,19 +215,26 @@ typedef struct {
   /* After the last step and its checkpoint, with the EMA weights in place
    * when the run keeps an EMA: closing products such as a sample sheet. */
   pg_status (*finish)(void *self, pg_run *run);
+  /* Every snapshot_every steps but the last (finish covers that one), after
+   * the step's log row and checkpoint, with the EMA weights in place when
+   * the run keeps an EMA: products during training (the DiT: a sample
+   * sheet named by the step). It must not draw from the run's generator.
+   * NULL or 0: none. */
+  pg_status (*snapshot)(void *self, pg_run *run);
+  int64_t snapshot_every;
   /* Progress output for each event (never called when quiet; TICK only on a
    * terminal). NULL: pg_run_report_default. */
   void (*report)(void *self, const pg_run *run, pg_run_event event);
 
-  /* The log: its file name in out_dir and its columns after `step`.
-   * NULL log_name: "loss.csv" with train_loss, val_loss (value 0), lr,
-   * seconds. curve_name: a plot of the training loss and validation value 0
-   * against the step at the end (NULL: none). */
-  const char *log_name;
+  /* The model's log columns, between epoch and seconds (see the log above):
+   * its metrics and validation values 1.. (value 0 is val_loss). */
   const pg_run_column *columns;
   int n_columns;
-  const char *curve_name;
   const char *extra_files; /* named last in the closing line ("samples.png"), or NULL */
+  /* Fine-tuning: fnmatch(3) globs of the tensors whose shape follows the
+   * number of classes (the DiT's label table, the ViT's head), NULL-
+   * terminated; see pg_run_opts.init_from. NULL: none. */
+  const char *const *class_tensors;
   bool log_from_start;     /* write the log's header at setup (else at the first row) */
   bool weights_only;       /* checkpoints hold the config, the weights and the step;
                             * else also the optimizer, EMA, generator and loader
@@ -175,14 +245,13 @@ typedef struct {
 } pg_run_model;
 
 /* The log and checkpoint fields of a pg_run_model for a model trained in
- * one go (the classifier, the VAE): "log.csv" with the columns of the
- * array `cols`, its header written at setup, weights-only checkpoints, and
+ * one go (the classifier, the VAE): the model's log columns `cols` (an
+ * array), the log's header written at setup, weights-only checkpoints, and
  * a NaN or infinite loss or gradient stops the run with a hint to lower
  * --lr. Used inside the model's initializer: {.name = ..., PG_RUN_ONE_GO(c)}. */
-#define PG_RUN_ONE_GO(cols)                                                                             \
-  .log_name = "log.csv", .columns = (cols), .n_columns = (int)(sizeof(cols) / sizeof *(cols)),       \
-  .log_from_start = true, .weights_only = true, .loss_not_finite = "stopping (lower --lr?)",          \
-  .grad_not_finite = ""
+#define PG_RUN_ONE_GO(cols)                                                                        \
+  .columns = (cols), .n_columns = (int)(sizeof(cols) / sizeof *(cols)), .log_from_start = true,   \
+  .weights_only = true, .loss_not_finite = "stopping (lower --lr?)", .grad_not_finite = ""
 
 /* The run's state. Callbacks may read every field; they change none. */
 struct pg_run {
@@ -202,16 +271,27 @@ struct pg_run {
   int64_t batches_per_epoch;
   bool resumed, tty;
   double lr;                    /* of the last step */
-  double smoothed_loss;         /* 0.98 running average of the step losses */
-  /* the interval since the last log row */
+  /* the interval since the last log row (the training loss is its mean) */
   double interval_loss, interval_metrics[PG_RUN_MAX_METRICS];
   int64_t interval_steps, interval_samples;
   /* the last row */
   double train_loss, metrics[PG_RUN_MAX_METRICS], val[PG_RUN_MAX_VAL];
+  int64_t train_loss_steps;     /* the steps train_loss averages */
   bool validated;               /* the last row has validation values */
+  /* what the START and DONE reports add: notes of the setup (one per line:
+   * the fine-tuning report, resume warnings), and the fine-tuning summary
+   * of the closing line (empty: none) */
+  char notes[PG_RUN_NOTES_MAX];
+  char init_summary[512];
+  /* the training data as the run record identifies it */
+  int64_t data_bytes;
+  uint64_t data_hash;           /* FNV-1a 64 of the file's bytes */
   double seconds_before;        /* wall-clock seconds of earlier runs (resume) */
   double wall_seconds;          /* since this process's setup ended */
   double train_seconds;         /* inside training steps, in this process */
+  /* loss.csv's columns after `step`: the loop's and the model's */
+  pg_run_column columns[5 + PG_RUN_MAX_COLUMNS];
+  int n_columns;
   /* the log's rows: step, then one value per column */
   double *rows;
   int64_t n_rows, rows_cap;
@@ -223,6 +303,7 @@ struct pg_run {
   const pg_dist *dist;
   pg_dist single;
   int64_t local_batch;
+  int64_t accum, micro_batch;   /* micro-batches per step, of micro_batch samples */
   pg_reducer reducer;
   bool reducer_ready;
   bool agreed_error;            /* the error of a step is every rank's (no abort) */
@@ -231,7 +312,8 @@ struct pg_run {
 
 typedef struct {
   int64_t step;            /* updates done */
-  double train_loss;       /* mean over the last log interval */
+  double train_loss;       /* the training loss: mean over the last log interval */
+  int64_t train_loss_steps; /* the steps it averages */
   double metrics[PG_RUN_MAX_METRICS];  /* per sample, over that interval */
   double val[PG_RUN_MAX_VAL];          /* the last validation (NaN: none) */
   double seconds;          /* wall-clock seconds in this process */
@@ -239,6 +321,9 @@ typedef struct {
   int64_t steps_done;      /* steps made by this process */
   bool stopped;            /* *stop ended the run (the checkpoint is saved) */
   double comm_wait_seconds; /* data-parallel: waiting for gradient reductions */
+  int64_t reduced_numel;   /* data-parallel: gradient elements averaged over the
+                            * ranks at each step (frozen tensors have none); 0
+                            * with one rank */
   /* data-parallel: the error is this rank's alone (past the step's
    * agreement), other ranks may wait for it in a collective: the caller
    * prints it and ends every rank (pg_dist_abort) */
@@ -258,12 +343,28 @@ PG_API void pg_run_share(const pg_run *run, int64_t n, int64_t *begin, int64_t *
  * NULL without out_dir. */
 PG_API const char *pg_run_path(const pg_run *run, const char *name, char *buf);
 
-/* The progress lines of `patchgrad train`: START "NAME: P parameters, S
- * steps from step F, batch B, OPTIM lr LR"; on a terminal a line rewritten
- * in place "step s/S  loss L  lr LR  R steps/s  ETA T"; at each row the same
- * as a line of its own when not on a terminal, and the validation value 0;
- * STOPPED and DONE name the files. */
+/* The progress lines of every training command: START "NAME: P parameters,
+ * S steps from step F, batch B, OPTIM lr LR"; on a terminal one line
+ * rewritten in place, "step s/S  loss L  <the model's metrics>  lr LR  R
+ * steps/s  ETA T  epoch E", fitted to the terminal's width (fields dropped
+ * from the right, never wrapped); not on a terminal the same fields as a
+ * plain line at each row; at a row with validation "step s: validation
+ * loss V, <the model's validation values>"; STOPPED and DONE name the
+ * files, DONE with the fine-tuning summary. A model's report may print its
+ * own START line and hand the other events to this one. (Before START the
+ * loop prints its notes, after it the model summary: pg_params_print_summary
+ * at depth 1.) */
 PG_API void pg_run_report_default(void *self, const pg_run *run, pg_run_event event);
+
+/* Joins fields[0..n) with two spaces into buf (cap bytes) keeping only as
+ * many leading fields as fit in `width` columns (at most width - 1
+ * characters, so that a terminal never wraps the line); when not even the
+ * first fits, its first width - 1 characters. Returns buf. */
+PG_API char *pg_run_fit_line(char *buf, size_t cap, const char *const *fields, int n, int width);
+
+/* The width of the terminal on stderr (TIOCGWINSZ), else $COLUMNS when it is
+ * a number >= 10, else 80. */
+PG_API int pg_run_terminal_width(void);
 
 /* Steps per second: of this process's steps over its wall-clock time
  * (train_only false) or over the time spent in training steps. */

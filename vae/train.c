@@ -99,13 +99,15 @@ static pg_tensor *vae_loss(void *self, pg_ctx *ctx, const pg_batch *b, pg_rng *r
   return loss;
 }
 
-/* values: the held-out reconstruction MSE and mean KL (z = the posterior mean). */
+/* values: the held-out loss mse + beta * KL, its reconstruction MSE and
+ * mean KL per image (z = the posterior mean). */
 static pg_status vae_validate(void *self, pg_ctx *ctx, double *values) {
   vae_run *v = self;
   pg_status st = pg_vae_reconstruct_all(ctx, &v->model, v->val_x, v->val_n, 256, NULL,
                                         &(pg_vae_arrays){.recon = v->val_recon}, &v->val_mse, &v->val_kl);
-  values[0] = v->val_mse;
-  values[1] = v->val_kl;
+  values[0] = v->val_mse + v->o->beta * v->val_kl;
+  values[1] = v->val_mse;
+  values[2] = v->val_kl;
   return st;
 }
 
@@ -124,66 +126,33 @@ static pg_status vae_finish(void *self, pg_run *run) {
                             v->val_y ? v->val_info.num_classes : 0, v->val_n, v->o->sheet_per_class, 10);
 }
 
-static void report_done(const vae_run *v, const pg_run *run) {
-  if (run->opts->out_dir)
-    fprintf(stderr, "vae: %lld steps in %.0f s (%.1f steps/s); wrote %s/ckpt.h5, log.csv%s\n", (long long)run->step,
-            run->train_seconds, pg_run_rate(run, true), run->opts->out_dir,
-            v->val_n && v->o->sheet_per_class > 0 ? " and reconstructions.png" : "");
-}
-
-/* Progress: the step, the training loss and its two terms since the last
- * row, and the held-out error when measured. */
+/* The start line names the shapes and the data; the rest is the loop's
+ * (pg_run_report_default). */
 static void vae_report(void *self, const pg_run *run, pg_run_event event) {
   const vae_run *v = self;
   const pg_run_opts *o = run->opts;
-  const double rate = pg_run_rate(run, true);
+  if (event != PG_RUN_START) {
+    pg_run_report_default(self, run, event);
+    return;
+  }
   const pg_vae_config *c = &v->model.cfg;
   int64_t ls[3];
   pg_vae_latent_shape(c, ls);
-  switch (event) {
-  case PG_RUN_START:
-    fprintf(stderr, "vae: [%lld, %lld, %lld] images -> [%lld, %lld, %lld] latents, %lld parameters, %lld steps of "
-                    "batch %lld, %s lr %.2e, beta %g, %lld training images, %lld held out\n",
-            (long long)c->height, (long long)c->width, (long long)c->in_channels, (long long)ls[0], (long long)ls[1],
-            (long long)ls[2], (long long)pg_params_numel(run->params, true), (long long)run->total,
-            (long long)o->batch, pg_optim_kind_name(o->optim.kind), o->optim.lr, v->o->beta, (long long)v->info.n, (long long)v->val_n);
-    break;
-  case PG_RUN_TICK:
-    fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  mse %.4f  kl %.1f  lr %.2e  %.1f steps/s  ETA %.0fs",
-            (long long)run->step, (long long)run->total, run->interval_loss / (double)run->interval_steps,
-            run->interval_metrics[0] / (double)run->interval_samples,
-            run->interval_metrics[1] / (double)run->interval_samples, run->lr, rate,
-            (double)(run->total - run->step) / rate);
-    break;
-  case PG_RUN_ROW:
-    if (run->tty && !run->validated) break;
-    fprintf(stderr, "%sstep %lld/%lld train loss %.4f mse %.4f kl %.1f lr %.2e %.1f steps/s", run->tty ? "\n" : "",
-            (long long)run->step, (long long)run->total, run->train_loss, run->metrics[0], run->metrics[1], run->lr,
-            rate);
-    if (run->validated) fprintf(stderr, " | test mse %.5f kl %.1f", run->val[0], run->val[1]);
-    fputc('\n', stderr);
-    break;
-  case PG_RUN_STOPPED:
-    fprintf(stderr, "\nvae: interrupted at step %lld\n", (long long)run->step);
-    report_done(v, run);
-    break;
-  case PG_RUN_DONE:
-    report_done(v, run);
-    break;
-  }
+  fprintf(stderr, "vae: [%lld, %lld, %lld] images -> [%lld, %lld, %lld] latents, %lld parameters, %lld steps of "
+                  "batch %lld, %s lr %.2e, beta %g, %lld training images, %lld held out\n",
+          (long long)c->height, (long long)c->width, (long long)c->in_channels, (long long)ls[0], (long long)ls[1],
+          (long long)ls[2], (long long)pg_params_numel(run->params, true), (long long)run->total,
+          (long long)o->batch, pg_optim_kind_name(o->optim.kind), o->optim.lr, v->o->beta, (long long)v->info.n,
+          (long long)v->val_n);
   fflush(stderr);
 }
 
-/* log.csv's columns after the step. */
+/* The VAE's columns of loss.csv (val_loss is the held-out mse + beta * KL). */
 static const pg_run_column vae_columns[] = {
-    {"epoch", PG_COL_EPOCH, 0, "%.4f"},
-    {"lr", PG_COL_LR, 0, "%.6g"},
-    {"train_loss", PG_COL_TRAIN_LOSS, 0, "%.6g"},
-    {"train_mse", PG_COL_METRIC, 0, "%.6g"},
-    {"train_kl", PG_COL_METRIC, 1, "%.6g"},
-    {"test_mse", PG_COL_VAL, 0, "%.6g"},
-    {"test_kl", PG_COL_VAL, 1, "%.6g"},
-    {"seconds", PG_COL_TRAIN_SECONDS, 0, "%.2f"},
+    {"train_mse", PG_COL_METRIC, 0, "%.6g", NULL},
+    {"train_kl", PG_COL_METRIC, 1, "%.6g", NULL},
+    {"val_mse", PG_COL_VAL, 1, "%.6g", NULL},
+    {"val_kl", PG_COL_VAL, 2, "%.6g", NULL},
 };
 
 pg_status pg_vae_train(const pg_vae_train_opts *o, pg_vae_train_result *res) {
@@ -196,7 +165,7 @@ pg_status pg_vae_train(const pg_vae_train_opts *o, pg_vae_train_result *res) {
       .name = "vae",
       .self = &v,
       .n_metrics = 2,
-      .n_val = 2,
+      .n_val = 3,
       .build = vae_build,
       .prepare = vae_prepare,
       .loss = vae_loss,
@@ -204,12 +173,14 @@ pg_status pg_vae_train(const pg_vae_train_opts *o, pg_vae_train_result *res) {
       .config = vae_config,
       .finish = vae_finish,
       .report = vae_report,
+      .extra_files = o->val_path && o->sheet_per_class > 0 ? "reconstructions.png" : NULL,
       PG_RUN_ONE_GO(vae_columns),
   };
   pg_run_result r;
   pg_status st = pg_run_training(&o->run, &model, &r);
   res->step = r.step;
   res->train_loss = r.train_loss;
+  res->train_loss_steps = r.train_loss_steps;
   res->train_mse = r.metrics[0];
   res->train_kl = r.metrics[1];
   res->val_mse = v.val_mse;

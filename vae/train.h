@@ -3,7 +3,8 @@
  * flag, NaN handling, checkpoints) with the VAE's parts: the model built for
  * the images of the data (vae/autoencode.h), its loss mse + beta * KL on
  * each batch with eps drawn from the run's generator, the reconstruction
- * error of held-out images, log.csv, and a sheet of held-out originals above
+ * error of held-out images, loss.csv (with train_mse, train_kl, val_mse,
+ * val_kl; val_loss is the held-out mse + beta * KL) and loss.png, and a sheet of held-out originals above
  * their reconstructions at the end (reconstructions.png). The checkpoint
  * (ckpt.h5) is what pg_vae_load reads. A library function so that tests can
  * run it too. */
@@ -24,7 +25,7 @@ typedef struct {
    * training images, batch, steps or epochs, seed (init, data order and the
    * draws of eps), the optimizer (AdamW, lr the peak of the schedule), the
    * schedule (linear warmup, then cosine decay to 0), clip, out_dir
-   * (ckpt.h5, log.csv, reconstructions.png), val_every (held-out error every
+   * (ckpt.h5, loss.csv, loss.png, reconstructions.png), val_every (held-out error every
    * N steps and at the end; 0: each epoch's end), log_every, quiet, stop,
    * dist. */
   pg_run_opts run;
@@ -42,7 +43,8 @@ PG_API void pg_vae_train_opts_init(pg_vae_train_opts *o);
 
 typedef struct {
   int64_t step;
-  double train_loss;       /* mean over the last logging interval */
+  double train_loss;       /* the training loss (train/run.h): mean over the last log interval */
+  int64_t train_loss_steps; /* the steps it averages */
   double train_mse, train_kl; /* its two terms (per image) */
   double val_mse, val_kl;  /* the last held-out evaluation (z = the posterior mean); NaN: none */
   double seconds;          /* training time (evaluations excluded) */

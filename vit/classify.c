@@ -311,49 +311,21 @@ static pg_status vit_config(void *self, pg_kv *config) {
   return vit_config_kv(&v->model, &data, config);
 }
 
-static void report_done(const pg_run *run) {
-  if (run->opts->out_dir)
-    fprintf(stderr, "classify: %lld steps in %.0f s (%.1f steps/s); wrote %s/ckpt.h5 and log.csv\n",
-            (long long)run->step, run->train_seconds, pg_run_rate(run, true), run->opts->out_dir);
-}
-
-/* Progress: the step, epoch, training loss and accuracy since the last row,
- * and the held-out loss and accuracy when measured. */
+/* The start line names the classifier and the data; the rest is the
+ * loop's (pg_run_report_default). */
 static void vit_report(void *self, const pg_run *run, pg_run_event event) {
   const vit_run *v = self;
   const pg_run_opts *o = run->opts;
-  const double epoch = (double)run->step / (double)run->batches_per_epoch, rate = pg_run_rate(run, true);
-  switch (event) {
-  case PG_RUN_START:
-    fprintf(stderr, "classify: ViT (%s attention) with %lld parameters, %lld steps of batch %lld (%lld per epoch), "
-                    "%s lr %.2e, %lld training samples, %lld test samples\n",
-            v->model.cfg.single_head ? "single-head" : "multi-head", (long long)pg_params_numel(run->params, true),
-            (long long)run->total, (long long)o->batch, (long long)run->batches_per_epoch,
-            pg_optim_kind_name(o->optim.kind), o->optim.lr,
-            (long long)(run->batches_per_epoch * o->batch), (long long)v->val_n);
-    break;
-  case PG_RUN_TICK:
-    fprintf(stderr, "\r\033[Kstep %lld/%lld  epoch %.2f  loss %.4f  acc %.3f  lr %.2e  %.1f steps/s  ETA %.0fs",
-            (long long)run->step, (long long)run->total, epoch, run->interval_loss / (double)run->interval_steps,
-            run->interval_metrics[0] / (double)run->interval_samples, run->lr, rate,
-            (double)(run->total - run->step) / rate);
-    break;
-  case PG_RUN_ROW:
-    if (run->tty && !run->validated) break;
-    fprintf(stderr, "%sstep %lld/%lld epoch %.2f train loss %.4f acc %.4f lr %.2e %.1f steps/s",
-            run->tty ? "\n" : "", (long long)run->step, (long long)run->total, epoch, run->train_loss,
-            run->metrics[0], run->lr, rate);
-    if (run->validated) fprintf(stderr, " | test loss %.4f accuracy %.4f", run->val[0], run->val[1]);
-    fputc('\n', stderr);
-    break;
-  case PG_RUN_STOPPED:
-    fprintf(stderr, "\nclassify: interrupted at step %lld\n", (long long)run->step);
-    report_done(run);
-    break;
-  case PG_RUN_DONE:
-    report_done(run);
-    break;
+  if (event != PG_RUN_START) {
+    pg_run_report_default(self, run, event);
+    return;
   }
+  fprintf(stderr, "classify: ViT (%s attention) with %lld parameters, %lld steps of batch %lld (%lld per epoch), "
+                  "%s lr %.2e, %lld training samples, %lld test samples\n",
+          v->model.cfg.single_head ? "single-head" : "multi-head", (long long)pg_params_numel(run->params, true),
+          (long long)run->total, (long long)o->batch, (long long)run->batches_per_epoch,
+          pg_optim_kind_name(o->optim.kind), o->optim.lr, (long long)(run->batches_per_epoch * o->batch),
+          (long long)v->val_n);
   fflush(stderr);
 }
 
@@ -364,16 +336,13 @@ static void vit_run_free(vit_run *v) {
   free(v->val_probs);
 }
 
-/* log.csv's columns after the step. */
+/* The classifier's columns of loss.csv (val_loss is the held-out loss),
+ * and the tensors sized by the number of classes. */
 static const pg_run_column vit_columns[] = {
-    {"epoch", PG_COL_EPOCH, 0, "%.4f"},
-    {"lr", PG_COL_LR, 0, "%.6g"},
-    {"train_loss", PG_COL_TRAIN_LOSS, 0, "%.6g"},
-    {"train_accuracy", PG_COL_METRIC, 0, "%.6g"},
-    {"test_loss", PG_COL_VAL, 0, "%.6g"},
-    {"test_accuracy", PG_COL_VAL, 1, "%.6g"},
-    {"seconds", PG_COL_TRAIN_SECONDS, 0, "%.2f"},
+    {"train_accuracy", PG_COL_METRIC, 0, "%.6g", "acc"},
+    {"val_accuracy", PG_COL_VAL, 1, "%.6g", "accuracy"},
 };
+static const char *const class_tensors[] = {"head.*", NULL};
 
 pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) {
   memset(res, 0, sizeof *res);
@@ -392,12 +361,14 @@ pg_status pg_classify_train(const pg_classify_opts *o, pg_classify_result *res) 
       .validate = o->val_path ? vit_validate : NULL,
       .config = vit_config,
       .report = vit_report,
+      .class_tensors = class_tensors,
       PG_RUN_ONE_GO(vit_columns),
   };
   pg_run_result r;
   pg_status st = pg_run_training(&o->run, &model, &r);
   res->step = r.step;
   res->train_loss = r.train_loss;
+  res->train_loss_steps = r.train_loss_steps;
   res->train_accuracy = r.metrics[0];
   res->test = v.val;
   res->seconds = r.train_seconds;

@@ -1,7 +1,7 @@
 /* Classifying latents with the ViT (vit.h): batched prediction, accuracy and
  * confidence, classifier checkpoints, and the ViT's training behind
  * `patchgrad classify train` (the loop of train/run.h with a cross-entropy
- * loss, the accuracy on held-out data, log.csv). A library so that the command, the example
+ * loss, the accuracy on held-out data, loss.csv and loss.png). A library so that the command, the example
  * and the tests share one implementation. */
 #ifndef PG_CLASSIFY_H
 #define PG_CLASSIFY_H
@@ -71,7 +71,8 @@ typedef struct {
   /* The loop's options (train/run.h): the training latents (with labels),
    * batch, steps or epochs, seed, the optimizer (AdamW, lr the peak of the
    * schedule), the schedule (linear warmup, then cosine decay to 0), clip,
-   * out_dir (ckpt.h5 and log.csv), val_every (0: each epoch's end),
+   * out_dir (ckpt.h5, loss.csv with the columns train_accuracy and
+   * val_accuracy, loss.png), val_every (0: each epoch's end),
    * log_every, quiet, stop, dist. */
   pg_run_opts run;
   const char *val_path;    /* held-out (test) latents for the accuracy, or NULL */
@@ -87,7 +88,8 @@ PG_API void pg_classify_opts_init(pg_classify_opts *o);
 
 typedef struct {
   int64_t step;
-  double train_loss;       /* mean over the last logging interval */
+  double train_loss;       /* the training loss (train/run.h): mean over the last log interval */
+  int64_t train_loss_steps; /* the steps it averages */
   double train_accuracy;   /* on the training batches of that interval */
   pg_classify_stats test;  /* the last evaluation on the held-out data (n == 0: none) */
   double seconds;          /* training time (evaluations excluded) */
