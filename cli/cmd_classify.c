@@ -16,15 +16,15 @@ static int usage(FILE *f) {
   pg_classify_opts d;
   pg_classify_opts_init(&d);
   fprintf(f,
-"usage: patchgrad classify train --data TRAIN.h5 [--test-data TEST.h5] [options]\n"
+"usage: patchgrad classify train --data TRAIN.h5 [--val-data TEST.h5] [options]\n"
 "       patchgrad classify eval --ckpt CKPT.h5 --data TEST.h5 [--batch B] [--threads N]\n"
 "\n"
 "train: a ViT classifier on labelled latents (patchgrad latents makes them);\n"
 "the test accuracy is measured at the end of each epoch.\n"
 "data\n"
 "  --data F.h5           training latents with labels\n"
-"  --test-data F.h5      test latents for the accuracy (none: no evaluation)\n"
-"  --test-count N        use the first N test samples (all)\n"
+"  --val-data F.h5       test latents for the accuracy (none: no evaluation)\n"
+"  --val-count N         use the first N test samples (all)\n"
 "model (input shape and classes come from the data)\n");
   pg_args_usage_fields(f, PG_VIT_CONFIG_FIELDS, pg_vit_config_fields, &d.model, true);
   fprintf(f,
@@ -40,7 +40,7 @@ static int usage(FILE *f) {
   fprintf(f,
 "output\n"
 "  --out DIR             ckpt.h5, loss.csv, loss.png (%s)\n"
-"  --eval-every N        test accuracy every N steps (each epoch)\n"
+"  --val-every N         held-out accuracy every N steps (each epoch; 0: never)\n"
 "  --log-every N (%lld)  --quiet\n"
 "\n"
 "eval: accuracy, mean confidence and loss of a checkpoint on labelled latents.\n",
@@ -72,11 +72,10 @@ static int run_train(int argc, char **argv) {
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage(stdout);
     if (pg_cli_run_arg(&a, &f, &o.run)) continue;
-    if (pg_arg_string(&a, "--test-data", &o.val_path)) continue;
-    if (pg_arg_int(&a, "--test-count", 1, INT64_MAX, &o.val_count)) continue;
+    if (pg_arg_string(&a, "--val-data", &o.val_path)) continue;
+    if (pg_arg_int(&a, "--val-count", 1, INT64_MAX, &o.val_count)) continue;
     if (pg_arg_field(&a, PG_VIT_CONFIG_FIELDS, pg_vit_config_fields, &o.model)) continue;
     if (pg_arg_double(&a, "--label-smoothing", 0, 1, &o.label_smoothing)) continue;
-    if (pg_arg_int(&a, "--eval-every", 1, INT64_MAX, &o.run.val_every)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed || pg_cli_run_finish(&a, &f, &o.run)) return 2;

@@ -100,8 +100,6 @@ int pg_cmd_train(int argc, char **argv) {
     if (pg_arg_switch(&a, "--unconditional", &o.unconditional)) continue;
     if (pg_arg_double(&a, "--ema", 0, 1, &o.run.ema_decay)) continue;
     if (pg_arg_string(&a, "--resume", &o.run.resume)) continue;
-    if (pg_arg_int(&a, "--val-every", 0, INT64_MAX, &o.run.val_every)) continue;
-    if (pg_arg_int(&a, "--ckpt-every", 0, INT64_MAX, &o.run.ckpt_every)) continue;
     if (pg_arg_int(&a, "--cols", 0, 64, &samples)) continue;
     if (pg_arg_int(&a, "--sample-steps", 1, 1000, &sample_steps)) continue;
     if (pg_arg_double(&a, "--cfg", 0, 100, &cfg)) continue;
@@ -109,7 +107,6 @@ int pg_cmd_train(int argc, char **argv) {
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
-  if (o.run.val_every == 0) o.run.val_every = -1; /* --val-every 0: no validation */
   o.sample_cols = (int)samples;
   o.sample_steps = (int)sample_steps;
   o.sample_cfg = (float)cfg;

@@ -17,7 +17,7 @@
 
 static int usage(FILE *f) {
   fprintf(f,
-"usage: patchgrad vae train --data IMAGES.h5 [--test-data TEST.h5] --out DIR [options]\n"
+"usage: patchgrad vae train --data IMAGES.h5 [--val-data TEST.h5] --out DIR [options]\n"
 "       patchgrad vae encode --ckpt V.h5 --data IMAGES.h5 --out LATENTS.h5 [options]\n"
 "       patchgrad vae decode --data LATENTS.h5 --out IMAGES.png|IMAGES.h5 [options]\n"
 "       patchgrad vae reconstruct --ckpt V.h5 --data IMAGES.h5 [options]\n"
@@ -105,7 +105,7 @@ static int usage_train(FILE *f) {
   pg_vae_train_opts d;
   pg_vae_train_opts_init(&d);
   fprintf(f,
-"usage: patchgrad vae train --data TRAIN.h5 [--test-data TEST.h5] [options]\n"
+"usage: patchgrad vae train --data TRAIN.h5 [--val-data TEST.h5] [options]\n"
 "\n"
 "Trains the patch VAE (docs/vae.md) on the images of a pixel-space latent file:\n"
 "loss = mse(recon, x) + beta * KL, the KL summed over each image's latent\n"
@@ -114,8 +114,8 @@ static int usage_train(FILE *f) {
 "their reconstructions).\n"
 "data\n"
 "  --data F.h5           training images (patchgrad latents --source fashion-mnist)\n"
-"  --test-data F.h5      held-out images for the reconstruction error (none: no evaluation)\n"
-"  --test-count N        use the first N of them (all)\n"
+"  --val-data F.h5       held-out images for the reconstruction error (none: no evaluation)\n"
+"  --val-count N         use the first N of them (all)\n"
 "model (the image shape comes from the data)\n");
   pg_args_usage_fields(f, PG_VAE_CONFIG_FIELDS, pg_vae_config_fields, &d.model, true);
   fprintf(f,
@@ -131,7 +131,7 @@ static int usage_train(FILE *f) {
   fprintf(f,
 "output\n"
 "  --out DIR             ckpt.h5, loss.csv, loss.png, reconstructions.png (%s)\n"
-"  --eval-every N        held-out error every N steps (each epoch)\n"
+"  --val-every N         held-out error every N steps (each epoch; 0: never)\n"
 "  --sheet-per-class K   pairs of rows in reconstructions.png (%lld; 0: none)\n"
 "  --log-every N (%lld)  --quiet\n",
           d.run.out_dir, (long long)d.sheet_per_class, (long long)d.run.log_every);
@@ -157,11 +157,10 @@ static int run_train(int argc, char **argv) {
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage_train(stdout);
     if (pg_cli_run_arg(&a, &f, &o.run)) continue;
-    if (pg_arg_string(&a, "--test-data", &o.val_path)) continue;
-    if (pg_arg_int(&a, "--test-count", 1, INT64_MAX, &o.val_count)) continue;
+    if (pg_arg_string(&a, "--val-data", &o.val_path)) continue;
+    if (pg_arg_int(&a, "--val-count", 1, INT64_MAX, &o.val_count)) continue;
     if (pg_arg_field(&a, PG_VAE_CONFIG_FIELDS, pg_vae_config_fields, &o.model)) continue;
     if (pg_arg_double(&a, "--beta", 0, 1e6, &o.beta)) continue;
-    if (pg_arg_int(&a, "--eval-every", 1, INT64_MAX, &o.run.val_every)) continue;
     if (pg_arg_int(&a, "--sheet-per-class", 0, 64, &o.sheet_per_class)) continue;
     return pg_args_unknown(&a);
   }

@@ -71,8 +71,17 @@ static bool given(bool matched, bool *flag) {
   return matched;
 }
 
+/* --val-every N: every N steps, 0 never (the loop's -1). */
+static bool val_every_arg(pg_args *a, pg_run_opts *run) {
+  int64_t v;
+  if (!pg_arg_int(a, "--val-every", 0, INT64_MAX, &v)) return false;
+  run->val_every = v ? v : -1;
+  return true;
+}
+
 bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run) {
   return pg_arg_string(a, "--data", &run->data_path) || pg_arg_string(a, "--out", &run->out_dir) ||
+         val_every_arg(a, run) || pg_arg_int(a, "--ckpt-every", 0, INT64_MAX, &run->ckpt_every) ||
          pg_arg_int(a, "--batch", 1, 1 << 20, &run->batch) ||
          given(pg_arg_int(a, "--steps", 1, INT64_MAX / 2, &run->steps), &f->given_steps) ||
          given(pg_arg_int(a, "--epochs", 1, 1 << 20, &run->epochs), &f->given_epochs) ||

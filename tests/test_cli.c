@@ -364,7 +364,7 @@ static void test_errors_named_once(void **state) {
   (void)state;
   /* the library's messages start with their part's name ("classify: ",
    * "train: ", "sample: "); the command's line says it once */
-  assert_int_equal(CLI("classify train --data d.h5 --test-data d8.h5 " TINY " --steps 1 --out v"), 1);
+  assert_int_equal(CLI("classify train --data d.h5 --val-data d8.h5 " TINY " --steps 1 --out v"), 1);
   assert_out_contains("patchgrad classify train: test file d8.h5 holds [8, 8, 4] latents");
   assert_clean_errors("classify train");
   assert_int_equal(CLI("train --data d.h5 --val-data d8.h5 " TINY " --steps 1 --cols 0 --out t"), 1);
@@ -373,7 +373,7 @@ static void test_errors_named_once(void **state) {
   assert_int_equal(CLI("sample --ckpt cond/ckpt.h5 --out g.png --class 5 --sample-steps 2 --threads 1"), 1);
   assert_out_contains("patchgrad sample: class 5 is not below the model's 2 classes");
   assert_clean_errors("sample");
-  assert_int_equal(CLI("vae train --data d.h5 --test-data d8.h5 --batch 8 --steps 1 --threads 1 --quiet --out vv"), 1);
+  assert_int_equal(CLI("vae train --data d.h5 --val-data d8.h5 --batch 8 --steps 1 --threads 1 --quiet --out vv"), 1);
   assert_clean_errors("vae train");
   assert_int_equal(CLI("classify eval --ckpt cond/ckpt.h5 --data d.h5"), 1);
   assert_clean_errors("classify eval");

@@ -400,7 +400,7 @@ static void test_fine_tune_report(void **state) {
 static void test_classify_log_is_trains(void **state) {
   (void)state;
   char args[2048];
-  snprintf(args, sizeof args, "classify train --data '%s' --test-data '%s' --hidden 16 --depth 1 --heads 2 "
+  snprintf(args, sizeof args, "classify train --data '%s' --val-data '%s' --hidden 16 --depth 1 --heads 2 "
            "--patch 2 --batch 16 --steps 8 --log-every 4 --threads 1 --quiet --out '%s'",
            pg_test_tmp("train.h5"), pg_test_tmp("train.h5"), pg_test_tmp("vitlog"));
   assert_int_equal(run_cli(args), 0);

@@ -315,13 +315,13 @@ inv sample-err-notckpt sample --ckpt in/syn.h5 --out x.png --threads "$T"
 inv classify-help classify --help
 inv classify-err-noword classify
 inv classify-err-word classify fit --data in/syn.h5
-inv classify-train classify train --data in/syn.h5 --test-data in/synval.h5 --patch 4 --hidden 16 --depth 1 \
+inv classify-train classify train --data in/syn.h5 --val-data in/synval.h5 --patch 4 --hidden 16 --depth 1 \
   --heads 2 --steps 6 --batch 32 --warmup 2 --log-every 2 --threads "$T" --out vit
 promote classify-train vit
-inv classify-train-single classify train --data in/syn.h5 --test-data in/synval.h5 --test-count 32 --single-head \
+inv classify-train-single classify train --data in/syn.h5 --val-data in/synval.h5 --val-count 32 --single-head \
   --patch 2 --hidden 16 --depth 2 --heads 1 --mlp-ratio 1 --label-smoothing 0.1 --clip 0 --lr 0.01 \
-  --weight-decay 0.1 --epochs 1 --batch 64 --eval-every 2 --seed 2 --quiet --threads "$T"
-inv classify-train-fm classify train --data in/fm.h5 --test-data in/fmtest.h5 --patch 4 --hidden 16 --depth 1 \
+  --weight-decay 0.1 --epochs 1 --batch 64 --val-every 2 --seed 2 --quiet --threads "$T"
+inv classify-train-fm classify train --data in/fm.h5 --val-data in/fmtest.h5 --patch 4 --hidden 16 --depth 1 \
   --heads 2 --steps 3 --batch 16 --warmup 0 --threads "$T" --out fmvit
 inv classify-train-help classify train --help
 inv classify-err-train-nodata classify train --steps 2
