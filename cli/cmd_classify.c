@@ -29,7 +29,8 @@ static int usage(FILE *f) {
   pg_args_usage_fields(f, PG_VIT_CONFIG_FIELDS, pg_vit_config_fields, &d.model, true);
   fprintf(f,
 "optimisation (AdamW, linear warmup then cosine decay to 0; --optim, --momentum,\n"
-"--nesterov, --beta1, --beta2, --schedule, --step-size, --gamma as in patchgrad train)\n"
+"--nesterov, --beta1, --beta2, --schedule, --step-size, --gamma, --precision as in\n"
+"patchgrad train)\n"
 "  --lr LR (%g)  --weight-decay W (%g, weights only)  --warmup N (%lld)\n"
 "  --clip MAX (%g; 0: off)  --label-smoothing S (%g)\n"
 "  --batch B (%lld)  --epochs E (%lld)  or --steps N\n"

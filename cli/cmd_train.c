@@ -41,7 +41,8 @@ static int usage(FILE *f) {
 "  --batch B             batch size (preset's)\n"
 "  --steps N             total updates (1000), or --epochs E (not both)\n"
 "  --ema DECAY           keep an EMA of the weights (0: off; DiT uses 0.9999)\n"
-"  --seed X (0)  --threads N (all cores)\n");
+"  --precision fp32|bf16  bf16: large products in bfloat16 on oneDNN, the rest float32,\n"
+"                        as torch.autocast(\"cpu\", torch.bfloat16) (fp32)\n""  --seed X (0)  --threads N (all cores)\n");
   pg_cli_run_usage(f);
   fprintf(f,
 "output\n"

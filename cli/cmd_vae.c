@@ -121,7 +121,8 @@ static int usage_train(FILE *f) {
   fprintf(f,
 "  --beta B (%g; the weight of the KL term)\n"
 "optimisation (AdamW, linear warmup then cosine decay to 0; --optim, --momentum,\n"
-"--nesterov, --beta1, --beta2, --schedule, --step-size, --gamma as in patchgrad train)\n"
+"--nesterov, --beta1, --beta2, --schedule, --step-size, --gamma, --precision as in\n"
+"patchgrad train)\n"
 "  --lr LR (%g)  --weight-decay W (%g)  --warmup N (%lld)  --clip MAX (%g; 0: off)\n"
 "  --batch B (%lld)  --epochs E (%lld)  or --steps N\n"
 "  --seed X (0)  --threads N (all cores)\n",

@@ -1,6 +1,8 @@
 /* The training commands' shared flags and launch (train_args.h). */
 #include "train_args.h"
 
+#include "patchgrad/autograd/autocast.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +73,18 @@ static bool given(bool matched, bool *flag) {
   return matched;
 }
 
+/* --precision fp32|bf16 (autograd/autocast.h). */
+static bool precision_arg(pg_args *a, pg_run_opts *run) {
+  const char *v;
+  if (!pg_arg_string(a, "--precision", &v)) return false;
+  if (pg_precision_parse(v, &run->precision) || pg_autocast_set(run->precision, NULL) ||
+      pg_autocast_set(PG_PRECISION_FP32, NULL)) {
+    pg_args_error(a, "--precision: %s", pg_last_error());
+    a->failed = true;
+  }
+  return true;
+}
+
 /* --val-every N: every N steps, 0 never (the loop's -1). */
 static bool val_every_arg(pg_args *a, pg_run_opts *run) {
   int64_t v;
@@ -81,7 +95,7 @@ static bool val_every_arg(pg_args *a, pg_run_opts *run) {
 
 bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run) {
   return pg_arg_string(a, "--data", &run->data_path) || pg_arg_string(a, "--out", &run->out_dir) ||
-         val_every_arg(a, run) || pg_arg_int(a, "--ckpt-every", 0, INT64_MAX, &run->ckpt_every) ||
+         val_every_arg(a, run) || precision_arg(a, run) || pg_arg_int(a, "--ckpt-every", 0, INT64_MAX, &run->ckpt_every) ||
          pg_arg_int(a, "--batch", 1, 1 << 20, &run->batch) ||
          given(pg_arg_int(a, "--steps", 1, INT64_MAX / 2, &run->steps), &f->given_steps) ||
          given(pg_arg_int(a, "--epochs", 1, 1 << 20, &run->epochs), &f->given_epochs) ||

@@ -62,7 +62,7 @@ typedef struct {
 void pg_cli_run_flags_init(pg_cli_run_flags *f, const pg_run_opts *run);
 
 /* True when the current argument is one of the shared flags: --data, --out,
- * --val-every (0: never), --ckpt-every,
+ * --val-every (0: never), --ckpt-every, --precision fp32|bf16,
  * --batch, --steps, --epochs, --seed, --threads, --clip, --log-every,
  * --quiet, --optim, --lr, --momentum, --nesterov, --weight-decay, --beta1,
  * --beta2, --schedule, --warmup, --step-size, --gamma, --accum, --freeze,

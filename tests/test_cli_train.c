@@ -9,6 +9,8 @@
  * train's format. */
 #include "testutil.h"
 
+#include "patchgrad/autograd/autocast.h"
+
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -375,6 +377,30 @@ static void test_resume_with_another_batch_refused(void **state) {
   assert_stderr_contains("the checkpoint was trained with adamw, this run uses sgd");
 }
 
+/* train --precision bf16: where bf16 runs, a run in it is recorded as
+ * such and resuming it in fp32 is refused; where it cannot, the flag is
+ * refused naming what is missing. A bad name is a usage error. */
+static void test_precision_flag(void **state) {
+  (void)state;
+  char out[512], data[512];
+  snprintf(out, sizeof out, "%s", pg_test_tmp("bf16"));
+  snprintf(data, sizeof data, "%s", pg_test_tmp("train.h5"));
+  const char *common = "--hidden 16 --depth 1 --quiet --cols 0 --threads 1 --batch 16";
+  assert_int_equal(run_clif("train --data '%s' %s --steps 2 --precision fp16 --out '%s'", data, common, out), 2);
+  assert_stderr_contains("--precision: precision 'fp16' is not one of fp32, bf16");
+  if (pg_bf16_available() == PG_OK) {
+    assert_int_equal(run_clif("train --data '%s' %s --steps 4 --precision bf16 --out '%s'", data, common, out), 0);
+    assert_int_equal(run_clif("train --data '%s' %s --steps 8 --out '%s' --resume '%s/ckpt.h5'", data, common, out,
+                              out), 1);
+    assert_stderr_contains("--precision fp32 differs from the checkpoint's bf16");
+    assert_int_equal(run_clif("train --data '%s' %s --steps 8 --precision bf16 --out '%s' --resume '%s/ckpt.h5'",
+                              data, common, out, out), 0);
+  } else {
+    assert_int_equal(run_clif("train --data '%s' %s --steps 4 --precision bf16 --out '%s'", data, common, out), 2);
+    assert_stderr_contains("--precision: ");
+  }
+}
+
 /* --init-from a 4-class checkpoint on 2-class data: the start lists the
  * re-initialised label table and the closing line says so. */
 static void test_fine_tune_report(void **state) {
@@ -422,6 +448,7 @@ int main(void) {
       cmocka_unit_test(test_one_training_loss),
       cmocka_unit_test(test_progress_fits_a_narrow_terminal),
       cmocka_unit_test(test_resume_with_another_batch_refused),
+      cmocka_unit_test(test_precision_flag),
       cmocka_unit_test(test_fine_tune_report),
       cmocka_unit_test(test_classify_log_is_trains),
   };

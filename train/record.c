@@ -62,7 +62,7 @@ static const struct {
     {"schedule", "--schedule"},   {"warmup", "--warmup"}, {"step_size", "--step-size"},
     {"gamma", "--gamma"},         {"min_lr", "the schedule's min_lr"},
     {"schedule_steps", "the schedule's total_steps"},     {"clip", "--clip"},
-    {"ema", "--ema"},
+    {"ema", "--ema"},             {"precision", "--precision"},
 };
 
 pg_status pg_run_record(const pg_run *run, pg_kv *kv) {
@@ -85,6 +85,7 @@ pg_status pg_run_record(const pg_run *run, pg_kv *kv) {
   st = st ? st : pg_kv_set_int(kv, "schedule_steps", o->schedule.total_steps);
   st = st ? st : pg_kv_set_double(kv, "clip", o->clip);
   st = st ? st : pg_kv_set_double(kv, "ema", o->ema_decay);
+  st = st ? st : pg_kv_set_string(kv, "precision", pg_precision_name(o->precision));
   st = st ? st : pg_kv_set_int(kv, "steps", run->total);
   st = st ? st : pg_kv_set_string(kv, "init_from", o->init_from ? o->init_from : "");
   return st;

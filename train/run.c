@@ -657,9 +657,12 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
   for (int k = 0; k < PG_RUN_MAX_VAL; k++) run.val[k] = NAN;
   run.train_loss = NAN;
   memset(res, 0, sizeof *res);
-  pg_status st = setup(&run);
-  if (st) {
+  pg_precision outer;
+  pg_status st = pg_autocast_set(o->precision, &outer);
+  if (st) return pg_fail(st, "%s: --precision %s: %s", m.name, pg_precision_name(o->precision), pg_last_error());
+  if ((st = setup(&run))) {
     run_free(&run);
+    pg_autocast_set(outer, NULL);
     return st;
   }
   run.tty = !o->quiet && isatty(STDERR_FILENO);
@@ -714,5 +717,6 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
   res->reduced_numel = run.reducer.numel;
   res->local_error = st && run.dist->size > 1 && !run.agreed_error;
   run_free(&run);
+  pg_autocast_set(outer, NULL);
   return st;
 }

@@ -63,6 +63,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "patchgrad/autograd/autocast.h"
 #include "patchgrad/autograd/params.h"
 #include "patchgrad/dist/dist.h"
 #include "patchgrad/dist/reducer.h"
@@ -100,6 +101,12 @@ typedef struct {
    * reduction. NULL / 0: every parameter in param group 0. */
   const pg_param_group *groups;
   int n_groups;
+  /* The precision of the large matrix products for the whole run (training,
+   * validation, closing products), as torch.autocast("cpu", bfloat16) around
+   * the loop: PG_PRECISION_FP32 (0, the default) or PG_PRECISION_BF16
+   * (autograd/autocast.h; an error where bf16 cannot run). Set on the
+   * calling thread for the run and restored after it. */
+  pg_precision precision;
   int64_t accum;           /* gradient accumulation: a step sums the gradients
                             * of `accum` micro-batches of batch / accum samples
                             * (each rank's share divisible by it), the same
