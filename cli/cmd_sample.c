@@ -26,21 +26,25 @@ static int usage(FILE *f) {
 "  --rows R              rows of samples (4)\n"
 "  --seed X (0)  --threads N (all cores)\n"
 "  --ema                 sample with the checkpoint's EMA weights\n"
+"  --zoom K              magnify the sheet K times (default: to >= 512 pixels wide)\n"
 "Writes the PNG grid (--out must end in .png) and the raw latents next to it\n"
 "(grid.png -> grid.h5). A flag the model or sampler would ignore is refused.\n");
   return f == stdout ? 0 : 2;
 }
 
-/* The model and the dataset's transform, from a checkpoint. */
+/* The model, the dataset's transform and class names, from a checkpoint. */
 typedef struct {
   pg_dit *m;
   pg_latent_transform *tf;
+  char *names; /* 512 chars: the rows' labels */
 } dit_loading;
 
 static pg_params *dit_from_config(void *self, const pg_kv *config, const char *path) {
   dit_loading *l = self;
   pg_dit_config c;
   if (pg_dit_config_from_kv(config, &c) || pg_latent_transform_from_kv(config, path, l->tf)) return NULL;
+  const char *names = NULL;
+  if (pg_kv_get_string(config, "data_class_names", &names) == 1) snprintf(l->names, 512, "%s", names);
   pg_rng rng;
   pg_rng_seed(&rng, 0);
   return pg_dit_init(l->m, &c, &rng) ? NULL : &l->m->params;
@@ -48,8 +52,8 @@ static pg_params *dit_from_config(void *self, const pg_kv *config, const char *p
 
 static void dit_unbuild(void *self) { pg_dit_free(((dit_loading *)self)->m); }
 
-static pg_status load_model(const char *path, bool ema, pg_dit *m, pg_latent_transform *tf) {
-  dit_loading l = {m, tf};
+static pg_status load_model(const char *path, bool ema, pg_dit *m, pg_latent_transform *tf, char *names) {
+  dit_loading l = {m, tf, names};
   return pg_checkpoint_load_model(path, ema, &(pg_checkpoint_model){dit_from_config, dit_unbuild, &l});
 }
 
@@ -96,7 +100,7 @@ static int check_model_flags(const pg_args *a, const char *ckpt, const pg_dit *m
 
 int pg_cmd_sample(int argc, char **argv) {
   const char *ckpt = NULL, *out = NULL, *sampler = "ddim", *cls = NULL;
-  int64_t steps = 50, cols = 8, rows = 4, seed = 0, threads = 0;
+  int64_t steps = 50, cols = 8, rows = 4, seed = 0, threads = 0, zoom = 0;
   double cfg = 4.0;
   bool ema = false, steps_given = false, rows_given = false, cfg_given = false;
   pg_args a = pg_args_begin("sample", argc, argv);
@@ -122,6 +126,7 @@ int pg_cmd_sample(int argc, char **argv) {
     if (pg_arg_int(&a, "--seed", 0, INT64_MAX, &seed)) continue;
     if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
     if (pg_arg_switch(&a, "--ema", &ema)) continue;
+    if (pg_arg_int(&a, "--zoom", 1, PG_SHEET_MAX_ZOOM, &zoom)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
@@ -130,7 +135,9 @@ int pg_cmd_sample(int argc, char **argv) {
   if (!pg_args_ends_with(out, ".png"))
     return pg_args_error(&a, "--out '%s': the grid is written as a PNG image; give a name ending in .png (the raw "
                          "latents go beside it as .h5)", out);
-  pg_sample_sheet_opts o = {.per_class = (int)cols, .rows = (int)rows, .class_id = -1};
+  char names[512] = "";
+  pg_sample_sheet_opts o = {.per_class = (int)cols, .rows = (int)rows, .class_id = -1, .zoom = (int)zoom,
+                            .class_names = names};
   if (!strcmp(sampler, "ddim")) o.sampler.kind = PG_SAMPLER_DDIM;
   else if (!strcmp(sampler, "ddpm")) o.sampler.kind = PG_SAMPLER_DDPM;
   else return pg_args_error(&a, "--sampler '%s' is not ddpm or ddim", sampler);
@@ -152,7 +159,7 @@ int pg_cmd_sample(int argc, char **argv) {
   pg_set_threads((int)threads);
   pg_dit m;
   pg_latent_transform tf;
-  if (load_model(ckpt, ema, &m, &tf)) return pg_cli_fail("sample", 1);
+  if (load_model(ckpt, ema, &m, &tf, names)) return pg_cli_fail("sample", 1);
   if (check_model_flags(&a, ckpt, &m, cls, rows_given, rows, cfg_given, cfg)) {
     pg_dit_free(&m);
     return 2;

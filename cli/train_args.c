@@ -94,8 +94,9 @@ static bool val_every_arg(pg_args *a, pg_run_opts *run) {
 }
 
 bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run) {
-  return pg_arg_string(a, "--data", &run->data_path) || pg_arg_string(a, "--out", &run->out_dir) ||
-         val_every_arg(a, run) || precision_arg(a, run) || pg_arg_int(a, "--ckpt-every", 0, INT64_MAX, &run->ckpt_every) ||
+  return pg_arg_string(a, "--data", &run->data_path) || pg_arg_data(a, &run->data) ||
+         pg_arg_string(a, "--out", &run->out_dir) || val_every_arg(a, run) || precision_arg(a, run) ||
+         pg_arg_int(a, "--ckpt-every", 0, INT64_MAX, &run->ckpt_every) ||
          pg_arg_int(a, "--batch", 1, 1 << 20, &run->batch) ||
          given(pg_arg_int(a, "--steps", 1, INT64_MAX / 2, &run->steps), &f->given_steps) ||
          given(pg_arg_int(a, "--epochs", 1, 1 << 20, &run->epochs), &f->given_epochs) ||
@@ -130,6 +131,7 @@ void pg_cli_run_usage(FILE *out) {
 "fine-tuning\n"
 "  --init-from CKPT      start from the tensors of CKPT that match by name and shape\n"
 "  --allow-partial       accept missing, unexpected or other-shaped tensors\n");
+  pg_args_usage_data(out);
 }
 
 /* The param groups of the --freeze, --lr-for and --no-decay flags: the

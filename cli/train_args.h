@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "args.h"
+#include "data_args.h"
 #include "patchgrad/train/run.h"
 
 /* At most this many --freeze, --lr-for and --no-decay flags in all. */
@@ -61,8 +62,10 @@ typedef struct {
  * schedule and warmup). */
 void pg_cli_run_flags_init(pg_cli_run_flags *f, const pg_run_opts *run);
 
-/* True when the current argument is one of the shared flags: --data, --out,
- * --val-every (0: never), --ckpt-every, --precision fp32|bf16,
+/* True when the current argument is one of the shared flags: --data, the
+ * data flags of data_args.h (--data-key, --label-key, --scale, --shift,
+ * --stats-from), --out, --val-every (0: never), --ckpt-every, --precision
+ * fp32|bf16,
  * --batch, --steps, --epochs, --seed, --threads, --clip, --log-every,
  * --quiet, --optim, --lr, --momentum, --nesterov, --weight-decay, --beta1,
  * --beta2, --schedule, --warmup, --step-size, --gamma, --accum, --freeze,
@@ -70,7 +73,8 @@ void pg_cli_run_flags_init(pg_cli_run_flags *f, const pg_run_opts *run);
 bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run);
 
 /* The usage lines of those flags that every training command shares
- * beyond the optimizer's: param groups, accumulation, fine-tuning. */
+ * beyond the optimizer's: param groups, accumulation, fine-tuning, how the
+ * data is read. */
 void pg_cli_run_usage(FILE *out);
 
 /* Builds run->optim, run->schedule and the param groups (run->groups points

@@ -1,6 +1,7 @@
 #include "patchgrad/data/latent_image.h"
 
 #include "patchgrad/io/limits.h"
+#include "patchgrad/render/plot.h"
 
 #include <limits.h>
 #include <math.h>
@@ -138,6 +139,37 @@ pg_status pg_latent_to_image(const pg_latent_transform *tf, const float *latent,
         img[(y * w + x) * c + ci] = (uint8_t)lround(v * 255.0);
       }
   return PG_OK;
+}
+
+pg_image *pg_latents_to_sheet(const pg_latent_transform *tf, int64_t n, const float *latents,
+                              int64_t lh, int64_t lw, int64_t lc, int cols, int zoom,
+                              const char *const *row_labels) {
+  const int pad = 2;
+  pg_image *grid = pg_latents_to_grid(tf, n, latents, lh, lw, lc, cols, pad);
+  if (!grid) return NULL;
+  const int gw = grid->width, gh = grid->height;
+  int k = zoom;
+  if (k <= 0) {
+    k = (PG_SHEET_WIDTH + gw - 1) / gw;
+    if (k > PG_SHEET_MAX_ZOOM) k = PG_SHEET_MAX_ZOOM;
+  }
+  pg_image *sheet = k == 1 ? grid : pg_image_zoom(grid, k);
+  if (sheet != grid) pg_image_free(grid);
+  if (!sheet || !row_labels) return sheet;
+  /* the rows of pg_image_grid: image r at y = pad + r (th + pad) */
+  const int used = cols < n ? cols : (int)n, rows = (int)((n + used - 1) / used);
+  const int th = (gh - pad) / rows - pad;
+  int *centre = malloc((size_t)rows * sizeof *centre);
+  pg_image *out = NULL;
+  if (!centre) {
+    pg_fail(PG_ERR_MEMORY, "pg_latents_to_sheet: out of memory for %d row labels", rows);
+  } else {
+    for (int r = 0; r < rows; r++) centre[r] = k * (pad + r * (th + pad)) + k * th / 2;
+    out = pg_image_label_rows(sheet, rows, centre, row_labels, k * th >= 14 ? 2 : 1);
+  }
+  free(centre);
+  pg_image_free(sheet);
+  return out;
 }
 
 pg_image *pg_latents_to_grid(const pg_latent_transform *tf, int64_t n, const float *latents,

@@ -71,4 +71,16 @@ PG_API pg_status pg_latent_to_image(const pg_latent_transform *tf, const float *
 PG_API pg_image *pg_latents_to_grid(const pg_latent_transform *tf, int64_t n, const float *latents,
                              int64_t lh, int64_t lw, int64_t lc, int cols, int pad);
 
+/* A sheet for people to look at: pg_latents_to_grid with 2 gray pixels
+ * between the images, magnified `zoom` times (nearest neighbour; 0: the
+ * smallest zoom, at most PG_SHEET_MAX_ZOOM, that makes the grid at least
+ * PG_SHEET_WIDTH pixels wide), with row_labels[r] (NULL: no labels, or a
+ * NULL entry: none for that row) written in the white margin left of row
+ * r. NULL with a message on error. */
+#define PG_SHEET_WIDTH 512
+#define PG_SHEET_MAX_ZOOM 64
+PG_API pg_image *pg_latents_to_sheet(const pg_latent_transform *tf, int64_t n, const float *latents,
+                                     int64_t lh, int64_t lw, int64_t lc, int cols, int zoom,
+                                     const char *const *row_labels);
+
 #endif

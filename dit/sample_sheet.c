@@ -35,6 +35,11 @@ static pg_status write_raw(const char *png_path, const float *x, const int64_t *
   if (f < 0) return pg_last_status();
   int64_t shape[4] = {n, c->input_size, c->input_size, c->in_channels};
   pg_status st = pg_h5_write_floats(f, "samples", 4, shape, x, 1);
+  hid_t d = st ? -1 : H5Dopen2(f, "samples", H5P_DEFAULT);
+  if (d >= 0) {
+    st = pg_h5_set_attr_string(d, "layout", pg_layout_name(PG_LAYOUT_NHWC));
+    H5Dclose(d);
+  }
   if (!st && labels) st = pg_h5_write_int64(f, "labels", 1, &n, labels);
   st = st ? st : pg_h5_set_attr_string(f, "sampler", o->sampler.kind == PG_SAMPLER_DDIM ? "ddim" : "ddpm");
   st = st ? st : pg_h5_set_attr_int(f, "steps", o->sampler.kind == PG_SAMPLER_DDIM ? o->sampler.steps : PG_DIFFUSION_T);
@@ -46,6 +51,25 @@ static pg_status write_raw(const char *png_path, const float *x, const int64_t *
     return st;
   }
   return pg_h5_commit_image(f, path);
+}
+
+/* "K NAME" (or "K") for each row of a conditional sheet; NULL when out of
+ * memory. */
+static char **row_labels(const pg_sample_sheet_opts *o, int rows) {
+  char **names = calloc((size_t)rows, sizeof *names);
+  for (int r = 0; names && r < rows; r++) {
+    const int64_t k = o->class_id >= 0 ? o->class_id : r;
+    char name[512], text[600];
+    pg_latents_class_name(o->class_names ? o->class_names : "", k, name, sizeof name);
+    snprintf(text, sizeof text, name[0] ? "%lld %s" : "%lld", (long long)k, name);
+    if (!(names[r] = strdup(text))) {
+      for (int i = 0; i < r; i++) free(names[i]);
+      free(names);
+      names = NULL;
+    }
+  }
+  if (!names) pg_fail(PG_ERR_MEMORY, "sample: out of memory for %d row labels", rows);
+  return names;
 }
 
 pg_status pg_sample_sheet(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
@@ -69,12 +93,16 @@ pg_status pg_sample_sheet(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
   pg_status st = pg_diffusion_sample(ctx, m, d, &o->sampler, n, labels, x,
                                      quiet ? NULL : show_progress, NULL);
   if (!st) st = write_raw(png_path, x, labels, n, c, o);
+  char **names = labels ? row_labels(o, rows) : NULL;
+  if (!st && labels && !names) st = pg_last_status();
   if (!st) {
-    pg_image *grid = pg_latents_to_grid(tf, n, x, c->input_size, c->input_size, c->in_channels,
-                                        o->per_class, 2);
+    pg_image *grid = pg_latents_to_sheet(tf, n, x, c->input_size, c->input_size, c->in_channels,
+                                         o->per_class, o->zoom, (const char *const *)names);
     st = grid ? pg_png_write(png_path, grid) : pg_last_status();
     pg_image_free(grid);
   }
+  for (int r = 0; names && r < rows; r++) free(names[r]);
+  free(names);
   free(x);
   free(labels);
   return st;

@@ -1,6 +1,7 @@
 /* A sheet of samples from a DiT: one row per class for a conditional model
- * (or one row of the chosen class), written as a PNG grid decoded back to
- * images with the dataset's inverse transform, and as raw latents in HDF5
+ * (or one row of the chosen class), labelled with the class, written as a
+ * PNG grid decoded back to images with the dataset's inverse transform and
+ * magnified to be seen (pg_latents_to_sheet), and as raw latents in HDF5
  * (`samples` [N, H, W, C], `labels` [N], the sampler settings as attributes)
  * next to it: grid.png -> grid.h5. */
 #ifndef PG_SAMPLE_SHEET_H
@@ -16,6 +17,11 @@ typedef struct {
   int per_class;   /* samples per row (columns) */
   int class_id;    /* -1: every class, one row each; else that class only */
   int rows;        /* unconditional models: rows of per_class samples (default 4) */
+  int zoom;        /* magnification (nearest neighbour); 0: pg_latents_to_sheet's default */
+  /* the data's class names ("0 T-shirt/top, 1 Trouser, ..." as latent files
+   * store them) or NULL: a conditional model's rows are labelled "K NAME",
+   * or "K" for a class the list does not name */
+  const char *class_names;
 } pg_sample_sheet_opts;
 
 /* The raw latents' file beside the PNG: grid.png -> grid.h5 (any other

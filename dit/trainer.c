@@ -36,6 +36,7 @@ typedef struct {
   bool model_ready;
   pg_diffusion diff;
   pg_latent_transform transform; /* how the data was made: the sampler inverts it */
+  const char *class_names;       /* the data's ("0 name, 1 name, ..."), for the sheets */
   /* validation at fixed draws */
   int64_t val_n;
   float *val_x, *val_t, *val_eps;
@@ -73,6 +74,7 @@ static pg_status model_config(const dit_run *d, const pg_latents_info *info, pg_
 static pg_status dit_build(void *self, const pg_latents_info *info, pg_rng *rng, pg_params **params) {
   dit_run *d = self;
   d->transform = pg_latent_transform_of(info);
+  d->class_names = info->class_names;
   pg_dit_config cfg;
   pg_status st = model_config(d, info, &cfg);
   if (st || (st = pg_dit_init(&d->model, &cfg, rng))) return st;
@@ -116,6 +118,8 @@ static pg_status dit_config(void *self, pg_kv *config) {
   st = st ? st : pg_kv_set_double(config, "data_std", d->transform.std);
   st = st ? st : pg_kv_set_int(config, "data_pad", d->transform.pad);
   st = st ? st : pg_kv_set_int(config, "data_space_to_depth", d->transform.factor);
+  /* the rows' labels of `patchgrad sample` (a file without names: none) */
+  if (d->class_names && d->class_names[0]) st = st ? st : pg_kv_set_string(config, "data_class_names", d->class_names);
   return st;
 }
 
@@ -158,7 +162,7 @@ static pg_status write_val_draws(const dit_run *d, const pg_run *run) {
 static pg_status setup_validation(dit_run *d, const pg_run *run) {
   const pg_train_opts *o = d->o;
   if (!o->val_path) return PG_OK;
-  pg_latents *ds = pg_latents_open(o->val_path);
+  pg_latents *ds = pg_latents_open_with(o->val_path, &o->run.data, false);
   if (!ds) return pg_last_status();
   const pg_dit_config *c = &d->model.cfg;
   pg_status st = PG_OK;
@@ -266,7 +270,8 @@ static pg_status write_sheet(dit_run *d, pg_run *run, const char *name, bool qui
   if (o->sample_cols <= 0 || !pg_run_path(run, name, path)) return PG_OK;
   pg_sample_sheet_opts so = {.sampler = {.kind = PG_SAMPLER_DDIM, .steps = o->sample_steps,
                                          .cfg_scale = o->sample_cfg, .seed = o->run.seed},
-                             .per_class = o->sample_cols, .class_id = -1};
+                             .per_class = o->sample_cols, .class_id = -1,
+                             .class_names = d->class_names};
   return pg_sample_sheet(run->ctx, &d->model, &d->diff, &d->transform, &so, path, quiet);
 }
 

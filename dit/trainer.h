@@ -18,6 +18,7 @@
 #include "patchgrad/dist/dist.h"
 #include "patchgrad/dit/diffusion.h"
 #include "patchgrad/dit/dit.h"
+#include "patchgrad/io/latents.h"
 #include "patchgrad/optim/optimizer.h"
 #include "patchgrad/optim/schedule.h"
 #include "patchgrad/train/run.h"

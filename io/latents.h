@@ -1,8 +1,9 @@
 /* Latent datasets: the HDF5 files the trainer learns from.
  *
- * Layout (README "Latent datasets"):
+ * Layout (docs/latents.md):
  *   /latents  float32 [N, H, W, C], channels last, one chunk per sample,
- *             shuffle + deflate compressed (so one sample is one disk read)
+ *             shuffle + deflate compressed (so one sample is one disk read),
+ *             with the attribute layout = "NHWC"
  *   /labels   int64 [N], optional: class of each sample, in [0, num_classes)
  *   root attributes: format, format_version, source, split, num_classes,
  *             mean, std, pad, space_to_depth, image_height, image_width,
@@ -15,6 +16,13 @@
  * it). Files written here carry checksums: HDF5's on all metadata, and
  * Fletcher32 on every chunk of `latents` and `labels`.
  *
+ * Files written by other tools are read too (pg_latents_open_with): the
+ * samples float16, float32 or float64 under any dataset name, stored
+ * channels last or channels first (the `layout` attribute: NHWC / NCHW,
+ * NLC / NCL, NDHWC / NCDHW; channels-first samples are transposed as they
+ * are read), the labels of any integer type under any name, and a scale
+ * and shift applied as they are read.
+ *
  * Opening validates everything a training run relies on, and each error
  * names the file, the dataset and the offending value. */
 #ifndef PG_LATENTS_H
@@ -24,9 +32,58 @@
 
 #include <hdf5.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "patchgrad/autograd/error.h"
+#include "patchgrad/autograd/tensor.h"
+
+/* How a dataset stores its samples: the value of its `layout` attribute.
+ * N is the sample axis, C the channels; L a 1D sample's length; D, H, W a
+ * 3D sample's depth, height and width. Readers always hand out samples
+ * channels last ([L, C], [H, W, C], [D, H, W, C]). */
+typedef enum {
+  PG_LAYOUT_NHWC, /* 2D, channels last (what patchgrad writes) */
+  PG_LAYOUT_NCHW, /* 2D, channels first (PyTorch) */
+  PG_LAYOUT_NLC,
+  PG_LAYOUT_NCL,
+  PG_LAYOUT_NDHWC,
+  PG_LAYOUT_NCDHW,
+} pg_layout;
+
+/* "NHWC", "NCHW", ... */
+PG_API const char *pg_layout_name(pg_layout layout);
+/* The rank of a dataset of this layout (3, 4 or 5). */
+PG_API int pg_layout_rank(pg_layout layout);
+PG_API bool pg_layout_channels_first(pg_layout layout);
+/* A layout from its name, in any case; spaces and commas are ignored, and
+ * so is anything after a ':' (patchgrad's files before the names had
+ * "N, H, W, C: sample, row, column, channel (channels last)", read as
+ * NHWC). false for anything else. */
+PG_API bool pg_layout_parse(const char *text, pg_layout *out);
+
+/* What a reader does to a file besides reading it (all zero: read the file
+ * as it is, the `latents` and `labels` datasets). The same options are
+ * given for every file a run reads (training and held-out data), so that
+ * all of them come out in one scale. */
+typedef struct {
+  const char *data_key;   /* the samples' dataset (may hold '/'); NULL: "latents" */
+  const char *label_key;  /* the labels' dataset; NULL: "labels" */
+  /* Each value is read as (z - shift) * scale, where z is the stored value
+   * x itself, or with stats_from, x brought to that file's statistics:
+   * z = (x * std + mean - stats_mean) / stats_std (std and mean: this file's
+   * attributes). scale 0 means 1. The info's mean and std then describe
+   * the values as read (std / scale, mean + shift * std), so that the
+   * inverse transform (sample sheets, decoding) undoes the scale and the
+   * shift too. */
+  double scale, shift;
+  /* A latent file whose statistics every file is brought to: its `mean`
+   * and `std` attributes when it has either, else the mean and
+   * (population) standard deviation of its values (read with data_key and
+   * label_key). NULL: none. */
+  const char *stats_from;
+  bool allow_3d;          /* accept 3D samples (the models take 1D and 2D only) */
+} pg_data_opts;
 
 typedef struct {
   int64_t n, height, width, channels;
@@ -46,10 +103,30 @@ typedef struct {
    * of those names); 0 and "" for any other file. */
   double scale_factor;
   char vae_checkpoint[1024];
+  /* Set by the readers (the writers ignore them): how the samples are
+   * stored and read. A 1D sample [L, C] is read as height 1, width L; a 3D
+   * one [D, H, W, C] (only with allow_3d) has depth D. */
+  int spatial_dims;       /* 1, 2 or 3 */
+  int64_t depth;          /* 1 unless 3D */
+  pg_layout layout;       /* as stored */
+  char dtype[16];         /* stored element type: "float16", "float32", "float64" */
+  char data_key[128];     /* the datasets read ("" when there are no labels) */
+  char label_key[128];
+  /* value read = stored * read_scale + read_offset (1 and 0 without a
+   * scale, shift or stats_from) */
+  double read_scale, read_offset;
+  double value_mean, value_std; /* of every value as read (population std) */
 } pg_latents_info;
 
-/* Defaults: mean 0, std 1, pad 0, space_to_depth 1, empty strings. */
+/* Defaults: mean 0, std 1, pad 0, space_to_depth 1, empty strings; 2D,
+ * NHWC, read as stored. */
 PG_API void pg_latents_info_init(pg_latents_info *info);
+
+/* The name of class k in a class_names attribute ("0 T-shirt/top,
+ * 1 Trouser, ..."), copied into buf and returned; "" when the list does not
+ * name class k (it may be cut: "... (300 classes: see /classes)") or the
+ * attribute is not such a list (it does not start with "0 "). */
+PG_API const char *pg_latents_class_name(const char *class_names, int64_t k, char *buf, size_t cap);
 
 /* Limits of what a latent file may declare (beyond them a file is refused,
  * whoever wrote it): classes (labels lie below), the transform's padding and
@@ -109,11 +186,13 @@ typedef struct {
   hid_t file, dset;
   pg_latents_info info;
   int64_t *labels; /* [n], or NULL without labels */
-  int64_t sample_numel; /* H * W * C */
+  int64_t sample_numel; /* D * H * W * C */
   float *all;      /* the whole dataset (pg_latents_load), else NULL */
+  float *scratch;  /* one stored sample, for channels-first files */
 } pg_latents;
 
-/* Opens and validates: `latents` present, rank 4, float, N > 0, its sizes'
+/* Opens and validates: `latents` present, rank 4 (or as its `layout` says),
+ * float16, float32 or float64, N > 0, its sizes'
  * products within 64 bits, one sample and 16 bytes a sample (labels, the
  * loader's order) within the memory available, every chunk stored, every
  * value finite (which reads the whole file once: HDF5 verifies each chunk's
@@ -121,15 +200,36 @@ typedef struct {
  * the sample shape); `labels` (when present) rank 1, integer (or floats
  * holding integers), N of them, each in [0, num_classes) (without the
  * attribute: below PG_LATENTS_MAX_CLASSES, and num_classes is the largest
- * + 1). NULL with a message naming file, dataset and value. */
+ * + 1). The layout: the dataset's `layout` attribute (pg_layout_parse),
+ * which a dataset of rank 3 or 5 must have; a rank-4 dataset without it is
+ * NHWC unless its shape looks channels first ([N, A, B, C] with 2 A <= B
+ * and 2 A <= C, e.g. [N, 4, 32, 32]), which is an error asking for the
+ * attribute rather than a guess. NULL with a message naming file, dataset
+ * and value. */
 PG_API pg_latents *pg_latents_open(const char *path);
 /* pg_latents_open, then the whole of `latents` read into memory once (and
  * checked there): reads are then copies from RAM. */
 PG_API pg_latents *pg_latents_load(const char *path);
+/* The same with reading options (NULL: none; see pg_data_opts); load:
+ * pg_latents_load's in-memory copy. */
+PG_API pg_latents *pg_latents_open_with(const char *path, const pg_data_opts *opts, bool load);
+/* One line for people: the file, its dataset, dtype, stored shape and
+ * layout, the sample shape read, the normalisation and the values' mean
+ * and std, and the read transform when there is one. */
+PG_API const char *pg_latents_describe(const pg_latents_info *info, const char *path, char *buf,
+                                       size_t cap);
+/* A dataset of samples [N, ...] of an open file as a channels-last float32
+ * tensor, its `layout` attribute honoured as pg_latents_open honours it
+ * (for files of samples that are not latent files: patchgrad sample's
+ * grid.h5). `path` names the file in messages. */
+PG_API pg_status pg_latents_read_tensor(hid_t file, const char *name, const char *path,
+                                        pg_tensor **out);
 PG_API void pg_latents_close(pg_latents *ds);
 /* Samples [start, start + count) into dst (count * sample_numel floats),
- * read by hyperslab: only those samples are read from disk (or copied from
- * memory after pg_latents_load). */
+ * channels last and with the read transform applied, read by hyperslab:
+ * only those samples are read from disk (or copied from memory after
+ * pg_latents_load). A channels-first file is transposed sample by sample
+ * through ds->scratch: one thread at a time per pg_latents. */
 PG_API pg_status pg_latents_read(const pg_latents *ds, int64_t start, int64_t count, float *dst);
 
 #endif

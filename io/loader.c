@@ -30,7 +30,7 @@ pg_loader *pg_loader_open(const char *path, const pg_loader_opts *opts) {
             opts->drop_last ? "on" : "off (needed)");
     return NULL;
   }
-  pg_latents *ds = opts->in_memory ? pg_latents_load(path) : pg_latents_open(path);
+  pg_latents *ds = pg_latents_open_with(path, opts->data, opts->in_memory);
   if (!ds) return NULL;
   int64_t n = ds->info.n;
   if (opts->drop_last && opts->batch_size > n) {

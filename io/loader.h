@@ -40,6 +40,9 @@ typedef struct {
    * step are the same whatever the number of ranks. Needs drop_last and a
    * batch_size divisible by ranks. 0 or 1: the whole batch. */
   int64_t rank, ranks;
+  /* How the file is read (dataset names, layout of 3D samples, scale and
+   * shift, another file's statistics: latents.h); NULL: as it is. */
+  const pg_data_opts *data;
 } pg_loader_opts;
 
 /* Defaults: batch 64, shuffle, keep the last batch, read from disk, seed 0,
@@ -54,14 +57,15 @@ typedef struct {
 
 typedef struct pg_loader pg_loader;
 
-/* Opens and validates the dataset (pg_latents_open). NULL with a message. */
+/* Opens and validates the dataset (pg_latents_open_with, with opts->data).
+ * NULL with a message. */
 PG_API pg_loader *pg_loader_open(const char *path, const pg_loader_opts *opts);
 PG_API void pg_loader_close(pg_loader *l);
 
 /* The dataset's shape, scaling and labels. */
 PG_API const pg_latents_info *pg_loader_info(const pg_loader *l);
 
-/* Fills x [count, H, W, C] and, when not NULL, labels [count] (the dataset
+/* Fills x [count, H, W, C] (channels last whatever the file's layout) and, when not NULL, labels [count] (the dataset
  * must have labels) with the next batch; count is batch_size (its rank's
  * slice, batch_size / ranks, with several ranks) except for an epoch's last
  * batch without drop_last. `indices` (optional) receives the

@@ -67,6 +67,23 @@ pg_image *pg_image_grid(int n, const pg_image *const *tiles, int cols, int pad,
   return g;
 }
 
+pg_image *pg_image_zoom(const pg_image *im, int k) {
+  if (k < 1 || (int64_t)im->width * k > 65536 || (int64_t)im->height * k > 65536) {
+    pg_fail(PG_ERR_ARG, "pg_image_zoom: a %d x %d image zoomed %d times (need a zoom >= 1 and at "
+            "most 65536 pixels a side)", im->width, im->height, k);
+    return NULL;
+  }
+  pg_image *z = pg_image_new(im->width * k, im->height * k, im->channels);
+  if (!z) return NULL;
+  const size_t c = (size_t)im->channels;
+  for (int y = 0; y < z->height; y++) {
+    const uint8_t *src = im->pixels + (size_t)(y / k) * (size_t)im->width * c;
+    uint8_t *dst = z->pixels + (size_t)y * (size_t)z->width * c;
+    for (int x = 0; x < z->width; x++) memcpy(dst + (size_t)x * c, src + (size_t)(x / k) * c, c);
+  }
+  return z;
+}
+
 /* libpng reports errors by longjmp; its message is kept for ours. */
 static void on_png_error(png_structp png, png_const_charp msg) {
   pg_fail(PG_ERR_IO, "libpng: %s", msg);

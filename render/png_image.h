@@ -25,6 +25,10 @@ PG_API void pg_image_free(pg_image *im);
 PG_API pg_image *pg_image_grid(int n, const pg_image *const *tiles, int cols, int pad,
                         uint8_t background);
 
+/* im magnified k times (each pixel a k x k block: nearest neighbour);
+ * NULL with a message when k < 1 or the result passes 65536 a side. */
+PG_API pg_image *pg_image_zoom(const pg_image *im, int k);
+
 PG_API pg_status pg_png_write(const char *path, const pg_image *im);
 /* Any PNG, converted to 8-bit gray or RGB (alpha dropped, palettes expanded). */
 PG_API pg_image *pg_png_read(const char *path);

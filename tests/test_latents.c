@@ -264,7 +264,7 @@ static void test_validation_errors(void **state) {
   f = raw_create("dtype.h5");
   raw_dataset(f, "latents", H5T_NATIVE_INT32, 4, d4, xi);
   H5Fclose(f);
-  expect_open_error("dtype.h5", "dataset 'latents' has dtype int32 (expected float32)");
+  expect_open_error("dtype.h5", "dataset 'latents' has dtype int32 (expected float16, float32 or float64)");
 
   /* N = 0 */
   f = raw_create("empty.h5");

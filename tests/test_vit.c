@@ -507,9 +507,13 @@ static void test_train_and_score(void **state) {
   write_samples_file(f.unlabelled, x, NULL, n, 8, 8, 4);
   assert_int_not_equal(pg_score_samples(ctx, &m, f.unlabelled, 64, &sr), PG_OK);
   assert_error_contains("has no 'labels'");
+  write_samples_file(f.samples, x, labels, 10, 8, 4, 8);
+  assert_int_not_equal(pg_score_samples(ctx, &m, f.samples, 64, &sr), PG_OK);
+  assert_error_contains("'samples' has shape [10, 8, 4, 8], the classifier takes [N, 8, 8, 4]");
+  /* a shape that looks channels first, without the layout attribute */
   write_samples_file(f.samples, x, labels, 10, 4, 8, 8);
   assert_int_not_equal(pg_score_samples(ctx, &m, f.samples, 64, &sr), PG_OK);
-  assert_error_contains("'samples' has shape [10, 4, 8, 8], the classifier takes [N, 8, 8, 4]");
+  assert_error_contains("'samples' has shape [10, 4, 8, 8] and no attribute 'layout': it looks channels first");
   x[3 * 256 + 5] = NAN;
   labels[7] = 0;
   write_samples_file(f.samples, x, labels, n, 8, 8, 4);

@@ -239,21 +239,26 @@ def config_attrs(kind, c):
     for k in ("data_pad", "data_space_to_depth"):
         if k in c:
             out[k] = np.int64(c[k])
-    if "data_source" in c:
-        out["data_source"] = str(c["data_source"])
+    for k in ("data_source", "data_class_names"):
+        if k in c:
+            out[k] = str(c[k])
     return out
 
 
 def data_transform(path, kind):
-    """data_* settings from a latent file's attributes."""
+    """data_* settings from a latent file's attributes (and, for a DiT, its
+    class names, which label the rows of patchgrad sample's sheets)."""
     with h5py.File(path, "r") as f:
         a = {k: ex.attr(v) for k, v in f.attrs.items()}
-    if "latents" not in h5py.File(path, "r"):
-        fail("--data %s has no dataset 'latents'" % path)
+        has_latents = "latents" in f
+    if not has_latents and "mean" not in a and "std" not in a:
+        fail("--data %s has neither a dataset 'latents' nor the attributes mean and std" % path)
     c = {"data_mean": float(a.get("mean", 0.0)), "data_std": float(a.get("std", 1.0))}
     if kind == "dit":
         c["data_pad"] = int(a.get("pad", 0))
         c["data_space_to_depth"] = int(a.get("space_to_depth", 1))
+        if str(a.get("class_names", "")).startswith("0 "):
+            c["data_class_names"] = str(a["class_names"])
     else:
         c["data_source"] = str(a.get("source", ""))
     return c

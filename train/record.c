@@ -63,6 +63,10 @@ static const struct {
     {"gamma", "--gamma"},         {"min_lr", "the schedule's min_lr"},
     {"schedule_steps", "the schedule's total_steps"},     {"clip", "--clip"},
     {"ema", "--ema"},             {"precision", "--precision"},
+    /* how the data is read (io/latents.h) */
+    {"data_key", "--data-key"},   {"label_key", "--label-key"},
+    {"data_read_scale", "--scale/--shift/--stats-from (the values' scale)"},
+    {"data_read_offset", "--scale/--shift/--stats-from (the values' offset)"},
 };
 
 pg_status pg_run_record(const pg_run *run, pg_kv *kv) {
@@ -74,6 +78,10 @@ pg_status pg_run_record(const pg_run *run, pg_kv *kv) {
   st = st ? st : pg_kv_set_int(kv, "data_samples", run->info->n);
   st = st ? st : pg_kv_set_int(kv, "data_bytes", run->data_bytes);
   st = st ? st : pg_kv_set_string(kv, "data_fnv1a64", hash);
+  st = st ? st : pg_kv_set_string(kv, "data_key", run->info->data_key);
+  st = st ? st : pg_kv_set_string(kv, "label_key", run->info->label_key);
+  st = st ? st : pg_kv_set_double(kv, "data_read_scale", run->info->read_scale);
+  st = st ? st : pg_kv_set_double(kv, "data_read_offset", run->info->read_offset);
   st = st ? st : pg_kv_set_int(kv, "batch", o->batch);
   st = st ? st : pg_kv_set_int(kv, "accum", run->accum);
   st = st ? st : pg_kv_set_string(kv, "seed", seed);

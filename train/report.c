@@ -103,9 +103,10 @@ void pg_run_report_default(void *self, const pg_run *run, pg_run_event event) {
   (void)self;
   const pg_run_model *m = run->model;
   const pg_run_opts *o = run->opts;
-  char path[PG_RUN_PATH_MAX];
+  char path[PG_RUN_PATH_MAX], line[2 * PG_RUN_PATH_MAX];
   switch (event) {
   case PG_RUN_START:
+    fprintf(stderr, "%s: data %s\n", m->name, pg_latents_describe(run->info, o->data_path, line, sizeof line));
     fprintf(stderr, "%s: %lld parameters, %lld steps from step %lld, batch %lld", m->name,
             (long long)pg_params_numel(run->params, true), (long long)run->total, (long long)run->step,
             (long long)o->batch);

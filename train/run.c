@@ -377,7 +377,8 @@ static pg_status read_log(pg_run *run) {
 }
 
 /* The curve: the training loss (blue) at every row and validation value 0
- * (orange) at the rows where it was measured, against the step. */
+ * (orange) at the rows where it was measured, against the step, with the
+ * axes' names and a legend. */
 static pg_status write_curve(pg_run *run) {
   char path[PG_RUN_PATH_MAX];
   if (!pg_run_path(run, CURVE_NAME, path)) return PG_OK;
@@ -405,6 +406,10 @@ static pg_status write_curve(pg_run *run) {
   pg_plot_opts po;
   pg_plot_opts_init(&po);
   po.log_y = true;
+  static const char *const names[2] = {"train", "validation"};
+  po.x_label = "step";
+  po.y_label = "loss";
+  po.names = names;
   pg_plot_curve curves[2] = {{xs, train, n}, {val_x, val, n_val}};
   pg_image *im = pg_plot_lines(&po, 2, curves);
   free(buf);
@@ -541,6 +546,7 @@ static pg_status setup_model(pg_run *run) {
   lo.seed = o->seed;
   lo.rank = run->dist->rank;
   lo.ranks = run->dist->size;
+  lo.data = &o->data;
   if (!(run->loader = pg_loader_open(o->data_path, &lo))) return pg_last_status();
   run->info = pg_loader_info(run->loader);
   run->batches_per_epoch = pg_loader_batches_per_epoch(run->loader);

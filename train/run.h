@@ -141,6 +141,10 @@ typedef struct {
    * rank after the same step. Every rank must call pg_run_training with the
    * same options. */
   const pg_dist *dist;
+  /* How data_path (and the model's held-out data) is read: dataset names,
+   * scale and shift, another file's statistics (io/latents.h); all zero:
+   * the file as it is. */
+  pg_data_opts data;
 } pg_run_opts;
 
 /* A batch from the loader, as the loss callback receives it. */
@@ -350,7 +354,8 @@ PG_API void pg_run_share(const pg_run *run, int64_t n, int64_t *begin, int64_t *
  * NULL without out_dir. */
 PG_API const char *pg_run_path(const pg_run *run, const char *name, char *buf);
 
-/* The progress lines of every training command: START "NAME: P parameters,
+/* The progress lines of every training command: START "NAME: data PATH:
+ * ..." (what pg_latents_describe says of the training data), then "NAME: P parameters,
  * S steps from step F, batch B, OPTIM lr LR"; on a terminal one line
  * rewritten in place, "step s/S  loss L  <the model's metrics>  lr LR  R
  * steps/s  ETA T  epoch E", fitted to the terminal's width (fields dropped

@@ -78,10 +78,17 @@ pg_status pg_vae_samples_of(const pg_latent_transform *tf, int64_t n, const floa
 pg_status pg_vae_read_images(const char *path, int64_t limit, const pg_vae *m,
                              const pg_vae_data_info *trained, pg_latents_info *info, float **images,
                              int64_t **labels, int64_t *n) {
+  return pg_vae_read_images_with(path, NULL, limit, m, trained, info, images, labels, n);
+}
+
+pg_status pg_vae_read_images_with(const char *path, const pg_data_opts *data, int64_t limit,
+                                  const pg_vae *m, const pg_vae_data_info *trained,
+                                  pg_latents_info *info, float **images, int64_t **labels,
+                                  int64_t *n) {
   *images = NULL;
   *labels = NULL;
   *n = 0;
-  pg_latents *ds = pg_latents_open(path);
+  pg_latents *ds = pg_latents_open_with(path, data, false);
   if (!ds) return pg_last_status();
   *info = ds->info;
   const int64_t count = limit > 0 && limit < ds->info.n ? limit : ds->info.n;

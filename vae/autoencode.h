@@ -52,6 +52,11 @@ PG_API pg_status pg_vae_samples_of(const pg_latent_transform *tf, int64_t n, con
 PG_API pg_status pg_vae_read_images(const char *path, int64_t limit, const pg_vae *m,
                                     const pg_vae_data_info *trained, pg_latents_info *info,
                                     float **images, int64_t **labels, int64_t *n);
+/* The same, read with data options (NULL: none; io/latents.h). */
+PG_API pg_status pg_vae_read_images_with(const char *path, const pg_data_opts *data, int64_t limit,
+                                         const pg_vae *m, const pg_vae_data_info *trained,
+                                         pg_latents_info *info, float **images, int64_t **labels,
+                                         int64_t *n);
 /* Writes images [n, H, W, C] as a pixel-space latent file of the VAE's
  * training transform (space-to-depth back to the file layout), so the
  * classifier and `patchgrad vae encode` read it like the original data.

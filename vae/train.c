@@ -73,8 +73,8 @@ static pg_status vae_prepare(void *self, pg_run *run) {
   vae_run *v = self;
   const pg_vae_train_opts *o = v->o;
   if (!o->val_path) return PG_OK;
-  pg_status st = pg_vae_read_images(o->val_path, o->val_count, &v->model, &v->data, &v->val_info, &v->val_x,
-                                    &v->val_y, &v->val_n);
+  pg_status st = pg_vae_read_images_with(o->val_path, &o->run.data, o->val_count, &v->model, &v->data,
+                                         &v->val_info, &v->val_x, &v->val_y, &v->val_n);
   if (st) return st;
   const pg_vae_config *c = &v->model.cfg;
   if (!(v->val_recon = malloc((size_t)(v->val_n * c->height * c->width * c->in_channels) * sizeof(float))))

@@ -142,10 +142,15 @@ pg_status pg_vit_check_data(const pg_vit_data_info *trained, const pg_latents_in
 
 pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_latents_info *info, float **x,
                                    int64_t **labels, int64_t *n) {
+  return pg_classify_read_latents_with(path, NULL, limit, info, x, labels, n);
+}
+
+pg_status pg_classify_read_latents_with(const char *path, const pg_data_opts *data, int64_t limit,
+                                        pg_latents_info *info, float **x, int64_t **labels, int64_t *n) {
   *x = NULL;
   *labels = NULL;
   *n = 0;
-  pg_latents *ds = pg_latents_open(path);
+  pg_latents *ds = pg_latents_open_with(path, data, false);
   if (!ds) return pg_last_status();
   pg_status st = PG_OK;
   *info = ds->info;
@@ -253,7 +258,8 @@ static pg_status vit_prepare(void *self, pg_run *run) {
   const pg_classify_opts *o = v->o;
   if (!o->val_path) return PG_OK;
   pg_latents_info ti;
-  pg_status st = pg_classify_read_latents(o->val_path, o->val_count, &ti, &v->val_x, &v->val_y, &v->val_n);
+  pg_status st = pg_classify_read_latents_with(o->val_path, &o->run.data, o->val_count, &ti, &v->val_x, &v->val_y,
+                                               &v->val_n);
   if (st) return st;
   const pg_vit_config *c = &v->model.cfg;
   if (ti.height != c->height || ti.width != c->width || ti.channels != c->in_channels)

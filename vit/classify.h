@@ -64,6 +64,9 @@ PG_API pg_status pg_vit_check_data(const pg_vit_data_info *trained, const pg_lat
  * into malloc'd x [n, H, W, C] and labels [n]; the caller frees both. */
 PG_API pg_status pg_classify_read_latents(const char *path, int64_t limit, pg_latents_info *info, float **x,
                               int64_t **labels, int64_t *n);
+/* The same, read with data options (NULL: none; io/latents.h). */
+PG_API pg_status pg_classify_read_latents_with(const char *path, const pg_data_opts *data, int64_t limit,
+                                               pg_latents_info *info, float **x, int64_t **labels, int64_t *n);
 
 /* ---- training ---- */
 

@@ -275,7 +275,7 @@ pg_status pg_frechet_add_vit_file(pg_ctx *ctx, pg_vit *m, const pg_vit_data_info
   if (f < 0) return pg_last_status();
   const bool is_samples = pg_h5_exists(f, "samples"), is_latents = pg_h5_exists(f, "latents");
   pg_tensor *t = NULL;
-  pg_status st = is_samples ? pg_h5_read_tensor(f, "samples", path, &t) : PG_OK;
+  pg_status st = is_samples ? pg_latents_read_tensor(f, "samples", path, &t) : PG_OK;
   H5Fclose(f);
   if (st) return st;
   if (!is_samples && !is_latents)

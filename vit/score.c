@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "patchgrad/io/h5util.h"
+#include "patchgrad/io/latents.h"
 
 /* The samples and their labels, checked against the classifier. */
 static pg_status read_samples(hid_t f, const char *path, const pg_vit_config *c, pg_tensor **x,
@@ -16,7 +17,7 @@ static pg_status read_samples(hid_t f, const char *path, const pg_vit_config *c,
   if (!pg_h5_exists(f, "labels"))
     return pg_fail(PG_ERR_FORMAT, "%s has no 'labels': the score needs class-conditional samples "
                                   "(an unconditional model's samples have no class asked for)", path);
-  pg_status st = pg_h5_read_tensor(f, name, path, x);
+  pg_status st = pg_latents_read_tensor(f, name, path, x); /* channels last, whatever its layout */
   if (st) return st;
   const pg_tensor *t = *x;
   if (t->ndim != 4 || t->shape[1] != c->height || t->shape[2] != c->width || t->shape[3] != c->in_channels)
