@@ -653,7 +653,7 @@ static void test_commands_on_tool_files(void **state) {
   const char *dit = "--hidden 16 --depth 1 --heads 2 --batch 16 --steps 4 --threads 1";
   /* train: the data line, and the scale undone in the checkpoint's transform */
   int rc = pg_test_run(out, sizeof out, "%s train --data '%s' --data-key z --label-key y --shift 2 --scale 0.3333333333333333 "
-                       "%s --samples 1 --sample-steps 2 --out '%s'", patchgrad(), pg_test_tmp("tool.h5"), dit,
+                       "%s --cols 1 --sample-steps 2 --out '%s'", patchgrad(), pg_test_tmp("tool.h5"), dit,
                        pg_test_tmp("run"));
   assert_int_equal(rc, 0);
   assert_non_null(strstr(out, "train: data "));
@@ -676,7 +676,7 @@ static void test_commands_on_tool_files(void **state) {
   assert_true(sheet->width >= 512);
   pg_image_free(sheet);
   /* sample: --zoom, labels from the checkpoint */
-  rc = pg_test_run(out, sizeof out, "%s sample --ckpt '%s' --out '%s' --steps 2 --count 2 --zoom 3", patchgrad(),
+  rc = pg_test_run(out, sizeof out, "%s sample --ckpt '%s' --out '%s' --sample-steps 2 --cols 2 --zoom 3", patchgrad(),
                    pg_test_tmp("run/ckpt.h5"), pg_test_tmp("sheet.png"));
   assert_int_equal(rc, 0);
   sheet = pg_png_read(pg_test_tmp("sheet.png"));
@@ -696,7 +696,7 @@ static void test_commands_on_tool_files(void **state) {
   rc = pg_test_run(out, sizeof out, "%s latents --source synthetic --count 32 --size 8 --classes 3 --seed 9 --out '%s'",
                    patchgrad(), pg_test_tmp("val.h5"));
   assert_int_equal(rc, 0);
-  rc = pg_test_run(out, sizeof out, "%s train --data '%s' --val-data '%s' --stats-from '%s' %s --samples 0 --out '%s'",
+  rc = pg_test_run(out, sizeof out, "%s train --data '%s' --val-data '%s' --stats-from '%s' %s --cols 0 --out '%s'",
                    patchgrad(), pg_test_tmp("syn.h5"), pg_test_tmp("val.h5"), pg_test_tmp("syn.h5"), dit,
                    pg_test_tmp("run3"));
   assert_int_equal(rc, 0);
@@ -723,7 +723,7 @@ static void test_command_errors(void **state) {
   (void)state;
   static char out[1 << 16];
   if (!pg_test_exists(pg_test_tmp("tool.h5"))) write_tool_file();
-  const char *dit = "--hidden 16 --depth 1 --heads 2 --batch 16 --steps 2 --threads 1 --samples 0";
+  const char *dit = "--hidden 16 --depth 1 --heads 2 --batch 16 --steps 2 --threads 1 --cols 0";
   struct {
     const char *args, *needle;
     int rc;
