@@ -670,6 +670,12 @@ static void test_commands_on_tool_files(void **state) {
   assert_int_equal(pg_kv_get_string(&config, "data_class_names", &names), 1);
   assert_string_equal(names, "0 disk, 1 square, 2 ring");
   pg_kv_free(&config);
+  /* a resume reads the data as the run did, or is refused */
+  rc = pg_test_run(out, sizeof out, "%s train --data '%s' --data-key z --label-key y --shift 2 --scale 0.5 %s --steps 6 "
+                   "--cols 0 --resume '%s' --out '%s'", patchgrad(), pg_test_tmp("tool.h5"), dit, pg_test_tmp("run/ckpt.h5"),
+                   pg_test_tmp("run"));
+  assert_int_not_equal(rc, 0);
+  assert_non_null(strstr(out, "--scale/--shift/--stats-from (the values' scale) 0.5 differs from the checkpoint's 0.333333"));
   /* the end-of-run sheet is magnified and labelled */
   pg_image *sheet = pg_png_read(pg_test_tmp("run/samples.png"));
   assert_non_null(sheet);
@@ -702,7 +708,7 @@ static void test_commands_on_tool_files(void **state) {
   assert_int_equal(rc, 0);
   assert_non_null(strstr(out, "validation loss"));
   /* classify train and validation data through the same options */
-  rc = pg_test_run(out, sizeof out, "%s classify train --data '%s' --test-data '%s' --data-key z --label-key y "
+  rc = pg_test_run(out, sizeof out, "%s classify train --data '%s' --val-data '%s' --data-key z --label-key y "
                    "--steps 3 --batch 16 --hidden 16 --depth 1 --heads 2 --patch 2 --threads 1 --out '%s' --quiet",
                    patchgrad(), pg_test_tmp("tool.h5"), pg_test_tmp("tool.h5"), pg_test_tmp("cls"));
   assert_int_equal(rc, 0);
