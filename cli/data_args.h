@@ -7,12 +7,13 @@
  *   --shift M           and decoding undo it (io/latents.h, pg_data_opts)
  *   --stats-from T.h5   every file brought to T.h5's mean and std
  *
- * They apply to every data file the command reads (training and held-out). */
+ * They apply to every data file the command reads (training and held-out).
+ * pg_cli_run_arg (train_args.h) matches them with the other flags of the
+ * training loop, and pg_cli_run_usage lists them. */
 #ifndef PG_DATA_ARGS_H
 #define PG_DATA_ARGS_H
 
 #include <stdbool.h>
-#include <stdio.h>
 
 #include "args.h"
 #include "patchgrad/io/latents.h"
@@ -20,7 +21,5 @@
 /* A matcher of args.h: true when the current argument is one of the data
  * flags (its value then stored in d). */
 bool pg_arg_data(pg_args *a, pg_data_opts *d);
-/* Their usage lines. */
-void pg_args_usage_data(FILE *f);
 
 #endif

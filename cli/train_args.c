@@ -130,8 +130,14 @@ void pg_cli_run_usage(FILE *out) {
 "  --accum K             a step sums the gradients of K micro-batches of batch/K\n"
 "fine-tuning\n"
 "  --init-from CKPT      start from the tensors of CKPT that match by name and shape\n"
-"  --allow-partial       accept missing, unexpected or other-shaped tensors\n");
-  pg_args_usage_data(out);
+"  --allow-partial       accept missing, unexpected or other-shaped tensors\n"
+"reading the data (--data and --val-data alike; docs/latents.md)\n"
+"  --data-key NAME       the samples' dataset (latents); its attribute layout says\n"
+"                        NHWC or NCHW (channels first: transposed on load)\n"
+"  --label-key NAME      the labels' dataset (labels), any integer type\n"
+"  --scale S --shift M   read each value x as (x - M) * S (1, 0); sample sheets undo it\n"
+"  --stats-from T.h5     bring every file to T.h5's mean and std (its attributes,\n"
+"                        else those of its values)\n");
 }
 
 /* The param groups of the --freeze, --lr-for and --no-decay flags: the
