@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "data_args.h"
 #include "train_args.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/vit/classify.h"
@@ -18,6 +19,7 @@ static int usage(FILE *f) {
   fprintf(f,
 "usage: patchgrad classify train --data TRAIN.h5 [--val-data TEST.h5] [options]\n"
 "       patchgrad classify eval --ckpt CKPT.h5 --data TEST.h5 [--batch B] [--threads N]\n"
+"                               [--data-key K --label-key K --scale S --shift M --stats-from T.h5]\n"
 "\n"
 "train: a ViT classifier on labelled latents (patchgrad latents makes them);\n"
 "the test accuracy is measured at the end of each epoch.\n"
@@ -100,6 +102,7 @@ static int run_train(int argc, char **argv) {
 static int run_eval(int argc, char **argv) {
   const char *ckpt = NULL, *data = NULL;
   int64_t batch = 256, threads = 0, count = 0;
+  pg_data_opts dopts = {0}; /* --data-key, --scale, ... as in training (data_args.h) */
   pg_args a = pg_args_begin("classify eval", argc, argv);
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage(stdout);
@@ -108,6 +111,7 @@ static int run_eval(int argc, char **argv) {
     if (pg_arg_int(&a, "--count", 1, INT64_MAX, &count)) continue;
     if (pg_arg_int(&a, "--batch", 1, 1 << 20, &batch)) continue;
     if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
+    if (pg_arg_data(&a, &dopts)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
@@ -124,7 +128,7 @@ static int run_eval(int argc, char **argv) {
   int64_t *labels = NULL, n = 0;
   pg_ctx *ctx = NULL;
   pg_classify_stats s;
-  pg_status st = pg_classify_read_latents(data, count, &info, &x, &labels, &n);
+  pg_status st = pg_classify_read_latents_with(data, &dopts, count, &info, &x, &labels, &n);
   if (!st && (info.height != m.cfg.height || info.width != m.cfg.width || info.channels != m.cfg.in_channels))
     st = pg_fail(PG_ERR_ARG, "%s holds [%lld, %lld, %lld] latents, the classifier takes [%lld, %lld, %lld]",
                  data, (long long)info.height, (long long)info.width, (long long)info.channels,

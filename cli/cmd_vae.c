@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "data_args.h"
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/io/h5util.h"
 #include "patchgrad/vae/autoencode.h"
@@ -29,8 +30,8 @@ static int usage(FILE *f) {
 "encode: the posterior mean of every image, times a scale factor that gives the\n"
 "latents unit variance, as a latent file `patchgrad train` takes (attributes\n"
 "scale_factor and vae_checkpoint; labels and class names kept).\n"
-"  --scale S             use this scale factor (the test split: the train split's)\n"
-"  --scale-from F.h5     use the scale_factor attribute of another encoded file\n"
+"  --scale-factor F      use this scale factor (the test split: the train split's)\n"
+"  --scale-factor-from F.h5  use the scale_factor attribute of another encoded file\n"
 "  --sample              a draw mean + exp(logvar / 2) eps instead of the mean (--seed)\n"
 "  --count N             the first N images (all)\n"
 "decode: latents / scale_factor through the decoder. To .png: a sheet of the\n"
@@ -46,7 +47,9 @@ static int usage(FILE *f) {
 "                        first 2 x --cols images of a file without labels\n"
 "  --dump D.h5           x, eps, mean, logvar, z, recon of every image (for the\n"
 "                        PyTorch twin, tools/vae_torch.py)\n"
-"all: --batch B (256)  --seed X (0)  --threads N (all cores)\n");
+"all: --batch B (256)  --seed X (0)  --threads N (all cores)\n"
+"encode, reconstruct: the data flags of training (--data-key, --label-key, --scale,\n"
+"--shift, --stats-from) read IMAGES.h5 as vae train did.\n");
   return f == stdout ? 0 : 2;
 }
 
@@ -54,8 +57,9 @@ static int usage(FILE *f) {
 typedef struct {
   const char *ckpt, *data, *out, *scale_from, *sheet, *dump;
   int64_t count, batch, seed, threads, cols, per_class;
-  double scale;
+  double scale;            /* --scale-factor */
   bool sample;
+  pg_data_opts data_opts;  /* how IMAGES.h5 is read (data_args.h) */
 } vae_args;
 
 /* 0: go on; 2: a usage error (printed); -1: --help was printed. `needs`
@@ -72,10 +76,11 @@ static int parse(const char *cmd, int argc, char **argv, const char *needs, vae_
     if (pg_arg_string(&a, "--ckpt", &v->ckpt)) continue;
     if (pg_arg_string(&a, "--data", &v->data)) continue;
     if (pg_arg_string(&a, "--out", &v->out)) continue;
-    if (pg_arg_string(&a, "--scale-from", &v->scale_from)) continue;
+    if (pg_arg_string(&a, "--scale-factor-from", &v->scale_from)) continue;
     if (pg_arg_string(&a, "--sheet", &v->sheet)) continue;
     if (pg_arg_string(&a, "--dump", &v->dump)) continue;
-    if (pg_arg_double(&a, "--scale", 1e-30, 1e30, &v->scale)) continue;
+    if (pg_arg_double(&a, "--scale-factor", 1e-30, 1e30, &v->scale)) continue;
+    if (pg_arg_data(&a, &v->data_opts)) continue;
     if (pg_arg_switch(&a, "--sample", &v->sample)) continue;
     if (pg_arg_int(&a, "--count", 1, INT64_MAX, &v->count)) continue;
     if (pg_arg_int(&a, "--batch", 1, 1 << 20, &v->batch)) continue;
@@ -89,7 +94,8 @@ static int parse(const char *cmd, int argc, char **argv, const char *needs, vae_
   if (!v->data) return pg_args_error(&a, "--data F.h5 is required");
   if (strchr(needs, 'c') && !v->ckpt) return pg_args_error(&a, "--ckpt V.h5 is required");
   if (strchr(needs, 'o') && !v->out) return pg_args_error(&a, "--out F is required");
-  if (v->scale > 0 && v->scale_from) return pg_args_error(&a, "give --scale or --scale-from, not both");
+  if (v->scale > 0 && v->scale_from)
+    return pg_args_error(&a, "give --scale-factor or --scale-factor-from, not both");
   pg_set_threads((int)v->threads);
   return 0;
 }
@@ -214,7 +220,7 @@ static int run_encode(int argc, char **argv) {
   pg_rng rng;
   pg_rng_seed(&rng, (uint64_t)v.seed);
   double scale = 0;
-  pg_status st = pg_vae_read_images(v.data, v.count, &m, &trained, &info, &images, &labels, &n);
+  pg_status st = pg_vae_read_images_with(v.data, &v.data_opts, v.count, &m, &trained, &info, &images, &labels, &n);
   if (!st && !(latents = malloc((size_t)(n * per) * sizeof *latents)))
     st = pg_fail(PG_ERR_MEMORY, "out of memory for %lld latents", (long long)n);
   if (!st && !(ctx = pg_ctx_new(0))) st = pg_last_status();
@@ -344,7 +350,7 @@ static int run_reconstruct(int argc, char **argv) {
   pg_rng rng;
   pg_rng_seed(&rng, (uint64_t)v.seed);
   double mse = 0, kl = 0;
-  pg_status st = pg_vae_read_images(v.data, v.count, &m, &trained, &info, &images, &labels, &n);
+  pg_status st = pg_vae_read_images_with(v.data, &v.data_opts, v.count, &m, &trained, &info, &images, &labels, &n);
   if (!st) {
     a.recon = malloc((size_t)(n * per) * sizeof(float));
     if (v.dump) {

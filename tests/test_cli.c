@@ -162,7 +162,7 @@ static void test_flag_equals_value(void **state) {
       {"classify train --data=d.h5 --epochs=x", "patchgrad classify train: --epochs 'x' is not an integer"},
       {"classify eval --ckpt=a.h5 --data=d.h5 --batch=0", "patchgrad classify eval: --batch '0' is not an integer"},
       {"score --classifier=a.h5 --samples=d.h5 --batch=-3", "patchgrad score: --batch '-3' is not an integer"},
-      {"vae encode --ckpt=a.h5 --data=d.h5 --out=e.h5 --scale=-1", "patchgrad vae encode: --scale '-1' is not a number"},
+      {"vae encode --ckpt=a.h5 --data=d.h5 --out=e.h5 --scale-factor=-1", "patchgrad vae encode: --scale-factor '-1' is not a number"},
       {"vae train --data=d.h5 --beta=x", "patchgrad vae train: --beta 'x' is not a number"},
       {"bench --steps=0", "patchgrad bench: --steps '0' is not an integer"},
       {"latents --source=synthetic --count=0 --out=x.h5", "patchgrad latents: --count '0' is not an integer >= 1"},

@@ -505,7 +505,7 @@ static void test_commands(void **state) {
   assert_int_equal(pg_vae_scale_factor(z, zi.n, 32, &s), PG_OK);
   assert_float_equal(s, 1.0, 1e-4);
   /* the test split with the train split's scale */
-  snprintf(args, sizeof args, "encode --ckpt '%s' --data '%s' --out '%s' --scale-from '%s'", vae, test,
+  snprintf(args, sizeof args, "encode --ckpt '%s' --data '%s' --out '%s' --scale-factor-from '%s'", vae, test,
            pg_test_tmp("z_test.h5"), pg_test_tmp("z_train.h5"));
   assert_int_equal(run(args), 0);
   pg_latents_info zti;
