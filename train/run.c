@@ -537,12 +537,15 @@ static pg_status setup_model(pg_run *run) {
   if (o->out_dir && mkdir(o->out_dir, 0755) && errno != EEXIST)
     return pg_fail(PG_ERR_IO, "%s: cannot create the output folder %s: %s", who, o->out_dir, strerror(errno));
 
-  /* The training set is read once into memory, then shuffled each epoch. */
+  /* One process reads the training set once into memory, then shuffles it
+   * each epoch; with several ranks each reads only its share of every
+   * batch, sample by sample by hyperslab (the loader's disk mode), so no
+   * rank holds the whole file. */
   pg_loader_opts lo;
   pg_loader_opts_init(&lo);
   lo.batch_size = o->batch;
   lo.drop_last = true;
-  lo.in_memory = true;
+  lo.in_memory = run->dist->size == 1;
   lo.seed = o->seed;
   lo.rank = run->dist->rank;
   lo.ranks = run->dist->size;
