@@ -21,6 +21,8 @@
 #include "patchgrad/dist/dist.h"
 #include "patchgrad/dit/trainer.h"
 #include "patchgrad/io/checkpoint.h"
+#include "patchgrad/vae/autoencode.h"
+#include "patchgrad/vae/train.h"
 #include "patchgrad/vit/classify.h"
 
 #define STEPS 50
@@ -347,6 +349,67 @@ static void test_vit_equals_one_process(void **state) {
   barrier();
 }
 
+static pg_vae_train_opts vae_run(const char *out) {
+  pg_vae_train_opts o;
+  pg_vae_train_opts_init(&o);
+  static char data[512], val[512];
+  path_of(data, sizeof data, "train.h5");
+  path_of(val, sizeof val, "val.h5");
+  o.run.data_path = data;
+  o.val_path = val;
+  o.model = (pg_vae_config){.patch_size = 4, .latent_channels = 2, .hidden = 16, .encoder_depth = 1,
+                            .decoder_depth = 1, .heads = 2, .mlp_ratio = 2};
+  o.run.batch = 16;
+  o.run.steps = STEPS;
+  o.run.epochs = 0;
+  o.run.schedule.warmup_steps = 5;
+  o.run.optim.lr = 5e-3;
+  o.run.out_dir = out;
+  o.run.log_every = 1;
+  o.run.val_every = 10;
+  o.run.quiet = true;
+  o.run.seed = 5;
+  o.sheet_per_class = 0;
+  return o;
+}
+
+/* The VAE draws each sample's eps from its keyed generator, so K ranks
+ * train what one process trains. */
+static void test_vae_equals_one_process(void **state) {
+  (void)state;
+  char one[512], many[512];
+  path_of(one, sizeof one, "vae1");
+  path_of(many, sizeof many, "vaeK");
+  pg_vae_train_result r;
+  if (dist.rank == 0) {
+    pg_vae_train_opts o = vae_run(one);
+    assert_int_equal(pg_vae_train(&o, &r), PG_OK);
+  }
+  pg_vae_train_opts o = vae_run(many);
+  o.run.dist = &dist;
+  const pg_status st = pg_vae_train(&o, &r);
+  if (st) fail_msg("rank %d: %s", dist.rank, pg_last_error());
+  assert_int_equal(r.step, STEPS);
+  if (dist.rank == 0) {
+    char a[600], b[600];
+    pg_vae m1, mk;
+    snprintf(a, sizeof a, "%s/ckpt.h5", one);
+    snprintf(b, sizeof b, "%s/ckpt.h5", many);
+    assert_int_equal(pg_vae_load(a, &m1, NULL), PG_OK);
+    assert_int_equal(pg_vae_load(b, &mk, NULL), PG_OK);
+    const double worst = rel_diff(&mk.params, &m1.params);
+    printf("# VAE, %d steps, %d ranks vs 1: relative parameter difference ||a - b|| / ||b|| %.3g\n", STEPS, dist.size, worst);
+    if (dist.size == 1) assert_true(worst == 0);
+    assert_true(worst <= TOLERANCE);
+    pg_vae_free(&m1);
+    pg_vae_free(&mk);
+    snprintf(a, sizeof a, "%s/loss.csv", one);
+    snprintf(b, sizeof b, "%s/loss.csv", many);
+    compare_logs(a, b, 1, "VAE training loss");
+  }
+  barrier();
+}
+
 /* The global batch must be divisible by the ranks: every rank fails with
  * the same message (no hang). */
 static void test_batch_not_divisible(void **state) {
@@ -376,6 +439,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dit_equals_one_process),
       cmocka_unit_test(test_vit_equals_one_process),
+      cmocka_unit_test(test_vae_equals_one_process),
       cmocka_unit_test(test_frozen_group_is_not_reduced),
       cmocka_unit_test(test_batch_not_divisible),
   };

@@ -90,8 +90,21 @@ static pg_tensor *vae_loss(void *self, pg_ctx *ctx, const pg_batch *b, pg_rng *r
   pg_tensor *x = pg_empty(ctx, 4, (int64_t[]){b->count, c->height, c->width, c->in_channels});
   if (!x || pg_vae_images_of(&v->data.tf, b->count, b->x->data, v->sample[0], v->sample[1], v->sample[2], x->data))
     return NULL;
+  /* each sample's eps from its own keyed generator (train/run.h's pg_batch):
+   * a data-parallel run draws what one process draws */
+  (void)rng;
+  int64_t ls[3];
+  pg_vae_latent_shape(c, ls);
+  const int64_t per = ls[0] * ls[1] * ls[2];
+  pg_tensor *eps = pg_empty(ctx, 4, (int64_t[]){b->count, ls[0], ls[1], ls[2]});
+  if (!eps) return NULL;
+  for (int64_t i = 0; i < b->count; i++) {
+    pg_rng r;
+    pg_rng_seed_keyed(&r, b->seed, (uint64_t)b->step, (uint64_t)(b->first + i));
+    for (int64_t j = 0; j < per; j++) eps->data[i * per + j] = pg_rng_normal(&r);
+  }
   pg_vae_output out;
-  if (pg_vae_forward(ctx, &v->model, x, NULL, rng, &out)) return NULL;
+  if (pg_vae_forward(ctx, &v->model, x, eps, NULL, &out)) return NULL;
   pg_tensor *rec, *kl, *loss = pg_vae_loss(ctx, &out, x, (float)v->o->beta, &rec, &kl);
   if (!loss) return NULL;
   metrics[0] += (double)rec->data[0] * (double)b->count;
