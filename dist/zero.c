@@ -23,6 +23,16 @@ static int64_t range_begin(int64_t n, int k, int r) {
   return (int64_t)r * (n / k) + (r < n % k ? r : n % k);
 }
 
+/* Rank r's range of the layout, clipped to the flat buffer: what it
+ * contributes to the parameters' allgather. */
+static void flat_range(const pg_zero *z, int r, int64_t *b, int64_t *e) {
+  const int k = z->dist->size;
+  *b = range_begin(z->total, k, r);
+  *e = range_begin(z->total, k, r + 1);
+  if (*b > z->numel) *b = z->numel;
+  if (*e > z->numel) *e = z->numel;
+}
+
 /* The optimizer's state tensors of a slot, in the order pg_optimizer_init
  * creates them (a slot has SGD's or Adam's, never both). */
 enum { N_KINDS = 4 };
@@ -46,6 +56,7 @@ static void release(pg_zero *z) {
   free(z->shards.items);
   free(z->shard_tensors);
   free(z->flat);
+  free(z->offset);
   free(z->part_lo);
   free(z->counts);
   free(z->displs);
@@ -79,49 +90,59 @@ pg_status pg_zero_init(pg_zero *z, pg_reducer *reducer, const pg_optim_config *c
   z->params_count = n;
   z->numel = reducer->numel;
   z->piece = INT_MAX;
-  z->begin = range_begin(z->numel, d->size, d->rank);
-  z->end = range_begin(z->numel, d->size, d->rank + 1);
   for (int i = 0; i < n; i++)
     if (reducer->offset[i] >= 0 && params->items[i].tensor->grad != reducer->flat + reducer->offset[i])
       return pg_fail(PG_ERR_ARG,
                      "pg_zero_init: parameter '%s' has a gradient outside the reducer's buffer "
                      "(replaced since the reducer was built)",
                      params->items[i].name);
+  z->offset = calloc((size_t)(n ? n : 1), sizeof *z->offset);
   z->shards.items = calloc((size_t)(n ? n : 1), sizeof *z->shards.items);
   z->shard_tensors = calloc((size_t)(n ? n : 1), sizeof *z->shard_tensors);
   z->part_lo = calloc((size_t)(n ? n : 1), sizeof *z->part_lo);
   z->counts = calloc((size_t)d->size, sizeof *z->counts);
   z->displs = calloc((size_t)d->size, sizeof *z->displs);
-  if (!z->shards.items || !z->shard_tensors || !z->part_lo || !z->counts || !z->displs ||
+  if (!z->offset || !z->shards.items || !z->shard_tensors || !z->part_lo || !z->counts || !z->displs ||
       posix_memalign((void **)&z->flat, 64, sizeof(float) * (size_t)(z->numel ? z->numel : 1))) {
     z->flat = NULL;
     release(z);
     return pg_fail(PG_ERR_MEMORY, "pg_zero_init: out of memory for %d parameters", n);
   }
+  /* the layout: the reducer's buffer, then the trainable entries outside it */
+  z->total = z->numel;
+  for (int i = 0; i < n; i++) {
+    z->offset[i] = reducer->offset[i];
+    if (z->offset[i] < 0 && pg_param_trainable(&params->items[i])) {
+      z->offset[i] = z->total;
+      z->total += params->items[i].tensor->numel;
+    }
+  }
+  z->begin = range_begin(z->total, d->size, d->rank);
+  z->end = range_begin(z->total, d->size, d->rank + 1);
+  /* the allgather: each rank's range within the flat buffer (used when
+   * numel <= piece <= INT_MAX, so they fit) */
   for (int r = 0; r < d->size; r++) {
-    const int64_t b = range_begin(z->numel, d->size, r), e = range_begin(z->numel, d->size, r + 1);
-    /* only used when numel <= piece (<= INT_MAX): then they fit */
+    int64_t b, e;
+    flat_range(z, r, &b, &e);
     z->counts[r] = (int)(e - b < INT_MAX ? e - b : INT_MAX);
     z->displs[r] = (int)(b < INT_MAX ? b : INT_MAX);
   }
-  /* the shards: this rank's part of every parameter, as a 1-D tensor */
+  /* the shards: this rank's part of every trainable entry, as a 1-D tensor */
   for (int i = 0; i < n; i++) {
     const pg_param *p = &params->items[i];
     const pg_tensor *t = p->tensor;
-    const int64_t o = reducer->offset[i];
+    const int64_t o = z->offset[i];
     int64_t lo = 0, hi = 0;
-    if (o >= 0) { /* in the flat buffer: the overlap of [o, o + numel) with this rank's range */
+    if (o >= 0) { /* the overlap of [o, o + numel) with this rank's range */
       lo = (z->begin > o ? z->begin : o) - o;
       hi = (z->end < o + t->numel ? z->end : o + t->numel) - o;
       if (hi < lo) lo = hi = 0;
-    } else if (pg_param_trainable(p) && d->rank == 0) { /* outside it: rank 0 keeps all */
-      hi = t->numel;
     }
     pg_tensor *s = &z->shard_tensors[i];
     s->ndim = 1;
     s->shape[0] = s->numel = hi - lo;
     s->requires_grad = pg_param_trainable(p) && t->requires_grad;
-    s->grad = o >= 0 ? t->grad + lo : NULL;
+    s->grad = reducer->offset[i] >= 0 ? t->grad + lo : NULL;
     z->part_lo[i] = lo;
     pg_param *sp = &z->shards.items[i];
     memcpy(sp->name, p->name, sizeof sp->name);
@@ -139,7 +160,7 @@ pg_status pg_zero_init(pg_zero *z, pg_reducer *reducer, const pg_optim_config *c
     pg_tensor *t = params->items[i].tensor;
     pg_tensor *s = &z->shard_tensors[i];
     const int64_t o = reducer->offset[i];
-    if (o >= 0) {
+    if (o >= 0) { /* trained: its values move into the flat buffer */
       memcpy(z->flat + o, t->data, sizeof(float) * (size_t)t->numel);
       free(t->data);
       t->data = z->flat + o;
@@ -165,7 +186,7 @@ int64_t pg_zero_state_numel(const pg_zero *z) { return pg_params_numel(&z->opt.s
 
 /* ---- communication ---- */
 
-/* Every rank's range of buf (laid out as flat) sent to every rank. */
+/* Every rank's part of buf (laid out as flat) sent to every rank. */
 static pg_status allgather(pg_zero *z, float *buf) {
   const pg_dist *d = z->dist;
   if (d->size == 1) return PG_OK;
@@ -176,9 +197,10 @@ static pg_status allgather(pg_zero *z, float *buf) {
                                   MPI_FLOAT, comm);
     return rc == MPI_SUCCESS ? PG_OK : pg_dist_mpi_fail(rc, "MPI_Allgatherv");
   }
-  /* counts or displacements beyond an int: each rank broadcasts its range */
+  /* counts or displacements beyond an int: each rank broadcasts its part */
   for (int r = 0; r < d->size; r++) {
-    const int64_t b = range_begin(z->numel, d->size, r), e = range_begin(z->numel, d->size, r + 1);
+    int64_t b, e;
+    flat_range(z, r, &b, &e);
     for (int64_t at = b; at < e; at += z->piece) {
       const int64_t len = e - at < z->piece ? e - at : z->piece;
       const int rc = MPI_Bcast(buf + at, (int)len, MPI_FLOAT, r, comm);
@@ -192,19 +214,30 @@ static pg_status allgather(pg_zero *z, float *buf) {
 #endif
 }
 
-/* Every rank's range sent to rank 0: rank 0's own part is already in place
- * in all (N floats); the others send theirs from mine. */
+/* Every rank's range of the layout sent to rank 0: rank 0's own is
+ * already in place in all (total floats); the others send theirs from
+ * mine. */
 static pg_status gather(pg_zero *z, const float *mine, float *all) {
   const pg_dist *d = z->dist;
-  if (d->size == 1) return PG_OK;
+  const int k = d->size;
+  if (k == 1) return PG_OK;
 #ifdef PG_HAVE_MPI
   MPI_Comm comm = *(MPI_Comm *)d->comm;
   const int64_t len = z->end - z->begin;
-  if (z->numel <= z->piece) {
-    const int rc = d->rank == 0
-                       ? MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, all, z->counts, z->displs,
-                                     MPI_FLOAT, 0, comm)
-                       : MPI_Gatherv(mine, (int)len, MPI_FLOAT, NULL, NULL, NULL, MPI_FLOAT, 0, comm);
+  if (z->total <= z->piece) {
+    int rc;
+    if (d->rank > 0) {
+      rc = MPI_Gatherv(mine, (int)len, MPI_FLOAT, NULL, NULL, NULL, MPI_FLOAT, 0, comm);
+    } else {
+      int *counts = malloc(2 * sizeof(int) * (size_t)k);
+      if (!counts) return pg_fail(PG_ERR_MEMORY, "pg_zero_gather_state: out of memory");
+      for (int r = 0; r < k; r++) {
+        counts[k + r] = (int)range_begin(z->total, k, r);
+        counts[r] = (int)range_begin(z->total, k, r + 1) - counts[k + r];
+      }
+      rc = MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, all, counts, counts + k, MPI_FLOAT, 0, comm);
+      free(counts);
+    }
     return rc == MPI_SUCCESS ? PG_OK : pg_dist_mpi_fail(rc, "MPI_Gatherv");
   }
   /* beyond an int: point to point, in pieces */
@@ -216,8 +249,8 @@ static pg_status gather(pg_zero *z, const float *mine, float *all) {
     }
     return PG_OK;
   }
-  for (int r = 1; r < d->size; r++) {
-    const int64_t b = range_begin(z->numel, d->size, r), e = range_begin(z->numel, d->size, r + 1);
+  for (int r = 1; r < k; r++) {
+    const int64_t b = range_begin(z->total, k, r), e = range_begin(z->total, k, r + 1);
     for (int64_t at = b; at < e; at += z->piece) {
       const int64_t n = e - at < z->piece ? e - at : z->piece;
       const int rc = MPI_Recv(all + at, (int)n, MPI_FLOAT, r, 0, comm, MPI_STATUS_IGNORE);
@@ -314,11 +347,12 @@ pg_status pg_zero_gather_state(pg_zero *z, pg_params *full) {
   const int n_at = z->opt.n_slots * N_KINDS;
   pg_tensor **at = calloc((size_t)(n_at ? n_at : 1), sizeof *at);
   const int64_t len = z->end - z->begin;
-  /* rank 0 assembles in flat layout; the others pack their range */
-  float *buf = malloc(sizeof(float) * (size_t)((root ? z->numel : len) ? (root ? z->numel : len) : 1));
+  /* rank 0 assembles the whole layout; the others pack their range */
+  const int64_t size = root ? z->total : len;
+  float *buf = malloc(sizeof(float) * (size_t)(size ? size : 1));
   pg_status st = at && buf ? PG_OK
                            : pg_fail(PG_ERR_MEMORY, "pg_zero_gather_state: out of memory for %lld floats",
-                                     (long long)(root ? z->numel : len));
+                                     (long long)size);
   if (!st && root) st = match_full(z, full, at, "pg_zero_gather_state");
   st = pg_dist_agree(d, st);
   for (int kind = 0; !st && kind < N_KINDS; kind++) {
@@ -330,19 +364,16 @@ pg_status pg_zero_gather_state(pg_zero *z, pg_params *full) {
     for (int k = 0; k < z->opt.n_slots; k++) {
       const pg_tensor *part = slot_state(&z->opt.slots[k], kind);
       const int i = entry_of_slot(z, &z->opt.slots[k]);
-      const int64_t o = z->reducer->offset[i];
-      if (!part || o < 0 || !part->numel) continue;
-      memcpy(mine + (o + z->part_lo[i] - z->begin), part->data, sizeof(float) * (size_t)part->numel);
+      if (!part || !part->numel) continue;
+      memcpy(mine + (z->offset[i] + z->part_lo[i] - z->begin), part->data, sizeof(float) * (size_t)part->numel);
     }
     if ((st = gather(z, mine, buf))) break;
     if (!root) continue;
     for (int k = 0; k < z->opt.n_slots; k++) {
       pg_tensor *whole = at[k * N_KINDS + kind];
-      const pg_tensor *part = slot_state(&z->opt.slots[k], kind);
-      if (!whole) continue;
-      const int64_t o = z->reducer->offset[entry_of_slot(z, &z->opt.slots[k])];
-      /* outside the flat buffer rank 0 holds the whole of it */
-      memcpy(whole->data, o >= 0 ? buf + o : part->data, sizeof(float) * (size_t)whole->numel);
+      if (whole)
+        memcpy(whole->data, buf + z->offset[entry_of_slot(z, &z->opt.slots[k])],
+               sizeof(float) * (size_t)whole->numel);
     }
   }
   free(buf);

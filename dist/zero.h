@@ -7,14 +7,17 @@
  * torch.distributed.optim.ZeroRedundancyOptimizer.
  *
  * The split follows the reducer's flat gradient buffer (dist/reducer.h:
- * every trainable parameter in reverse parameter order, N elements): rank r
- * owns the contiguous elements [begin_r, end_r) with
- * begin_r = r * (N / K) + min(r, N % K), so every rank holds N / K or
- * N / K + 1 of them. A parameter may straddle ranks; each rank updates its
- * part of it with the raw kernels of optim/update.h, which are elementwise,
- * so an element is computed by exactly the operations, in exactly the order,
- * of the unsharded pg_optimizer_step: the parameters and the state equal the
- * unsharded optimizer's bit for bit, given the same gradients.
+ * every parameter that trains, in reverse parameter order, N elements),
+ * followed by the trainable parameters outside it (frozen when the reducer
+ * was built, e.g. by a frozen param group: M elements, in parameter order).
+ * Rank r owns the contiguous elements [begin_r, end_r) of those N + M, with
+ * begin_r = r * ((N + M) / K) + min(r, (N + M) % K), so every rank holds
+ * (N + M) / K or (N + M) / K + 1 elements of each kind of state. A parameter
+ * may straddle ranks; each rank updates its part of it with the raw kernels
+ * of optim/update.h, which are elementwise, so an element is computed by
+ * exactly the operations, in exactly the order, of the unsharded
+ * pg_optimizer_step: the parameters and the state equal the unsharded
+ * optimizer's bit for bit, given the same gradients.
  *
  *   pg_reducer red;  pg_reducer_init(&red, &dist, &params, bucket_bytes);
  *   pg_zero z;       pg_zero_init(&z, &red, &cfg, groups, n_groups);
@@ -62,11 +65,10 @@
  * Freezing, as pg_optimizer_step: a parameter whose tensor has requires_grad
  * off at a step is skipped on every rank (no decay, no state change, its
  * skipped count grows); frozen groups turn requires_grad off on the model's
- * tensors at init. A trainable parameter that was not in the reducer's flat
- * buffer (its requires_grad was off when the reducer was built) is not
- * sharded: rank 0 keeps its whole state (so a checkpoint keeps it), and
- * pg_zero_step refuses to run if it takes part (its gradient is not
- * averaged over ranks).
+ * tensors at init. A trainable parameter outside the reducer's buffer (its
+ * requires_grad was off when the reducer was built) keeps its state,
+ * sharded like the rest (a checkpoint keeps it), but pg_zero_step refuses
+ * to run while it takes part: its gradient is not averaged over ranks.
  *
  * With one rank everything works the same without communicating.
  *
@@ -96,21 +98,23 @@ typedef struct {
   pg_optimizer opt;
   /* one entry per entry of the model's list, same name and kind: a tensor
    * [n] (not a heap tensor; owned here) whose data and grad point at this
-   * rank's n elements of the parameter (n may be 0; grad is NULL for a
-   * parameter outside the reducer's buffer and for buffers) */
+   * rank's n elements of the parameter (n may be 0, and is 0 for buffers;
+   * grad is NULL outside the reducer's buffer) */
   pg_params shards;
   pg_tensor *shard_tensors;
   const pg_dist *dist;
   pg_reducer *reducer;
   pg_params *params;   /* the model's list, not owned */
   int params_count;    /* its length at init */
-  float *flat;         /* owned: the parameters' values, in the reducer's
-                          layout (param i at reducer->offset[i]) */
-  int64_t numel;       /* elements of flat (reducer->numel) */
-  int64_t begin, end;  /* this rank's range of flat */
+  float *flat;         /* owned: the trained parameters' values, in the
+                          reducer's layout (param i at reducer->offset[i]) */
+  int64_t numel;       /* elements of flat (N, reducer->numel) */
+  int64_t total;       /* N + M: flat, then the trainable parameters outside it */
+  int64_t *offset;     /* per entry: its first element in those N + M, -1 for buffers */
+  int64_t begin, end;  /* this rank's range of them */
   int64_t *part_lo;    /* per entry: the first element of the parameter
                           this rank owns (its shard is [part_lo, part_lo + n)) */
-  int *counts, *displs; /* per rank: its range, for MPI_Allgatherv */
+  int *counts, *displs; /* per rank: its range within flat, for MPI_Allgatherv */
   /* The largest element count (and displacement) passed to one MPI call:
    * INT_MAX by default (MPI counts are int). When N exceeds it the
    * allgather becomes one broadcast per rank and the gather point-to-point
@@ -143,8 +147,9 @@ PG_API pg_status pg_zero_step(pg_zero *z);
  * pg_optimizer_zero_grad). */
 PG_API void pg_zero_zero_grad(pg_zero *z);
 
-/* Elements of optimizer state this rank holds (all of z.opt.state): about
- * 1/K of the unsharded optimizer's. */
+/* Elements of optimizer state this rank holds (all of z.opt.state): its
+ * range's length times the kinds of state, 1/K of the unsharded
+ * optimizer's to within one element per kind. */
 PG_API int64_t pg_zero_state_numel(const pg_zero *z);
 
 /* A zeroed list shaped like the unsharded optimizer's `state`: the same
@@ -159,7 +164,7 @@ PG_API pg_status pg_zero_full_state(const pg_zero *z, pg_params *full);
 /* Collective: the whole state, assembled on rank 0 into full (made by
  * pg_zero_full_state, or any list holding those names with those element
  * counts); the other ranks' `full` is not used (may be NULL). Rank 0 holds
- * N floats of scratch meanwhile, the others their range. Errors, on every
+ * N + M floats of scratch meanwhile, the others their range. Errors, on every
  * rank: rank 0's full missing an entry or of the wrong size (naming it);
  * out of memory; MPI failing. */
 PG_API pg_status pg_zero_gather_state(pg_zero *z, pg_params *full);

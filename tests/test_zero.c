@@ -168,19 +168,15 @@ static void check_gathered(pair *pr) {
   for (int k = 0; k < pr->opt.n_slots; k++) assert_true(pr->z.opt.slots[k].skipped == pr->opt.slots[k].skipped);
 }
 
-/* Each rank holds its range's share: kinds x (end - begin) elements (plus,
- * on rank 0, the whole state of parameters outside the reducer's buffer);
- * summed over ranks, the plain optimizer's state. */
+/* Each rank holds its range's share: kinds x (end - begin) elements, 1/K
+ * of the trainable elements (those outside the reducer's buffer included)
+ * to within one per kind; summed over ranks, the plain optimizer's state. */
 static void check_memory(pair *pr, int kinds) {
   const int64_t mine = pg_zero_state_numel(&pr->z);
-  int64_t outside = 0;
-  for (int p = 0; p < pr->a.count; p++)
-    if (pr->red.offset[p] < 0 && pg_param_trainable(&pr->a.items[p])) outside += pr->a.items[p].tensor->numel;
   if (kinds > 0) {
-    assert_int_equal(mine, kinds * (pr->z.end - pr->z.begin + (dist.rank == 0 ? outside : 0)));
-    /* within one element per kind of 1/K of the trained elements */
-    const double share = (double)(pr->red.numel) / dist.size;
-    assert_true(fabs((double)(mine - (dist.rank == 0 ? kinds * outside : 0)) - kinds * share) <= kinds);
+    assert_int_equal(mine, kinds * (pr->z.end - pr->z.begin));
+    const double share = (double)pg_params_numel(&pr->a, true) / dist.size;
+    assert_true(fabs((double)mine - kinds * share) <= kinds);
   }
   double total = (double)mine;
   assert_int_equal(pg_dist_allreduce_sum(&dist, &total, 1), PG_OK);
@@ -258,8 +254,8 @@ static void test_adamw_groups(void **state) {
   (void)state;
   setup s = adamw_setup();
   run_equality(&s, 2);
-  /* a parameter frozen before the reducer: outside its buffer, kept whole
-   * on rank 0; and MPI counts cut in pieces of 97 elements */
+  /* a parameter frozen before the reducer: outside its buffer, its state
+   * sharded after it; and MPI counts cut in pieces of 97 elements */
   s.pre_frozen = true;
   s.piece = 97;
   run_equality(&s, 2);
