@@ -6,17 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #ifdef PG_HAVE_MPI
 #include <mpi.h>
 #endif
-
-static double seconds(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Rank r's first element of the n: ranks get n / k or n / k + 1, in order. */
 static int64_t range_begin(int64_t n, int k, int r) {
@@ -287,11 +280,7 @@ pg_status pg_zero_step(pg_zero *z) {
     z->shard_tensors[i].requires_grad =
         pg_param_trainable(&z->params->items[i]) && z->params->items[i].tensor->requires_grad;
   pg_status st = pg_optimizer_step(&z->opt);
-  if (st) return st;
-  const double t0 = seconds();
-  st = allgather(z, z->flat);
-  z->allgather_seconds += seconds() - t0;
-  return st;
+  return st ? st : allgather(z, z->flat);
 }
 
 /* ---- the whole state ---- */

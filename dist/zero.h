@@ -121,7 +121,6 @@ typedef struct {
    * messages, each cut in pieces of at most `piece` elements. Tests lower
    * it to exercise that path. */
   int64_t piece;
-  double allgather_seconds; /* summed since init: inside the allgather */
 } pg_zero;
 
 /* Shards over reducer's ranks, with reducer's parameter list and layout,

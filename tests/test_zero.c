@@ -512,11 +512,6 @@ static int group_teardown(void **state) {
 }
 
 int main(int argc, char **argv) {
-  if (pg_dist_init(&dist, &argc, &argv)) {
-    fprintf(stderr, "%s\n", pg_last_error());
-    return 1;
-  }
-  printf("rank %d of %d\n", dist.rank, dist.size);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sgd_momentum),
       cmocka_unit_test(test_adam),
@@ -526,9 +521,5 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_checkpoint_k_to_1),
       cmocka_unit_test(test_checkpoint_1_to_k),
   };
-  const int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
-  double f = failed;
-  pg_dist_allreduce_sum(&dist, &f, 1);
-  pg_dist_finalize(&dist);
-  return f > 0 ? 1 : 0;
+  return pg_test_mpi_group(&dist, &argc, &argv, tests, group_setup, group_teardown);
 }
