@@ -26,6 +26,11 @@ static void flat_range(const pg_zero *z, int r, int64_t *b, int64_t *e) {
   if (*e > z->numel) *e = z->numel;
 }
 
+/* The largest count of one MPI call: z->piece within [1, INT_MAX]. */
+static int64_t piece_of(const pg_zero *z) {
+  return z->piece < 1 ? 1 : z->piece > INT_MAX ? INT_MAX : z->piece;
+}
+
 /* The optimizer's state tensors of a slot, in the order pg_optimizer_init
  * creates them (a slot has SGD's or Adam's, never both). */
 enum { N_KINDS = 4 };
@@ -185,7 +190,8 @@ static pg_status allgather(pg_zero *z, float *buf) {
   if (d->size == 1) return PG_OK;
 #ifdef PG_HAVE_MPI
   MPI_Comm comm = *(MPI_Comm *)d->comm;
-  if (z->numel <= z->piece) {
+  const int64_t piece = piece_of(z);
+  if (z->numel <= piece) {
     const int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, z->counts, z->displs,
                                   MPI_FLOAT, comm);
     return rc == MPI_SUCCESS ? PG_OK : pg_dist_mpi_fail(rc, "MPI_Allgatherv");
@@ -194,8 +200,8 @@ static pg_status allgather(pg_zero *z, float *buf) {
   for (int r = 0; r < d->size; r++) {
     int64_t b, e;
     flat_range(z, r, &b, &e);
-    for (int64_t at = b; at < e; at += z->piece) {
-      const int64_t len = e - at < z->piece ? e - at : z->piece;
+    for (int64_t at = b; at < e; at += piece) {
+      const int64_t len = e - at < piece ? e - at : piece;
       const int rc = MPI_Bcast(buf + at, (int)len, MPI_FLOAT, r, comm);
       if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Bcast (allgather in pieces)");
     }
@@ -216,8 +222,8 @@ static pg_status gather(pg_zero *z, const float *mine, float *all) {
   if (k == 1) return PG_OK;
 #ifdef PG_HAVE_MPI
   MPI_Comm comm = *(MPI_Comm *)d->comm;
-  const int64_t len = z->end - z->begin;
-  if (z->total <= z->piece) {
+  const int64_t len = z->end - z->begin, piece = piece_of(z);
+  if (z->total <= piece) {
     int rc;
     if (d->rank > 0) {
       rc = MPI_Gatherv(mine, (int)len, MPI_FLOAT, NULL, NULL, NULL, MPI_FLOAT, 0, comm);
@@ -235,8 +241,8 @@ static pg_status gather(pg_zero *z, const float *mine, float *all) {
   }
   /* beyond an int: point to point, in pieces */
   if (d->rank > 0) {
-    for (int64_t at = 0; at < len; at += z->piece) {
-      const int64_t n = len - at < z->piece ? len - at : z->piece;
+    for (int64_t at = 0; at < len; at += piece) {
+      const int64_t n = len - at < piece ? len - at : piece;
       const int rc = MPI_Send(mine + at, (int)n, MPI_FLOAT, 0, 0, comm);
       if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Send (gather in pieces)");
     }
@@ -244,8 +250,8 @@ static pg_status gather(pg_zero *z, const float *mine, float *all) {
   }
   for (int r = 1; r < k; r++) {
     const int64_t b = range_begin(z->total, k, r), e = range_begin(z->total, k, r + 1);
-    for (int64_t at = b; at < e; at += z->piece) {
-      const int64_t n = e - at < z->piece ? e - at : z->piece;
+    for (int64_t at = b; at < e; at += piece) {
+      const int64_t n = e - at < piece ? e - at : piece;
       const int rc = MPI_Recv(all + at, (int)n, MPI_FLOAT, r, 0, comm, MPI_STATUS_IGNORE);
       if (rc != MPI_SUCCESS) return pg_dist_mpi_fail(rc, "MPI_Recv (gather in pieces)");
     }

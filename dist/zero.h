@@ -116,10 +116,11 @@ typedef struct {
                           this rank owns (its shard is [part_lo, part_lo + n)) */
   int *counts, *displs; /* per rank: its range within flat, for MPI_Allgatherv */
   /* The largest element count (and displacement) passed to one MPI call:
-   * INT_MAX by default (MPI counts are int). When N exceeds it the
-   * allgather becomes one broadcast per rank and the gather point-to-point
-   * messages, each cut in pieces of at most `piece` elements. Tests lower
-   * it to exercise that path. */
+   * INT_MAX by default (MPI counts are int; a value outside [1, INT_MAX]
+   * counts as the nearest bound). When the flat buffer exceeds it the
+   * allgather becomes one broadcast per rank, and when N + M does the
+   * gather becomes point-to-point messages, each cut in pieces of at most
+   * `piece` elements. Tests lower it to exercise that path. */
   int64_t piece;
 } pg_zero;
 
