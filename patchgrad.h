@@ -65,6 +65,7 @@
 
 #include "patchgrad/dist/dist.h"
 #include "patchgrad/dist/reducer.h"
+#include "patchgrad/dist/zero.h"
 
 #include "patchgrad/io/atomic.h"
 #include "patchgrad/io/casefile.h"

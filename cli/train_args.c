@@ -117,7 +117,8 @@ bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run) {
          given(pg_arg_double(a, "--gamma", 1e-12, 1e3, &f->gamma), &f->given_gamma) ||
          pg_arg_int(a, "--accum", 1, 1 << 20, &run->accum) || group_arg(a, f) ||
          pg_arg_string(a, "--init-from", &run->init_from) ||
-         pg_arg_switch(a, "--allow-partial", &run->allow_partial);
+         pg_arg_switch(a, "--allow-partial", &run->allow_partial) ||
+         pg_arg_switch(a, "--shard-optimizer", &run->shard_optimizer);
 }
 
 void pg_cli_run_usage(FILE *out) {
@@ -137,7 +138,9 @@ void pg_cli_run_usage(FILE *out) {
 "  --label-key NAME      the labels' dataset (labels), any integer type\n"
 "  --scale S --shift M   read each value x as (x - M) * S (1, 0); sample sheets undo it\n"
 "  --stats-from T.h5     bring every file to T.h5's mean and std (its attributes,\n"
-"                        else those of its values)\n");
+"                        else those of its values)\n"
+"data-parallel (under mpirun -n K)\n"
+"  --shard-optimizer     split the optimizer's state over the K ranks (ZeRO-1)\n");
 }
 
 /* The param groups of the --freeze, --lr-for and --no-decay flags: the

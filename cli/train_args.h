@@ -69,12 +69,12 @@ void pg_cli_run_flags_init(pg_cli_run_flags *f, const pg_run_opts *run);
  * --batch, --steps, --epochs, --seed, --threads, --clip, --log-every,
  * --quiet, --optim, --lr, --momentum, --nesterov, --weight-decay, --beta1,
  * --beta2, --schedule, --warmup, --step-size, --gamma, --accum, --freeze,
- * --lr-for, --no-decay, --init-from, --allow-partial. */
+ * --lr-for, --no-decay, --init-from, --allow-partial, --shard-optimizer. */
 bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run);
 
 /* The usage lines of those flags that every training command shares
  * beyond the optimizer's: param groups, accumulation, fine-tuning, how the
- * data is read. */
+ * data is read, the sharded optimizer state. */
 void pg_cli_run_usage(FILE *out);
 
 /* Builds run->optim, run->schedule and the param groups (run->groups points

@@ -334,6 +334,7 @@ pg_status pg_train(const pg_train_opts *o, pg_train_result *res) {
   res->interrupted = r.stopped;
   res->local_error = r.local_error;
   res->reduced_numel = r.reduced_numel;
+  res->optim_state_numel = r.optim_state_numel;
   dit_run_free(&d);
   return st;
 }

@@ -53,6 +53,8 @@ typedef struct {
   bool local_error;       /* data-parallel: print the error, then pg_dist_abort */
   int64_t reduced_numel;  /* data-parallel: gradient elements averaged per step
                            * (pg_run_result's: frozen tensors have none) */
+  int64_t optim_state_numel; /* optimizer state elements this rank holds
+                              * (pg_run_result's: 1/K with shard_optimizer) */
 } pg_train_result;
 
 /* Defaults of `patchgrad train` (small model, AdamW 1e-4, batch 64, ...). */

@@ -5,8 +5,8 @@
  * uninterrupted run's; flags that conflict are refused naming both, one
  * training loss in the progress lines, loss.csv and the closing line, a
  * progress line that fits a narrow terminal, a resume with another --batch
- * refused in one line, the fine-tuning report, and classify's log in
- * train's format. */
+ * refused in one line, the fine-tuning report, classify's log in train's
+ * format, and --shard-optimizer accepted with one rank, changing nothing. */
 #include "testutil.h"
 
 #include "patchgrad/autograd/autocast.h"
@@ -438,6 +438,30 @@ static void test_classify_log_is_trains(void **state) {
   assert_false(pg_test_exists(pg_test_tmp("vitlog/log.csv")));
 }
 
+/* --shard-optimizer with one rank is accepted by the training commands and
+ * changes nothing (the same closing line, the same checkpoint numbers);
+ * under mpirun tests/test_data_parallel.c checks it on 2 and 4 ranks. */
+static void test_shard_optimizer_one_rank(void **state) {
+  (void)state;
+  const char *common = "--hidden 16 --depth 1 --batch 16 --cols 0 --threads 1 --steps 3 --quiet";
+  char plain[1024], sharded[1024];
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(run_clif("train --data '%s' %s --out '%s' %s", pg_test_tmp("train.h5"), common,
+                              pg_test_tmp(k ? "shard1" : "plain1"), k ? "--shard-optimizer" : ""),
+                     0);
+    char *out = read_all(pg_test_tmp("out.txt"));
+    assert_non_null(out);
+    snprintf(k ? sharded : plain, sizeof plain, "%s", out);
+    free(out);
+  }
+  assert_true(strstr(plain, "step 3: train loss ") != NULL);
+  assert_string_equal(sharded, plain);
+  assert_int_equal(run_clif("classify train --data '%s' --hidden 16 --depth 1 --heads 2 --patch 2 --batch 16 "
+                            "--steps 2 --threads 1 --quiet --shard-optimizer --out '%s'",
+                            pg_test_tmp("train.h5"), pg_test_tmp("vitshard")),
+                   0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigterm_saves_and_resumes),
@@ -451,6 +475,7 @@ int main(void) {
       cmocka_unit_test(test_precision_flag),
       cmocka_unit_test(test_fine_tune_report),
       cmocka_unit_test(test_classify_log_is_trains),
+      cmocka_unit_test(test_shard_optimizer_one_rank),
   };
   return cmocka_run_group_tests(tests, setup_dir, pg_test_tmpdir_remove);
 }

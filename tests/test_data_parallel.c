@@ -6,7 +6,9 @@
  * only difference being the order in which the gradient sum is added up.
  * Run alone (K = 1) it compares two plain runs, which must be identical.
  * For the tiny DiT (per-sample noise, timesteps and class dropout keyed by
- * the global sample index) and for the ViT classifier. */
+ * the global sample index) and for the ViT classifier. And the DiT with its
+ * optimizer state sharded (--shard-optimizer): bit for bit the run without,
+ * and resumed across sharding and across K. */
 #include "testutil.h"
 
 #include <math.h>
@@ -136,17 +138,18 @@ static int read_column(const char *path, int col, double *v, int cap) {
   return n;
 }
 
-static void compare_logs(const char *one, const char *many, int col, const char *what) {
+static double compare_logs(const char *one, const char *many, int col, const char *what, int rows) {
   double a[STEPS + 2], b[STEPS + 2];
   const int na = read_column(one, col, a, STEPS + 2), nb = read_column(many, col, b, STEPS + 2);
   assert_int_equal(na, nb);
-  assert_true(na >= STEPS);
+  assert_true(na >= rows);
   double worst = 0;
   for (int i = 0; i < na; i++)
     if (a[i] != 0) worst = fmax(worst, fabs(a[i] - b[i]) / fabs(a[i])); /* 0: an empty field */
   printf("# %s with %d ranks: max relative difference of the %s curve over %d rows: %.3g\n",
          what, dist.size, what, na, worst);
   assert_true(worst <= LOSS_TOLERANCE);
+  return worst;
 }
 
 static pg_train_opts dit_run(const char *out) {
@@ -222,7 +225,7 @@ static void test_dit_equals_one_process(void **state) {
     pg_dit_free(&mk);
     snprintf(a, sizeof a, "%s/loss.csv", one);
     snprintf(b, sizeof b, "%s/loss.csv", many);
-    compare_logs(a, b, 1, "DiT training loss");
+    compare_logs(a, b, 1, "DiT training loss", STEPS);
   }
   barrier();
 }
@@ -288,6 +291,147 @@ static void test_frozen_group_is_not_reduced(void **state) {
   barrier();
 }
 
+/* ---- --shard-optimizer ---- */
+
+/* The DiT run of the sharding tests: Adam with a frozen group and a group
+ * with its own lr and no decay, `steps` steps in all, on all ranks (sharded
+ * or not) or on rank 0 alone. */
+typedef struct {
+  pg_train_opts o;
+  pg_param_group g[2];
+} zero_run;
+
+static void zero_run_make(zero_run *z, const char *out, int64_t steps, bool sharded, bool all_ranks) {
+  z->o = dit_run(out);
+  z->o.run.steps = steps;
+  z->o.run.optim.weight_decay = 0.05;
+  z->g[0] = pg_param_group_make(&z->o.run.optim, "x_embedder.*");
+  z->g[0].frozen = true;
+  z->g[1] = pg_param_group_make(&z->o.run.optim, "*.bias");
+  z->g[1].lr = 3e-3;
+  z->g[1].weight_decay = 0;
+  z->o.run.groups = z->g;
+  z->o.run.n_groups = 2;
+  z->o.run.shard_optimizer = sharded;
+  z->o.run.dist = all_ranks ? &dist : NULL;
+}
+
+/* Trains it (resuming from `resume` when given); on rank 0 alone when
+ * all_ranks is false (the others skip it). Returns the optimizer state
+ * elements this rank held. */
+static int64_t zero_train(const char *out, int64_t steps, bool sharded, bool all_ranks, const char *resume) {
+  if (!all_ranks && dist.rank > 0) return 0;
+  zero_run z;
+  zero_run_make(&z, out, steps, sharded, all_ranks);
+  z.o.run.resume = resume;
+  pg_train_result r;
+  const pg_status st = pg_train(&z.o, &r);
+  if (st) fail_msg("rank %d: %s", dist.rank, pg_last_error());
+  assert_int_equal(r.step, steps);
+  return r.optim_state_numel;
+}
+
+/* A run's final weights and optimizer state (read into an optimizer over
+ * its groups, as the run built it). */
+typedef struct {
+  pg_dit m;
+  pg_optimizer opt;
+} zero_result;
+
+static void zero_load(const char *out, zero_result *res) {
+  char ckpt[600];
+  snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", out);
+  load_dit(ckpt, &res->m);
+  zero_run z;
+  zero_run_make(&z, out, 1, false, false);
+  assert_int_equal(pg_optimizer_init_groups(&res->opt, &res->m.params, &z.o.run.optim, z.g, 2), PG_OK);
+  int64_t step = 0;
+  pg_checkpoint c = {.optim_state = &res->opt.state, .optim_step = &step};
+  assert_int_equal(pg_checkpoint_load(ckpt, &c), PG_OK);
+  res->opt.step = step;
+}
+
+static void zero_free(zero_result *res) {
+  pg_optimizer_free(&res->opt);
+  pg_dit_free(&res->m);
+}
+
+/* The relative differences of two runs' weights and optimizer states. */
+static double zero_compare(const char *a, const char *b, const char *what) {
+  zero_result x, y;
+  zero_load(a, &x);
+  zero_load(b, &y);
+  assert_true(x.opt.step == y.opt.step);
+  const double dp = rel_diff(&x.m.params, &y.m.params), ds = rel_diff(&x.opt.state, &y.opt.state);
+  printf("# %s, %d ranks: relative difference of the parameters %.3g, of the optimizer state %.3g\n", what,
+         dist.size, dp, ds);
+  zero_free(&x);
+  zero_free(&y);
+  return fmax(dp, ds);
+}
+
+static void copy_file(const char *from, const char *to) {
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* --shard-optimizer: the same run bit for bit (weights, optimizer state,
+ * loss curve) as without it at the same K; its checkpoints are read by
+ * unsharded runs and the reverse, at the same K (bit for bit again) and on
+ * one rank (within the reduction-order tolerance of K ranks against one).
+ * With one rank (the test run alone) the flag changes nothing. */
+static void test_dit_shard_optimizer(void **state) {
+  (void)state;
+  enum { HALF = 10, ALL = 20 };
+  char a[512], b[512], c[512], d[512], e[512], f[512], c10[600], log_a[600], log_b[600];
+  path_of(a, sizeof a, "zeroA");
+  path_of(b, sizeof b, "zeroB");
+  path_of(c, sizeof c, "zeroC");
+  path_of(d, sizeof d, "zeroD");
+  path_of(e, sizeof e, "zeroE");
+  path_of(f, sizeof f, "zeroF");
+  snprintf(c10, sizeof c10, "%s/ckpt10.h5", c);
+  /* A: unsharded, B: sharded, both straight to the end */
+  const int64_t whole = zero_train(a, ALL, false, true, NULL);
+  const int64_t part = zero_train(b, ALL, true, true, NULL);
+  /* Adam: two kinds of state, each split to within one element */
+  printf("# optimizer state per rank: %lld elements sharded over %d ranks, %lld not\n", (long long)part,
+         dist.size, (long long)whole);
+  assert_true(llabs(part * dist.size - whole) <= 2 * dist.size);
+  /* C: sharded to the half, then unsharded to the end */
+  zero_train(c, HALF, true, true, NULL);
+  char ckpt[600];
+  snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", c);
+  if (dist.rank == 0) copy_file(ckpt, c10);
+  barrier();
+  zero_train(c, ALL, false, true, ckpt);
+  /* D: unsharded to the half, then sharded to the end */
+  zero_train(d, HALF, false, true, NULL);
+  snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", d);
+  zero_train(d, ALL, true, true, ckpt);
+  /* E: C's sharded half resumed by rank 0 alone */
+  zero_train(e, ALL, false, false, c10);
+  /* F: rank 0 alone to the half, then all ranks sharded */
+  zero_train(f, HALF, false, false, NULL);
+  barrier();
+  snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", f);
+  zero_train(f, ALL, true, true, ckpt);
+  if (dist.rank == 0) {
+    assert_true(zero_compare(b, a, "sharded vs not") == 0);
+    snprintf(log_a, sizeof log_a, "%s/loss.csv", a);
+    snprintf(log_b, sizeof log_b, "%s/loss.csv", b);
+    assert_true(compare_logs(log_a, log_b, 1, "DiT training loss, sharded vs not", ALL) == 0);
+    assert_true(zero_compare(c, a, "sharded half, unsharded resume") == 0);
+    assert_true(zero_compare(d, a, "unsharded half, sharded resume") == 0);
+    /* one rank against K for half of the steps */
+    const double one_rank = dist.size == 1 ? 0 : TOLERANCE;
+    assert_true(zero_compare(e, a, "sharded half on K ranks, resumed on one") <= one_rank);
+    assert_true(zero_compare(f, a, "half on one rank, resumed sharded on K") <= one_rank);
+  }
+  barrier();
+}
+
 static pg_classify_opts vit_run(const char *out) {
   pg_classify_opts o;
   pg_classify_opts_init(&o);
@@ -343,8 +487,8 @@ static void test_vit_equals_one_process(void **state) {
     pg_vit_free(&mk);
     snprintf(a, sizeof a, "%s/loss.csv", one);
     snprintf(b, sizeof b, "%s/loss.csv", many);
-    compare_logs(a, b, 1, "ViT training loss");
-    compare_logs(a, b, 2, "ViT test loss");
+    compare_logs(a, b, 1, "ViT training loss", STEPS);
+    compare_logs(a, b, 2, "ViT test loss", STEPS);
   }
   barrier();
 }
@@ -441,6 +585,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_vit_equals_one_process),
       cmocka_unit_test(test_vae_equals_one_process),
       cmocka_unit_test(test_frozen_group_is_not_reduced),
+      cmocka_unit_test(test_dit_shard_optimizer),
       cmocka_unit_test(test_batch_not_divisible),
   };
   const int failed = cmocka_run_group_tests(tests, setup, teardown);

@@ -197,21 +197,11 @@ static void test_broadcast_and_sum(void **state) {
 }
 
 int main(int argc, char **argv) {
-  if (pg_dist_init(&dist, &argc, &argv)) {
-    fprintf(stderr, "%s\n", pg_last_error());
-    return 1;
-  }
-  printf("rank %d of %d (MPI %s)\n", dist.rank, dist.size, pg_dist_built_with_mpi() ? "built in" : "absent");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reducer_averages),
       cmocka_unit_test(test_reducer_backward),
       cmocka_unit_test(test_error_agreement),
       cmocka_unit_test(test_broadcast_and_sum),
   };
-  const int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  /* every rank's verdict counts */
-  double f = failed;
-  pg_dist_allreduce_sum(&dist, &f, 1);
-  pg_dist_finalize(&dist);
-  return f > 0 ? 1 : 0;
+  return pg_test_mpi_group(&dist, &argc, &argv, tests, NULL, NULL);
 }

@@ -240,3 +240,17 @@ int pg_test_copy_cases(const char *src, const char *dst, int n, const char *cons
   H5Fclose(in);
   return s.copied;
 }
+
+int pg_test_mpi_run(pg_dist *dist, int *argc, char ***argv, const char *name,
+                    const struct CMUnitTest *tests, size_t n, CMFixtureFunction setup,
+                    CMFixtureFunction teardown) {
+  if (pg_dist_init(dist, argc, argv)) {
+    fprintf(stderr, "%s\n", pg_last_error());
+    return 1;
+  }
+  printf("rank %d of %d (MPI %s)\n", dist->rank, dist->size, pg_dist_built_with_mpi() ? "built in" : "absent");
+  double failed = _cmocka_run_group_tests(name, tests, n, setup, teardown);
+  pg_dist_allreduce_sum(dist, &failed, 1);
+  pg_dist_finalize(dist);
+  return failed > 0 ? 1 : 0;
+}

@@ -11,6 +11,7 @@
 
 #include "patchgrad/autograd/gradcheck.h"
 #include "patchgrad/autograd/tensor.h"
+#include "patchgrad/dist/dist.h"
 
 /* Fails the test, naming the first element where |got - want| > atol + rtol |want|. */
 #define assert_close(got, want, n, atol, rtol) \
@@ -73,6 +74,17 @@ const char *pg_test_temporary_of(const char *path);
  * test log); returns its exit status, and the counts of its "N passed, M
  * failed" line (-1 when it printed none). */
 int pg_test_run_check(const char *file, int *passed, int *failed);
+/* The main() of a test program that runs alone and under `mpirun -n K`:
+ * joins MPI into *dist (pg_dist_init), prints "rank R of K", runs the group
+ * on every rank and ends MPI; 0 when no rank failed, else 1 (every rank's
+ * verdict counts). */
+#define pg_test_mpi_group(dist, argc, argv, tests, setup, teardown)                             \
+  pg_test_mpi_run((dist), (argc), (argv), #tests, (tests), sizeof(tests) / sizeof((tests)[0]), \
+                  (setup), (teardown))
+int pg_test_mpi_run(pg_dist *dist, int *argc, char ***argv, const char *name,
+                    const struct CMUnitTest *tests, size_t n, CMFixtureFunction setup,
+                    CMFixtureFunction teardown);
+
 /* Runs a shell command (printf format) with its stdout and stderr captured
  * into out (cap bytes, NUL-terminated, also copied to the test log);
  * returns its exit status, or 128 + the signal that killed it. */

@@ -164,12 +164,12 @@ static pg_status check_optimizer(pg_run *run, const pg_kv *stored, const char *p
   const char *who = run->model->name;
   static const char *const lr_only[] = {"lr", NULL};
   char msg[512];
-  if (pg_optimizer_check_kv(stored, &run->opt, lr_only)) {
+  if (pg_optimizer_check_kv(stored, run->optim, lr_only)) {
     const pg_status st = pg_last_status();
     snprintf(msg, sizeof msg, "%s", pg_last_error());
     return pg_fail(st, "%s: %s (%s); only " MAY_CHANGE, who, msg, path);
   }
-  if (pg_optimizer_check_kv(stored, &run->opt, NULL)) {
+  if (pg_optimizer_check_kv(stored, run->optim, NULL)) {
     snprintf(msg, sizeof msg, "%s", pg_last_error());
     pg_run_note(run, "another lr than the checkpoint's (%s): the schedule continues from step %lld with it", msg,
                 (long long)step);
@@ -216,10 +216,17 @@ pg_status pg_run_resume_state(pg_run *run, const char *path) {
   int64_t optim_step = 0;
   pg_checkpoint full = pg_run_state_parts(run, &ls, &optim_step);
   if (!has_ema) full.ema = NULL;
+  /* a sharded optimizer: the whole state read (every rank reads the file),
+   * each rank keeps its part */
+  pg_params whole = {0};
+  if (!st && run->zero_ready) st = pg_zero_full_state(&run->zero, &whole);
+  if (run->zero_ready) full.optim_state = &whole;
   if (!st) st = pg_checkpoint_load(path, &full);
+  if (!st && run->zero_ready) st = pg_zero_scatter_state(&run->zero, &whole);
+  pg_params_free(&whole);
   if (!st) {
-    run->opt.step = optim_step;
-    st = pg_optimizer_restore_kv(&run->opt, &optim_kv);
+    run->optim->step = optim_step;
+    st = pg_optimizer_restore_kv(run->optim, &optim_kv);
     if (st) st = pg_error_prefix(path);
   }
   if (!st && run->ema_ready && !has_ema) {

@@ -173,6 +173,44 @@ static pg_status dp_average_grads(pg_run *run) {
   return run->reducer_ready ? pg_reducer_finish(&run->reducer) : PG_OK;
 }
 
+/* After the reducer, with --shard-optimizer and several ranks: the
+ * optimizer's state sharded over the ranks (dist/zero.h), built from the
+ * optimizer's own settings and groups; the unsharded one is freed before
+ * its state was ever written (its pages were never touched). */
+static pg_status dp_shard(pg_run *run) {
+  if (!run->opts->shard_optimizer || !run->reducer_ready) return PG_OK;
+  pg_status st = pg_zero_init(&run->zero, &run->reducer, &run->opt.config, run->opt.param_groups,
+                              run->opt.n_param_groups);
+  if (st) return pg_error_prefix(run->model->name);
+  run->zero_ready = true;
+  pg_optimizer_free(&run->opt);
+  run->opt_ready = false;
+  run->optim = &run->zero.opt;
+  return PG_OK;
+}
+
+/* The optimizer's step and the gradients zeroed (each rank updates its part
+ * of the parameters when the state is sharded, then they are gathered). */
+static pg_status dp_optimizer_step(pg_run *run) {
+  if (run->zero_ready) {
+    pg_status st = pg_zero_step(&run->zero);
+    if (!st) pg_zero_zero_grad(&run->zero);
+    return st;
+  }
+  pg_status st = pg_optimizer_step(&run->opt);
+  if (!st) pg_optimizer_zero_grad(&run->opt);
+  return st;
+}
+
+/* Before a checkpoint with a sharded optimizer: its whole state on rank 0,
+ * in *full (what the unsharded optimizer's `state` holds); every rank takes
+ * part. */
+static pg_status dp_gather_state(pg_run *run, pg_params *full) {
+  pg_status st = run->dist->rank == 0 ? pg_zero_full_state(&run->zero, full) : PG_OK;
+  st = pg_dist_agree(run->dist, st);
+  return st ? st : pg_zero_gather_state(&run->zero, run->dist->rank == 0 ? full : NULL);
+}
+
 /* ---- one step ---- */
 
 /* The forward pass of micro-batch k of the batch in the loop's buffers
@@ -206,8 +244,8 @@ static pg_status train_step(pg_run *run, double *loss_value, int64_t *count) {
   const pg_run_opts *o = run->opts;
   const pg_run_model *m = run->model;
 
-  run->lr = pg_schedule_lr(&run->schedule, run->opt.step);
-  run->opt.config.lr = run->lr;
+  run->lr = pg_schedule_lr(&run->schedule, run->optim->step);
+  run->optim->config.lr = run->lr;
   int64_t *labels = run->info->has_labels ? run->y : NULL;
   double metrics[PG_RUN_MAX_METRICS] = {0};
   pg_tensor *loss = NULL;
@@ -239,8 +277,7 @@ static pg_status train_step(pg_run *run, double *loss_value, int64_t *count) {
     return pg_fail(PG_ERR_STATE, "%s: the gradient norm is not finite at step %lld%s", m->name,
                    (long long)run->step + 1, m->grad_not_finite ? m->grad_not_finite : "; stopping without saving");
   run->agreed_error = false;
-  if ((st = pg_optimizer_step(&run->opt))) return st;
-  pg_optimizer_zero_grad(&run->opt);
+  if ((st = dp_optimizer_step(run))) return st;
   if (run->ema_ready && (st = pg_ema_update(&run->ema))) return st;
   run->step++;
   return PG_OK;
@@ -470,7 +507,7 @@ pg_checkpoint pg_run_state_parts(pg_run *run, pg_loader_state *ls, int64_t *opti
   return (pg_checkpoint){
       .params = run->params,
       .ema = run->ema_ready ? &run->ema.shadow : NULL,
-      .optim_state = &run->opt.state,
+      .optim_state = &run->optim->state, /* the caller's whole state when sharded */
       .optim_step = optim_step,
       .step = &run->step,
       .rng = &run->rng,
@@ -483,8 +520,13 @@ pg_checkpoint pg_run_state_parts(pg_run *run, pg_loader_state *ls, int64_t *opti
  * param groups, state), the EMA, the generator and the loader position. */
 static pg_status save_checkpoint(pg_run *run) {
   char path[PG_RUN_PATH_MAX];
-  if (!pg_run_path(run, "ckpt.h5", path)) return PG_OK;
   const pg_run_model *m = run->model;
+  pg_params full = {0}; /* a sharded optimizer's state, whole */
+  if (run->zero_ready && !m->weights_only && run->rank0_writes) {
+    pg_status st = dp_gather_state(run, &full);
+    if (st) return st;
+  }
+  if (!pg_run_path(run, "ckpt.h5", path)) return PG_OK;
   pg_kv config, optim_cfg, record;
   pg_kv_init(&config);
   pg_kv_init(&optim_cfg);
@@ -492,12 +534,13 @@ static pg_status save_checkpoint(pg_run *run) {
   pg_status st = m->config ? m->config(m->self, &config) : PG_OK;
   st = st ? st : pg_run_record(run, &record);
   pg_loader_state ls = pg_loader_get_state(run->loader);
-  int64_t optim_step = run->opt.step;
+  int64_t optim_step = run->optim->step;
   pg_checkpoint ck = {.params = run->params, .step = &run->step};
   if (!m->weights_only) {
     ck = pg_run_state_parts(run, &ls, &optim_step);
     ck.optim_config = &optim_cfg;
-    st = st ? st : pg_optimizer_to_kv(&run->opt, &optim_cfg);
+    if (run->zero_ready) ck.optim_state = &full;
+    st = st ? st : pg_optimizer_to_kv(run->optim, &optim_cfg);
   }
   ck.config = &config;
   ck.run = &record;
@@ -506,6 +549,7 @@ static pg_status save_checkpoint(pg_run *run) {
   pg_kv_free(&config);
   pg_kv_free(&optim_cfg);
   pg_kv_free(&record);
+  pg_params_free(&full);
   return st;
 }
 
@@ -569,7 +613,7 @@ static pg_status setup_rest(pg_run *run) {
   pg_status st = pg_optimizer_init_groups(&run->opt, run->params, &o->optim, o->groups, o->n_groups);
   if (st) return pg_error_prefix(who);
   run->opt_ready = true;
-  if ((st = dp_reducer(run))) return st;
+  if ((st = dp_reducer(run)) || (st = dp_shard(run))) return st;
   if (o->ema_decay > 0) {
     if ((st = pg_ema_init(&run->ema, run->params, o->ema_decay))) return st;
     run->ema_ready = true;
@@ -602,6 +646,7 @@ static pg_status setup(pg_run *run) {
 }
 
 static void run_free(pg_run *run) {
+  if (run->zero_ready) pg_zero_free(&run->zero); /* before the reducer it points into */
   if (run->reducer_ready) pg_reducer_free(&run->reducer);
   if (run->ema_ready) pg_ema_free(&run->ema);
   if (run->opt_ready) pg_optimizer_free(&run->opt);
@@ -656,6 +701,7 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
   if (!m.report) m.report = pg_run_report_default;
   /* ranks other than 0 neither print nor write */
   pg_run_opts mine = *o;
+  const bool rank0_writes = o->out_dir != NULL; /* the same options on every rank */
   if (o->dist && o->dist->rank > 0) {
     mine.out_dir = NULL;
     mine.quiet = true;
@@ -663,6 +709,8 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
   o = &mine;
   pg_run run = {.opts = o, .model = &m, .single = {.rank = 0, .size = 1}};
   run.dist = o->dist ? o->dist : &run.single;
+  run.optim = &run.opt;
+  run.rank0_writes = rank0_writes;
   for (int k = 0; k < PG_RUN_MAX_VAL; k++) run.val[k] = NAN;
   run.train_loss = NAN;
   memset(res, 0, sizeof *res);
@@ -724,6 +772,7 @@ pg_status pg_run_training(const pg_run_opts *o, const pg_run_model *model, pg_ru
   res->steps_done = run.step - run.first_step;
   res->comm_wait_seconds = run.reducer.wait_seconds;
   res->reduced_numel = run.reducer.numel;
+  res->optim_state_numel = pg_params_numel(&run.optim->state, false);
   res->local_error = st && run.dist->size > 1 && !run.agreed_error;
   run_free(&run);
   pg_autocast_set(outer, NULL);

@@ -7,8 +7,9 @@
  *             shuffled each epoch from the seed, whole batches only), the
  *             model (build callback), a fine-tuning start (init_from), the
  *             optimizer over its param groups (frozen ones included), the
- *             data-parallel reducer, the EMA of the weights, the
- *             learning-rate schedule, the context; a resumed run's state,
+ *             data-parallel reducer (and the sharded optimizer state), the
+ *             EMA of the weights, the learning-rate schedule, the context; a
+ *             resumed run's state,
  *             after checking that the run asks for what the checkpoint did
  *   a step    train_step() in run.c: the next batch (as `accum`
  *             micro-batches), the model's loss on each, backward, gradient
@@ -67,6 +68,7 @@
 #include "patchgrad/autograd/params.h"
 #include "patchgrad/dist/dist.h"
 #include "patchgrad/dist/reducer.h"
+#include "patchgrad/dist/zero.h"
 #include "patchgrad/io/kv.h"
 #include "patchgrad/io/latents.h"
 #include "patchgrad/io/loader.h"
@@ -145,6 +147,13 @@ typedef struct {
    * scale and shift, another file's statistics (io/latents.h); all zero:
    * the file as it is. */
   pg_data_opts data;
+  /* With several ranks: the optimizer's state sharded over them (ZeRO
+   * stage 1, dist/zero.h), 1/K of it per rank; every rank updates its part
+   * of the parameters, then they are gathered whole. The same numbers, bit
+   * for bit, and the same checkpoints (the whole state, gathered on rank
+   * 0), so a run may resume with or without it and with any number of
+   * ranks. With one rank (or no dist) it changes nothing. */
+  bool shard_optimizer;
 } pg_run_opts;
 
 /* A batch from the loader, as the loss callback receives it. */
@@ -272,6 +281,9 @@ struct pg_run {
   const pg_latents_info *info;  /* the training data */
   pg_params *params;            /* the model's */
   pg_optimizer opt;
+  /* the optimizer the loop steps and checkpoints record: &opt, or
+   * &zero.opt when the state is sharded (opt is then freed) */
+  pg_optimizer *optim;
   pg_ema ema;
   bool opt_ready, ema_ready;
   pg_schedule schedule;
@@ -317,6 +329,9 @@ struct pg_run {
   int64_t accum, micro_batch;   /* micro-batches per step, of micro_batch samples */
   pg_reducer reducer;
   bool reducer_ready;
+  pg_zero zero;                 /* shard_optimizer with several ranks */
+  bool zero_ready;
+  bool rank0_writes;            /* rank 0 has an output folder (known on every rank) */
   bool agreed_error;            /* the error of a step is every rank's (no abort) */
   bool stop_now;                /* the stop flag, agreed over ranks, of this step */
 };
@@ -335,6 +350,8 @@ typedef struct {
   int64_t reduced_numel;   /* data-parallel: gradient elements averaged over the
                             * ranks at each step (frozen tensors have none); 0
                             * with one rank */
+  int64_t optim_state_numel; /* optimizer state elements this rank holds: all
+                            * of them, or 1/K with shard_optimizer */
   /* data-parallel: the error is this rank's alone (past the step's
    * agreement), other ranks may wait for it in a collective: the caller
    * prints it and ends every rank (pg_dist_abort) */
