@@ -549,7 +549,7 @@ static void test_vae_equals_one_process(void **state) {
     pg_vae_free(&mk);
     snprintf(a, sizeof a, "%s/loss.csv", one);
     snprintf(b, sizeof b, "%s/loss.csv", many);
-    compare_logs(a, b, 1, "VAE training loss");
+    compare_logs(a, b, 1, "VAE training loss", STEPS);
   }
   barrier();
 }
