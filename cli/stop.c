@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 static volatile sig_atomic_t stop_requested;
-static struct sigaction previous_int, previous_term;
+static struct sigaction previous_int, previous_term, previous_usr1;
 
 static void on_stop(int sig) {
   if (stop_requested) { /* the second one: die of it */
@@ -19,16 +19,20 @@ static void on_stop(int sig) {
 
 volatile sig_atomic_t *pg_cli_catch_sigint(void) {
   stop_requested = 0;
-  struct sigaction sa = {.sa_handler = on_stop};
+  /* SA_RESTART: a system call the signal interrupts (a read of the data,
+   * MPI's own waits) resumes instead of failing with EINTR */
+  struct sigaction sa = {.sa_handler = on_stop, .sa_flags = SA_RESTART};
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &previous_int);
   sigaction(SIGTERM, &sa, &previous_term);
+  sigaction(SIGUSR1, &sa, &previous_usr1);
   return &stop_requested;
 }
 
 void pg_cli_release_sigint(void) {
   sigaction(SIGINT, &previous_int, NULL);
   sigaction(SIGTERM, &previous_term, NULL);
+  sigaction(SIGUSR1, &previous_usr1, NULL);
 }
 
 int pg_cli_stop_status(void) { return 128 + (stop_requested ? (int)stop_requested : SIGINT); }

@@ -9,9 +9,10 @@
 
 #include "patchgrad/dist/dist.h"
 
-/* From here to pg_cli_release_sigint, a first SIGINT (Ctrl-C) or SIGTERM
- * (what schedulers and `timeout` send) sets the returned flag to the
- * signal's number: the run finishes its step, saves and stops. A second
+/* From here to pg_cli_release_sigint, a first SIGINT (Ctrl-C), SIGTERM
+ * (what schedulers and `timeout` send) or SIGUSR1 (what OpenMPI's mpirun
+ * forwards to every rank without aborting the job) sets the returned flag
+ * to the signal's number: the run finishes its step, saves and stops. A second
  * one kills the process as the signal does by default. Release restores
  * the previous handlers. */
 volatile sig_atomic_t *pg_cli_catch_sigint(void);
