@@ -38,7 +38,7 @@ const char *pg_latents_class_name(const char *names, int64_t k, char *buf, size_
   buf[0] = 0;
   if (strncmp(names, "0 ", 2)) return buf; /* not a list (a description in words) */
   for (const char *p = names; *p; p++) {
-    if (p != names && !class_entry_at(p - 2)) continue;
+    if (p != names && (p - names < 2 || !class_entry_at(p - 2))) continue; /* entries follow ", " */
     if (strncmp(p, key, (size_t)len)) continue;
     const char *start = p + len, *end = start;
     while (*end && !class_entry_at(end) && strncmp(end, ", ...", 5)) end++;
