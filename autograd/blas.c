@@ -62,8 +62,11 @@ void pg_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 void pg_gemm_auto(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                   int64_t ldc) {
+  /* bf16 autocast first: a large product goes to oneDNN whether or not
+   * BLIS would have threaded it (with one thread it never would) */
+  if (pg_autocast_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
   if (pg_parallel_gemm_worth(m, n, k))
-    pg_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
   else
     pg_gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -22,7 +22,9 @@ PG_API void pg_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int
 
 /* pg_gemm or pg_gemm_serial, as the threading policy decides
  * (pg_parallel_gemm_worth in parallel.h): products too small to pay for
- * waking BLIS's threads run on the calling thread. Same arguments, same
+ * waking BLIS's threads run on the calling thread. Under bf16 autocast
+ * (autocast.h) a large product goes to oneDNN first, whatever the thread
+ * count. Same arguments, same
  * result bits either way (BLIS splits rows and columns across threads, never
  * the inner sum). */
 PG_API void pg_gemm_auto(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,

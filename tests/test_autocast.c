@@ -210,6 +210,16 @@ static void test_autocast_routes_pg_gemm(void **state) {
   /* back to fp32: BLIS bit for bit again */
   pg_gemm(false, false, m, n, k, 1.0f, a, k, b, n, 0.0f, cback, n);
   assert_memory_equal(cback, c32, sizeof(float) * m * n);
+  /* pg_gemm_auto (what the layers call) honours autocast even with one
+   * thread, where it would run BLIS on the calling thread */
+  pg_set_threads(1);
+  const pg_autocast_stats before_auto = pg_autocast_get_stats();
+  assert_int_equal(pg_autocast_set(PG_PRECISION_BF16, NULL), PG_OK);
+  pg_gemm_auto(false, false, m, n, k, 1.0f, a, k, b, n, 0.0f, cback, n);
+  assert_int_equal(pg_autocast_set(PG_PRECISION_FP32, NULL), PG_OK);
+  pg_set_threads(2);
+  assert_memory_equal(cback, cref, sizeof(float) * m * n);
+  assert_int_equal(pg_autocast_get_stats().bf16_products - before_auto.bf16_products, 1);
   free(a);
   free(b);
   free(c32);
