@@ -2,7 +2,9 @@
  * table; each lives in its own file. PG_VERSION (the project's version)
  * comes from meson.build. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "commands.h"
@@ -81,7 +83,25 @@ static int help(int argc, char **argv) {
   return c->run(argc > 3 ? 3 : 2, args);
 }
 
+/* How OpenMP's idle worker threads wait. libgomp's default spins about
+ * 300,000 times before sleeping; on a machine shared with other busy
+ * processes that burns the cores they need and stalls every parallel
+ * region of a step. With a short spin (10,000) a small-size training step
+ * beside two busy processes on two cores kept 49% of its idle throughput
+ * against 29% with the default, and idle steps did not slow down
+ * (tools/contention.sh; figures in the README). libgomp reads
+ * GOMP_SPINCOUNT only when it is loaded, so the command sets it for itself
+ * by executing itself once more; a GOMP_SPINCOUNT or OMP_WAIT_POLICY of
+ * the user's wins, and when the re-execution fails the run goes on with
+ * libgomp's default. */
+static void short_spin(char **argv) {
+  if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY")) return;
+  setenv("GOMP_SPINCOUNT", "10000", 1);
+  execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+  short_spin(argv);
   pg_runtime_init(NULL); /* process-wide settings, autograd/runtime.h */
   /* the commands report HDF5 failures in their own words */
   pg_h5_quiet();

@@ -7,6 +7,9 @@
 #   tools/leak_soak.sh [STEPS]     (needs build/patchgrad and valgrind)
 THREADS=2 source "$(dirname "$0")/scratch_env.sh"
 steps=${1:-100}
+# the command sets this itself by executing itself again (cli/main.c), which
+# would leave valgrind behind: set here, it runs under valgrind as it is
+export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
 command -v valgrind > /dev/null || { echo "valgrind is missing: tools/deps.sh" >&2; exit 2; }
 "$pg" latents --source synthetic --count 512 --size 8 --channels 4 --classes 4 --out "$work/train.h5" > /dev/null
 "$pg" latents --source synthetic --count 64 --size 8 --channels 4 --classes 4 --seed 1 --out "$work/val.h5" > /dev/null
