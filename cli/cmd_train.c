@@ -54,6 +54,8 @@ static int usage(FILE *f) {
 "  --cols N              samples per row (one row per class) of samples.png at the end (8; 0: none)\n"
 "  --sample-steps K (50)  --cfg S (4)   DDIM steps and guidance scale of those samples\n"
 "  --sample-every N      also a sheet every N steps, samples-000500.png (0: none)\n"
+"  --vae V.h5            VAE latents (patchgrad vae encode): the VAE that decodes the\n"
+"                        sheets and that the checkpoint names (the data's vae_checkpoint)\n"
 "  --quiet               no progress output\n");
   return f == stdout ? 0 : 2;
 }
@@ -105,6 +107,7 @@ int pg_cmd_train(int argc, char **argv) {
     if (pg_arg_int(&a, "--sample-steps", 1, 1000, &sample_steps)) continue;
     if (pg_arg_double(&a, "--cfg", 0, 100, &cfg)) continue;
     if (pg_arg_int(&a, "--sample-every", 0, INT64_MAX, &o.sample_every)) continue;
+    if (pg_arg_string(&a, "--vae", &o.vae_path)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
