@@ -47,12 +47,15 @@ typedef struct {
   char *names; /* 512 chars: the rows' labels */
   char vae[1024]; /* vae_checkpoint ("" for pixel-space latents) */
   double vae_scale; /* vae_scale_factor */
+  pg_diffusion *diff; /* the noise schedule it was trained with */
 } dit_loading;
 
 static pg_params *dit_from_config(void *self, const pg_kv *config, const char *path) {
   dit_loading *l = self;
   pg_dit_config c;
-  if (pg_dit_config_from_kv(config, &c) || pg_latent_transform_from_kv(config, path, l->tf)) return NULL;
+  if (pg_dit_config_from_kv(config, &c) || pg_latent_transform_from_kv(config, path, l->tf) ||
+      pg_diffusion_from_kv(config, path, l->diff))
+    return NULL;
   const char *names = NULL, *vae = NULL;
   if (pg_kv_get_string(config, "data_class_names", &names) == 1) snprintf(l->names, 512, "%s", names);
   const int has_vae = pg_kv_get_string(config, "vae_checkpoint", &vae);
@@ -80,8 +83,8 @@ static pg_params *dit_from_config(void *self, const pg_kv *config, const char *p
 static void dit_unbuild(void *self) { pg_dit_free(((dit_loading *)self)->m); }
 
 static pg_status load_model(const char *path, bool ema, pg_dit *m, pg_latent_transform *tf, char *names,
-                            dit_loading *l) {
-  *l = (dit_loading){.m = m, .tf = tf, .names = names};
+                            pg_diffusion *diff, dit_loading *l) {
+  *l = (dit_loading){.m = m, .tf = tf, .names = names, .diff = diff};
   return pg_checkpoint_load_model(path, ema, &(pg_checkpoint_model){dit_from_config, dit_unbuild, l});
 }
 
@@ -202,8 +205,9 @@ int pg_cmd_sample(int argc, char **argv) {
   pg_set_threads((int)threads);
   pg_dit m;
   pg_latent_transform tf;
+  pg_diffusion d;
   dit_loading l;
-  if (load_model(ckpt, ema, &m, &tf, names, &l)) return pg_cli_fail("sample", 1);
+  if (load_model(ckpt, ema, &m, &tf, names, &d, &l)) return pg_cli_fail("sample", 1);
   if (check_model_flags(&a, ckpt, &m, cls, rows_given, rows, cfg_given, cfg)) {
     pg_dit_free(&m);
     return 2;
@@ -216,8 +220,6 @@ int pg_cmd_sample(int argc, char **argv) {
   pg_vae_decoder vae = {0};
   pg_status st = l.vae[0] ? load_vae(ckpt, &l, vae_flag, &vae) : PG_OK;
   o.vae = vae.loaded ? &vae : NULL;
-  pg_diffusion d;
-  pg_diffusion_init(&d);
   pg_ctx *ctx = st ? NULL : pg_ctx_new(0);
   if (!st) st = ctx ? pg_sample_sheet(ctx, &m, &d, &tf, &o, out, false) : pg_last_status();
   pg_ctx_free(ctx);

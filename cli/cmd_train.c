@@ -41,6 +41,10 @@ static int usage(FILE *f) {
 "  --batch B             batch size (preset's)\n"
 "  --steps N             total updates (1000), or --epochs E (not both)\n"
 "  --ema DECAY           keep an EMA of the weights (0: off; DiT uses 0.9999)\n"
+"  --noise-schedule linear|cosine  betas linear 1e-4..0.02, or Nichol and Dhariwal's\n"
+"                        cosine (linear)\n"
+"  --min-snr G           weigh each sample's loss by min(SNR_t, G) / SNR_t (Hang et al.;\n"
+"                        they use 5) (0: off)\n"
 "  --precision fp32|bf16  bf16: large products in bfloat16 on oneDNN, the rest float32,\n"
 "                        as torch.autocast(\"cpu\", torch.bfloat16) (fp32)\n""  --seed X (0)  --threads N (all cores)\n");
   pg_cli_run_usage(f);
@@ -90,6 +94,7 @@ int pg_cmd_train(int argc, char **argv) {
 
   int64_t samples = 8, sample_steps = 50;
   double cfg = 4.0;
+  const char *noise = "linear";
   pg_cli_run_flags f;
   pg_cli_run_flags_init(&f, &o.run);
   a = pg_args_begin("train", argc, argv);
@@ -108,9 +113,13 @@ int pg_cmd_train(int argc, char **argv) {
     if (pg_arg_double(&a, "--cfg", 0, 100, &cfg)) continue;
     if (pg_arg_int(&a, "--sample-every", 0, INT64_MAX, &o.sample_every)) continue;
     if (pg_arg_string(&a, "--vae", &o.vae_path)) continue;
+    if (pg_arg_string(&a, "--noise-schedule", &noise)) continue;
+    if (pg_arg_double(&a, "--min-snr", 0, 1e6, &o.min_snr_gamma)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
+  if (pg_noise_schedule_parse(noise, &o.noise_schedule))
+    return pg_args_error(&a, "--noise-schedule '%s' is not linear or cosine", noise);
   o.sample_cols = (int)samples;
   o.sample_steps = (int)sample_steps;
   o.sample_cfg = (float)cfg;

@@ -94,7 +94,8 @@ static pg_status dit_build(void *self, const pg_latents_info *info, pg_rng *rng,
   pg_status st = model_config(d, info, &cfg);
   if (st || (st = pg_dit_init(&d->model, &cfg, rng))) return st;
   d->model_ready = true;
-  pg_diffusion_init(&d->diff);
+  if ((st = pg_diffusion_init_with(&d->diff, d->o->noise_schedule, d->o->min_snr_gamma)))
+    return pg_fail(st, "train: %s", pg_last_error());
   *params = &d->model.params;
   return PG_OK;
 }
@@ -121,6 +122,15 @@ static pg_status dit_check_resume(void *self, const pg_kv *config, const char *p
   if (c.class_dropout != m->class_dropout)
     return pg_fail(PG_ERR_ARG, "train: --class-dropout %g differs from the checkpoint's %g (%s)",
                    (double)m->class_dropout, (double)c.class_dropout, path);
+  /* and so do the noise schedule and the loss weighting */
+  pg_diffusion was;
+  if ((st = pg_diffusion_from_kv(config, path, &was))) return st;
+  if (was.schedule != d->diff.schedule)
+    return pg_fail(PG_ERR_ARG, "train: --noise-schedule %s differs from the checkpoint's %s (%s)",
+                   pg_noise_schedule_name(d->diff.schedule), pg_noise_schedule_name(was.schedule), path);
+  if (was.min_snr_gamma != d->diff.min_snr_gamma)
+    return pg_fail(PG_ERR_ARG, "train: --min-snr %g differs from the checkpoint's %g (%s)", d->diff.min_snr_gamma,
+                   was.min_snr_gamma, path);
   return PG_OK;
 }
 
@@ -129,6 +139,7 @@ static pg_status dit_check_resume(void *self, const pg_kv *config, const char *p
 static pg_status dit_config(void *self, pg_kv *config) {
   const dit_run *d = self;
   pg_status st = pg_dit_config_to_kv(&d->model.cfg, config);
+  st = st ? st : pg_diffusion_to_kv(&d->diff, config);
   st = st ? st : pg_kv_set_double(config, "data_mean", d->transform.mean);
   st = st ? st : pg_kv_set_double(config, "data_std", d->transform.std);
   st = st ? st : pg_kv_set_int(config, "data_pad", d->transform.pad);

@@ -37,6 +37,10 @@ typedef struct {
   /* model: input_size, in_channels and num_classes 0 mean "from the data" */
   pg_dit_config model;
   bool unconditional;     /* ignore the data's labels (num_classes 0) */
+  /* the noise schedule and the min-SNR loss weighting (dit/diffusion.h;
+   * linear and 0 by default), recorded in the checkpoint's config */
+  pg_noise_schedule noise_schedule;
+  double min_snr_gamma;
   /* the sample sheet at the end, samples.png (0 columns: none), and every
    * sample_every steps during training, samples-000500.png (0: none) */
   int sample_cols, sample_steps;
