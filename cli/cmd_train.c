@@ -41,6 +41,8 @@ static int usage(FILE *f) {
 "  --batch B             batch size (preset's)\n"
 "  --steps N             total updates (1000), or --epochs E (not both)\n"
 "  --ema DECAY           keep an EMA of the weights (0: off; DiT uses 0.9999)\n"
+"  --ema-warmup          its decay rises as min(DECAY, (1 + n) / (10 + n)) over the\n"
+"                        first updates n (TensorFlow's num_updates)\n"
 "  --noise-schedule linear|cosine  betas linear 1e-4..0.02, or Nichol and Dhariwal's\n"
 "                        cosine (linear)\n"
 "  --min-snr G           weigh each sample's loss by min(SNR_t, G) / SNR_t (Hang et al.;\n"
@@ -107,6 +109,7 @@ int pg_cmd_train(int argc, char **argv) {
     if (pg_arg_field(&a, PG_DIT_CONFIG_FIELDS, pg_dit_config_fields, &o.model)) continue;
     if (pg_arg_switch(&a, "--unconditional", &o.unconditional)) continue;
     if (pg_arg_double(&a, "--ema", 0, 1, &o.run.ema_decay)) continue;
+    if (pg_arg_switch(&a, "--ema-warmup", &o.run.ema_warmup)) continue;
     if (pg_arg_string(&a, "--resume", &o.run.resume)) continue;
     if (pg_arg_int(&a, "--cols", 0, 64, &samples)) continue;
     if (pg_arg_int(&a, "--sample-steps", 1, 1000, &sample_steps)) continue;
@@ -118,6 +121,8 @@ int pg_cmd_train(int argc, char **argv) {
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
+  if (o.run.ema_warmup && !(o.run.ema_decay > 0))
+    return pg_args_error(&a, "--ema-warmup applies to an EMA: give --ema DECAY too");
   if (pg_noise_schedule_parse(noise, &o.noise_schedule))
     return pg_args_error(&a, "--noise-schedule '%s' is not linear or cosine", noise);
   o.sample_cols = (int)samples;
