@@ -15,7 +15,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "patchgrad/data/synthetic.h"
 #include "patchgrad/dit/trainer.h"
 #include "patchgrad/io/checkpoint.h"
 #include "patchgrad/io/h5util.h"
@@ -37,35 +36,23 @@ static int setup(void **state) {
   snprintf(vae_moved, sizeof vae_moved, "%s/vae_moved.h5", dir);
   snprintf(z_train, sizeof z_train, "%s/z_train.h5", dir);
   snprintf(vit_path, sizeof vit_path, "%s/vit.h5", dir);
-  /* 16 x 16 one-channel images, pixel-unshuffled by 2 (Fashion-MNIST's layout) */
-  pg_synthetic_opts so;
-  pg_synthetic_opts_init(&so);
-  so.count = 32;
-  so.size = 8;
-  so.channels = 4;
-  so.classes = 4;
-  if (pg_make_synthetic(&so, train_px)) return -1;
-  pg_latents *ds = pg_latents_open(train_px);
-  if (!ds) return -1;
-  pg_vae_data_info data = pg_vae_data_info_of(&ds->info);
+  /* 16 x 16 one-channel images, pixel-unshuffled by 2 (Fashion-MNIST's
+   * layout), and a VAE for them: 16 x 16 x 1 -> 4 x 4 x 2 latents (its
+   * training is vae's test) */
+  pg_latents *ds = NULL;
+  if (pg_test_make_images(train_px, 32, 0) || pg_test_save_tiny_vae(train_px, vae_path) ||
+      !(ds = pg_latents_open(train_px)))
+    return -1;
   pg_vit_data_info vdata = {.mean = ds->info.mean, .std = ds->info.std, .source = "synthetic"};
   pg_latents_close(ds);
-  /* the VAE: 16 x 16 x 1 -> 4 x 4 x 2 latents; its training is vae's test */
-  pg_vae_config c = {.height = 16, .width = 16, .in_channels = 1, .patch_size = 4,
-                     .latent_channels = 2, .hidden = 16, .encoder_depth = 1, .decoder_depth = 1,
-                     .heads = 2, .mlp_ratio = 2};
   pg_rng rng;
   pg_rng_seed(&rng, 3);
-  pg_vae m;
-  if (pg_vae_init(&m, &c, &rng)) return -1;
-  pg_status st = pg_vae_save(vae_path, &m, &data, 1e-4, 7);
-  pg_vae_free(&m);
   /* a classifier of the pixel-space files (untrained: the score only has to read them) */
   pg_vit_config vc = {.height = 8, .width = 8, .in_channels = 4, .patch_size = 4, .hidden = 16, .depth = 1,
                       .heads = 2, .mlp_ratio = 2, .num_classes = 4};
   pg_vit v;
-  if (st || pg_vit_init(&v, &vc, &rng)) return -1;
-  st = pg_vit_save(vit_path, &v, &vdata, 0);
+  if (pg_vit_init(&v, &vc, &rng)) return -1;
+  pg_status st = pg_vit_save(vit_path, &v, &vdata, 0);
   pg_vit_free(&v);
   if (st) return -1;
   char out[4096];
