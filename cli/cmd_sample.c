@@ -1,6 +1,7 @@
 /* patchgrad sample: draws images from a trained DiT checkpoint. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/io/atomic.h"
 #include "patchgrad/io/checkpoint.h"
+#include "patchgrad/io/h5util.h"
 #include "patchgrad/dit/sample_sheet.h"
 #include "patchgrad/dit/trainer.h"
 
@@ -27,24 +29,52 @@ static int usage(FILE *f) {
 "  --seed X (0)  --threads N (all cores)\n"
 "  --ema                 sample with the checkpoint's EMA weights\n"
 "  --zoom K              magnify the sheet K times (default: to >= 512 pixels wide)\n"
-"Writes the PNG grid (--out must end in .png) and the raw latents next to it\n"
-"(grid.png -> grid.h5). A flag the model or sampler would ignore is refused.\n");
+"  --vae V.h5            a DiT trained on VAE latents: the VAE that decodes them\n"
+"                        (default: the one its checkpoint names, vae_checkpoint)\n"
+"Writes the PNG grid (--out must end in .png) and the raw samples next to it\n"
+"(grid.png -> grid.h5). A DiT trained on VAE latents is sampled through that VAE:\n"
+"the grid shows the decoded images, and grid.h5 holds them in the layout of the\n"
+"VAE's training data (what patchgrad score reads), and the DiT's latents.\n"
+"A flag the model or sampler would ignore is refused.\n");
   return f == stdout ? 0 : 2;
 }
 
-/* The model, the dataset's transform and class names, from a checkpoint. */
+/* The model, the dataset's transform and class names, and the VAE of VAE
+ * latents, from a checkpoint. */
 typedef struct {
   pg_dit *m;
   pg_latent_transform *tf;
   char *names; /* 512 chars: the rows' labels */
+  char vae[1024]; /* vae_checkpoint ("" for pixel-space latents) */
+  double vae_scale; /* vae_scale_factor */
+  pg_diffusion *diff; /* the noise schedule it was trained with */
 } dit_loading;
 
 static pg_params *dit_from_config(void *self, const pg_kv *config, const char *path) {
   dit_loading *l = self;
   pg_dit_config c;
-  if (pg_dit_config_from_kv(config, &c) || pg_latent_transform_from_kv(config, path, l->tf)) return NULL;
-  const char *names = NULL;
+  if (pg_dit_config_from_kv(config, &c) || pg_latent_transform_from_kv(config, path, l->tf) ||
+      pg_diffusion_from_kv(config, path, l->diff))
+    return NULL;
+  const char *names = NULL, *vae = NULL;
   if (pg_kv_get_string(config, "data_class_names", &names) == 1) snprintf(l->names, 512, "%s", names);
+  const int has_vae = pg_kv_get_string(config, "vae_checkpoint", &vae);
+  if (has_vae == 1) {
+    snprintf(l->vae, sizeof l->vae, "%s", vae);
+    const int r = pg_kv_get_double(config, "vae_scale_factor", &l->vae_scale);
+    if (r < 0) {
+      pg_error_prefix(path);
+      return NULL;
+    }
+    if (r == 0 || !(l->vae_scale > 0) || !isfinite(l->vae_scale)) {
+      pg_fail(PG_ERR_FORMAT, "%s: config names the VAE %s but no vae_scale_factor (a finite number > 0)%s", path,
+              vae, r == 0 ? "" : ", it holds another value");
+      return NULL;
+    }
+  } else if (has_vae < 0) {
+    pg_error_prefix(path);
+    return NULL;
+  }
   pg_rng rng;
   pg_rng_seed(&rng, 0);
   return pg_dit_init(l->m, &c, &rng) ? NULL : &l->m->params;
@@ -52,9 +82,24 @@ static pg_params *dit_from_config(void *self, const pg_kv *config, const char *p
 
 static void dit_unbuild(void *self) { pg_dit_free(((dit_loading *)self)->m); }
 
-static pg_status load_model(const char *path, bool ema, pg_dit *m, pg_latent_transform *tf, char *names) {
-  dit_loading l = {m, tf, names};
-  return pg_checkpoint_load_model(path, ema, &(pg_checkpoint_model){dit_from_config, dit_unbuild, &l});
+static pg_status load_model(const char *path, bool ema, pg_dit *m, pg_latent_transform *tf, char *names,
+                            pg_diffusion *diff, dit_loading *l) {
+  *l = (dit_loading){.m = m, .tf = tf, .names = names, .diff = diff};
+  return pg_checkpoint_load_model(path, ema, &(pg_checkpoint_model){dit_from_config, dit_unbuild, l});
+}
+
+/* The VAE of a DiT trained on VAE latents: --vae, or the one its checkpoint
+ * names; an error says which and how to give another. */
+static pg_status load_vae(const char *ckpt, const dit_loading *l, const char *vae_flag, pg_vae_decoder *vae) {
+  const pg_dit_config *c = &l->m->cfg;
+  const int64_t shape[3] = {c->input_size, c->input_size, c->in_channels};
+  const char *path = vae_flag ? vae_flag : l->vae;
+  if (!pg_vae_decoder_load(vae, path, l->vae_scale, shape)) return PG_OK;
+  char why[1024];
+  snprintf(why, sizeof why, "%s", pg_last_error());
+  if (vae_flag) return pg_fail(pg_last_status(), "--vae %s: %s", vae_flag, why);
+  return pg_fail(pg_last_status(), "%s was trained on latents of the VAE %s, which decodes its samples, and it "
+                 "cannot be used: %s (give the VAE's checkpoint with --vae V.h5)", ckpt, l->vae, why);
 }
 
 /* The files sample writes must not be the checkpoint it reads (same file
@@ -99,7 +144,7 @@ static int check_model_flags(const pg_args *a, const char *ckpt, const pg_dit *m
 }
 
 int pg_cmd_sample(int argc, char **argv) {
-  const char *ckpt = NULL, *out = NULL, *sampler = "ddim", *cls = NULL;
+  const char *ckpt = NULL, *out = NULL, *sampler = "ddim", *cls = NULL, *vae_flag = NULL;
   int64_t steps = 50, cols = 8, rows = 4, seed = 0, threads = 0, zoom = 0;
   double cfg = 4.0;
   bool ema = false, steps_given = false, rows_given = false, cfg_given = false;
@@ -127,6 +172,7 @@ int pg_cmd_sample(int argc, char **argv) {
     if (pg_arg_int(&a, "--threads", 1, 1024, &threads)) continue;
     if (pg_arg_switch(&a, "--ema", &ema)) continue;
     if (pg_arg_int(&a, "--zoom", 1, PG_SHEET_MAX_ZOOM, &zoom)) continue;
+    if (pg_arg_string(&a, "--vae", &vae_flag)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
@@ -159,21 +205,32 @@ int pg_cmd_sample(int argc, char **argv) {
   pg_set_threads((int)threads);
   pg_dit m;
   pg_latent_transform tf;
-  if (load_model(ckpt, ema, &m, &tf, names)) return pg_cli_fail("sample", 1);
+  pg_diffusion d;
+  dit_loading l;
+  if (load_model(ckpt, ema, &m, &tf, names, &d, &l)) return pg_cli_fail("sample", 1);
   if (check_model_flags(&a, ckpt, &m, cls, rows_given, rows, cfg_given, cfg)) {
     pg_dit_free(&m);
     return 2;
   }
-  pg_diffusion d;
-  pg_diffusion_init(&d);
-  pg_ctx *ctx = pg_ctx_new(0);
-  pg_status st = ctx ? pg_sample_sheet(ctx, &m, &d, &tf, &o, out, false) : pg_last_status();
+  if (vae_flag && !l.vae[0]) {
+    pg_dit_free(&m);
+    return pg_args_error(&a, "--vae %s applies to a DiT trained on VAE latents; %s was trained on latents "
+                         "that are images themselves (its config names no vae_checkpoint)", vae_flag, ckpt);
+  }
+  pg_vae_decoder vae = {0};
+  pg_status st = l.vae[0] ? load_vae(ckpt, &l, vae_flag, &vae) : PG_OK;
+  o.vae = vae.loaded ? &vae : NULL;
+  pg_ctx *ctx = st ? NULL : pg_ctx_new(0);
+  if (!st) st = ctx ? pg_sample_sheet(ctx, &m, &d, &tf, &o, out, false) : pg_last_status();
   pg_ctx_free(ctx);
+  pg_vae_decoder_free(&vae);
   pg_dit_free(&m);
   if (st) {
     pg_cli_print_error("sample", pg_last_error());
     return 1;
   }
-  printf("wrote %s (and the raw latents beside it)\n", out);
+  if (o.vae) printf("wrote %s, decoded by the VAE %s (the decoded samples and the DiT's latents beside it)\n", out,
+                    vae.path);
+  else printf("wrote %s (and the raw latents beside it)\n", out);
   return 0;
 }

@@ -41,6 +41,12 @@ static int usage(FILE *f) {
 "  --batch B             batch size (preset's)\n"
 "  --steps N             total updates (1000), or --epochs E (not both)\n"
 "  --ema DECAY           keep an EMA of the weights (0: off; DiT uses 0.9999)\n"
+"  --ema-warmup          its decay rises as min(DECAY, (1 + n) / (10 + n)) over the\n"
+"                        first updates n (TensorFlow's num_updates)\n"
+"  --noise-schedule linear|cosine  betas linear 1e-4..0.02, or Nichol and Dhariwal's\n"
+"                        cosine (linear)\n"
+"  --min-snr G           weigh each sample's loss by min(SNR_t, G) / SNR_t (Hang et al.;\n"
+"                        they use 5) (0: off)\n"
 "  --precision fp32|bf16  bf16: large products in bfloat16 on oneDNN, the rest float32,\n"
 "                        as torch.autocast(\"cpu\", torch.bfloat16) (fp32)\n""  --seed X (0)  --threads N (all cores)\n");
   pg_cli_run_usage(f);
@@ -54,6 +60,8 @@ static int usage(FILE *f) {
 "  --cols N              samples per row (one row per class) of samples.png at the end (8; 0: none)\n"
 "  --sample-steps K (50)  --cfg S (4)   DDIM steps and guidance scale of those samples\n"
 "  --sample-every N      also a sheet every N steps, samples-000500.png (0: none)\n"
+"  --vae V.h5            VAE latents (patchgrad vae encode): the VAE that decodes the\n"
+"                        sheets and that the checkpoint names (the data's vae_checkpoint)\n"
 "  --quiet               no progress output\n");
   return f == stdout ? 0 : 2;
 }
@@ -88,6 +96,7 @@ int pg_cmd_train(int argc, char **argv) {
 
   int64_t samples = 8, sample_steps = 50;
   double cfg = 4.0;
+  const char *noise = "linear";
   pg_cli_run_flags f;
   pg_cli_run_flags_init(&f, &o.run);
   a = pg_args_begin("train", argc, argv);
@@ -100,14 +109,22 @@ int pg_cmd_train(int argc, char **argv) {
     if (pg_arg_field(&a, PG_DIT_CONFIG_FIELDS, pg_dit_config_fields, &o.model)) continue;
     if (pg_arg_switch(&a, "--unconditional", &o.unconditional)) continue;
     if (pg_arg_double(&a, "--ema", 0, 1, &o.run.ema_decay)) continue;
+    if (pg_arg_switch(&a, "--ema-warmup", &o.run.ema_warmup)) continue;
     if (pg_arg_string(&a, "--resume", &o.run.resume)) continue;
     if (pg_arg_int(&a, "--cols", 0, 64, &samples)) continue;
     if (pg_arg_int(&a, "--sample-steps", 1, 1000, &sample_steps)) continue;
     if (pg_arg_double(&a, "--cfg", 0, 100, &cfg)) continue;
     if (pg_arg_int(&a, "--sample-every", 0, INT64_MAX, &o.sample_every)) continue;
+    if (pg_arg_string(&a, "--vae", &o.vae_path)) continue;
+    if (pg_arg_string(&a, "--noise-schedule", &noise)) continue;
+    if (pg_arg_double(&a, "--min-snr", 0, 1e6, &o.min_snr_gamma)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
+  if (o.run.ema_warmup && !(o.run.ema_decay > 0))
+    return pg_args_error(&a, "--ema-warmup applies to an EMA: give --ema DECAY too");
+  if (pg_noise_schedule_parse(noise, &o.noise_schedule))
+    return pg_args_error(&a, "--noise-schedule '%s' is not linear or cosine", noise);
   o.sample_cols = (int)samples;
   o.sample_steps = (int)sample_steps;
   o.sample_cfg = (float)cfg;

@@ -284,9 +284,8 @@ static int run_decode(int argc, char **argv) {
     if (!latents || !images) st = pg_fail(PG_ERR_MEMORY, "out of memory for %lld images", (long long)n);
   }
   if (!st) st = pg_latents_read(ds, 0, n, latents);
-  for (int64_t i = 0; !st && i < n * ds->sample_numel; i++) latents[i] = (float)(latents[i] / info.scale_factor);
   if (!st && !(ctx = pg_ctx_new(0))) st = pg_last_status();
-  if (!st) st = pg_vae_decode_all(ctx, &m, latents, n, v.batch, images);
+  if (!st) st = pg_vae_decode_stored(ctx, &m, info.scale_factor, NULL, latents, n, v.batch, images);
   if (!st && png) {
     pg_image *grid = pg_vae_images_to_grid(&m, &trained, n, images, (int)v.cols, 2);
     st = grid ? pg_png_write(v.out, grid) : pg_last_status();

@@ -1,17 +1,68 @@
 #include "patchgrad/dit/diffusion.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "patchgrad/autograd/ops.h"
 
-void pg_diffusion_init(pg_diffusion *d) {
+/* Nichol and Dhariwal's f(u) of the cosine schedule, offset s = 0.008. */
+static double cosine_f(double u) {
+  const double half_pi = 1.57079632679489661923;
+  const double c = cos((u + 0.008) / 1.008 * half_pi);
+  return c * c;
+}
+
+void pg_diffusion_init(pg_diffusion *d) { pg_diffusion_init_with(d, PG_NOISE_LINEAR, 0); }
+
+pg_status pg_diffusion_init_with(pg_diffusion *d, pg_noise_schedule schedule, double min_snr_gamma) {
   double abar = 1.0;
   for (int t = 0; t < PG_DIFFUSION_T; t++) {
-    d->beta[t] = 1e-4 + (0.02 - 1e-4) * t / (PG_DIFFUSION_T - 1);
+    if (schedule == PG_NOISE_COSINE) {
+      const double b = 1.0 - cosine_f((t + 1.0) / PG_DIFFUSION_T) / cosine_f((double)t / PG_DIFFUSION_T);
+      d->beta[t] = b < 0.999 ? b : 0.999;
+    } else {
+      d->beta[t] = 1e-4 + (0.02 - 1e-4) * t / (PG_DIFFUSION_T - 1);
+    }
     abar *= 1.0 - d->beta[t];
     d->alpha_bar[t] = abar;
   }
+  d->schedule = schedule;
+  d->min_snr_gamma = 0;
+  if (!(min_snr_gamma >= 0) || !isfinite(min_snr_gamma))
+    return pg_fail(PG_ERR_ARG, "diffusion: min-SNR gamma must be a finite number >= 0 (0: off), got %g",
+                   min_snr_gamma);
+  d->min_snr_gamma = min_snr_gamma;
+  return PG_OK;
+}
+
+const char *pg_noise_schedule_name(pg_noise_schedule s) { return s == PG_NOISE_COSINE ? "cosine" : "linear"; }
+
+pg_status pg_noise_schedule_parse(const char *name, pg_noise_schedule *s) {
+  if (!strcmp(name, "linear")) *s = PG_NOISE_LINEAR;
+  else if (!strcmp(name, "cosine")) *s = PG_NOISE_COSINE;
+  else return pg_fail(PG_ERR_ARG, "noise schedule '%s' is not linear or cosine", name);
+  return PG_OK;
+}
+
+pg_status pg_diffusion_to_kv(const pg_diffusion *d, pg_kv *kv) {
+  pg_status st = PG_OK;
+  if (d->schedule != PG_NOISE_LINEAR) st = pg_kv_set_string(kv, "noise_schedule", pg_noise_schedule_name(d->schedule));
+  if (!st && d->min_snr_gamma > 0) st = pg_kv_set_double(kv, "min_snr_gamma", d->min_snr_gamma);
+  return st;
+}
+
+pg_status pg_diffusion_from_kv(const pg_kv *kv, const char *who, pg_diffusion *d) {
+  const char *name = "linear";
+  double gamma = 0;
+  pg_noise_schedule s = PG_NOISE_LINEAR;
+  if (pg_kv_get_string(kv, "noise_schedule", &name) < 0 || pg_kv_get_double(kv, "min_snr_gamma", &gamma) < 0 ||
+      pg_noise_schedule_parse(name, &s) || pg_diffusion_init_with(d, s, gamma)) {
+    char why[1024];
+    snprintf(why, sizeof why, "%s", pg_last_error());
+    return pg_fail(pg_last_status(), "%s: config: %s", who, why);
+  }
+  return PG_OK;
 }
 
 void pg_diffusion_q_sample(const pg_diffusion *d, const float *x0, const float *eps,
@@ -46,7 +97,18 @@ pg_tensor *pg_diffusion_loss(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d, pg_t
   }
   pg_diffusion_q_sample(d, x0->data, eps->data, t, B, n, xt->data);
   pg_tensor *pred = pg_dit_forward(ctx, m, xt, t, labels);
-  return pg_mse(ctx, pred, eps);
+  if (!(d->min_snr_gamma > 0)) return pg_mse(ctx, pred, eps);
+  /* min-SNR: mean over the batch of w_b times the sample's mean squared error */
+  int64_t wshape[PG_MAX_DIMS] = {B};
+  for (int i = 1; i < x0->ndim; i++) wshape[i] = 1;
+  pg_tensor *w = pg_empty(ctx, x0->ndim, wshape);
+  if (!w) return NULL;
+  for (int64_t b = 0; b < B; b++) {
+    const double ab = d->alpha_bar[(int)t[b]], snr = ab / (1.0 - ab);
+    w->data[b] = (float)((snr < d->min_snr_gamma ? snr : d->min_snr_gamma) / snr);
+  }
+  pg_tensor *diff = pg_sub(ctx, pred, eps);
+  return pg_mean(ctx, pg_mul(ctx, pg_mul(ctx, diff, diff), w), 0, NULL, false);
 }
 
 pg_status pg_diffusion_eps(pg_ctx *ctx, pg_dit *m, const float *x, int64_t batch, float t,

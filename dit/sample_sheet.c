@@ -26,26 +26,52 @@ pg_status pg_sample_sheet_raw_path(const char *png_path, char *buf, size_t cap) 
   return PG_OK;
 }
 
+/* One [n, shape] channels-last float dataset with its layout attribute. */
+static pg_status write_nhwc(hid_t f, const char *name, int64_t n, const int64_t shape[3], const float *x) {
+  const int64_t dims[4] = {n, shape[0], shape[1], shape[2]};
+  pg_status st = pg_h5_write_floats(f, name, 4, dims, x, 1);
+  hid_t d = st ? -1 : H5Dopen2(f, name, H5P_DEFAULT);
+  if (d >= 0) {
+    st = pg_h5_set_attr_string(d, "layout", pg_layout_name(PG_LAYOUT_NHWC));
+    H5Dclose(d);
+  }
+  return st;
+}
+
+/* grid.h5: the DiT's samples x [n, H, W, C], or with a VAE the decoded
+ * samples [n, dshape] and x as diffusion_latents (sample_sheet.h). */
 static pg_status write_raw(const char *png_path, const float *x, const int64_t *labels, int64_t n,
-                           const pg_dit_config *c, const pg_sample_sheet_opts *o) {
+                           const pg_dit_config *c, const pg_sample_sheet_opts *o, const float *decoded,
+                           const int64_t dshape[3]) {
   char path[PG_ATOMIC_PATH_CAP];
   if (pg_sample_sheet_raw_path(png_path, path, sizeof path)) return pg_last_status();
   /* in memory, then written out atomically: a full disk leaves no HDF5 file half-closed */
   hid_t f = pg_h5_create_in_memory(path);
   if (f < 0) return pg_last_status();
-  int64_t shape[4] = {n, c->input_size, c->input_size, c->in_channels};
-  pg_status st = pg_h5_write_floats(f, "samples", 4, shape, x, 1);
-  hid_t d = st ? -1 : H5Dopen2(f, "samples", H5P_DEFAULT);
-  if (d >= 0) {
-    st = pg_h5_set_attr_string(d, "layout", pg_layout_name(PG_LAYOUT_NHWC));
-    H5Dclose(d);
-  }
+  const int64_t shape[3] = {c->input_size, c->input_size, c->in_channels};
+  const pg_vae_decoder *vae = o->vae;
+  pg_status st = vae ? write_nhwc(f, "samples", n, dshape, decoded) : write_nhwc(f, "samples", n, shape, x);
+  if (!st && vae) st = write_nhwc(f, "diffusion_latents", n, shape, x);
   if (!st && labels) st = pg_h5_write_int64(f, "labels", 1, &n, labels);
   st = st ? st : pg_h5_set_attr_string(f, "sampler", o->sampler.kind == PG_SAMPLER_DDIM ? "ddim" : "ddpm");
   st = st ? st : pg_h5_set_attr_int(f, "steps", o->sampler.kind == PG_SAMPLER_DDIM ? o->sampler.steps : PG_DIFFUSION_T);
   st = st ? st : pg_h5_set_attr_double(f, "cfg_scale", o->sampler.cfg_scale);
   st = st ? st : pg_h5_set_attr_int(f, "seed", (int64_t)o->sampler.seed);
-  st = st ? st : pg_h5_set_attr_string(f, "description", "DiT samples in latent space (channels last), before the inverse transform");
+  if (vae) {
+    const pg_latent_transform *t = &vae->data.tf;
+    st = st ? st : pg_h5_set_attr_double(f, "mean", t->mean);
+    st = st ? st : pg_h5_set_attr_double(f, "std", t->std);
+    st = st ? st : pg_h5_set_attr_int(f, "pad", t->pad);
+    st = st ? st : pg_h5_set_attr_int(f, "space_to_depth", t->factor);
+    st = st ? st : pg_h5_set_attr_string(f, "vae_checkpoint", vae->path);
+    st = st ? st : pg_h5_set_attr_double(f, "scale_factor", vae->scale_factor);
+    st = st ? st : pg_h5_set_attr_string(f, "description", "DiT samples decoded by the VAE vae_checkpoint "
+                                         "(diffusion_latents / scale_factor through its decoder), in the "
+                                         "layout and normalisation of its training files (samples); the "
+                                         "DiT's latents (diffusion_latents), channels last");
+  } else {
+    st = st ? st : pg_h5_set_attr_string(f, "description", "DiT samples in latent space (channels last), before the inverse transform");
+  }
   if (st) {
     H5Fclose(f);
     return st;
@@ -92,17 +118,27 @@ pg_status pg_sample_sheet(pg_ctx *ctx, pg_dit *m, const pg_diffusion *d,
   for (int64_t i = 0; labels && i < n; i++) labels[i] = o->class_id >= 0 ? o->class_id : i / o->per_class;
   pg_status st = pg_diffusion_sample(ctx, m, d, &o->sampler, n, labels, x,
                                      quiet ? NULL : show_progress, NULL);
-  if (!st) st = write_raw(png_path, x, labels, n, c, o);
+  /* through the VAE: decoded samples in its training files' layout */
+  int64_t shape[3] = {c->input_size, c->input_size, c->in_channels};
+  float *decoded = NULL;
+  if (!st && o->vae) {
+    pg_vae_decoder_sample_shape(o->vae, shape);
+    if (!(decoded = malloc((size_t)(n * shape[0] * shape[1] * shape[2]) * sizeof *decoded)))
+      st = pg_fail(PG_ERR_MEMORY, "sample: out of memory for %lld decoded samples", (long long)n);
+    if (!st) st = pg_vae_decoder_run(ctx, o->vae, tf, x, n, 256, decoded);
+  }
+  if (!st) st = write_raw(png_path, x, labels, n, c, o, decoded, shape);
   char **names = labels ? row_labels(o, rows) : NULL;
   if (!st && labels && !names) st = pg_last_status();
   if (!st) {
-    pg_image *grid = pg_latents_to_sheet(tf, n, x, c->input_size, c->input_size, c->in_channels,
-                                         o->per_class, o->zoom, (const char *const *)names);
+    pg_image *grid = pg_latents_to_sheet(o->vae ? &o->vae->data.tf : tf, n, o->vae ? decoded : x, shape[0],
+                                         shape[1], shape[2], o->per_class, o->zoom, (const char *const *)names);
     st = grid ? pg_png_write(png_path, grid) : pg_last_status();
     pg_image_free(grid);
   }
   for (int r = 0; names && r < rows; r++) free(names[r]);
   free(names);
+  free(decoded);
   free(x);
   free(labels);
   return st;

@@ -37,6 +37,11 @@ typedef struct {
   pg_diffusion diff;
   pg_latent_transform transform; /* how the data was made: the sampler inverts it */
   const char *class_names;       /* the data's ("0 name, 1 name, ..."), for the sheets */
+  /* VAE latents: the VAE that decodes them (path as the data or --vae
+   * give it) and the data's scale factor; vae loaded when sheets are due */
+  char vae_path[sizeof ((pg_latents_info *)0)->vae_checkpoint];
+  double vae_scale;
+  pg_vae_decoder vae;
   /* validation at fixed draws */
   int64_t val_n;
   float *val_x, *val_t, *val_eps;
@@ -75,11 +80,22 @@ static pg_status dit_build(void *self, const pg_latents_info *info, pg_rng *rng,
   dit_run *d = self;
   d->transform = pg_latent_transform_of(info);
   d->class_names = info->class_names;
+  if (d->o->vae_path && !info->vae_checkpoint[0])
+    return pg_fail(PG_ERR_ARG, "train: --vae %s: %s holds no VAE latents (no vae_checkpoint attribute: "
+                               "make them with patchgrad vae encode)", d->o->vae_path, d->o->run.data_path);
+  if (info->vae_checkpoint[0]) {
+    const char *vae = d->o->vae_path ? d->o->vae_path : info->vae_checkpoint;
+    if ((size_t)snprintf(d->vae_path, sizeof d->vae_path, "%s", vae) >= sizeof d->vae_path)
+      return pg_fail(PG_ERR_ARG, "train: --vae: path too long (%zu characters, at most %zu)", strlen(vae),
+                     sizeof d->vae_path - 1);
+    d->vae_scale = info->scale_factor;
+  }
   pg_dit_config cfg;
   pg_status st = model_config(d, info, &cfg);
   if (st || (st = pg_dit_init(&d->model, &cfg, rng))) return st;
   d->model_ready = true;
-  pg_diffusion_init(&d->diff);
+  if ((st = pg_diffusion_init_with(&d->diff, d->o->noise_schedule, d->o->min_snr_gamma)))
+    return pg_fail(st, "train: %s", pg_last_error());
   *params = &d->model.params;
   return PG_OK;
 }
@@ -106,6 +122,15 @@ static pg_status dit_check_resume(void *self, const pg_kv *config, const char *p
   if (c.class_dropout != m->class_dropout)
     return pg_fail(PG_ERR_ARG, "train: --class-dropout %g differs from the checkpoint's %g (%s)",
                    (double)m->class_dropout, (double)c.class_dropout, path);
+  /* and so do the noise schedule and the loss weighting */
+  pg_diffusion was;
+  if ((st = pg_diffusion_from_kv(config, path, &was))) return st;
+  if (was.schedule != d->diff.schedule)
+    return pg_fail(PG_ERR_ARG, "train: --noise-schedule %s differs from the checkpoint's %s (%s)",
+                   pg_noise_schedule_name(d->diff.schedule), pg_noise_schedule_name(was.schedule), path);
+  if (was.min_snr_gamma != d->diff.min_snr_gamma)
+    return pg_fail(PG_ERR_ARG, "train: --min-snr %g differs from the checkpoint's %g (%s)", d->diff.min_snr_gamma,
+                   was.min_snr_gamma, path);
   return PG_OK;
 }
 
@@ -114,12 +139,18 @@ static pg_status dit_check_resume(void *self, const pg_kv *config, const char *p
 static pg_status dit_config(void *self, pg_kv *config) {
   const dit_run *d = self;
   pg_status st = pg_dit_config_to_kv(&d->model.cfg, config);
+  st = st ? st : pg_diffusion_to_kv(&d->diff, config);
   st = st ? st : pg_kv_set_double(config, "data_mean", d->transform.mean);
   st = st ? st : pg_kv_set_double(config, "data_std", d->transform.std);
   st = st ? st : pg_kv_set_int(config, "data_pad", d->transform.pad);
   st = st ? st : pg_kv_set_int(config, "data_space_to_depth", d->transform.factor);
   /* the rows' labels of `patchgrad sample` (a file without names: none) */
   if (d->class_names && d->class_names[0]) st = st ? st : pg_kv_set_string(config, "data_class_names", d->class_names);
+  /* VAE latents: the VAE that decodes samples, and their scale */
+  if (d->vae_path[0]) {
+    st = st ? st : pg_kv_set_string(config, "vae_checkpoint", d->vae_path);
+    st = st ? st : pg_kv_set_double(config, "vae_scale_factor", d->vae_scale);
+  }
   return st;
 }
 
@@ -201,12 +232,26 @@ static pg_status setup_validation(dit_run *d, const pg_run *run) {
   return st ? st : write_val_draws(d, run);
 }
 
+/* The VAE that decodes the sheets, loaded before the first step so that a
+ * VAE that has moved stops the run before it trains. */
+static pg_status load_vae(dit_run *d) {
+  const pg_dit_config *c = &d->model.cfg;
+  const int64_t shape[3] = {c->input_size, c->input_size, c->in_channels};
+  if (!pg_vae_decoder_load(&d->vae, d->vae_path, d->vae_scale, shape)) return PG_OK;
+  char why[1024];
+  snprintf(why, sizeof why, "%s", pg_last_error());
+  return pg_fail(pg_last_status(), "train: %s holds latents of the VAE %s, which decodes the sample sheets, "
+                 "and it cannot be used: %s (give the VAE with --vae V.h5, or --cols 0 for no sheets)",
+                 d->o->run.data_path, d->vae_path, why);
+}
+
 static pg_status dit_prepare(void *self, pg_run *run) {
   dit_run *d = self;
   d->run = run;
   char path[PG_RUN_PATH_MAX];
   pg_status st = PG_OK;
-  if (!run->resumed && pg_run_path(run, "init.h5", path)) st = save_initial(d, path);
+  if (d->vae_path[0] && d->o->sample_cols > 0) st = load_vae(d);
+  if (!st && !run->resumed && pg_run_path(run, "init.h5", path)) st = save_initial(d, path);
   return st ? st : setup_validation(d, run);
 }
 
@@ -271,7 +316,7 @@ static pg_status write_sheet(dit_run *d, pg_run *run, const char *name, bool qui
   pg_sample_sheet_opts so = {.sampler = {.kind = PG_SAMPLER_DDIM, .steps = o->sample_steps,
                                          .cfg_scale = o->sample_cfg, .seed = o->run.seed},
                              .per_class = o->sample_cols, .class_id = -1,
-                             .class_names = d->class_names};
+                             .class_names = d->class_names, .vae = d->vae.loaded ? &d->vae : NULL};
   return pg_sample_sheet(run->ctx, &d->model, &d->diff, &d->transform, &so, path, quiet);
 }
 
@@ -294,6 +339,7 @@ static pg_status dit_snapshot(void *self, pg_run *run) {
 
 static void dit_run_free(dit_run *d) {
   if (d->model_ready) pg_dit_free(&d->model);
+  pg_vae_decoder_free(&d->vae);
   free(d->val_x);
   free(d->val_t);
   free(d->val_eps);

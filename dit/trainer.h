@@ -4,7 +4,8 @@
  * with the DiT's parts: the model built to fit the data, the diffusion
  * loss, a validation loss at fixed draws (val_draws.h5), the weights
  * before the first step (init.h5), a sample sheet at the end and, when
- * asked, every N steps (samples-000500.png); for fine-tuning its class
+ * asked, every N steps (samples-000500.png), decoded through the VAE
+ * when the data are VAE latents; for fine-tuning its class
  * tensor is the label table y_embedder.embedding_table.weight. A library
  * function so that tests can run it too. */
 #ifndef PG_TRAINER_H
@@ -36,11 +37,24 @@ typedef struct {
   /* model: input_size, in_channels and num_classes 0 mean "from the data" */
   pg_dit_config model;
   bool unconditional;     /* ignore the data's labels (num_classes 0) */
+  /* the noise schedule and the min-SNR loss weighting (dit/diffusion.h;
+   * linear and 0 by default), recorded in the checkpoint's config */
+  pg_noise_schedule noise_schedule;
+  double min_snr_gamma;
   /* the sample sheet at the end, samples.png (0 columns: none), and every
    * sample_every steps during training, samples-000500.png (0: none) */
   int sample_cols, sample_steps;
   float sample_cfg;
   int64_t sample_every;
+  /* Data of VAE latents (a latent file of `patchgrad vae encode`, with the
+   * attributes vae_checkpoint and scale_factor): the sheets are decoded
+   * through that VAE (dit/sample_sheet.h), loaded before the first step
+   * when there are sheets to write (an error names it when it cannot be
+   * read), and the checkpoint's config records its path and the scale
+   * factor (vae_checkpoint, vae_scale_factor) for `patchgrad sample`.
+   * vae_path (NULL: the data's vae_checkpoint) names it instead, for a VAE
+   * that has moved; it is an error for data that are not VAE latents. */
+  const char *vae_path;
 } pg_train_opts;
 
 typedef struct {

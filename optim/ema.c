@@ -79,6 +79,7 @@ pg_status pg_ema_update(pg_ema *ema) {
   if (ema->swapped)
     return pg_fail(PG_ERR_STATE, "pg_ema_update: the EMA weights are swapped into the model "
                    "(call pg_ema_swap again first)");
+  const double decay = pg_ema_decay_at(ema, ema->updates);
   for (int i = 0; i < ema->shadow.count; i++) {
     const pg_param *p = &ema->model->items[i];
     if (!pg_param_trainable(p)) continue;
@@ -87,10 +88,17 @@ pg_status pg_ema_update(pg_ema *ema) {
       continue;
     }
     ema_args a = {.ema = ema->shadow.items[i].tensor->data, .model = p->tensor->data,
-                  .decay = (float)ema->decay, .rest = (float)(1.0 - ema->decay)};
+                  .decay = (float)decay, .rest = (float)(1.0 - decay)};
     pg_optim_parallel(p->tensor->numel, update_range, &a);
   }
+  ema->updates++;
   return PG_OK;
+}
+
+double pg_ema_decay_at(const pg_ema *ema, int64_t n) {
+  if (!ema->warmup) return ema->decay;
+  const double ramp = (1.0 + (double)n) / (10.0 + (double)n);
+  return ramp < ema->decay ? ramp : ema->decay;
 }
 
 pg_status pg_ema_swap(pg_ema *ema) {

@@ -229,6 +229,74 @@ static void test_diffusion_schedule(void **state) {
   assert_true(fabsf(xt[0] - (sqrtf(0.9999f) * 1 + 0.01f * 0.5f)) < 1e-6f);
 }
 
+/* The cosine schedule against its formula (values computed in float64 by
+ * Python from Nichol and Dhariwal's eq. 17), min-SNR weighting against the
+ * per-sample losses weighted by hand, and the config keys. */
+static void test_cosine_schedule_and_min_snr(void **state) {
+  (void)state;
+  pg_diffusion d;
+  assert_int_equal(pg_diffusion_init_with(&d, PG_NOISE_COSINE, 0), PG_OK);
+  assert_true(fabs(d.alpha_bar[0] - 0.999958715775178) < 1e-12);
+  assert_true(fabs(d.alpha_bar[500] - 0.49228517244880304) < 1e-12);
+  assert_true(fabs(d.alpha_bar[979] - 0.0009711930298712572) < 1e-14);
+  assert_true(fabs(d.beta[999] - 0.999) < 1e-15); /* clipped */
+  assert_int_equal(pg_diffusion_init_with(&d, PG_NOISE_LINEAR, -1), PG_ERR_ARG);
+  assert_error_contains("min-SNR gamma must be a finite number >= 0 (0: off), got -1");
+
+  /* min-SNR-5 = mean_b w_b mse_b, w_b = min(SNR, 5) / SNR */
+  pg_dit m;
+  pg_rng rng;
+  pg_rng_seed(&rng, 3);
+  assert_int_equal(pg_dit_init(&m, &tiny, &rng), PG_OK);
+  randomise(&m, 4);
+  enum { B = 4, N = 32 };
+  float x0[B * N], eps[B * N], t[B] = {20, 150, 400, 900};
+  int64_t y[B] = {0, 1, 2, 0};
+  for (int i = 0; i < B * N; i++) x0[i] = pg_rng_normal(&rng), eps[i] = pg_rng_normal(&rng);
+  pg_diffusion plain, weighted;
+  pg_diffusion_init(&plain);
+  assert_int_equal(pg_diffusion_init_with(&weighted, PG_NOISE_LINEAR, 5), PG_OK);
+  pg_ctx *ctx = pg_ctx_new(0);
+  double want = 0, w_small = 1;
+  for (int b = 0; b < B; b++) {
+    pg_ctx_reset(ctx);
+    pg_tensor *one = pg_diffusion_loss(ctx, &m, &plain, pg_from_array(ctx, PG_SHAPE(1, 4, 4, 2), x0 + b * N),
+                                       y + b, false, NULL, t + b, eps + b * N);
+    assert_non_null(one);
+    const double ab = plain.alpha_bar[(int)t[b]], snr = ab / (1 - ab), w = (snr < 5 ? snr : 5) / snr;
+    if (b == 0) w_small = w;
+    want += w * one->data[0] / B;
+  }
+  assert_true(w_small < 0.1); /* t = 20: SNR far above 5 */
+  pg_ctx_reset(ctx);
+  pg_tensor *x = pg_from_array(ctx, PG_SHAPE(B, 4, 4, 2), x0);
+  pg_tensor *loss = pg_diffusion_loss(ctx, &m, &weighted, x, y, false, NULL, t, eps);
+  assert_non_null(loss);
+  assert_int_equal(loss->ndim, 0);
+  assert_true(fabs(loss->data[0] - want) < 1e-6 * want);
+  assert_int_equal(pg_backward(ctx, loss), PG_OK); /* the weighting is on the tape */
+  pg_ctx_free(ctx);
+  pg_dit_free(&m);
+
+  /* config keys: none for the defaults, both otherwise, read back */
+  pg_kv kv;
+  pg_kv_init(&kv);
+  assert_int_equal(pg_diffusion_to_kv(&plain, &kv), PG_OK);
+  assert_int_equal(kv.count, 0);
+  assert_int_equal(pg_diffusion_init_with(&d, PG_NOISE_COSINE, 5), PG_OK);
+  assert_int_equal(pg_diffusion_to_kv(&d, &kv), PG_OK);
+  pg_diffusion back;
+  assert_int_equal(pg_diffusion_from_kv(&kv, "c.h5", &back), PG_OK);
+  assert_int_equal(back.schedule, PG_NOISE_COSINE);
+  assert_true(back.min_snr_gamma == 5);
+  assert_true(back.alpha_bar[500] == d.alpha_bar[500]);
+  pg_kv_clear(&kv);
+  assert_int_equal(pg_kv_set_string(&kv, "noise_schedule", "quadratic"), PG_OK);
+  assert_int_equal(pg_diffusion_from_kv(&kv, "c.h5", &back), PG_ERR_ARG);
+  assert_error_contains("c.h5: config: noise schedule 'quadratic' is not linear or cosine");
+  pg_kv_free(&kv);
+}
+
 int main(void) {
   pg_set_threads(2);
   const struct CMUnitTest tests[] = {
@@ -236,6 +304,7 @@ int main(void) {
       cmocka_unit_test(test_gradcheck_whole_model),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_diffusion_schedule),
+      cmocka_unit_test(test_cosine_schedule_and_min_snr),
       cmocka_unit_test(test_overfit_adam),
       cmocka_unit_test(test_overfit_sgd_momentum),
       cmocka_unit_test(test_ddim_deterministic),

@@ -296,6 +296,48 @@ static void test_ema(void **state) {
   pg_params_free(&model);
 }
 
+/* Warm-up: update n uses min(decay, (1 + n) / (10 + n)); the recurrence in
+ * double with those decays, and the numbers of optim/ema.h. */
+static void test_ema_warmup(void **state) {
+  (void)state;
+  pg_params model;
+  make_model(&model);
+  pg_ema ema;
+  assert_int_equal(pg_ema_init(&ema, &model, 0.999), PG_OK);
+  assert_true(pg_ema_decay_at(&ema, 0) == 0.999); /* off: the decay itself */
+  ema.warmup = true;
+  assert_true(fabs(pg_ema_decay_at(&ema, 0) - 0.1) < 1e-15);
+  assert_true(fabs(pg_ema_decay_at(&ema, 8) - 0.5) < 1e-15);
+  assert_true(fabs(pg_ema_decay_at(&ema, 80) - 0.9) < 1e-15);
+  assert_true(fabs(pg_ema_decay_at(&ema, 890) - 0.99) < 1e-15);
+  assert_true(pg_ema_decay_at(&ema, 100000) == 0.999); /* capped by the decay */
+  pg_tensor *w = model.items[0].tensor;
+  double want[15];
+  for (int j = 0; j < 15; j++) want[j] = w->data[j];
+  pg_rng rng;
+  pg_rng_seed(&rng, 13);
+  for (int n = 0; n < 20; n++) {
+    const double d = fmin(0.999, (1.0 + n) / (10.0 + n));
+    for (int j = 0; j < 15; j++) {
+      w->data[j] += pg_rng_normal(&rng);
+      want[j] = d * want[j] + (1 - d) * w->data[j];
+    }
+    assert_int_equal(pg_ema_update(&ema), PG_OK);
+  }
+  assert_int_equal(ema.updates, 20);
+  for (int j = 0; j < 15; j++) {
+    float wj = (float)want[j];
+    assert_close(&ema.shadow.items[0].tensor->data[j], &wj, 1, 1e-5, 1e-5);
+  }
+  /* after 20 updates the average is mostly the recent weights: the first
+   * weights keep prod_n d_n = 0.1 * 0.18 * ... of their share, under 1% */
+  double kept = 1;
+  for (int n = 0; n < 20; n++) kept *= fmin(0.999, (1.0 + n) / (10.0 + n));
+  assert_true(kept < 0.01);
+  pg_ema_free(&ema);
+  pg_params_free(&model);
+}
+
 /* The shadow of a frozen parameter is its value, bit for bit, from the
  * first update after freezing; the others keep averaging. */
 static void test_ema_follows_frozen(void **state) {
@@ -411,6 +453,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_clip_grad_norm), cmocka_unit_test(test_clip_grad_value),
       cmocka_unit_test(test_schedules),      cmocka_unit_test(test_ema),
+      cmocka_unit_test(test_ema_warmup),
       cmocka_unit_test(test_clip_skips_frozen), cmocka_unit_test(test_ema_follows_frozen),
       cmocka_unit_test(test_module_counts),
   };

@@ -187,6 +187,71 @@ static void test_resume_is_exact(void **state) {
   assert_int_not_equal(stat(pg_test_tmp("full/ckpt.h5.tmp"), &st), 0);
 }
 
+/* The EMA warm-up, the cosine noise schedule and min-SNR weighting resume
+ * exactly too (the EMA's update count is the step), and a resume that
+ * changes one of them is refused, naming the flag. */
+static void test_resume_with_warmup_and_diffusion_options(void **state) {
+  (void)state;
+  pg_train_result r;
+  pg_train_opts o = small_run(pg_test_tmp("wfull"));
+  o.run.ema_warmup = true;
+  o.noise_schedule = PG_NOISE_COSINE;
+  o.min_snr_gamma = 5;
+  o.run.steps = 8;
+  assert_int_equal(pg_train(&o, &r), PG_OK);
+  pg_train_opts a = o;
+  a.run.out_dir = pg_test_tmp("wpart");
+  a.run.steps = 5;
+  assert_int_equal(pg_train(&a, &r), PG_OK);
+  char resume[512];
+  snprintf(resume, sizeof resume, "%s", pg_test_tmp("wpart/ckpt.h5"));
+  pg_train_opts b = a;
+  b.run.out_dir = pg_test_tmp("wpart");
+  b.run.steps = 8;
+  b.run.resume = resume;
+  assert_int_equal(pg_train(&b, &r), PG_OK);
+  assert_checkpoints_identical(kept("wfull/ckpt.h5"), kept("wpart/ckpt.h5"));
+  /* the options are in the checkpoint's config */
+  pg_kv config;
+  pg_kv_init(&config);
+  assert_int_equal(pg_checkpoint_load(kept("wfull/ckpt.h5"), &(pg_checkpoint){.config = &config}), PG_OK);
+  pg_diffusion d;
+  assert_int_equal(pg_diffusion_from_kv(&config, "wfull", &d), PG_OK);
+  assert_int_equal(d.schedule, PG_NOISE_COSINE);
+  assert_true(d.min_snr_gamma == 5);
+  pg_kv_free(&config);
+  /* without the warm-up the EMA of the same run differs */
+  pg_train_opts c = o;
+  c.run.out_dir = pg_test_tmp("wnone");
+  c.run.ema_warmup = false;
+  assert_int_equal(pg_train(&c, &r), PG_OK);
+  pg_params p1, e1, p2, e2;
+  load_params(kept("wfull/ckpt.h5"), &p1, &e1);
+  load_params(kept("wnone/ckpt.h5"), &p2, &e2);
+  assert_params_identical(&p1, &p2); /* the EMA does not touch training */
+  int differ = 0;
+  for (int i = 0; i < e1.count; i++)
+    differ += memcmp(e1.items[i].tensor->data, e2.items[i].tensor->data,
+                     (size_t)e1.items[i].tensor->numel * sizeof(float)) != 0;
+  assert_true(differ > 0);
+  pg_params *lists[] = {&p1, &e1, &p2, &e2};
+  for (int i = 0; i < 4; i++) pg_params_free(lists[i]);
+  /* refusals */
+  b.run.steps = 9;
+  b.run.resume = resume;
+  b.run.ema_warmup = false;
+  assert_int_equal(pg_train(&b, &r), PG_ERR_ARG);
+  assert_error_contains("--ema-warmup 0 differs from the checkpoint's 1");
+  b.run.ema_warmup = true;
+  b.noise_schedule = PG_NOISE_LINEAR;
+  assert_int_equal(pg_train(&b, &r), PG_ERR_ARG);
+  assert_error_contains("--noise-schedule linear differs from the checkpoint's cosine");
+  b.noise_schedule = PG_NOISE_COSINE;
+  b.min_snr_gamma = 0;
+  assert_int_equal(pg_train(&b, &r), PG_ERR_ARG);
+  assert_error_contains("--min-snr 0 differs from the checkpoint's 5");
+}
+
 static void test_rejects_unfit_data(void **state) {
   (void)state;
   pg_train_result r;
@@ -522,6 +587,7 @@ int main(void) {
   pg_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resume_is_exact),
+      cmocka_unit_test(test_resume_with_warmup_and_diffusion_options),
       cmocka_unit_test(test_rejects_unfit_data),
       cmocka_unit_test(test_nan_stops_without_saving),
       cmocka_unit_test(test_sigint_saves),

@@ -15,7 +15,6 @@
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/gaussian.h"
 #include "patchgrad/autograd/ops.h"
-#include "patchgrad/data/synthetic.h"
 #include "patchgrad/io/h5util.h"
 #include "patchgrad/vae/autoencode.h"
 #include "patchgrad/vae/train.h"
@@ -248,32 +247,11 @@ static void test_model_gradcheck(void **state) {
 static int setup_dir(void **state) {
   (void)state;
   if (pg_test_tmpdir_make("vae")) return -1;
-  /* 16 x 16 one-channel images, pixel-unshuffled by 2 as Fashion-MNIST */
-  pg_synthetic_opts so;
-  pg_synthetic_opts_init(&so);
-  so.count = 48;
-  so.size = 8;
-  so.channels = 4;
-  so.classes = 4;
-  if (pg_make_synthetic(&so, pg_test_tmp("train.h5"))) return -1;
-  so.seed = 1;
-  so.count = 20;
-  if (pg_make_synthetic(&so, pg_test_tmp("test.h5"))) return -1;
-  /* a VAE for those images, saved as trained on train.h5 */
-  pg_latents *ds = pg_latents_open(pg_test_tmp("train.h5"));
-  if (!ds) return -1;
-  pg_vae_data_info data = pg_vae_data_info_of(&ds->info);
-  pg_latents_close(ds);
-  pg_vae_config c = {.height = 16, .width = 16, .in_channels = 1, .patch_size = 4,
-                     .latent_channels = 2, .hidden = 16, .encoder_depth = 1, .decoder_depth = 1,
-                     .heads = 2, .mlp_ratio = 2};
-  pg_rng rng;
-  pg_rng_seed(&rng, 3);
-  pg_vae m;
-  if (pg_vae_init(&m, &c, &rng)) return -1;
-  pg_status st = pg_vae_save(pg_test_tmp("vae.h5"), &m, &data, 1e-4, 7);
-  pg_vae_free(&m);
-  return st ? -1 : 0;
+  /* 16 x 16 one-channel images, pixel-unshuffled by 2 as Fashion-MNIST, and
+   * a VAE for them, saved as trained on train.h5 */
+  if (pg_test_make_images(pg_test_tmp("train.h5"), 48, 0) || pg_test_make_images(pg_test_tmp("test.h5"), 20, 1))
+    return -1;
+  return pg_test_save_tiny_vae(pg_test_tmp("train.h5"), pg_test_tmp("vae.h5"));
 }
 
 static void test_images_and_checkpoint(void **state) {

@@ -12,6 +12,8 @@
 #include "patchgrad/autograd/error.h"
 #include "patchgrad/autograd/runtime.h"
 #include "patchgrad/io/h5util.h"
+#include "patchgrad/data/synthetic.h"
+#include "patchgrad/vae/autoencode.h"
 
 /* Every test program starts as the patchgrad command does
  * (autograd/runtime.h), so that the tests run the BLIS kernels the command
@@ -253,4 +255,32 @@ int pg_test_mpi_run(pg_dist *dist, int *argc, char ***argv, const char *name,
   pg_dist_allreduce_sum(dist, &failed, 1);
   pg_dist_finalize(dist);
   return failed > 0 ? 1 : 0;
+}
+
+int pg_test_make_images(const char *path, int64_t count, uint64_t seed) {
+  pg_synthetic_opts so;
+  pg_synthetic_opts_init(&so);
+  so.count = count;
+  so.size = 8;
+  so.channels = 4;
+  so.classes = 4;
+  so.seed = seed;
+  return pg_make_synthetic(&so, path) ? -1 : 0;
+}
+
+int pg_test_save_tiny_vae(const char *images_path, const char *vae_path) {
+  pg_latents *ds = pg_latents_open(images_path);
+  if (!ds) return -1;
+  pg_vae_data_info data = pg_vae_data_info_of(&ds->info);
+  pg_latents_close(ds);
+  const pg_vae_config c = {.height = 16, .width = 16, .in_channels = 1, .patch_size = 4,
+                           .latent_channels = 2, .hidden = 16, .encoder_depth = 1, .decoder_depth = 1,
+                           .heads = 2, .mlp_ratio = 2};
+  pg_rng rng;
+  pg_rng_seed(&rng, 3);
+  pg_vae m;
+  if (pg_vae_init(&m, &c, &rng)) return -1;
+  pg_status st = pg_vae_save(vae_path, &m, &data, 1e-4, 7);
+  pg_vae_free(&m);
+  return st ? -1 : 0;
 }

@@ -90,6 +90,14 @@ int pg_test_mpi_run(pg_dist *dist, int *argc, char ***argv, const char *name,
  * returns its exit status, or 128 + the signal that killed it. */
 int pg_test_run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Pixel-space images for the VAE tests: `count` synthetic 16 x 16 x 1
+ * images of 4 classes, pixel-unshuffled by 2 into [8, 8, 4] samples as
+ * Fashion-MNIST's files (data/synthetic.h, drawn from `seed`). And a tiny
+ * VAE for them (16 x 16 x 1 -> 4 x 4 x 2 latents, hidden 16, one block each
+ * side, weights drawn from seed 3), saved as trained on images_path. 0 or -1. */
+int pg_test_make_images(const char *path, int64_t count, uint64_t seed);
+int pg_test_save_tiny_vae(const char *images_path, const char *vae_path);
+
 /* Writes a new case file dst holding the cases of src whose op is one of
  * ops[0..n); returns how many were copied. */
 int pg_test_copy_cases(const char *src, const char *dst, int n, const char *const *ops);

@@ -62,7 +62,7 @@ static const struct {
     {"schedule", "--schedule"},   {"warmup", "--warmup"}, {"step_size", "--step-size"},
     {"gamma", "--gamma"},         {"min_lr", "the schedule's min_lr"},
     {"schedule_steps", "the schedule's total_steps"},     {"clip", "--clip"},
-    {"ema", "--ema"},             {"precision", "--precision"},
+    {"ema", "--ema"},             {"ema_warmup", "--ema-warmup"}, {"precision", "--precision"},
     /* how the data is read (io/latents.h) */
     {"data_key", "--data-key"},   {"label_key", "--label-key"},
     {"data_read_scale", "--scale/--shift/--stats-from (the values' scale)"},
@@ -93,6 +93,7 @@ pg_status pg_run_record(const pg_run *run, pg_kv *kv) {
   st = st ? st : pg_kv_set_int(kv, "schedule_steps", o->schedule.total_steps);
   st = st ? st : pg_kv_set_double(kv, "clip", o->clip);
   st = st ? st : pg_kv_set_double(kv, "ema", o->ema_decay);
+  st = st ? st : pg_kv_set_int(kv, "ema_warmup", o->ema_warmup);
   st = st ? st : pg_kv_set_string(kv, "precision", pg_precision_name(o->precision));
   st = st ? st : pg_kv_set_int(kv, "steps", run->total);
   st = st ? st : pg_kv_set_string(kv, "init_from", o->init_from ? o->init_from : "");
@@ -142,6 +143,8 @@ static pg_status check_record(pg_run *run, const pg_kv *stored, const char *path
     if (!was || same_entry(was, now)) continue;
     /* an EMA may start on resume (from the weights resumed) */
     if (!strcmp(compared[i].key, "ema") && was->type == PG_KV_DOUBLE && was->d == 0) continue;
+    const pg_kv_entry *ema = pg_kv_find(stored, "ema");
+    if (!strcmp(compared[i].key, "ema_warmup") && ema && ema->type == PG_KV_DOUBLE && ema->d == 0) continue;
     char a[256], b[256];
     st = pg_fail(PG_ERR_ARG, "%s: %s %s differs from the checkpoint's %s (%s); only " MAY_CHANGE, who,
                  compared[i].flag, value_str(now, b, sizeof b), value_str(was, a, sizeof a), path);
@@ -235,10 +238,13 @@ pg_status pg_run_resume_state(pg_run *run, const char *path) {
     pg_ema_free(&run->ema);
     run->ema_ready = false;
     if (!(st = pg_ema_init(&run->ema, run->params, decay))) {
+      run->ema.warmup = run->opts->ema_warmup;
       run->ema_ready = true;
       pg_run_note(run, "the EMA (decay %g) starts at step %lld from the resumed weights", decay, (long long)run->step);
     }
   }
+  /* an EMA kept from the start has made one update per step */
+  if (!st && run->ema_ready && has_ema) run->ema.updates = run->step;
   if (!st) {
     run->resumed = true;
     st = pg_loader_set_state(run->loader, &ls);

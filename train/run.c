@@ -616,6 +616,7 @@ static pg_status setup_rest(pg_run *run) {
   if ((st = dp_reducer(run)) || (st = dp_shard(run))) return st;
   if (o->ema_decay > 0) {
     if ((st = pg_ema_init(&run->ema, run->params, o->ema_decay))) return st;
+    run->ema.warmup = o->ema_warmup;
     run->ema_ready = true;
   }
   run->total = o->steps > 0 ? o->steps : o->epochs * run->batches_per_epoch;

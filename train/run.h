@@ -116,6 +116,7 @@ typedef struct {
                             * 1: off */
   double clip;             /* max global gradient norm (L2), 0: off */
   double ema_decay;        /* 0: no EMA */
+  bool ema_warmup;         /* its decay rises over the first steps (optim/ema.h) */
   /* Fine-tuning: after the model is built (and before the optimizer and the
    * EMA), the tensors of this checkpoint's params/ that match a model tensor
    * by name and shape are loaded (pg_checkpoint_load_matching); the start

@@ -295,6 +295,70 @@ pg_status pg_vae_decode_all(pg_ctx *ctx, pg_vae *m, const float *latents, int64_
   return pg_eval_batches(ctx, latents, n, 3, ls, batch, "vae", coder_batch, &job);
 }
 
+pg_status pg_vae_decode_stored(pg_ctx *ctx, pg_vae *m, double scale_factor,
+                               const pg_latent_transform *tf, const float *x, int64_t n,
+                               int64_t batch, float *images) {
+  if (!(scale_factor > 0) || !isfinite(scale_factor))
+    return pg_fail(PG_ERR_ARG, "vae: scale factor %g (need a finite value > 0)", scale_factor);
+  int64_t ls[3];
+  pg_vae_latent_shape(&m->cfg, ls);
+  const int64_t count = n * ls[0] * ls[1] * ls[2];
+  float *z = malloc((size_t)count * sizeof *z);
+  if (!z) return pg_fail(PG_ERR_MEMORY, "vae: out of memory for %lld latents", (long long)n);
+  const double a = tf ? tf->std : 1, b = tf ? tf->mean : 0;
+  for (int64_t i = 0; i < count; i++) z[i] = (float)((x[i] * a + b) / scale_factor);
+  pg_status st = pg_vae_decode_all(ctx, m, z, n, batch, images);
+  free(z);
+  return st;
+}
+
+pg_status pg_vae_decoder_load(pg_vae_decoder *d, const char *path, double scale_factor,
+                              const int64_t latent_shape[3]) {
+  memset(d, 0, sizeof *d);
+  if (!(scale_factor > 0) || !isfinite(scale_factor))
+    return pg_fail(PG_ERR_ARG, "vae: scale factor %g (need a finite value > 0)", scale_factor);
+  if ((size_t)snprintf(d->path, sizeof d->path, "%s", path) >= sizeof d->path)
+    return pg_fail(PG_ERR_ARG, "vae: checkpoint path too long (%zu characters, at most %zu)", strlen(path),
+                   sizeof d->path - 1);
+  pg_status st = pg_vae_load(path, &d->model, &d->data);
+  if (st) return st;
+  int64_t ls[3];
+  pg_vae_latent_shape(&d->model.cfg, ls);
+  if (ls[0] != latent_shape[0] || ls[1] != latent_shape[1] || ls[2] != latent_shape[2]) {
+    pg_vae_free(&d->model);
+    return pg_fail(PG_ERR_ARG, "the VAE %s decodes [%lld, %lld, %lld] latents, the samples are [%lld, %lld, %lld]",
+                   path, (long long)ls[0], (long long)ls[1], (long long)ls[2], (long long)latent_shape[0],
+                   (long long)latent_shape[1], (long long)latent_shape[2]);
+  }
+  d->scale_factor = scale_factor;
+  d->loaded = true;
+  return PG_OK;
+}
+
+void pg_vae_decoder_free(pg_vae_decoder *d) {
+  if (d->loaded) pg_vae_free(&d->model);
+  d->loaded = false;
+}
+
+void pg_vae_decoder_sample_shape(const pg_vae_decoder *d, int64_t shape[3]) {
+  const pg_vae_config *c = &d->model.cfg;
+  const int64_t f = d->data.tf.factor;
+  shape[0] = c->height / f;
+  shape[1] = c->width / f;
+  shape[2] = c->in_channels * f * f;
+}
+
+pg_status pg_vae_decoder_run(pg_ctx *ctx, pg_vae_decoder *d, const pg_latent_transform *tf,
+                             const float *x, int64_t n, int64_t batch, float *samples) {
+  const pg_vae_config *c = &d->model.cfg;
+  float *images = malloc((size_t)(n * c->height * c->width * c->in_channels) * sizeof *images);
+  if (!images) return pg_fail(PG_ERR_MEMORY, "vae: out of memory for %lld images", (long long)n);
+  pg_status st = pg_vae_decode_stored(ctx, &d->model, d->scale_factor, tf, x, n, batch, images);
+  if (!st) st = pg_vae_samples_of(&d->data.tf, n, images, c->height, c->width, c->in_channels, samples);
+  free(images);
+  return st;
+}
+
 pg_status pg_vae_reconstruct_all(pg_ctx *ctx, pg_vae *m, const float *images, int64_t n,
                                  int64_t batch, pg_rng *rng, const pg_vae_arrays *out, double *mse,
                                  double *kl) {

@@ -104,6 +104,44 @@ PG_API pg_status pg_vae_encode_all(pg_ctx *ctx, pg_vae *m, const float *images, 
 PG_API pg_status pg_vae_decode_all(pg_ctx *ctx, pg_vae *m, const float *latents, int64_t n,
                                    int64_t batch, float *images);
 
+/* Latents as a file of `vae encode` stores them (z * scale_factor) -> images
+ * [n, H, W, C]: z = stored / scale_factor through the decoder. With tf (may
+ * be NULL) the values x are read as a training run read them (io/latents.h:
+ * stored = x * tf->std + tf->mean, the read options undone), else as
+ * stored. An error when scale_factor is not a finite number > 0. */
+PG_API pg_status pg_vae_decode_stored(pg_ctx *ctx, pg_vae *m, double scale_factor,
+                                      const pg_latent_transform *tf, const float *x, int64_t n,
+                                      int64_t batch, float *images);
+
+/* ---- a diffusion model's samples back to images ----
+ * A DiT trained on the latents of `vae encode` samples in their units; the
+ * decoder its checkpoint names turns them into images, and those into
+ * samples in the layout of the VAE's training files (pixel-unshuffled and
+ * normalised as `patchgrad latents` writes them), which the classifier and
+ * `patchgrad score` read like the real data. */
+typedef struct {
+  pg_vae model;
+  pg_vae_data_info data;  /* the transform of the VAE's training files */
+  double scale_factor;    /* stored latents = z * scale_factor */
+  char path[1024];        /* the checkpoint it was loaded from */
+  bool loaded;
+} pg_vae_decoder;
+
+/* Loads the VAE at path for latents stored with scale_factor, which must
+ * be [latent_shape] = the VAE's [H/p, W/p, C_lat] (an error names both
+ * shapes). On error d holds nothing (pg_vae_decoder_free is still safe). */
+PG_API pg_status pg_vae_decoder_load(pg_vae_decoder *d, const char *path, double scale_factor,
+                                     const int64_t latent_shape[3]);
+PG_API void pg_vae_decoder_free(pg_vae_decoder *d);
+/* The shape of one decoded sample in the training files' layout:
+ * [H / f, W / f, C f^2] (f = their space_to_depth). */
+PG_API void pg_vae_decoder_sample_shape(const pg_vae_decoder *d, int64_t shape[3]);
+/* n latents x [n, H/p, W/p, C_lat] in a run's units (tf as in
+ * pg_vae_decode_stored; may be NULL) -> samples [n, shape of
+ * pg_vae_decoder_sample_shape] in the VAE's training files' layout. */
+PG_API pg_status pg_vae_decoder_run(pg_ctx *ctx, pg_vae_decoder *d, const pg_latent_transform *tf,
+                                    const float *x, int64_t n, int64_t batch, float *samples);
+
 /* The arrays of n images through the whole model (pg_vae_forward); every
  * pointer but recon may be NULL. */
 typedef struct {
