@@ -15,17 +15,12 @@ share of a whole reduction hidden behind backward. Run it on an idle
 machine (OpenMPI as root: the script passes --allow-run-as-root).
 """
 import argparse
-import json
+import os
 import statistics
-import subprocess
+import sys
 
-
-def run_json(cmd):
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
-    for line in reversed(out.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError("no JSON line from " + " ".join(cmd))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_compare import run_json  # noqa: E402  (one copy of the JSON reader)
 
 
 def spread(xs):
