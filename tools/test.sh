@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} BLIS_NUM_THREADS=${BLIS_NUM_THREADS:-2}
+# meson runs tests side by side on few cores: OpenMP workers that spin long
+# (libgomp's default) stall each other's programs, so every test process
+# spins briefly, as the patchgrad command does for itself (cli/main.c)
+export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
 
 [ -d build ] || meson setup build
 meson compile -C build
