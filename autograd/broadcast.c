@@ -1,6 +1,8 @@
 #include "patchgrad/autograd/broadcast.h"
 
 #include "patchgrad/autograd/op.h"
+#include "patchgrad/autograd/parallel.h"
+#include "patchgrad/autograd/vector_clones.h"
 
 #include <string.h>
 
@@ -232,6 +234,43 @@ void pg_reduce_to(int n_src, const int64_t *src_shape, const float *src, int nd,
   }
 }
 
+/* pg_column_sums's kernel: columns [c0, c0 + len) (len <= COL_BLOCK) of a
+ * contiguous [rows, cols] block, each summed down the rows in order in a
+ * double accumulator: the same bits as reduce_columns, on any number of
+ * threads and any blocking. Vectorised for AVX-512/AVX2 (vector_clones.h);
+ * it runs at memory speed where the general reduction, which locates every
+ * source row by division, did not (4.5% of a medium bf16 step). */
+static PG_VECTOR_CLONES void column_sums_block(const float *restrict src, int64_t rows, int64_t cols,
+                                               int64_t c0, int64_t len, float *restrict dst, bool acc) {
+  double accum[COL_BLOCK];
+  for (int64_t j = 0; j < len; j++) accum[j] = 0.0;
+  for (int64_t i = 0; i < rows; i++) {
+    const float *restrict s = src + i * cols + c0;
+    for (int64_t j = 0; j < len; j++) accum[j] += (double)s[j];
+  }
+  float *restrict d = dst + c0;
+  if (acc)
+    for (int64_t j = 0; j < len; j++) d[j] += (float)accum[j];
+  else
+    for (int64_t j = 0; j < len; j++) d[j] = (float)accum[j];
+}
+
 void pg_column_sums(const float *src, int64_t rows, int64_t cols, float *dst, bool acc) {
-  pg_reduce_to(2, (int64_t[]){rows, cols}, src, 1, &cols, 1.0, dst, acc);
+  if (rows <= 0 || cols <= 0) {
+    pg_reduce_to(2, (int64_t[]){rows, cols}, src, 1, &cols, 1.0, dst, acc);
+    return;
+  }
+  /* as many column blocks as a multiple of the team, each a multiple of 16
+   * columns (no two threads write one cache line of dst) */
+  const int threads = pg_parallel_threads(rows * cols);
+  int64_t blocks = (cols + COL_BLOCK - 1) / COL_BLOCK;
+  blocks = (blocks + threads - 1) / threads * threads;
+  int64_t width = (cols + blocks - 1) / blocks;
+  width = (width + 15) / 16 * 16;
+  if (width > COL_BLOCK) width = COL_BLOCK;
+  const int64_t n_blocks = (cols + width - 1) / width;
+  PG_FOR(rows * cols, b, n_blocks, {
+    const int64_t c0 = b * width;
+    column_sums_block(src, rows, cols, c0, cols - c0 < width ? cols - c0 : width, dst, acc);
+  });
 }

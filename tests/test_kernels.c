@@ -8,7 +8,9 @@
  *    kernels.h's over a sweep of inputs, extremes, -inf (masked entries)
  *    and NaN included;
  *  - the MLP's fused Linear+GELU against pg_gelu(PG_GELU_TANH): the same
- *    bits, forward and backward. */
+ *    bits, forward and backward;
+ *  - pg_column_sums (every bias gradient) against its definition, a double
+ *    sum in row order rounded once: the same bits, on 1 and 2 threads. */
 #include "testutil.h"
 
 #include <math.h>
@@ -17,6 +19,7 @@
 
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/kernels.h"
+#include "patchgrad/autograd/op.h"
 #include "patchgrad/autograd/ops.h"
 #include "patchgrad/layers/attention_fused.h"
 #include "patchgrad/layers/mlp.h"
@@ -226,6 +229,42 @@ static void check_simd_softmax(const pg_attn_fused_math_fns *m) {
     }
 }
 
+/* ---- column sums ---- */
+
+static void test_column_sums_definition(void **state) {
+  (void)state;
+  const int64_t shapes[][2] = {{1, 1}, {3, 15}, {5, 17}, {4096, 384}, {700, 1152}, {33, 1536}, {2, 700}, {4096, 16}};
+  const int saved = pg_get_threads();
+  uint64_t seed = 7;
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const int64_t rows = shapes[si][0], cols = shapes[si][1];
+    float *src = malloc((size_t)(rows * cols) * sizeof *src), *got = malloc((size_t)cols * sizeof *got);
+    float *want = malloc((size_t)cols * sizeof *want), *base = malloc((size_t)cols * sizeof *base);
+    for (int64_t i = 0; i < rows * cols; i++) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      src[i] = (float)((double)(seed >> 11) / 9007199254740992.0 - 0.5) * 3.0f;
+    }
+    for (int64_t c = 0; c < cols; c++) base[c] = (float)c * 0.25f - 7.0f;
+    for (int acc = 0; acc < 2; acc++)
+      for (int threads = 1; threads <= 2; threads++) {
+        pg_set_threads(threads);
+        for (int64_t c = 0; c < cols; c++) {
+          double sum = 0;
+          for (int64_t r = 0; r < rows; r++) sum += (double)src[r * cols + c];
+          want[c] = acc ? base[c] + (float)sum : (float)sum;
+          got[c] = base[c];
+        }
+        pg_column_sums(src, rows, cols, got, acc);
+        for (int64_t c = 0; c < cols; c++)
+          if (memcmp(&got[c], &want[c], sizeof got[c]) != 0)
+            fail_msg("[%lld, %lld] acc %d threads %d: column %lld is %a, want %a", (long long)rows,
+                     (long long)cols, acc, threads, (long long)c, got[c], want[c]);
+      }
+    free(src), free(got), free(want), free(base);
+  }
+  pg_set_threads(saved);
+}
+
 static void test_simd_kernels_against_reference(void **state) {
   (void)state;
   int ran = 0;
@@ -250,6 +289,7 @@ int main(void) {
       cmocka_unit_test(test_gelu_against_float64),
       cmocka_unit_test(test_mlp_gelu_is_pg_gelu),
       cmocka_unit_test(test_simd_kernels_against_reference),
+      cmocka_unit_test(test_column_sums_definition),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
