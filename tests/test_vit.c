@@ -16,6 +16,7 @@
 
 #include "alloc_count.h"
 #include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/gemm_engine.h"
 #include "patchgrad/vit/classify.h"
 #include "patchgrad/optim/clip.h"
 #include "patchgrad/io/h5util.h"
@@ -335,9 +336,12 @@ static void test_overfit_small_batch(void **state) {
  * the sanitizers) counts no malloc over steps 2..4 of either attention form.
  * (Matrix products small enough for pg_gemm_serial, as in a toy-sized
  * model, enter BLIS's one-thread OpenMP region, for which libgomp allocates
- * a team each call.) */
+ * a team each call.) On the BLIS engine: oneDNN's products allocate inside
+ * every call (autograd/gemm_engine.h). */
 static void test_steps_allocate_nothing(void **state) {
   (void)state;
+  const pg_gemm_engine engine = pg_gemm_engine_get();
+  assert_int_equal(pg_gemm_engine_set(PG_GEMM_ENGINE_BLIS), PG_OK);
   for (int single = 0; single < 2; single++) {
     pg_classify_opts defaults;
     pg_classify_opts_init(&defaults);
@@ -379,6 +383,7 @@ static void test_steps_allocate_nothing(void **state) {
     pg_optimizer_free(&opt);
     pg_vit_free(&m);
   }
+  assert_int_equal(pg_gemm_engine_set(engine), PG_OK);
 }
 
 /* ---- training, checkpoints and the score, on synthetic shapes ---- */
