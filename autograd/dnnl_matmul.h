@@ -13,8 +13,8 @@
  * omp_get_max_threads() of them.
  *
  * Allocation: creating a primitive allocates; running one does too, inside
- * oneDNN 2.6's dnnl_primitive_execute (its argument map: 7 small
- * malloc/free pairs per call on this machine, freed before it returns). A
+ * oneDNN 2.6's dnnl_primitive_execute (its argument map: 6 small
+ * malloc/free pairs per call, 7 with beta != 0, freed before it returns). A
  * build without oneDNN (no PG_HAVE_DNNL) keeps every function: they return
  * an error saying so. */
 #ifndef PG_DNNL_MATMUL_H

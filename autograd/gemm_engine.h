@@ -45,12 +45,15 @@
  * repeat). oneDNN's float32 products are run-to-run deterministic at a
  * fixed thread count; the thread count is part of the key, and a product
  * may be decided differently at another thread count, so unlike BLIS
- * alone, results under auto or onednn can change with --threads.
+ * alone, results under auto or onednn can change with --threads, and a
+ * row's result can change with the number of rows multiplied with it (a
+ * batch of another size is another key, and oneDNN's blocking follows the
+ * shape), which with BLIS it never does.
  *
  * Allocation. oneDNN 2.6 allocates its argument map inside every
- * dnnl_primitive_execute: each product oneDNN computes makes 7 small
- * malloc/free pairs (freed before it returns: RSS stays flat, no page
- * fault). So a training step is malloc-free after its first only with the
+ * dnnl_primitive_execute: each product oneDNN computes makes 6 small
+ * malloc/free pairs, 7 with beta != 0 (freed before it returns: RSS stays
+ * flat, no page fault). So a training step is malloc-free after its first only with the
  * BLIS engine (PG_GEMM_ENGINE=blis, or pg_gemm_engine_set); `patchgrad
  * bench` reports the products each engine served and the allocations.
  * Deciding a key (first sight) allocates a scratch output and creates a
