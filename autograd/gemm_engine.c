@@ -96,12 +96,20 @@ static void start(void) {
   restore_error(&saved);
 }
 
+pg_status pg_gemm_engine_onednn_available(void) {
+  pthread_once(&once, start);
+  if (!g.dnnl_ok) return pg_fail(PG_ERR_STATE, "the oneDNN GEMM engine is unavailable: %s", g.dnnl_why);
+  return PG_OK;
+}
+
 pg_status pg_gemm_engine_set(pg_gemm_engine e) {
   pthread_once(&once, start);
   if ((unsigned)e >= PG_GEMM_ENGINE_COUNT)
     return pg_fail(PG_ERR_ARG, "pg_gemm_engine_set: %d is not a pg_gemm_engine", (int)e);
-  if (e == PG_GEMM_ENGINE_ONEDNN && !g.dnnl_ok)
-    return pg_fail(PG_ERR_STATE, "the oneDNN GEMM engine is unavailable: %s", g.dnnl_why);
+  if (e == PG_GEMM_ENGINE_ONEDNN) {
+    const pg_status st = pg_gemm_engine_onednn_available();
+    if (st) return st;
+  }
   atomic_store(&g.setting, (int)e);
   return PG_OK;
 }

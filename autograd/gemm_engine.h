@@ -86,6 +86,11 @@ PG_API const char *pg_gemm_engine_name(pg_gemm_engine e);
  * (PG_ERR_ARG). */
 PG_API pg_status pg_gemm_engine_parse(const char *text, pg_gemm_engine *out);
 
+/* PG_OK when the oneDNN engine can run here; otherwise an error
+ * (PG_ERR_STATE) naming why: a build without oneDNN, or oneDNN could not
+ * create its CPU engine. Where it fails, auto is BLIS everywhere. */
+PG_API pg_status pg_gemm_engine_onednn_available(void);
+
 /* Sets the engine for the whole process (wins over PG_GEMM_ENGINE).
  * Errors, changing nothing: a value outside the enum (PG_ERR_ARG); onednn
  * where oneDNN is unavailable (PG_ERR_STATE: a build without oneDNN, or

@@ -315,10 +315,12 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
   printf("GEMM fp32  engine %s: %.1f products per step by oneDNN, %.1f by BLIS (those of >= %.0f MFLOP "
          "outside parallel loops; the others are always BLIS)",
          pg_gemm_engine_name(engine), onednn_per_step, blis_per_step, (double)PG_GEMM_ENGINE_MIN_FLOPS * 1e-6);
-  if (engine == PG_GEMM_ENGINE_AUTO)
+  const bool onednn_here = pg_gemm_engine_onednn_available() == PG_OK;
+  if (engine == PG_GEMM_ENGINE_AUTO && !onednn_here)
+    printf("; BLIS everywhere (%s)", pg_last_error());
+  else if (engine == PG_GEMM_ENGINE_AUTO)
     printf("; shapes decided: %lld timed now, %lld read, %lld taken from another process, in %s%s",
-           (long long)ge.keys_timed, (long long)ge.keys_loaded, (long long)ge.keys_adopted,
-           *pg_gemm_engine_cache() ? pg_gemm_engine_cache() : "(no file)",
+           (long long)ge.keys_timed, (long long)ge.keys_loaded, (long long)ge.keys_adopted, pg_gemm_engine_cache(),
            ge.keys_not_kept ? " (some not written: kept in memory)" : "");
   if (ge.fallbacks) printf("; %lld oneDNN failures fell back to BLIS", (long long)ge.fallbacks);
   printf("\n");

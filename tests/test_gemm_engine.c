@@ -433,6 +433,7 @@ static void test_setting_names_and_errors(void **state) {
   assert_int_equal(pg_gemm_engine_set(PG_GEMM_ENGINE_COUNT), PG_ERR_ARG);
   assert_int_equal(pg_gemm_engine_set((pg_gemm_engine)-1), PG_ERR_ARG);
   assert_int_equal(pg_gemm_engine_get(), PG_GEMM_ENGINE_AUTO); /* unchanged */
+  assert_int_equal(pg_gemm_engine_onednn_available() == PG_OK, have_onednn);
   if (have_onednn) {
     assert_int_equal(pg_gemm_engine_set(PG_GEMM_ENGINE_ONEDNN), PG_OK);
     assert_int_equal(pg_gemm_engine_get(), PG_GEMM_ENGINE_ONEDNN);
