@@ -34,6 +34,7 @@
 #include "patchgrad/autograd/blas.h"
 #include "patchgrad/autograd/error.h"
 #include "patchgrad/autograd/gaussian.h"
+#include "patchgrad/autograd/gemm_engine.h"
 #include "patchgrad/autograd/gradcheck.h"
 #include "patchgrad/autograd/op.h"
 #include "patchgrad/autograd/ops.h"

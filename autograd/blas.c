@@ -42,6 +42,8 @@ void pg_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
              int64_t ldc) {
   /* under bf16 autocast (autocast.h) large products go to oneDNN */
   if (pg_autocast_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+  /* in float32, a large product may be oneDNN's (gemm_engine.h) */
+  if (pg_gemm_engine_run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
   gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
 }
 
@@ -65,9 +67,10 @@ void pg_gemm_auto(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   /* bf16 autocast first: a large product goes to oneDNN whether or not
    * BLIS would have threaded it (with one thread it never would) */
   if (pg_autocast_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
-  if (pg_parallel_gemm_worth(m, n, k))
-    gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
-  else
+  if (pg_parallel_gemm_worth(m, n, k)) {
+    if (!pg_gemm_engine_run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+      gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
+  } else
     pg_gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 

@@ -26,7 +26,8 @@
  * Results and the decision: a loop that gives each output to one thread
  * (all of PG_FOR's, pg_parallel_ranges's, and BLIS's products, which split
  * rows and columns, never the inner sum) computes the same bits on any
- * number of threads. The few sums split across threads (the MSE loss, the
+ * number of threads (products: on the BLIS engine; under auto a product's
+ * engine may differ between thread counts, gemm_engine.h). The few sums split across threads (the MSE loss, the
  * gradient norm of clipping, LayerNorm's weight gradient) add per-thread
  * partial sums kept in double, so the thread count moves them by double
  * rounding only, below float resolution but for rare ties. */

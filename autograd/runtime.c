@@ -16,6 +16,7 @@
 #endif
 
 #include "patchgrad/autograd/blas_internal.h"
+#include "patchgrad/autograd/runtime_internal.h"
 
 pg_runtime_options pg_runtime_defaults(void) { return (pg_runtime_options){.blis_arch = true}; }
 
@@ -96,8 +97,7 @@ static void measure_choice(const char *skx_id, kernel_choice *c) {
   c->use_skx = skx > 0 && (own <= 0 || skx < 0.95 * own);
 }
 
-/* The CPU's brand string (cpuid 0x80000002..4), "unknown" without it. */
-static void cpu_model(char *buf, size_t cap) {
+void pg_cpu_model(char *buf, size_t cap) {
   unsigned r[12] = {0};
   snprintf(buf, cap, "unknown");
 #if defined(__x86_64__)
@@ -115,11 +115,7 @@ static void cpu_model(char *buf, size_t cap) {
 #endif
 }
 
-/* The cache file, opened for reading and writing (created empty when
- * missing): $PG_CACHE_DIR/blis-kernels, else
- * ${XDG_CACHE_HOME:-$HOME/.cache}/patchgrad/blis-kernels. -1 when no such
- * folder can be made or written: the choice is then measured each time. */
-static int open_cache(char *path, size_t cap) {
+int pg_cache_file_open(const char *name, char *path, size_t cap) {
   const char *dir = getenv("PG_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
   char base[900];
   if (dir && *dir) snprintf(base, sizeof base, "%s", dir);
@@ -135,7 +131,7 @@ static int open_cache(char *path, size_t cap) {
     if (mkdir(parent, 0755) && errno != EEXIST) return -1;
   }
   if (mkdir(base, 0755) && errno != EEXIST) return -1;
-  snprintf(path, cap, "%s/blis-kernels", base);
+  snprintf(path, cap, "%s/%s", base, name);
   return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 }
 
@@ -193,9 +189,9 @@ static void choose_blis_arch(void) {
   /* The choice is measured once per machine and kept (runtime.h), so that
    * every later run uses the same kernels, hence the same rounding. */
   char cpu[64];
-  cpu_model(cpu, sizeof cpu);
+  pg_cpu_model(cpu, sizeof cpu);
   char path[1024];
-  const int fd = open_cache(path, sizeof path);
+  const int fd = pg_cache_file_open("blis-kernels", path, sizeof path);
   if (fd >= 0) flock(fd, LOCK_EX); /* a second process waits for the first one's figures */
   kernel_choice c;
   const bool cached = fd >= 0 && read_choice(fd, cpu, &c);

@@ -2,10 +2,12 @@
  * random latents (diffusion loss forward, backward, AdamW update) at the
  * size presets of `patchgrad train --size` (sizes.h: tiny, small, medium,
  * each with its own input size and batch), and reports the phases, the
- * step's median/min/max, GFLOP/s, peak RSS and the heap allocations made
- * during the timed steps (must be 0; counted only in the test build of the
- * command, build/tests/patchgrad_counted, which links tests/alloc_count.c). With
- * --floor it also measures the GEMM floor (bench_floor.h) in the same run.
+ * step's median/min/max, GFLOP/s, peak RSS, the products each float32 GEMM
+ * engine served (gemm_engine.h) and the heap allocations made during the
+ * timed steps (must be 0 when BLIS served every product; counted only in
+ * the test build of the command, build/tests/patchgrad_counted, which links
+ * tests/alloc_count.c). With --floor it also measures the GEMM floor
+ * (bench_floor.h) in the same run.
  *
  * Under mpirun -n K it times data-parallel steps (weak scaling: every rank
  * takes the size's batch, so the global batch is K times it): rank 0 first
@@ -27,6 +29,7 @@
 #include "sizes.h"
 #include "patchgrad/autograd/autocast.h"
 #include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/gemm_engine.h"
 #include "patchgrad/autograd/runtime.h"
 #include "patchgrad/dit/diffusion.h"
 #include "patchgrad/dist/reducer.h"
@@ -44,7 +47,7 @@ static long allocs_so_far(void) { return allocs_counted() ? pg_alloc_count() : 0
 static int usage(FILE *f) {
   fprintf(f,
 "usage: patchgrad bench [--size tiny|small|medium] [--threads N] [--steps K] [--warmup W] [--floor]\n"
-"                       [--json] [--precision fp32|bf16]\n"
+"                       [--json] [--precision fp32|bf16] [--gemm-engine auto|blis|onednn]\n"
 "\n"
 "Times full DiT training steps (diffusion loss forward, backward, AdamW lr 1e-4)\n"
 "on random latents. Sizes: the presets of patchgrad train --size, each on its own\n"
@@ -54,9 +57,14 @@ static int usage(FILE *f) {
 "  medium: input 32x32, hidden 384, depth 6, heads 6, batch 16\n"
 "  --threads N   BLIS and OpenMP threads (all cores)\n"
 "  --steps K     timed steps (tiny 50, small 20, medium 8)   --warmup W  untimed steps first (3)\n"
-"  --floor       also measure the GEMM floor: BLIS's time for every product of a step\n"
+"  --floor       also measure the GEMM floor: the time of every product of a step, alone,\n"
+"                on the engine that serves it (BLIS's alone with --gemm-engine blis)\n"
 "  --precision P fp32 (default) or bf16: bf16 mixed precision as torch.autocast on CPU\n"
 "                (large products' inputs rounded to bf16 and multiplied by oneDNN)\n"
+"  --gemm-engine E  who multiplies float32 matrices (PG_GEMM_ENGINE, else auto): auto\n"
+"                times BLIS and oneDNN once per product shape on this machine and keeps\n"
+"                the faster; blis: BLIS everywhere (steps allocation-free); onednn:\n"
+"                oneDNN for every product of >= 2 MFLOP (it allocates in every call)\n"
 "  --json        end with one JSON line of every number (for tools/bench_compare.py)\n"
 "  --seed X      model and data seed (0)\n"
 "Under mpirun -n K (each rank --threads N): data-parallel steps of K x the batch,\n"
@@ -157,7 +165,7 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
   const char *name = "small";
   int64_t threads = 0, steps = 0, warmup = 3, seed = 0;
   bool floor = false, json = false;
-  const char *precision_name = "fp32";
+  const char *precision_name = "fp32", *engine_name = NULL;
   pg_args a = pg_args_begin("bench", argc, argv);
   while (pg_args_next(&a)) {
     if (pg_args_help(&a)) return usage(stdout);
@@ -169,12 +177,18 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
     if (pg_arg_switch(&a, "--floor", &floor)) continue;
     if (pg_arg_switch(&a, "--json", &json)) continue;
     if (pg_arg_string(&a, "--precision", &precision_name)) continue;
+    if (pg_arg_string(&a, "--gemm-engine", &engine_name)) continue;
     return pg_args_unknown(&a);
   }
   if (a.failed) return 2;
   pg_precision precision;
   if (pg_precision_parse(precision_name, &precision) || pg_autocast_set(precision, NULL))
     return pg_args_error(&a, "--precision: %s", pg_last_error());
+  pg_gemm_engine engine;
+  if (engine_name && (pg_gemm_engine_parse(engine_name, &engine) || pg_gemm_engine_set(engine)))
+    return pg_args_error(&a, "--gemm-engine: %s", pg_last_error());
+  if (!engine_name && pg_gemm_engine_env()) return pg_args_error(&a, "%s", pg_last_error());
+  engine = pg_gemm_engine_get();
   const pg_cli_dit_size *bc = pg_cli_dit_size_find(&a, name);
   if (!bc) return 2;
   if (!steps) steps = bc->bench_steps;
@@ -230,9 +244,13 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
   cpu_usage(&cpu0, &faults0);
   const long allocs_before = allocs_so_far();
   const pg_autocast_stats ac_before = pg_autocast_get_stats();
+  const pg_gemm_engine_stats ge_before = pg_gemm_engine_get_stats();
   if (!st) st = timed_steps(&s, 0, steps, times);
   const long allocs = allocs_so_far() - allocs_before;
   const pg_autocast_stats ac_after = pg_autocast_get_stats();
+  const pg_gemm_engine_stats ge = pg_gemm_engine_get_stats();
+  const double onednn_per_step = (double)(ge.onednn_products - ge_before.onednn_products) / (double)steps;
+  const double blis_per_step = (double)(ge.blis_products - ge_before.blis_products) / (double)steps;
   const double bf16_per_step = (double)(ac_after.bf16_products - ac_before.bf16_products) / (double)steps;
   cpu_usage(&cpu1, &faults1);
   const double cpu_per_step = (cpu1 - cpu0) / (double)steps;
@@ -294,6 +312,18 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
   }
   printf("GEMM work  %.3f GFLOP per step (3 x forward), %.1f GFLOP/s at the median\n", gflop, gflops);
   printf("BLIS       %s kernels running; %s\n", pg_blas_kernels(), pg_runtime_blis_choice());
+  printf("GEMM fp32  engine %s: %.1f products per step by oneDNN, %.1f by BLIS (those of >= %.0f MFLOP "
+         "outside parallel loops; the others are always BLIS)",
+         pg_gemm_engine_name(engine), onednn_per_step, blis_per_step, (double)PG_GEMM_ENGINE_MIN_FLOPS * 1e-6);
+  const bool onednn_here = pg_gemm_engine_onednn_available() == PG_OK;
+  if (engine == PG_GEMM_ENGINE_AUTO && !onednn_here)
+    printf("; BLIS everywhere (%s)", pg_last_error());
+  else if (engine == PG_GEMM_ENGINE_AUTO)
+    printf("; shapes decided: %lld timed now, %lld read, %lld taken from another process, in %s%s",
+           (long long)ge.keys_timed, (long long)ge.keys_loaded, (long long)ge.keys_adopted, pg_gemm_engine_cache(),
+           ge.keys_not_kept ? " (some not written: kept in memory)" : "");
+  if (ge.fallbacks) printf("; %lld oneDNN failures fell back to BLIS", (long long)ge.fallbacks);
+  printf("\n");
   printf("CPU time   %.3f ms per step (all threads), %.1f page faults per step\n", cpu_per_step,
          (double)(faults1 - faults0) / (double)steps);
   printf("peak RSS   %.1f MiB (arena %.1f MiB)\n", rss, (double)s.ctx->arena.reserved / (1024.0 * 1024.0));
@@ -301,9 +331,10 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
     printf("bf16       %.1f products per step through oneDNN, %lld primitives created, %lld fell back to fp32\n",
            bf16_per_step, (long long)ac_after.primitives_created, (long long)ac_after.fallbacks);
   if (allocs_counted())
-    printf("heap allocations during the timed steps: %ld%s\n", allocs,
-           allocs && precision == PG_PRECISION_BF16
-               ? " (oneDNN allocates its argument map inside every execute call)"
+    printf("heap allocations during the timed steps: %ld, %.1f per step%s\n", allocs, (double)allocs / (double)steps,
+           allocs && (precision == PG_PRECISION_BF16 || onednn_per_step > 0)
+               ? " (oneDNN allocates its argument map inside every execute call, and frees it; "
+                 "--gemm-engine blis in fp32 makes steps allocation-free)"
            : allocs && pg_get_threads() == 1
                ? " (BLIS's OpenMP build: libgomp allocates a one-thread team on every BLIS call)"
                : "");
@@ -322,18 +353,22 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
     }
     printf("GEMM floor %.3f ms per step (attention's per-head products %.3f ms), %.3f GFLOP\n",
            fl.total_ms, fl.attention_ms, fl.gflop);
-    printf("step       %.2fx the GEMM floor; %.1f GFLOP/s = %.0f%% of BLIS's %.1f GFLOP/s (4096x1536x384)\n",
-           ph[4].median / fl.total_ms, gflops, 100.0 * gflops / fl.blis_gflops, fl.blis_gflops);
+    printf("step       %.2fx the GEMM floor; %.1f GFLOP/s = %.0f%% of the %.1f GFLOP/s of a 4096x1536x384 product "
+           "(engine %s)\n",
+           ph[4].median / fl.total_ms, gflops, 100.0 * gflops / fl.blis_gflops, fl.blis_gflops,
+           pg_gemm_engine_name(engine));
   }
   if (json) {
     printf("{\"tool\": \"patchgrad\", \"size\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"steps\": %lld, "
            "\"forward_ms\": %.4f, \"backward_ms\": %.4f, \"optimizer_ms\": %.4f, "
            "\"step_median_ms\": %.4f, \"step_min_ms\": %.4f, \"step_max_ms\": %.4f, "
            "\"gflop\": %.6f, \"gflops\": %.3f, \"cpu_ms_per_step\": %.4f, \"peak_rss_mib\": %.2f, "
-           "\"allocations\": %ld, \"blis_kernels\": \"%s\"",
+           "\"allocations\": %ld, \"blis_kernels\": \"%s\", \"gemm_engine\": \"%s\", "
+           "\"onednn_products_per_step\": %.2f, \"blis_products_per_step\": %.2f",
            bc->name, pg_precision_name(precision), pg_get_threads(), (long long)steps, ph[0].median, ph[1].median, ph[3].median,
            ph[4].median, ph[4].min, ph[4].max, gflop, gflops, cpu_per_step, rss,
-           allocs_counted() ? allocs : -1L, pg_blas_kernels());
+           allocs_counted() ? allocs : -1L, pg_blas_kernels(), pg_gemm_engine_name(engine), onednn_per_step,
+           blis_per_step);
     if (dp)
       printf(", \"ranks\": %d, \"solo_step_ms\": %.4f, \"comm_wait_ms\": %.4f, \"allreduce_ms\": %.4f, "
              "\"speedup\": %.4f, \"efficiency\": %.4f",
@@ -346,10 +381,13 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
   free(times);
   free_state(&s);
   /* With one thread every BLIS call allocates (above), which the library
-   * cannot avoid; with more, a step must allocate nothing. */
-  if (allocs && allocs_counted() && pg_get_threads() > 1 && precision == PG_PRECISION_FP32) {
-    fprintf(stderr, "patchgrad bench: %ld heap allocations during the timed steps (a training step must make none)\n",
-            allocs);
+   * cannot avoid, and so does every oneDNN product (gemm_engine.h); with
+   * more threads and BLIS serving every product, a step must allocate
+   * nothing. */
+  if (allocs && allocs_counted() && pg_get_threads() > 1 && precision == PG_PRECISION_FP32 &&
+      ge.onednn_products == ge_before.onednn_products) {
+    fprintf(stderr, "patchgrad bench: %ld heap allocations during the timed steps (a training step on BLIS must "
+            "make none)\n", allocs);
     return 1;
   }
   return 0;

@@ -10,6 +10,7 @@
 
 #include "guard.h"
 #include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/gemm_engine.h"
 #include "stop.h"
 
 void pg_cli_run_flags_init(pg_cli_run_flags *f, const pg_run_opts *run) {
@@ -85,6 +86,18 @@ static bool precision_arg(pg_args *a, pg_run_opts *run) {
   return true;
 }
 
+/* --gemm-engine auto|blis|onednn (autograd/gemm_engine.h): set for the
+ * process at once, as PG_GEMM_ENGINE would be. */
+static bool gemm_engine_arg(pg_args *a, pg_cli_run_flags *f) {
+  if (!pg_arg_string(a, "--gemm-engine", &f->gemm_engine)) return false;
+  pg_gemm_engine e;
+  if (pg_gemm_engine_parse(f->gemm_engine, &e) || pg_gemm_engine_set(e)) {
+    pg_args_error(a, "--gemm-engine: %s", pg_last_error());
+    a->failed = true;
+  }
+  return true;
+}
+
 /* --val-every N: every N steps, 0 never (the loop's -1). */
 static bool val_every_arg(pg_args *a, pg_run_opts *run) {
   int64_t v;
@@ -118,7 +131,7 @@ bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run) {
          pg_arg_int(a, "--accum", 1, 1 << 20, &run->accum) || group_arg(a, f) ||
          pg_arg_string(a, "--init-from", &run->init_from) ||
          pg_arg_switch(a, "--allow-partial", &run->allow_partial) ||
-         pg_arg_switch(a, "--shard-optimizer", &run->shard_optimizer);
+         pg_arg_switch(a, "--shard-optimizer", &run->shard_optimizer) || gemm_engine_arg(a, f);
 }
 
 void pg_cli_run_usage(FILE *out) {
@@ -140,7 +153,11 @@ void pg_cli_run_usage(FILE *out) {
 "  --stats-from T.h5     bring every file to T.h5's mean and std (its attributes,\n"
 "                        else those of its values)\n"
 "data-parallel (under mpirun -n K)\n"
-"  --shard-optimizer     split the optimizer's state over the K ranks (ZeRO-1)\n");
+"  --shard-optimizer     split the optimizer's state over the K ranks (ZeRO-1)\n"
+"speed\n"
+"  --gemm-engine E       float32 products on auto (the faster of BLIS and oneDNN per\n"
+"                        shape, timed once per machine), blis or onednn (PG_GEMM_ENGINE,\n"
+"                        else auto; blis: steps allocation-free)\n");
 }
 
 /* The param groups of the --freeze, --lr-for and --no-decay flags: the
@@ -210,6 +227,7 @@ int pg_cli_run_finish(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run) {
     return pg_args_error(a, "--init-from %s and --resume %s: a resumed run takes its weights from its checkpoint; "
                             "give one", run->init_from, run->resume);
   build_groups(f, run);
+  if (!f->gemm_engine && pg_gemm_engine_env()) return pg_args_error(a, "%s", pg_last_error());
   if (!pg_cli_check_threads(a->cmd, f->threads)) return 2;
   pg_set_threads((int)f->threads);
   return 0;

@@ -45,6 +45,7 @@ typedef struct {
   int64_t warmup, step_size;
   bool nesterov;
   int64_t threads;            /* --threads (0: all cores) */
+  const char *gemm_engine;    /* --gemm-engine, NULL: PG_GEMM_ENGINE's or auto */
   /* the schedule without --schedule: a cosine decay to 0 after the warmup
    * (classify, vae), else constant, or warmup-then-constant with --warmup */
   bool cosine_default;
@@ -69,7 +70,8 @@ void pg_cli_run_flags_init(pg_cli_run_flags *f, const pg_run_opts *run);
  * --batch, --steps, --epochs, --seed, --threads, --clip, --log-every,
  * --quiet, --optim, --lr, --momentum, --nesterov, --weight-decay, --beta1,
  * --beta2, --schedule, --warmup, --step-size, --gamma, --accum, --freeze,
- * --lr-for, --no-decay, --init-from, --allow-partial, --shard-optimizer. */
+ * --lr-for, --no-decay, --init-from, --allow-partial, --shard-optimizer,
+ * --gemm-engine (set for the process when parsed). */
 bool pg_cli_run_arg(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run);
 
 /* The usage lines of those flags that every training command shares
@@ -82,8 +84,8 @@ void pg_cli_run_usage(FILE *out);
  * conflict or would be ignored (--steps with --epochs, --momentum or
  * --nesterov with adam/adamw, --beta1/--beta2 with sgd, --step-size/--gamma
  * without the step schedule, a batch not divisible by --accum), naming
- * both; checks --threads and that --data was given. 0, or 2 after printing
- * the error. */
+ * both; checks --threads, that --data was given, and PG_GEMM_ENGINE when
+ * --gemm-engine was not. 0, or 2 after printing the error. */
 int pg_cli_run_finish(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run);
 
 /* A training job as the launcher runs it: train(job) runs it with the run
