@@ -67,10 +67,13 @@ void pg_gemm_auto(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   /* bf16 autocast first: a large product goes to oneDNN whether or not
    * BLIS would have threaded it (with one thread it never would) */
   if (pg_autocast_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
-  if (pg_parallel_gemm_worth(m, n, k)) {
-    if (!pg_gemm_engine_run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
-      gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
-  } else
+  /* then the fp32 engine's choice for a large product (gemm_engine.h),
+   * outside parallel regions only (oneDNN would open a nested team), and
+   * on one thread too, so that --threads 1 and 2 run the same engines */
+  if (pg_gemm_engine_run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+  if (pg_parallel_gemm_worth(m, n, k))
+    gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
+  else
     pg_gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 

@@ -28,8 +28,9 @@ PG_API void pg_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int
  * (pg_parallel_gemm_worth in parallel.h): products too small to pay for
  * waking BLIS's threads run on the calling thread. Under bf16 autocast
  * (autocast.h) a large product goes to oneDNN first, whatever the thread
- * count; in float32 a product that runs on all threads goes through the
- * engine choice of gemm_engine.h, as pg_gemm's do. With the BLIS engine,
+ * count; in float32 a large product (outside a parallel region, on any
+ * thread count) goes through the engine choice of gemm_engine.h, as
+ * pg_gemm's do, and the rest as before. With the BLIS engine,
  * same arguments, same result bits either way (BLIS splits rows and
  * columns across threads, never the inner sum); with auto or onednn a
  * product may be oneDNN's at one thread count and BLIS's at another. */

@@ -1,12 +1,13 @@
 /* Which library multiplies float32 matrices: BLIS or oneDNN, chosen per
  * product shape by timing both on this machine.
  *
- * What it covers. pg_gemm, and pg_gemm_auto when it runs on all threads
- * (blas.h), for products of at least PG_GEMM_ENGINE_MIN_FLOPS floating-
- * point operations (2 m n k), called outside a parallel region. Everything
- * else is BLIS: smaller products, pg_gemm_serial (products inside parallel
- * loops, and pg_gemm_auto's products on one thread), pg_gemm_float32
- * (attention's per-head products). bf16 autocast (autocast.h) comes first
+ * What it covers. pg_gemm and pg_gemm_auto (blas.h), on any thread count,
+ * for products of at least PG_GEMM_ENGINE_MIN_FLOPS floating-point
+ * operations (2 m n k), called outside a parallel region. Everything else
+ * is BLIS: smaller products, pg_gemm_serial (products inside parallel
+ * loops), pg_gemm_float32 (attention's per-head products). With --threads 1
+ * the large products are decided as with 2 (each thread count has its own
+ * keys), so a one-thread run measures the same engines as a two-thread one. bf16 autocast (autocast.h) comes first
  * and is unchanged: under it a large product is bf16 on oneDNN whatever the
  * engine.
  *
