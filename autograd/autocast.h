@@ -58,7 +58,10 @@ PG_API pg_precision pg_autocast_get(void);
 
 /* Round-to-nearest-even float32 -> bfloat16 (the top 16 bits of the float32
  * pattern after rounding; NaN stays a quiet NaN of the same sign), and back
- * (exact). The reference conversion; the GEMM path uses the same rule. */
+ * (exact). The reference conversion; the GEMM path uses the same rule,
+ * with AVX512_BF16's VCVTNEPS2BF16 where the CPU has it, which also flushes
+ * subnormal inputs to a signed zero (as oneDNN's bf16 dot products read
+ * subnormal inputs anyway). */
 PG_API uint16_t pg_float_to_bf16(float x);
 PG_API float pg_bf16_to_float(uint16_t x);
 

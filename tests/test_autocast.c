@@ -143,30 +143,36 @@ static void test_gemm_bf16_against_float64(void **state) {
 }
 
 /* B = identity makes C = bf16(A): the fast rounding against the reference,
- * over random bit patterns in the normal range with many exact ties. */
+ * over random bit patterns in the normal range with many exact ties, for
+ * row lengths that reach both the 32-wide loop and the masked tail of the
+ * AVX512_BF16 conversion. */
 static void test_fast_rounding_matches_reference(void **state) {
   (void)state;
   if (!have_bf16()) skip();
-  const int64_t m = 64, k = 16;
-  float a[64 * 16], eye[16 * 16], c[64 * 16];
+  enum { M = 64, KMAX = 70 };
+  static float a[M * KMAX], eye[KMAX * KMAX], c[M * KMAX];
+  const int64_t widths[] = {16, 37, 48, 70};
   pg_rng rng;
   pg_rng_seed(&rng, 3);
-  for (int64_t i = 0; i < m * k; i++) {
-    uint32_t u = (uint32_t)pg_rng_below(&rng, 0xffffffffu);
-    if (i % 5 == 0) u = (u & 0xffff0000u) | 0x8000u; /* a tie */
-    a[i] = from_bits(u);
-    /* outside [1e-30, 1e30] (oneDNN flushes subnormals): move into [1, 2) */
-    if (!isfinite(a[i]) || fabsf(a[i]) > 1e30f || fabsf(a[i]) < 1e-30f)
-      a[i] = from_bits((u & 0x807fffffu) | (127u << 23));
-  }
-  for (int64_t i = 0; i < k * k; i++) eye[i] = (i / k == i % k) ? 1.0f : 0.0f;
-  assert_int_equal(pg_gemm_bf16(false, false, m, k, k, 1.0f, a, k, eye, k, 0.0f, c, k), PG_OK);
-  for (int64_t i = 0; i < m * k; i++)
-    if (c[i] != pg_bf16_to_float(pg_float_to_bf16(a[i]))) {
-      fprintf(stderr, "element %lld: %a rounds to %a, reference %a\n", (long long)i, a[i], c[i],
-              pg_bf16_to_float(pg_float_to_bf16(a[i])));
-      fail();
+  for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+    const int64_t m = M, k = widths[w];
+    for (int64_t i = 0; i < m * k; i++) {
+      uint32_t u = (uint32_t)pg_rng_below(&rng, 0xffffffffu);
+      if (i % 5 == 0) u = (u & 0xffff0000u) | 0x8000u; /* a tie */
+      a[i] = from_bits(u);
+      /* outside [1e-30, 1e30] (oneDNN flushes subnormals): move into [1, 2) */
+      if (!isfinite(a[i]) || fabsf(a[i]) > 1e30f || fabsf(a[i]) < 1e-30f)
+        a[i] = from_bits((u & 0x807fffffu) | (127u << 23));
     }
+    for (int64_t i = 0; i < k * k; i++) eye[i] = (i / k == i % k) ? 1.0f : 0.0f;
+    assert_int_equal(pg_gemm_bf16(false, false, m, k, k, 1.0f, a, k, eye, k, 0.0f, c, k), PG_OK);
+    for (int64_t i = 0; i < m * k; i++)
+      if (c[i] != pg_bf16_to_float(pg_float_to_bf16(a[i]))) {
+        fprintf(stderr, "width %lld, element %lld: %a rounds to %a, reference %a\n", (long long)k,
+                (long long)i, a[i], c[i], pg_bf16_to_float(pg_float_to_bf16(a[i])));
+        fail();
+      }
+  }
 }
 
 static void test_autocast_routes_pg_gemm(void **state) {
