@@ -9,7 +9,9 @@
  * parameters, optimizer state, gradients accumulated into parameters,
  * LayerNorm statistics, softmax, the loss and every reduction. Products too
  * small to pay for the rounding (m*n*k < PG_AUTOCAST_MIN_FLOPS / 2),
- * pg_gemm_serial and attention's per-head products stay float32.
+ * pg_gemm_serial and the general attention path's per-head products stay
+ * float32; the fused attention kernel runs its own products in bf16 under
+ * the same thread state (layers/attention_fused.h, 32 tokens or more).
  *
  * The state is per thread, like torch.autocast's: set it on the thread that
  * runs forward and backward. With PG_PRECISION_FP32 (the default) pg_gemm is

@@ -60,11 +60,13 @@ static int usage(FILE *f) {
 "  --floor       also measure the GEMM floor: the time of every product of a step, alone,\n"
 "                on the engine that serves it (BLIS's alone with --gemm-engine blis)\n"
 "  --precision P fp32 (default) or bf16: bf16 mixed precision as torch.autocast on CPU\n"
-"                (large products' inputs rounded to bf16 and multiplied by oneDNN)\n"
+"                (large products' inputs rounded to bf16 and multiplied by oneDNN;\n"
+"                attention's products in bf16 too, for 32 tokens or more)\n"
 "  --gemm-engine E  who multiplies float32 matrices (PG_GEMM_ENGINE, else auto): auto\n"
 "                times BLIS and oneDNN once per product shape on this machine and keeps\n"
-"                the faster; blis: BLIS everywhere (steps allocation-free); onednn:\n"
-"                oneDNN for every product of >= 2 MFLOP (it allocates in every call)\n"
+"                the faster; blis: BLIS everywhere (steps allocation-free on 2+ threads);\n"
+"                onednn:"
+" oneDNN for every product of >= 2 MFLOP (it allocates in every call)\n"
 "  --json        end with one JSON line of every number (for tools/bench_compare.py)\n"
 "  --seed X      model and data seed (0)\n"
 "Under mpirun -n K (each rank --threads N): data-parallel steps of K x the batch,\n"
@@ -187,7 +189,6 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
   pg_gemm_engine engine;
   if (engine_name && (pg_gemm_engine_parse(engine_name, &engine) || pg_gemm_engine_set(engine)))
     return pg_args_error(&a, "--gemm-engine: %s", pg_last_error());
-  if (!engine_name && pg_gemm_engine_env()) return pg_args_error(&a, "%s", pg_last_error());
   engine = pg_gemm_engine_get();
   const pg_cli_dit_size *bc = pg_cli_dit_size_find(&a, name);
   if (!bc) return 2;
@@ -320,7 +321,8 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
     printf("; BLIS everywhere (%s)", pg_last_error());
   else if (engine == PG_GEMM_ENGINE_AUTO)
     printf("; shapes decided: %lld timed now, %lld read, %lld taken from another process, in %s%s",
-           (long long)ge.keys_timed, (long long)ge.keys_loaded, (long long)ge.keys_adopted, pg_gemm_engine_cache(),
+           (long long)ge.keys_timed, (long long)ge.keys_loaded, (long long)ge.keys_adopted,
+           *pg_gemm_engine_cache() ? pg_gemm_engine_cache() : "(no file: no float32 product was decided)",
            ge.keys_not_kept ? " (some not written: kept in memory)" : "");
   if (ge.fallbacks) printf("; %lld oneDNN failures fell back to BLIS", (long long)ge.fallbacks);
   printf("\n");
@@ -334,7 +336,7 @@ static int bench(const pg_dist *dist, int argc, char **argv) {
     printf("heap allocations during the timed steps: %ld, %.1f per step%s\n", allocs, (double)allocs / (double)steps,
            allocs && (precision == PG_PRECISION_BF16 || onednn_per_step > 0)
                ? " (oneDNN allocates its argument map inside every execute call, and frees it; "
-                 "--gemm-engine blis in fp32 makes steps allocation-free)"
+                 "--gemm-engine blis in fp32 on 2+ threads makes steps allocation-free)"
            : allocs && pg_get_threads() == 1
                ? " (BLIS's OpenMP build: libgomp allocates a one-thread team on every BLIS call)"
                : "");

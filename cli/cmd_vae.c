@@ -268,6 +268,13 @@ static int run_decode(int argc, char **argv) {
   pg_vae_data_info trained;
   bool loaded = false;
   if (!st && !(st = pg_vae_load(ckpt, &m, &trained))) loaded = true;
+  else if (st && !v.ckpt && info.vae_checkpoint[0]) { /* the path the file names, as vae encode wrote it */
+    char why[512];
+    snprintf(why, sizeof why, "%s", pg_last_error());
+    st = pg_fail(st, "%s (the VAE named by %s's vae_checkpoint attribute, a path as given to vae encode; "
+                     "give --ckpt V.h5 when it has moved or you run from another folder)",
+                 why, v.data);
+  }
   int64_t ls[3] = {0};
   if (loaded) pg_vae_latent_shape(&m.cfg, ls);
   if (!st && (info.height != ls[0] || info.width != ls[1] || info.channels != ls[2]))

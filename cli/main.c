@@ -1,6 +1,7 @@
 /* patchgrad: the command-line front door. Subcommands are listed in one
  * table; each lives in its own file. PG_VERSION (the project's version)
  * comes from meson.build. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "args.h"
 #include "commands.h"
 #include "patchgrad/autograd/blas.h"
+#include "patchgrad/autograd/gemm_engine.h"
 #include "patchgrad/autograd/runtime.h"
 #include "patchgrad/io/h5util.h"
 
@@ -112,5 +114,15 @@ int main(int argc, char **argv) {
   if (pg_args_is_help(argv[1]) || !strcmp(argv[1], "help")) return help(argc, argv);
   if (!strcmp(argv[1], "--version")) return cmd_version(1, argv + 1);
   const pg_command *c = find(argv[1]);
-  return c ? c->run(argc - 1, argv + 1) : unknown(argv[1]);
+  if (!c) return unknown(argv[1]);
+  /* a bad PG_GEMM_ENGINE is refused by every command alike, unless the
+   * command's own --gemm-engine flag (where it has one) sets the engine */
+  bool engine_flag = argc > 2 && pg_args_is_help(argv[2]);
+  for (int i = 2; i < argc && !engine_flag; i++)
+    engine_flag = !strncmp(argv[i], "--gemm-engine", 13) && (argv[i][13] == '\0' || argv[i][13] == '=');
+  if (!engine_flag && pg_gemm_engine_env()) {
+    fprintf(stderr, "patchgrad %s: %s\n", argv[1], pg_last_error());
+    return 2;
+  }
+  return c->run(argc - 1, argv + 1);
 }

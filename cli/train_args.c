@@ -157,7 +157,7 @@ void pg_cli_run_usage(FILE *out) {
 "speed\n"
 "  --gemm-engine E       float32 products on auto (the faster of BLIS and oneDNN per\n"
 "                        shape, timed once per machine), blis or onednn (PG_GEMM_ENGINE,\n"
-"                        else auto; blis: steps allocation-free)\n");
+"                        else auto; blis: steps allocation-free on 2+ threads)\n");
 }
 
 /* The param groups of the --freeze, --lr-for and --no-decay flags: the
@@ -227,7 +227,6 @@ int pg_cli_run_finish(pg_args *a, pg_cli_run_flags *f, pg_run_opts *run) {
     return pg_args_error(a, "--init-from %s and --resume %s: a resumed run takes its weights from its checkpoint; "
                             "give one", run->init_from, run->resume);
   build_groups(f, run);
-  if (!f->gemm_engine && pg_gemm_engine_env()) return pg_args_error(a, "%s", pg_last_error());
   if (!pg_cli_check_threads(a->cmd, f->threads)) return 2;
   pg_set_threads((int)f->threads);
   return 0;

@@ -44,7 +44,7 @@ typedef struct {
   const uint64_t *seeds;  /* [B * heads] dropout seeds (forward only) */
   uint8_t *keep;          /* [B, heads, T, T] dropout keep-mask: written forward when
                            * non-NULL, read backward (required there with dropout) */
-  const char *isa;        /* NULL: the widest set this CPU runs; else "avx512",
+  const char *isa;        /* NULL: the default (below); else "avx512", "avx512bf16",
                            * "avx2" or "sse2" (tests), which the CPU must run */
 } pg_attn_fused_args;
 
@@ -54,6 +54,22 @@ typedef struct {
   int64_t dq_ld, dk_ld, dv_ld;
   bool acc_q, acc_k, acc_v; /* add into the destination instead of writing it */
 } pg_attn_fused_grads;
+
+/* bf16 products. Under bf16 autocast (autograd/autocast.h) on the calling
+ * thread, with at least PG_ATTN_BF16_MIN_TOKENS tokens and a CPU with
+ * AVX512_BF16, the default set is "avx512bf16": the six products of a pair
+ * (scores, output, dv, dP, dq, dk) round their operands to bf16 (round to
+ * nearest even; subnormal inputs read as zero) and accumulate in float32
+ * with VDPBF16PS, as torch.autocast runs attention's bmm in bf16; the
+ * softmax, its backward, masks, dropout and the saved probabilities stay
+ * float32. Each product then carries autocast.h's error bound. Below that
+ * many tokens the rounding and packing cost more than bf16 saves, and the
+ * float32 kernels run. */
+#define PG_ATTN_BF16_MIN_TOKENS 32
+
+/* True when a call with these args runs the bf16 products (named, or the
+ * default under bf16 autocast as above); ask on the thread that will call. */
+bool pg_attn_fused_bf16(const pg_attn_fused_args *a);
 
 /* True when the fused kernel takes heads of this size: it keeps a T x T
  * block and the transposed k, v of one pair per thread in scratch. */

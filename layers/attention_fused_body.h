@@ -9,6 +9,8 @@
  *   FMADD(a, b, c)  a * b + c on vectors
  *   VMAX(a, b), VMIN(a, b)  lane-wise max, min; the second operand when
  *                           either is NaN (x86's maxps/minps)
+ *   BF16       (optional, with W 16 under AVX512_BF16) the six products of a
+ *              pair run on bf16 operands (below); everything else as float32
  * Not a public header. */
 
 _Static_assert(RB <= MAX_RB, "the dropout tile in scratch holds MAX_RB rows");
@@ -141,6 +143,7 @@ static inline __attribute__((always_inline)) void ISA(tile)(
     }
 }
 
+#ifndef BF16 /* (the bf16 set multiplies with gemm_bf16 instead) */
 /* C[M, N] (=, or += when acc) alpha * A[M, K] B[K, N], strides as in tile. */
 static void ISA(gemm)(int64_t M, int64_t N, int64_t K, float alpha, const float *a, int64_t a_rs,
                       int64_t a_cs, const float *b, int64_t ldb, float *c, int64_t ldc, bool acc) {
@@ -175,6 +178,7 @@ static void ISA(gemm)(int64_t M, int64_t N, int64_t K, float alpha, const float 
       c[i * ldc + j] = alpha * s + (acc ? c[i * ldc + j] : 0.0f);
     }
 }
+#endif
 
 /* Softmax of one row in place: max-subtracted, so any magnitude is safe. */
 static void ISA(softmax_row)(float *s, int64_t n) {
@@ -261,6 +265,119 @@ static void ISA(transpose)(const float *src, int64_t ld, int64_t rows, int64_t c
   }
 }
 
+#ifdef BF16
+/* ---- bf16 products (AVX512_BF16; bf16 autocast, autocast.h) ----
+ * The operands of each product are rounded to bf16 (round to nearest even,
+ * VCVTNE2PS2BF16, which reads subnormal inputs as zero, as oneDNN's bf16
+ * products do) and stored in pairs along the sum index: one uint32 holds
+ * (x[p], x[p + 1]) as its low and high halves, the layout VDPBF16PS
+ * multiplies; sums accumulate in float32. The softmax, its backward, the
+ * masks and dropout stay float32, as under torch.autocast, whose bmm is
+ * bf16 and whose softmax is float32. */
+
+/* Lane e of the interleave: even lanes from the first operand's e / 2,
+ * odd lanes from the second's (16 + e / 2). */
+static const uint16_t ISA(interleave)[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                             21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                             11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
+static inline __mmask16 ISA(mask16)(int64_t left) {
+  return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
+}
+
+/* Pairs down the rows: dst[p2 * ldd + j] = (bf16 src[2 p2][j], bf16
+ * src[2 p2 + 1][j]) for p2 < ceil(rows / 2), j < ldd (a multiple of 16);
+ * zero past the last row and the last column. src rows are ld floats apart. */
+static void ISA(pack_pairs)(const float *src, int64_t ld, int64_t rows, int64_t cols, uint32_t *dst,
+                            int64_t ldd) {
+  const __m512i idx = _mm512_loadu_si512((const void *)ISA(interleave));
+  for (int64_t p2 = 0; p2 < (rows + 1) / 2; p2++) {
+    const float *r0 = src + 2 * p2 * ld;
+    const bool second = 2 * p2 + 1 < rows;
+    for (int64_t j = 0; j < ldd; j += 16) {
+      const __mmask16 m = ISA(mask16)(cols - j);
+      const __m512 lo = _mm512_maskz_loadu_ps(m, r0 + (j < cols ? j : 0));
+      const __m512 hi = second ? _mm512_maskz_loadu_ps(m, r0 + ld + (j < cols ? j : 0)) : _mm512_setzero_ps();
+      const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo); /* lo's 16 halves, then hi's */
+      _mm512_storeu_si512((void *)(dst + p2 * ldd + j), _mm512_permutexvar_epi16(idx, both));
+    }
+  }
+}
+
+/* Pairs along the rows: row r's bf16 values two by two, dst[r * ldd + p2] =
+ * (src[r][2 p2], src[r][2 p2 + 1]) for p2 < ldd = ceil(cols / 2), the odd
+ * last one paired with zero. */
+static void ISA(pack_rows)(const float *src, int64_t ld, int64_t rows, int64_t cols, uint32_t *dst,
+                           int64_t ldd) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *s = src + r * ld;
+    uint16_t *d = (uint16_t *)(void *)(dst + r * ldd);
+    for (int64_t j = 0; j < 2 * ldd; j += 32) {
+      const __m512 lo = _mm512_maskz_loadu_ps(ISA(mask16)(cols - j), s + (j < cols ? j : 0));
+      const __m512 hi = _mm512_maskz_loadu_ps(ISA(mask16)(cols - j - 16), s + (j + 16 < cols ? j + 16 : 0));
+      const int64_t left = 2 * ldd - j;
+      const __mmask32 m = left >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << left) - 1u);
+      _mm512_mask_storeu_epi16((void *)(d + j), m, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+  }
+}
+
+/* One register tile: C[rows, cols] (=, or += when acc) alpha * sum over
+ * p2 < K2 of A's pair (r, p2), at a[r * a_rs + p2 * a_cs], times B's pair
+ * row p2 (b + p2 * ldb, 16 columns per vector, nv vectors); cols <= nv * 16
+ * are stored. Rows past `rows` repeat the last row and are not stored. */
+static inline __attribute__((always_inline)) void ISA(tile_bf16)(
+    int nv, int64_t K2, const uint32_t *a, int64_t a_rs, int64_t a_cs, const uint32_t *b, int64_t ldb,
+    float *c, int64_t ldc, int rows, int64_t cols, float alpha, bool acc) {
+  __m512 s[RB][NV];
+  const uint32_t *ar[RB];
+  for (int r = 0; r < RB; r++) {
+    ar[r] = a + (r < rows ? r : rows - 1) * a_rs;
+    for (int v = 0; v < NV; v++) s[r][v] = _mm512_setzero_ps();
+  }
+  for (int64_t p2 = 0; p2 < K2; p2++) {
+    __m512i bv[NV];
+    for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_si512((const void *)(b + p2 * ldb + v * 16));
+    for (int r = 0; r < RB; r++) {
+      const __m512i av = _mm512_set1_epi32((int)ar[r][p2 * a_cs]);
+      for (int v = 0; v < nv; v++) s[r][v] = _mm512_dpbf16_ps(s[r][v], (__m512bh)av, (__m512bh)bv[v]);
+    }
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < nv; v++) {
+      const __mmask16 m = ISA(mask16)(cols - v * 16);
+      float *dst = c + r * ldc + v * 16;
+      __m512 val = _mm512_mul_ps(al, s[r][v]);
+      if (acc) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(m, dst));
+      _mm512_mask_storeu_ps(dst, m, val);
+    }
+}
+
+/* C[M, N] (=, or += when acc) alpha * A B from pairs (tile_bf16's layout);
+ * B's pair rows hold at least N columns rounded up to 16 (zeros past N). */
+static void ISA(gemm_bf16)(int64_t M, int64_t N, int64_t K2, float alpha, const uint32_t *a, int64_t a_rs,
+                           int64_t a_cs, const uint32_t *b, int64_t ldb, float *c, int64_t ldc, bool acc) {
+  for (int64_t j = 0; j < N;) {
+    int nv = (int)((N - j + 15) / 16);
+    if (nv > NV) nv = NV;
+    const int64_t cols = N - j < nv * 16 ? N - j : nv * 16;
+    for (int64_t i = 0; i < M; i += RB) {
+      const int rows = M - i < RB ? (int)(M - i) : RB;
+      const uint32_t *ai = a + i * a_rs;
+      float *ci = c + i * ldc + j;
+      switch (nv) {
+      case 1: ISA(tile_bf16)(1, K2, ai, a_rs, a_cs, b + j, ldb, ci, ldc, rows, cols, alpha, acc); break;
+      case 2: ISA(tile_bf16)(2, K2, ai, a_rs, a_cs, b + j, ldb, ci, ldc, rows, cols, alpha, acc); break;
+      case 3: ISA(tile_bf16)(3, K2, ai, a_rs, a_cs, b + j, ldb, ci, ldc, rows, cols, alpha, acc); break;
+      default: ISA(tile_bf16)(4, K2, ai, a_rs, a_cs, b + j, ldb, ci, ldc, rows, cols, alpha, acc); break;
+      }
+    }
+    j += nv * 16;
+  }
+}
+#endif
+
 static void ISA(forward_pair)(const pg_attn_fused_args *a, int64_t pair, float *scratch) {
   const int64_t T = a->tokens, b = pair / a->heads, n = pair % a->heads;
   const float *q = a->q + b * T * a->q_ld + n * a->dk;
@@ -275,12 +392,23 @@ static void ISA(forward_pair)(const pg_attn_fused_args *a, int64_t pair, float *
   pg_rng rng;
   if (a->dropout > 0.0f) pg_rng_seed(&rng, a->seeds[pair]);
   ISA(transpose)(k, a->k_ld, T, a->dk, kt);
+#ifdef BF16
+  const bf16_layout L = bf16_layout_of(a);
+  uint32_t *const base = (uint32_t *)(void *)(scratch + fp32_scratch_floats(a));
+  ISA(pack_pairs)(kt, T, a->dk, T, base + L.kt, L.Tp);       /* scores' B, [dk / 2][T] */
+  ISA(pack_pairs)(v, a->v_ld, T, a->dv, base + L.v, L.dvp);  /* the output's B, [T / 2][dv] */
+#endif
   /* One register tile's rows at a time, start to finish: their scores,
    * softmax, dropout and output while the rows are still in L1. */
   for (int64_t i = 0; i < T; i += RB) {
     const int64_t rows = T - i < RB ? T - i : RB;
     float *pi = p + i * T;
+#ifdef BF16
+    ISA(pack_rows)(q + i * a->q_ld, a->q_ld, rows, a->dk, base + L.rows_d, L.dk2);
+    ISA(gemm_bf16)(rows, T, L.dk2, a->scale, base + L.rows_d, L.dk2, 1, base + L.kt, L.Tp, pi, T, false);
+#else
     ISA(gemm)(rows, T, a->dk, a->scale, q + i * a->q_ld, a->q_ld, 1, kt, T, pi, T, false);
+#endif
     for (int64_t r = 0; r < rows; r++)
       ISA(masked_softmax_row)(pi + r * T, T, a->causal ? i + r + 1 : T, pad);
     const float *weights = pi;
@@ -288,8 +416,14 @@ static void ISA(forward_pair)(const pg_attn_fused_args *a, int64_t pair, float *
       ISA(drop_rows)(pi, dropped, keep ? keep + i * T : NULL, rows, T, a->dropout, &rng);
       weights = dropped;
     }
+#ifdef BF16
+    ISA(pack_rows)(weights, T, rows, T, base + L.rows_t, L.T2);
+    ISA(gemm_bf16)(rows, a->dv, L.T2, 1.0f, base + L.rows_t, L.T2, 1, base + L.v, L.dvp,
+                   out + i * a->out_ld, a->out_ld, false);
+#else
     ISA(gemm)(rows, a->dv, T, 1.0f, weights, T, 1, v, a->v_ld, out + i * a->out_ld, a->out_ld,
               false);
+#endif
   }
 }
 
@@ -304,6 +438,10 @@ static void ISA(backward_pair)(const pg_attn_fused_args *a, const pg_attn_fused_
   const uint8_t *keep = a->dropout > 0.0f ? a->keep + pair * T * T : NULL;
   const float rescale = keep ? 1.0f / (1.0f - a->dropout) : 1.0f;
   float *vt = scratch, *ds = scratch + (a->dk > a->dv ? a->dk : a->dv) * T;
+#ifdef BF16
+  const bf16_layout L = bf16_layout_of(a);
+  uint32_t *const base = (uint32_t *)(void *)(scratch + fp32_scratch_floats(a));
+#endif
   /* dv = W^T dout, W the weights that multiplied v (P after dropout) */
   if (g->dv) {
     const float *w = p;
@@ -312,30 +450,62 @@ static void ISA(backward_pair)(const pg_attn_fused_args *a, const pg_attn_fused_
       for (int64_t i = 0; i < T * T; i++) dropped[i] = keep[i] ? p[i] * rescale : 0.0f;
       w = dropped;
     }
+#ifdef BF16
+    /* A = W^T: W's pairs down its rows are A's pairs along its rows */
+    ISA(pack_pairs)(w, T, T, T, base + L.square, L.Tp);
+    ISA(pack_pairs)(dout, a->out_ld, T, a->dv, base + L.v, L.dvp);
+    ISA(gemm_bf16)(T, a->dv, L.T2, 1.0f, base + L.square, 1, L.Tp, base + L.v, L.dvp,
+                   g->dv + b * T * g->dv_ld + n * a->dv, g->dv_ld, g->acc_v);
+#else
     ISA(gemm)(T, a->dv, T, 1.0f, w, 1, T, dout, a->out_ld, g->dv + b * T * g->dv_ld + n * a->dv,
               g->dv_ld, g->acc_v);
+#endif
   }
   if (!g->dq && !g->dk) return;
   /* dW = dout v^T, through dropout, then through the softmax (masked
    * weights are 0 in P, so their scores get no gradient) */
   float *dq = g->dq ? g->dq + b * T * g->dq_ld + n * a->dk : NULL;
   ISA(transpose)(v, a->v_ld, T, a->dv, vt);
+#ifdef BF16
+  ISA(pack_pairs)(vt, T, a->dv, T, base + L.kt, L.Tp);      /* dP's B, [dv / 2][T] */
+  ISA(pack_pairs)(k, a->k_ld, T, a->dk, base + L.v, L.dkp);  /* dq's B, [T / 2][dk] */
+#endif
   /* A register tile's rows at a time: dP, dS and (scores = scale * q k^T)
    * dq = scale * dS k while the rows are in L1; dk needs every row of dS. */
   for (int64_t i = 0; i < T; i += RB) {
     const int64_t rows = T - i < RB ? T - i : RB;
     float *dsi = ds + i * T;
+#ifdef BF16
+    ISA(pack_rows)(dout + i * a->out_ld, a->out_ld, rows, a->dv, base + L.rows_d, L.dv2);
+    ISA(gemm_bf16)(rows, T, L.dv2, 1.0f, base + L.rows_d, L.dv2, 1, base + L.kt, L.Tp, dsi, T, false);
+#else
     ISA(gemm)(rows, T, a->dv, 1.0f, dout + i * a->out_ld, a->out_ld, 1, vt, T, dsi, T, false);
+#endif
     if (keep)
       for (int64_t e = 0; e < rows * T; e++) dsi[e] = keep[i * T + e] ? dsi[e] * rescale : 0.0f;
     for (int64_t r = 0; r < rows; r++) ISA(softmax_grad_row)(p + (i + r) * T, dsi + r * T, T);
-    if (dq)
+    if (dq) {
+#ifdef BF16
+      ISA(pack_rows)(dsi, T, rows, T, base + L.rows_t, L.T2);
+      ISA(gemm_bf16)(rows, a->dk, L.T2, a->scale, base + L.rows_t, L.T2, 1, base + L.v, L.dkp,
+                     dq + i * g->dq_ld, g->dq_ld, g->acc_q);
+#else
       ISA(gemm)(rows, a->dk, T, a->scale, dsi, T, 1, k, a->k_ld, dq + i * g->dq_ld, g->dq_ld,
                 g->acc_q);
+#endif
+    }
   }
-  if (g->dk)
+  if (g->dk) {
+#ifdef BF16
+    ISA(pack_pairs)(ds, T, T, T, base + L.square, L.Tp);       /* A = dS^T */
+    ISA(pack_pairs)(q, a->q_ld, T, a->dk, base + L.v, L.dkp);  /* B = q, [T / 2][dk] */
+    ISA(gemm_bf16)(T, a->dk, L.T2, a->scale, base + L.square, 1, L.Tp, base + L.v, L.dkp,
+                   g->dk + b * T * g->dk_ld + n * a->dk, g->dk_ld, g->acc_k);
+#else
     ISA(gemm)(T, a->dk, T, a->scale, ds, 1, T, q, a->q_ld, g->dk + b * T * g->dk_ld + n * a->dk,
               g->dk_ld, g->acc_k);
+#endif
+  }
 }
 
 static const pg_attn_kernels ISA(kernels) = {
@@ -350,3 +520,4 @@ static const pg_attn_kernels ISA(kernels) = {
 #undef FMADD
 #undef VMAX
 #undef VMIN
+#undef BF16

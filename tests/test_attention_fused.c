@@ -1,9 +1,13 @@
 /* The fused attention kernel (layers/attention_fused.c), every instruction
- * set this CPU runs (AVX-512, AVX2, SSE2), against a float64 reference of
+ * set this CPU runs (AVX-512, its bf16 products, AVX2, SSE2), against a
+ * float64 reference of
  * softmax(q k^T / sqrt(d)) v and its gradients: head sizes and token counts
  * that are and are not multiples of the vector width, one and two threads,
  * writing and accumulating gradient destinations, and scores large enough
- * that an unstabilised softmax would overflow. (The op around it,
+ * that an unstabilised softmax would overflow. The bf16 set is checked
+ * against the same reference with the operands of its six products rounded
+ * to bf16 where the kernel rounds them, and against bf16 autocast's choice
+ * of it. (The op around it,
  * pg_sdpa_packed_op, is checked against PyTorch and by finite differences
  * in test_attention.c.) */
 #include "testutil.h"
@@ -13,14 +17,23 @@
 #include <string.h>
 
 #include "patchgrad/layers/attention_fused.h"
+#include "patchgrad/autograd/autocast.h"
 #include "patchgrad/autograd/blas.h"
 
 typedef struct {
   int64_t B, T, H, d;
 } shape;
 
-/* Reference out, dq, dk, dv (float64) for packed qkv [B, T, 3h]. */
-static void reference(const shape *s, const float *qkv, const float *dout, double *out, double *g) {
+/* x, or x rounded to bf16 (as a float32 product input) when `round`. */
+static double rb(double x, bool round) {
+  return round ? (double)pg_bf16_to_float(pg_float_to_bf16((float)x)) : x;
+}
+
+/* Reference out, dq, dk, dv (float64) for packed qkv [B, T, 3h]; with
+ * `round`, every operand of the six products is first rounded to bf16, as
+ * the bf16 kernels round them (P and dS from their float64 values). */
+static void reference(const shape *s, const float *qkv, const float *dout, double *out, double *g,
+                      bool round) {
   const int64_t h = s->H * s->d, T = s->T, ld = 3 * h;
   const double scale = 1.0 / sqrt((double)s->d);
   double *p = malloc((size_t)(T * T) * sizeof *p), *ds = malloc((size_t)(T * T) * sizeof *ds);
@@ -34,7 +47,7 @@ static void reference(const shape *s, const float *qkv, const float *dout, doubl
         double max = -INFINITY, sum = 0;
         for (int64_t j = 0; j < T; j++) {
           double x = 0;
-          for (int64_t c = 0; c < s->d; c++) x += (double)q[i * ld + c] * k[j * ld + c];
+          for (int64_t c = 0; c < s->d; c++) x += rb(q[i * ld + c], round) * rb(k[j * ld + c], round);
           p[i * T + j] = x * scale;
           if (p[i * T + j] > max) max = p[i * T + j];
         }
@@ -42,7 +55,7 @@ static void reference(const shape *s, const float *qkv, const float *dout, doubl
         for (int64_t j = 0; j < T; j++) p[i * T + j] /= sum;
         for (int64_t c = 0; c < s->d; c++) {
           double o = 0;
-          for (int64_t j = 0; j < T; j++) o += p[i * T + j] * v[j * ld + c];
+          for (int64_t j = 0; j < T; j++) o += rb(p[i * T + j], round) * rb(v[j * ld + c], round);
           out[(b * T + i) * h + n * s->d + c] = o;
         }
       }
@@ -50,7 +63,7 @@ static void reference(const shape *s, const float *qkv, const float *dout, doubl
         double dot = 0;
         for (int64_t j = 0; j < T; j++) {
           double x = 0;
-          for (int64_t c = 0; c < s->d; c++) x += (double)go[i * h + c] * v[j * ld + c];
+          for (int64_t c = 0; c < s->d; c++) x += rb(go[i * h + c], round) * rb(v[j * ld + c], round);
           ds[i * T + j] = x;
           dot += x * p[i * T + j];
         }
@@ -60,9 +73,9 @@ static void reference(const shape *s, const float *qkv, const float *dout, doubl
         for (int64_t c = 0; c < s->d; c++) {
           double dq = 0, dk = 0, dv = 0;
           for (int64_t j = 0; j < T; j++) {
-            dq += ds[i * T + j] * k[j * ld + c];
-            dk += ds[j * T + i] * q[j * ld + c];
-            dv += p[j * T + i] * go[j * h + c];
+            dq += rb(ds[i * T + j], round) * rb(k[j * ld + c], round);
+            dk += rb(ds[j * T + i], round) * rb(q[j * ld + c], round);
+            dv += rb(p[j * T + i], round) * rb(go[j * h + c], round);
           }
           gq[i * ld + c] = dq * scale;
           gk[i * ld + c] = dk * scale;
@@ -99,11 +112,21 @@ static void check_shape(const char *isa, const shape *s, int threads, bool acc, 
   for (int64_t i = 0; i < n_qkv; i++) grad[i] = acc ? 1.0f : NAN; /* written, never read */
   pg_attn_fused_forward(&a, scratch, threads);
   pg_attn_fused_backward(&a, &g, scratch, threads);
-  reference(s, qkv->data, dout->data, ref_out, ref_g);
+  const bool bf16 = !strcmp(isa, "avx512bf16");
+  reference(s, qkv->data, dout->data, ref_out, ref_g, bf16);
   to_float(ref_out, want_out, n_out, 0.0f);
   to_float(ref_g, want_g, n_qkv, acc ? 1.0f : 0.0f);
-  assert_close(out, want_out, n_out, 2e-6 * tol, 1e-5 * tol);
-  assert_close(grad, want_g, n_qkv, 2e-6 * tol, 1e-4 * tol);
+  if (bf16) {
+    /* The kernel's P and dS are float32 and the reference's float64: where
+     * the two round to neighbouring bf16 values, that one term of a sum
+     * moves by 2^-8 of itself. Hence tolerances at bf16's resolution, not
+     * float32's; against the exact (unrounded) reference this check fails. */
+    assert_close(out, want_out, n_out, 2e-4 * tol, 4e-3 * tol);
+    assert_close(grad, want_g, n_qkv, 2e-4 * tol, 4e-3 * tol);
+  } else {
+    assert_close(out, want_out, n_out, 2e-6 * tol, 1e-5 * tol);
+    assert_close(grad, want_g, n_qkv, 2e-6 * tol, 1e-4 * tol);
+  }
   free(out), free(grad), free(probs), free(ref_out), free(ref_g), free(want_out), free(want_g);
   free(scratch);
   pg_tensor_free(qkv);
@@ -134,6 +157,46 @@ static void check_isa(const char *isa) {
 static void test_avx512(void **state) {
   (void)state;
   check_isa("avx512");
+}
+
+static void test_avx512bf16(void **state) {
+  (void)state;
+  check_isa("avx512bf16");
+}
+
+/* The bf16 products are really bf16 (they differ from float32 by far more
+ * than float32's rounding), and bf16 autocast picks them by default for
+ * heads of at least PG_ATTN_BF16_MIN_TOKENS tokens only. */
+static void test_bf16_is_bf16_and_the_autocast_default(void **state) {
+  (void)state;
+  if (!pg_attn_fused_runs("avx512bf16")) skip();
+  const shape s = {1, 40, 2, 16};
+  const int64_t h = s.H * s.d, n_out = s.T * h;
+  pg_tensor *qkv = pg_test_randn(PG_SHAPE(s.T * 3 * h), 1.0f, 5);
+  float out32[40 * 32], out16[40 * 32], probs[2 * 40 * 40];
+  static float scratch[1 << 15];
+  pg_attn_fused_args a = {.batch = s.B, .tokens = s.T, .heads = s.H, .dk = s.d, .dv = s.d,
+                          .q = qkv->data, .k = qkv->data + h, .v = qkv->data + 2 * h,
+                          .q_ld = 3 * h, .k_ld = 3 * h, .v_ld = 3 * h, .out_ld = h,
+                          .scale = 0.25f, .probs = probs};
+  assert_false(pg_attn_fused_bf16(&a)); /* float32 autocast: float32 kernels */
+  a.out = out32;
+  pg_attn_fused_forward(&a, scratch, 1);
+  pg_precision previous;
+  assert_int_equal(pg_autocast_set(PG_PRECISION_BF16, &previous), PG_OK);
+  assert_true(pg_attn_fused_bf16(&a));
+  assert_true(pg_attn_fused_scratch_floats(&a, 1) <= (int64_t)(sizeof scratch / sizeof *scratch));
+  a.out = out16;
+  pg_attn_fused_forward(&a, scratch, 1);
+  pg_attn_fused_args small = a;
+  small.tokens = PG_ATTN_BF16_MIN_TOKENS - 1;
+  assert_false(pg_attn_fused_bf16(&small));
+  assert_int_equal(pg_autocast_set(previous, NULL), PG_OK);
+  double worst = 0;
+  for (int64_t i = 0; i < n_out; i++) worst = fmax(worst, fabs((double)out16[i] - out32[i]));
+  assert_true(worst > 1e-4); /* float32 kernels agree with float64 to ~1e-6 */
+  assert_true(worst < 0.05);
+  pg_tensor_free(qkv);
 }
 
 static void test_avx2(void **state) {
@@ -172,8 +235,8 @@ static void check_nan(const char *isa) {
 
 static void test_nan_propagates(void **state) {
   (void)state;
-  const char *isas[3] = {"avx512", "avx2", "sse2"};
-  for (int i = 0; i < 3; i++) check_nan(isas[i]);
+  const char *isas[4] = {"avx512", "avx512bf16", "avx2", "sse2"};
+  for (int i = 0; i < 4; i++) check_nan(isas[i]);
 }
 
 static void test_unknown_isa_is_refused(void **state) {
@@ -187,6 +250,8 @@ int main(void) {
   pg_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_avx512),
+      cmocka_unit_test(test_avx512bf16),
+      cmocka_unit_test(test_bf16_is_bf16_and_the_autocast_default),
       cmocka_unit_test(test_avx2),
       cmocka_unit_test(test_sse2),
       cmocka_unit_test(test_nan_propagates),

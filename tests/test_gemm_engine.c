@@ -467,6 +467,19 @@ static void test_environment_and_flag(void **state) {
   assert_non_null(strstr(out, "PG_GEMM_ENGINE='fast' is not one of auto, blis, onednn"));
   assert_int_equal(bench("", "--gemm-engine fast", out, sizeof out), 2);
   assert_non_null(strstr(out, "--gemm-engine: GEMM engine 'fast' is not one of auto, blis, onednn"));
+  /* every command refuses it, not only those with the flag (vae encode has none) */
+  {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "PG_GEMM_ENGINE=fast '%s/patchgrad' vae encode --ckpt a.h5 --data b.h5 --out c.h5 2>&1",
+             PG_BUILD_DIR);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    const size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    const int status = pclose(p);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    assert_non_null(strstr(out, "PG_GEMM_ENGINE='fast' is not one of auto, blis, onednn"));
+  }
   /* the flag wins over the variable */
   assert_int_equal(bench("PG_GEMM_ENGINE=fast", "--gemm-engine blis", out, sizeof out), 0);
   assert_non_null(strstr(out, "engine blis: 0.0 products per step by oneDNN"));
