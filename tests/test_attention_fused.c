@@ -199,6 +199,46 @@ static void test_bf16_is_bf16_and_the_autocast_default(void **state) {
   pg_tensor_free(qkv);
 }
 
+/* Causal masks, padded keys and dropout with the bf16 products: the same
+ * weights (masks and dropout draws are float32 and seeded per pair) and
+ * results within bf16's resolution of the float32 kernels', forward and
+ * backward. */
+static void test_bf16_masks_and_dropout(void **state) {
+  (void)state;
+  if (!pg_attn_fused_runs("avx512bf16")) skip();
+  enum { B = 2, T = 37, H = 2, D = 24, HD = H * D };
+  const int64_t n_qkv = B * T * 3 * HD, n_out = B * T * HD, n_p = B * H * T * T;
+  pg_tensor *qkv = pg_test_randn(PG_SHAPE(n_qkv), 1.0f, 41);
+  pg_tensor *dout = pg_test_randn(PG_SHAPE(n_out), 1.0f, 42);
+  uint8_t pad[B * T] = {0};
+  pad[5] = pad[T + 30] = 1;
+  const uint64_t seeds[B * H] = {11, 12, 13, 14};
+  static float out[2][B * T * HD], grad[2][B * T * 3 * HD], probs[2][B * H * T * T], scratch[1 << 17];
+  static uint8_t keep[2][B * H * T * T];
+  const char *isas[2] = {"avx512", "avx512bf16"};
+  for (int v = 0; v < 2; v++) {
+    pg_attn_fused_args a = {.batch = B, .tokens = T, .heads = H, .dk = D, .dv = D, .q = qkv->data,
+                            .k = qkv->data + HD, .v = qkv->data + 2 * HD, .q_ld = 3 * HD, .k_ld = 3 * HD,
+                            .v_ld = 3 * HD, .out = out[v], .out_ld = HD, .scale = 0.2f, .probs = probs[v],
+                            .causal = true, .pad = pad, .dropout = 0.25f, .seeds = seeds, .keep = keep[v],
+                            .isa = isas[v]};
+    pg_attn_fused_grads g = {.dout = dout->data, .dq = grad[v], .dk = grad[v] + HD, .dv = grad[v] + 2 * HD,
+                             .dq_ld = 3 * HD, .dk_ld = 3 * HD, .dv_ld = 3 * HD};
+    assert_true(pg_attn_fused_scratch_floats(&a, 2) <= (int64_t)(sizeof scratch / sizeof *scratch));
+    pg_attn_fused_forward(&a, scratch, 2);
+    pg_attn_fused_backward(&a, &g, scratch, 2);
+  }
+  assert_memory_equal(keep[0], keep[1], (size_t)n_p); /* the same draws */
+  /* bf16's 8 bits: each product within a few 2^-8 of its terms' size */
+  assert_close(out[1], out[0], n_out, 2e-2, 2e-2);
+  assert_close(grad[1], grad[0], n_qkv, 2e-2, 2e-2);
+  double worst = 0;
+  for (int64_t i = 0; i < n_out; i++) worst = fmax(worst, fabs((double)out[1][i] - out[0][i]));
+  assert_true(worst > 1e-5); /* and not the float32 products */
+  pg_tensor_free(qkv);
+  pg_tensor_free(dout);
+}
+
 static void test_avx2(void **state) {
   (void)state;
   check_isa("avx2");
@@ -252,6 +292,7 @@ int main(void) {
       cmocka_unit_test(test_avx512),
       cmocka_unit_test(test_avx512bf16),
       cmocka_unit_test(test_bf16_is_bf16_and_the_autocast_default),
+      cmocka_unit_test(test_bf16_masks_and_dropout),
       cmocka_unit_test(test_avx2),
       cmocka_unit_test(test_sse2),
       cmocka_unit_test(test_nan_propagates),
