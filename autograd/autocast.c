@@ -77,10 +77,11 @@ pg_autocast_stats pg_autocast_get_stats(void) {
   return s;
 }
 
-/* One row of round_block by the reference rule, written so GCC vectorises
- * it (for CPUs without AVX512_BF16 and for tests). */
-static void round_row_reference(const uint32_t *s, int64_t cols, uint16_t *d) {
-  for (int64_t j = 0; j < cols; j++) {
+/* pg_bf16_round_row by the reference rule, written so GCC vectorises it
+ * (CPUs without AVX512_BF16). */
+static void round_row_reference(const float *src, int64_t n, uint16_t *d) {
+  const uint32_t *s = (const uint32_t *)(const void *)src;
+  for (int64_t j = 0; j < n; j++) {
     const uint32_t u = s[j];
     const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
     const uint32_t nan = (u >> 16) | 0x40u;
@@ -88,43 +89,40 @@ static void round_row_reference(const uint32_t *s, int64_t cols, uint16_t *d) {
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(PG_HAVE_DNNL)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 /* The same row with AVX512_BF16's VCVTNEPS2BF16: round to nearest even and
- * quiet NaNs as the reference, 16 floats per instruction; it flushes
- * subnormal inputs to a signed zero, which changes no product because
- * oneDNN's bf16 dot products (VDPBF16PS) read subnormal inputs as zero too.
- * Only called where pg_bf16_available() found the instruction set. */
+ * quiet NaNs as the reference, 16 floats per instruction; subnormal inputs
+ * become a signed zero. */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-static void round_row_avx512bf16(const uint32_t *s, int64_t cols, uint16_t *d) {
-  const float *f = (const float *)(const void *)s;
+static void round_row_avx512bf16(const float *f, int64_t n, uint16_t *d) {
   int64_t j = 0;
-  for (; j + 32 <= cols; j += 32) {
+  for (; j + 32 <= n; j += 32) {
     const __m512bh two = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(f + j + 16), _mm512_loadu_ps(f + j));
     _mm512_storeu_si512((void *)(d + j), (__m512i)two);
   }
-  for (; j < cols; j += 16) {
-    const __mmask16 m = cols - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cols - j)) - 1u);
+  for (; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1u);
     const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, f + j));
     _mm256_mask_storeu_epi16((void *)(d + j), m, (__m256i)h);
   }
 }
-#define HAVE_ROUND_AVX512BF16 1
+
+void pg_bf16_round_row(const float *src, int64_t n, uint16_t *dst) {
+  static int fast = -1; /* decided once (the CPU does not change) */
+  int f = __atomic_load_n(&fast, __ATOMIC_RELAXED);
+  if (f < 0) __atomic_store_n(&fast, f = __builtin_cpu_supports("avx512bf16") ? 1 : 0, __ATOMIC_RELAXED);
+  if (f) round_row_avx512bf16(src, n, dst);
+  else round_row_reference(src, n, dst);
+}
+#else
+void pg_bf16_round_row(const float *src, int64_t n, uint16_t *dst) { round_row_reference(src, n, dst); }
 #endif
 
 /* Rounds rows x cols floats (row stride ld) into a packed bf16 block, on
  * all threads when it is large (parallel.h). */
 static void round_block(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst) {
-#ifdef HAVE_ROUND_AVX512BF16
-  static int fast = -1; /* decided once (the CPU does not change) */
-  int f = __atomic_load_n(&fast, __ATOMIC_RELAXED);
-  if (f < 0) __atomic_store_n(&fast, f = __builtin_cpu_supports("avx512bf16") ? 1 : 0, __ATOMIC_RELAXED);
-  if (f) {
-    PG_FOR(rows * cols, r, rows, round_row_avx512bf16((const uint32_t *)(const void *)(src + r * ld), cols, dst + r * cols));
-    return;
-  }
-#endif
-  PG_FOR(rows * cols, r, rows, round_row_reference((const uint32_t *)(const void *)(src + r * ld), cols, dst + r * cols));
+  PG_FOR(rows * cols, r, rows, pg_bf16_round_row(src + r * ld, cols, dst + r * cols));
 }
 
 #ifdef PG_HAVE_DNNL

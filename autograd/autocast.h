@@ -67,6 +67,13 @@ PG_API pg_precision pg_autocast_get(void);
 PG_API uint16_t pg_float_to_bf16(float x);
 PG_API float pg_bf16_to_float(uint16_t x);
 
+/* Rounds n floats src[0..n) into dst[0..n) by the rule above, on the
+ * calling thread: the one row kernel behind every bf16 operand (products
+ * here, attention's in layers/attention_fused.c). Where the CPU has
+ * AVX512_BF16 it runs VCVTNEPS2BF16, which also reads subnormal inputs as
+ * zero (as the bf16 dot products do anyway); elsewhere a loop of the rule. */
+PG_API void pg_bf16_round_row(const float *src, int64_t n, uint16_t *dst);
+
 /* The product pg_gemm computes under bf16 autocast, for callers that want it
  * regardless of the thread's state (and for tests): C[m, n] = alpha *
  * op(A) op(B) + beta * C, row-major, with op(A) and op(B) rounded to bf16.

@@ -306,19 +306,13 @@ static void ISA(pack_pairs)(const float *src, int64_t ld, int64_t rows, int64_t 
 
 /* Pairs along the rows: row r's bf16 values two by two, dst[r * ldd + p2] =
  * (src[r][2 p2], src[r][2 p2 + 1]) for p2 < ldd = ceil(cols / 2), the odd
- * last one paired with zero. */
+ * last one paired with zero. The rounding is autocast.h's row kernel. */
 static void ISA(pack_rows)(const float *src, int64_t ld, int64_t rows, int64_t cols, uint32_t *dst,
                            int64_t ldd) {
   for (int64_t r = 0; r < rows; r++) {
-    const float *s = src + r * ld;
     uint16_t *d = (uint16_t *)(void *)(dst + r * ldd);
-    for (int64_t j = 0; j < 2 * ldd; j += 32) {
-      const __m512 lo = _mm512_maskz_loadu_ps(ISA(mask16)(cols - j), s + (j < cols ? j : 0));
-      const __m512 hi = _mm512_maskz_loadu_ps(ISA(mask16)(cols - j - 16), s + (j + 16 < cols ? j + 16 : 0));
-      const int64_t left = 2 * ldd - j;
-      const __mmask32 m = left >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << left) - 1u);
-      _mm512_mask_storeu_epi16((void *)(d + j), m, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-    }
+    pg_bf16_round_row(src + r * ld, cols, d);
+    if (cols < 2 * ldd) d[cols] = 0;
   }
 }
 

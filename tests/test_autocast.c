@@ -164,6 +164,11 @@ static void test_fast_rounding_matches_reference(void **state) {
       if (!isfinite(a[i]) || fabsf(a[i]) > 1e30f || fabsf(a[i]) < 1e-30f)
         a[i] = from_bits((u & 0x807fffffu) | (127u << 23));
     }
+    /* the row kernel itself, which attention's packing calls too */
+    static uint16_t row[M * KMAX];
+    pg_bf16_round_row(a, m * k, row);
+    for (int64_t i = 0; i < m * k; i++)
+      if (row[i] != pg_float_to_bf16(a[i])) fail_msg("pg_bf16_round_row: element %lld: %a", (long long)i, a[i]);
     for (int64_t i = 0; i < k * k; i++) eye[i] = (i / k == i % k) ? 1.0f : 0.0f;
     assert_int_equal(pg_gemm_bf16(false, false, m, k, k, 1.0f, a, k, eye, k, 0.0f, c, k), PG_OK);
     for (int64_t i = 0; i < m * k; i++)
